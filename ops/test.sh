@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole RiftKV test suite, as CI runs it: setup, formatting, lints, then every test layer
+# (unit and property tests, in-process cluster tests, multi-process tests against real
+# `riftkv server` processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./ops/setup-debian.sh
+source ops/env.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== build"
+cargo build --workspace --all-targets --quiet
+echo "== tests"
+cargo test --workspace --no-fail-fast -- --test-threads 2

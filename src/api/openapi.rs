@@ -1,0 +1,133 @@
+//! The OpenAPI 3 document of the REST API, generated from the handlers' annotations and the
+//! JSON body types (so it cannot drift from the code).
+
+use super::{admin, buckets, error, objects, render};
+use axum::Json;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "RiftKV",
+        description = "Dynamo-style, sloppy-quorum key-value store. Every error answers \
+            {\"error\": code, \"message\": sentence, ...}."
+    ),
+    paths(
+        objects::get_object,
+        objects::put_object,
+        objects::post_object,
+        objects::delete_object,
+        buckets::list_keys,
+        buckets::get_props,
+        buckets::put_props,
+        admin::status,
+        admin::ring,
+        admin::preflist,
+        admin::local,
+        admin::leave,
+        admin::remove,
+        admin::health,
+        admin::ready,
+        admin::metrics,
+        serve,
+    ),
+    components(schemas(
+        error::ErrorBody,
+        render::ReadJson,
+        render::SiblingJson,
+        render::LocalJson,
+        buckets::PropsBody,
+        buckets::PropsPatchBody,
+        buckets::QuorumValue,
+        buckets::ConflictValue,
+        buckets::KeysBody,
+        admin::StatusBody,
+        admin::MemberBody,
+        admin::RingBody,
+        admin::PartitionBody,
+        admin::PreflistBody,
+        admin::AcceptedBody,
+        admin::HealthBody,
+    )),
+    tags(
+        (name = "objects", description = "Values under bucket and key"),
+        (name = "buckets", description = "Per-bucket replication and consistency defaults"),
+        (name = "admin", description = "Cluster status and membership commands"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "This OpenAPI 3 document", content_type = "application/json")))]
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route of the router, with its methods.
+    pub const ROUTES: &[(&str, &[&str])] = &[
+        ("/v1/kv/{bucket}/{key}", &["get", "put", "post", "delete"]),
+        ("/v1/kv/{bucket}", &["get"]),
+        ("/v1/buckets/{bucket}/props", &["get", "put"]),
+        ("/v1/admin/status", &["get"]),
+        ("/v1/admin/ring", &["get"]),
+        ("/v1/admin/preflist/{bucket}/{key}", &["get"]),
+        ("/v1/admin/local/{bucket}/{key}", &["get"]),
+        ("/v1/admin/leave", &["post"]),
+        ("/v1/admin/remove/{node_id}", &["post"]),
+        ("/health", &["get"]),
+        ("/ready", &["get"]),
+        ("/metrics", &["get"]),
+        ("/v1/openapi.json", &["get"]),
+    ];
+
+    #[test]
+    fn document_has_every_route_and_method() {
+        let v = serde_json::to_value(document()).unwrap();
+        assert!(v["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = v["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), ROUTES.len());
+        for (path, methods) in ROUTES {
+            let item = paths.get(*path).unwrap_or_else(|| panic!("missing {path}"));
+            for m in *methods {
+                assert!(item.get(*m).is_some(), "missing {m} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn document_has_the_body_schemas() {
+        let v = serde_json::to_value(document()).unwrap();
+        let schemas = v["components"]["schemas"].as_object().unwrap();
+        for name in [
+            "ErrorBody",
+            "ReadJson",
+            "SiblingJson",
+            "PropsBody",
+            "StatusBody",
+            "RingBody",
+            "KeysBody",
+        ] {
+            assert!(schemas.contains_key(name), "{name}");
+        }
+        let sib = &schemas["SiblingJson"]["properties"];
+        for f in [
+            "value_base64",
+            "content_type",
+            "etag",
+            "last_modified",
+            "deleted",
+        ] {
+            assert!(sib.get(f).is_some(), "{f}");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Bucket properties: per-bucket replication and consistency defaults, carried as cluster
+//! metadata in the ring state so every node answers the same way.
+
+use crate::version::ConflictMode;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A quorum size as a client writes it: an integer, or a symbolic value resolved against `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Quorum {
+    One,
+    Quorum,
+    All,
+    Count(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuorumError {
+    #[error("'{0}' is not a quorum: use an integer, one, quorum or all")]
+    Unparsable(String),
+    #[error("{name}={value} is more than n={n}")]
+    OverN { name: &'static str, value: u32, n: u32 },
+    #[error("{name} must be at least {min}")]
+    UnderMin { name: &'static str, min: u32 },
+}
+
+impl Quorum {
+    /// The concrete count for a bucket with `n` replicas.
+    pub fn resolve(self, n: u32) -> u32 {
+        match self {
+            Quorum::One => 1,
+            Quorum::Quorum => n / 2 + 1,
+            Quorum::All => n,
+            Quorum::Count(c) => c,
+        }
+    }
+
+    /// Resolves and checks the contract's bounds: `min` (1 for r/w, 0 for dw/pr/pw) ..= n.
+    pub fn resolve_checked(self, name: &'static str, n: u32, min: u32) -> Result<u32, QuorumError> {
+        let v = self.resolve(n);
+        if v < min {
+            return Err(QuorumError::UnderMin { name, min });
+        }
+        if v > n {
+            return Err(QuorumError::OverN { name, value: v, n });
+        }
+        Ok(v)
+    }
+}
+
+impl FromStr for Quorum {
+    type Err = QuorumError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "one" => Ok(Quorum::One),
+            "quorum" => Ok(Quorum::Quorum),
+            "all" => Ok(Quorum::All),
+            other => other
+                .parse::<u32>()
+                .map(Quorum::Count)
+                .map_err(|_| QuorumError::Unparsable(other.chars().take(64).collect())),
+        }
+    }
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quorum::One => f.write_str("one"),
+            Quorum::Quorum => f.write_str("quorum"),
+            Quorum::All => f.write_str("all"),
+            Quorum::Count(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+/// Compact form for binary formats (postcard cannot read self-describing input).
+#[derive(Serialize, Deserialize)]
+enum QuorumRepr {
+    One,
+    Quorum,
+    All,
+    Count(u32),
+}
+
+impl Serialize for Quorum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            let r = match *self {
+                Quorum::One => QuorumRepr::One,
+                Quorum::Quorum => QuorumRepr::Quorum,
+                Quorum::All => QuorumRepr::All,
+                Quorum::Count(c) => QuorumRepr::Count(c),
+            };
+            return r.serialize(s);
+        }
+        match self {
+            Quorum::Count(c) => s.serialize_u32(*c),
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Quorum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Quorum;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or one of \"one\", \"quorum\", \"all\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quorum, E> {
+                u32::try_from(v)
+                    .map(Quorum::Count)
+                    .map_err(|_| E::custom("quorum out of range"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Quorum, E> {
+                u32::try_from(v)
+                    .map(Quorum::Count)
+                    .map_err(|_| E::custom("quorum out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quorum, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        if !d.is_human_readable() {
+            return Ok(match QuorumRepr::deserialize(d)? {
+                QuorumRepr::One => Quorum::One,
+                QuorumRepr::Quorum => Quorum::Quorum,
+                QuorumRepr::All => Quorum::All,
+                QuorumRepr::Count(c) => Quorum::Count(c),
+            });
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Per-bucket settings (CONTRACT §2 "Buckets").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketProps {
+    pub n: u32,
+    pub r: Quorum,
+    pub w: Quorum,
+    pub dw: Quorum,
+    pub pr: Quorum,
+    pub pw: Quorum,
+    pub conflict: ConflictMode,
+}
+
+/// Largest replication factor a bucket may ask for.
+pub const MAX_N: u32 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PropsError {
+    #[error("n must be between 1 and {MAX_N}, got {0}")]
+    BadN(u32),
+    #[error("{0}")]
+    Quorum(#[from] QuorumError),
+}
+
+impl BucketProps {
+    pub fn with_n(n: u32) -> Self {
+        BucketProps {
+            n,
+            r: Quorum::Quorum,
+            w: Quorum::Quorum,
+            dw: Quorum::Count(0),
+            pr: Quorum::Count(0),
+            pw: Quorum::Count(0),
+            conflict: ConflictMode::Siblings,
+        }
+    }
+
+    /// Checks that every default can be met by `n` replicas.
+    pub fn validate(&self) -> Result<(), PropsError> {
+        if self.n == 0 || self.n > MAX_N {
+            return Err(PropsError::BadN(self.n));
+        }
+        self.r.resolve_checked("r", self.n, 1)?;
+        self.w.resolve_checked("w", self.n, 1)?;
+        self.dw.resolve_checked("dw", self.n, 0)?;
+        self.pr.resolve_checked("pr", self.n, 0)?;
+        self.pw.resolve_checked("pw", self.n, 0)?;
+        Ok(())
+    }
+}
+
+/// A partial update of bucket props, as a client sends it: absent fields keep their value.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketPropsPatch {
+    pub n: Option<u32>,
+    pub r: Option<Quorum>,
+    pub w: Option<Quorum>,
+    pub dw: Option<Quorum>,
+    pub pr: Option<Quorum>,
+    pub pw: Option<Quorum>,
+    pub conflict: Option<ConflictMode>,
+}
+
+impl BucketPropsPatch {
+    pub fn apply(&self, base: &BucketProps) -> BucketProps {
+        BucketProps {
+            n: self.n.unwrap_or(base.n),
+            r: self.r.unwrap_or(base.r),
+            w: self.w.unwrap_or(base.w),
+            dw: self.dw.unwrap_or(base.dw),
+            pr: self.pr.unwrap_or(base.pr),
+            pw: self.pw.unwrap_or(base.pw),
+            conflict: self.conflict.unwrap_or(base.conflict),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_parse_and_resolve() {
+        assert_eq!("one".parse::<Quorum>(), Ok(Quorum::One));
+        assert_eq!("quorum".parse::<Quorum>().map(|q| q.resolve(3)), Ok(2));
+        assert_eq!("quorum".parse::<Quorum>().map(|q| q.resolve(5)), Ok(3));
+        assert_eq!("all".parse::<Quorum>().map(|q| q.resolve(3)), Ok(3));
+        assert_eq!("2".parse::<Quorum>(), Ok(Quorum::Count(2)));
+        assert!("two".parse::<Quorum>().is_err());
+        assert!("-1".parse::<Quorum>().is_err());
+        assert!("".parse::<Quorum>().is_err());
+    }
+
+    #[test]
+    fn quorum_bounds() {
+        assert!(Quorum::Count(4).resolve_checked("w", 3, 1).is_err());
+        assert!(Quorum::Count(0).resolve_checked("r", 3, 1).is_err());
+        assert_eq!(Quorum::Count(0).resolve_checked("dw", 3, 0), Ok(0));
+    }
+
+    #[test]
+    fn props_json_round_trip_and_validation() {
+        let p: BucketProps = serde_json::from_str(
+            r#"{"n":3,"r":"quorum","w":2,"dw":0,"pr":0,"pw":0,"conflict":"lww"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.w, Quorum::Count(2));
+        assert_eq!(p.conflict, ConflictMode::Lww);
+        assert!(p.validate().is_ok());
+        let back: BucketProps = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        let bad = BucketProps { r: Quorum::Count(4), ..p.clone() };
+        assert!(bad.validate().is_err());
+        assert!(serde_json::from_str::<BucketPropsPatch>(r#"{"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn props_round_trip_through_postcard() {
+        let p = BucketProps {
+            w: Quorum::Count(2),
+            r: Quorum::All,
+            ..BucketProps::with_n(3)
+        };
+        let bytes = postcard::to_stdvec(&p).unwrap();
+        assert_eq!(postcard::from_bytes::<BucketProps>(&bytes).unwrap(), p);
+    }
+}

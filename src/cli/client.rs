@@ -1,0 +1,1117 @@
+//! The client subcommands: `put`, `get`, `delete`, `status`, `ring` over the REST API.
+
+use clap::{Args, ValueEnum};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Url;
+use reqwest::blocking::{Client as Http, RequestBuilder, Response};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, LAST_MODIFIED};
+use std::io::{IsTerminal, Read, Write};
+use std::time::Duration;
+
+use super::CliError;
+use super::output::{self, ObjectView, SiblingView};
+
+/// Header carrying the causal context token.
+pub const CONTEXT_HEADER: &str = "X-RiftKV-Context";
+/// Longest bucket name, in bytes.
+pub const MAX_BUCKET_BYTES: usize = 255;
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Client-side wait when `--timeout` is not given; the server's own timeout answers earlier.
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Extra time given to the server to answer its own timeout before the client gives up.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything but RFC 3986 unreserved characters is escaped, so a bucket or key is always
+/// exactly one path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Where the server is and how long to wait for it.
+#[derive(Args, Clone, Debug)]
+pub struct ConnOpts {
+    /// Base URL of any node's REST API
+    #[arg(
+        long,
+        env = "RIFTKV_URL",
+        default_value = "http://127.0.0.1:8701",
+        value_name = "http://HOST:PORT"
+    )]
+    pub url: String,
+
+    /// Request timeout in milliseconds (also sent to the server as `timeout`)
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+}
+
+/// A consistency parameter: a replica count, or a name the server resolves against n.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quorum {
+    Count(u32),
+    One,
+    Quorum,
+    All,
+}
+
+impl Quorum {
+    /// Parses `integer|one|quorum|all`; `min` is the smallest count allowed.
+    pub fn parse(s: &str, min: u32) -> Result<Quorum, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "one" => Ok(Quorum::One),
+            "quorum" => Ok(Quorum::Quorum),
+            "all" => Ok(Quorum::All),
+            other => match other.parse::<u32>() {
+                Ok(n) if n >= min => Ok(Quorum::Count(n)),
+                Ok(n) => Err(format!("{n} is below the minimum of {min}")),
+                Err(_) => Err(format!("'{s}' is not a count or one of: one, quorum, all")),
+            },
+        }
+    }
+
+    /// The query-string form.
+    pub fn as_query(&self) -> String {
+        match self {
+            Quorum::Count(n) => n.to_string(),
+            Quorum::One => "one".into(),
+            Quorum::Quorum => "quorum".into(),
+            Quorum::All => "all".into(),
+        }
+    }
+}
+
+fn quorum_min1(s: &str) -> Result<Quorum, String> {
+    Quorum::parse(s, 1)
+}
+fn quorum_min0(s: &str) -> Result<Quorum, String> {
+    Quorum::parse(s, 0)
+}
+
+/// `--r --w --dw --pr --pw`; absent ones take the bucket's defaults on the server.
+#[derive(Args, Clone, Debug, Default)]
+pub struct QuorumOpts {
+    /// Read quorum: replicas that must answer a get (>= 1)
+    #[arg(long, value_name = "N|one|quorum|all", value_parser = quorum_min1)]
+    pub r: Option<Quorum>,
+    /// Write quorum: replicas that must acknowledge a put or delete (>= 1)
+    #[arg(long, value_name = "N|one|quorum|all", value_parser = quorum_min1)]
+    pub w: Option<Quorum>,
+    /// Durable writes: replicas that must have synced the write to disk (>= 0)
+    #[arg(long, value_name = "N|one|quorum|all", value_parser = quorum_min0)]
+    pub dw: Option<Quorum>,
+    /// Primary reads: answers that must come from the key's primary owners (>= 0)
+    #[arg(long, value_name = "N|one|quorum|all", value_parser = quorum_min0)]
+    pub pr: Option<Quorum>,
+    /// Primary writes: acknowledgements that must come from primary owners (>= 0)
+    #[arg(long, value_name = "N|one|quorum|all", value_parser = quorum_min0)]
+    pub pw: Option<Quorum>,
+}
+
+/// Which kind of request the consistency flags are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    Write,
+}
+
+impl QuorumOpts {
+    /// Query parameters for `op`. Flags that do not apply to it are a usage error rather than
+    /// silently ignored, so nobody believes a `--w` on a get did something.
+    pub fn query(&self, op: Op) -> Result<Vec<(&'static str, String)>, CliError> {
+        let all = [
+            ("r", self.r, Op::Read),
+            ("pr", self.pr, Op::Read),
+            ("w", self.w, Op::Write),
+            ("dw", self.dw, Op::Write),
+            ("pw", self.pw, Op::Write),
+        ];
+        let mut out = Vec::new();
+        for (name, value, applies) in all {
+            let Some(v) = value else { continue };
+            if applies != op {
+                let allowed = match op {
+                    Op::Read => "--r and --pr",
+                    Op::Write => "--w, --dw and --pw",
+                };
+                return Err(CliError::Usage(format!(
+                    "--{name} does not apply to this command (it takes {allowed})"
+                )));
+            }
+            out.push((name, v.as_query()));
+        }
+        Ok(out)
+    }
+}
+
+/// `riftkv put`.
+#[derive(Args, Clone, Debug)]
+pub struct PutArgs {
+    pub bucket: String,
+    pub key: String,
+    /// The value; '-' or absent reads it from stdin
+    pub value: Option<String>,
+    /// Content type stored with the value [server default: application/octet-stream]
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// Causal context from an earlier get: supersede exactly the versions it has seen
+    #[arg(long, value_name = "TOKEN")]
+    pub context: Option<String>,
+    /// Write only if no live value exists (If-None-Match: *)
+    #[arg(long)]
+    pub if_none_match: bool,
+    #[command(flatten)]
+    pub conn: ConnOpts,
+    #[command(flatten)]
+    pub quorum: QuorumOpts,
+}
+
+/// How `get` prints what it read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum GetOutput {
+    /// Context, then each sibling's metadata and value
+    #[default]
+    Human,
+    /// The JSON envelope: {"context", "siblings": [...]}
+    Json,
+    /// Only the raw bytes of the value; fails when there are siblings
+    Value,
+}
+
+/// `riftkv get`.
+#[derive(Args, Clone, Debug)]
+pub struct GetArgs {
+    pub bucket: String,
+    pub key: String,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value_t = GetOutput::Human)]
+    pub output: GetOutput,
+    #[command(flatten)]
+    pub conn: ConnOpts,
+    #[command(flatten)]
+    pub quorum: QuorumOpts,
+}
+
+/// `riftkv delete`.
+#[derive(Args, Clone, Debug)]
+pub struct DeleteArgs {
+    pub bucket: String,
+    pub key: String,
+    /// Causal context from an earlier get: delete exactly the versions it has seen
+    #[arg(long, value_name = "TOKEN")]
+    pub context: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnOpts,
+    #[command(flatten)]
+    pub quorum: QuorumOpts,
+}
+
+/// How `status` and `ring` print.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum AdminOutput {
+    /// Aligned text
+    #[default]
+    Human,
+    /// The server's JSON, pretty-printed
+    Json,
+}
+
+/// `riftkv status` and `riftkv ring`.
+#[derive(Args, Clone, Debug)]
+pub struct AdminArgs {
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value_t = AdminOutput::Human)]
+    pub output: AdminOutput,
+    #[command(flatten)]
+    pub conn: ConnOpts,
+}
+
+/// Checks the size limits of the contract and the two names a URL path cannot carry.
+pub fn validate_name(what: &str, s: &str, max: usize) -> Result<(), CliError> {
+    if s.is_empty() || s.len() > max {
+        return Err(CliError::Usage(format!(
+            "{what} must be 1 to {max} bytes, got {}",
+            s.len()
+        )));
+    }
+    // URL normalisation removes "." and ".." segments even when percent-encoded.
+    if s == "." || s == ".." {
+        return Err(CliError::Usage(format!(
+            "{what} '{s}' cannot be sent as a URL path segment"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses `--url`: plain http (this build has no TLS), no query or fragment.
+pub fn parse_base_url(s: &str) -> Result<Url, CliError> {
+    let url =
+        Url::parse(s.trim()).map_err(|e| CliError::Usage(format!("invalid --url '{s}': {e}")))?;
+    if url.scheme() != "http" {
+        return Err(CliError::Usage(format!(
+            "invalid --url '{s}': only http:// is supported"
+        )));
+    }
+    if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err(CliError::Usage(format!(
+            "invalid --url '{s}': expected http://HOST:PORT"
+        )));
+    }
+    Ok(url)
+}
+
+/// Joins a base URL, literal path parts, and percent-encoded segments, then adds the query.
+fn build_url(
+    base: &Url,
+    literal: &str,
+    segments: &[&str],
+    query: &[(&str, String)],
+) -> Result<Url, CliError> {
+    let mut s = base.as_str().trim_end_matches('/').to_string();
+    s.push_str(literal);
+    for seg in segments {
+        s.push('/');
+        s.extend(utf8_percent_encode(seg, SEGMENT));
+    }
+    let mut url =
+        Url::parse(&s).map_err(|e| CliError::Usage(format!("cannot build a URL: {e}")))?;
+    if !query.is_empty() {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in query {
+            q.append_pair(k, v);
+        }
+    }
+    Ok(url)
+}
+
+/// `{base}/v1/kv/{bucket}/{key}?{query}`.
+pub fn object_url(
+    base: &Url,
+    bucket: &str,
+    key: &str,
+    query: &[(&str, String)],
+) -> Result<Url, CliError> {
+    validate_name("bucket", bucket, MAX_BUCKET_BYTES)?;
+    validate_name("key", key, MAX_KEY_BYTES)?;
+    build_url(base, "/v1/kv", &[bucket, key], query)
+}
+
+/// `{base}{path}` for admin endpoints.
+pub fn admin_url(base: &Url, path: &str) -> Result<Url, CliError> {
+    build_url(base, path, &[], &[])
+}
+
+/// A blocking HTTP client bound to one node.
+struct Client {
+    base: Url,
+    http: Http,
+    timeout: Option<u64>,
+}
+
+impl Client {
+    fn new(conn: &ConnOpts) -> Result<Client, CliError> {
+        let base = parse_base_url(&conn.url)?;
+        let wait = conn
+            .timeout
+            .map(|ms| Duration::from_millis(ms) + TIMEOUT_GRACE)
+            .unwrap_or(DEFAULT_HTTP_TIMEOUT);
+        let http = Http::builder()
+            .timeout(wait)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("riftkv-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::Connection(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Client {
+            base,
+            http,
+            timeout: conn.timeout,
+        })
+    }
+
+    fn object_url(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut query: Vec<(&'static str, String)>,
+    ) -> Result<Url, CliError> {
+        if let Some(ms) = self.timeout {
+            query.push(("timeout", ms.to_string()));
+        }
+        object_url(&self.base, bucket, key, &query)
+    }
+
+    fn send(&self, req: RequestBuilder) -> Result<Response, CliError> {
+        req.send().map_err(|e| connection_error(&self.base, &e))
+    }
+}
+
+fn connection_error(base: &Url, e: &reqwest::Error) -> CliError {
+    let what = if e.is_timeout() {
+        "timed out waiting for"
+    } else if e.is_connect() {
+        "cannot connect to"
+    } else {
+        "request failed to"
+    };
+    // reqwest's Display hides the cause chain, which holds the useful part.
+    let mut detail = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        CliError::Connection(format!("{what} {base}"))
+    } else {
+        CliError::Connection(format!("{what} {base}: {detail}"))
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Reads a non-success answer into the server's "no": its JSON error when there is one.
+pub fn server_error(status: u16, body: &[u8]) -> CliError {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let obj = json.as_ref().and_then(|v| v.as_object());
+    let code = obj
+        .and_then(|o| o.get("error"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let mut message = obj
+        .and_then(|o| o.get("message"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let first = text.lines().next().unwrap_or("").trim();
+            if first.is_empty() {
+                default_reason(status).to_string()
+            } else {
+                first.chars().take(200).collect()
+            }
+        });
+    if let Some(o) = obj {
+        // Sorted by name so the line is the same whatever order the server used.
+        let mut fields: Vec<_> = o.iter().collect();
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        let extras: Vec<String> = fields
+            .into_iter()
+            .filter(|(k, _)| k.as_str() != "error" && k.as_str() != "message")
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect();
+        if !extras.is_empty() {
+            message = format!("{message} ({})", extras.join(", "));
+        }
+    }
+    CliError::Server {
+        status,
+        code,
+        message,
+    }
+}
+
+fn default_reason(status: u16) -> &'static str {
+    match status {
+        404 => "not found",
+        412 => "precondition failed",
+        503 => "service unavailable",
+        s if s >= 500 => "server error",
+        _ => "request refused",
+    }
+}
+
+fn read_body(resp: Response) -> Result<(u16, HeaderMap, Vec<u8>), CliError> {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().map_err(|e| {
+        CliError::Connection(format!("connection broke while reading the answer: {e}"))
+    })?;
+    Ok((status, headers, body.to_vec()))
+}
+
+/// Reads a GET answer (JSON envelope, multipart siblings, or one raw value) into a view.
+pub fn decode_object(
+    headers: &HeaderMap,
+    status: u16,
+    body: &[u8],
+) -> Result<ObjectView, CliError> {
+    let ctype = header(headers, CONTENT_TYPE.as_str()).unwrap_or_default();
+    let context = header(headers, CONTEXT_HEADER);
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json"
+        && let Ok(mut view) = ObjectView::from_json(body)
+    {
+        if view.context.is_none() {
+            view.context = context;
+        }
+        return Ok(view);
+    }
+    if mime == "multipart/mixed" {
+        let siblings = output::parse_multipart(&ctype, body).map_err(CliError::BadResponse)?;
+        return Ok(ObjectView { context, siblings });
+    }
+    if status == 300 {
+        return Err(CliError::BadResponse(format!(
+            "300 Multiple Choices with content type '{ctype}'"
+        )));
+    }
+    Ok(ObjectView {
+        context,
+        siblings: vec![SiblingView {
+            value: body.to_vec(),
+            content_type: (!ctype.is_empty()).then_some(ctype),
+            etag: header(headers, ETAG.as_str()),
+            last_modified: header(headers, LAST_MODIFIED.as_str()),
+            deleted: false,
+        }],
+    })
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|_| out.flush())
+        .or_else(|e| {
+            // A closed pipe (e.g. `| head`) is the reader's choice, not a failure.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| CliError::Connection(format!("cannot write to stdout: {e}")))
+}
+
+/// Reads the value to store: the argument, or stdin for '-' or no argument.
+fn read_value(arg: Option<&str>) -> Result<Vec<u8>, CliError> {
+    match arg {
+        Some(v) if v != "-" => Ok(v.as_bytes().to_vec()),
+        _ => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("riftkv: reading the value from stdin (end with Ctrl-D)");
+            }
+            let mut buf = Vec::new();
+            stdin
+                .lock()
+                .read_to_end(&mut buf)
+                .map_err(|e| CliError::Usage(format!("cannot read the value from stdin: {e}")))?;
+            Ok(buf)
+        }
+    }
+}
+
+/// `riftkv put`.
+pub fn put(args: &PutArgs) -> Result<(), CliError> {
+    let client = Client::new(&args.conn)?;
+    let url = client.object_url(&args.bucket, &args.key, args.quorum.query(Op::Write)?)?;
+    let value = read_value(args.value.as_deref())?;
+    let mut req = client.http.put(url).body(value);
+    if let Some(ct) = &args.content_type {
+        req = req.header(CONTENT_TYPE, ct);
+    }
+    if let Some(ctx) = &args.context {
+        req = req.header(CONTEXT_HEADER, ctx);
+    }
+    if args.if_none_match {
+        req = req.header(reqwest::header::IF_NONE_MATCH, "*");
+    }
+    let (status, headers, body) = read_body(client.send(req)?)?;
+    if !(200..300).contains(&status) {
+        return Err(server_error(status, &body));
+    }
+    if let Some(ctx) = header(&headers, CONTEXT_HEADER) {
+        write_stdout(format!("context: {ctx}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `riftkv get`.
+pub fn get(args: &GetArgs) -> Result<(), CliError> {
+    let client = Client::new(&args.conn)?;
+    let url = client.object_url(&args.bucket, &args.key, args.quorum.query(Op::Read)?)?;
+    let req = client.http.get(url).header(ACCEPT, "application/json");
+    let (status, headers, body) = read_body(client.send(req)?)?;
+    if status != 200 && status != 300 {
+        if status == 404
+            && let Some(ctx) = header(&headers, CONTEXT_HEADER)
+        {
+            // A tombstone's context lets the next write supersede the delete.
+            write_stdout(format!("context: {ctx}\n").as_bytes())?;
+        }
+        return Err(server_error(status, &body));
+    }
+    let view = decode_object(&headers, status, &body)?;
+    print_object(&view, args.output)
+}
+
+/// Prints a read in the chosen format.
+fn print_object(view: &ObjectView, format: GetOutput) -> Result<(), CliError> {
+    match format {
+        GetOutput::Human => write_stdout(output::render_object(view).as_bytes()),
+        GetOutput::Json => {
+            let mut text = serde_json::to_string_pretty(&view.to_envelope())
+                .map_err(|e| CliError::BadResponse(e.to_string()))?;
+            text.push('\n');
+            write_stdout(text.as_bytes())
+        }
+        GetOutput::Value => write_stdout(&single_value(view)?.value),
+    }
+}
+
+/// The one live version, for raw output; siblings must be resolved first.
+pub fn single_value(view: &ObjectView) -> Result<&SiblingView, CliError> {
+    match view.siblings.as_slice() {
+        [one] if !one.deleted => Ok(one),
+        [_] => Err(CliError::Refused("the only version is a deletion".into())),
+        many => Err(CliError::Refused(format!(
+            "the key has {} siblings; use --output human or --output json to see them",
+            many.len()
+        ))),
+    }
+}
+
+/// `riftkv delete`.
+pub fn delete(args: &DeleteArgs) -> Result<(), CliError> {
+    let client = Client::new(&args.conn)?;
+    let url = client.object_url(&args.bucket, &args.key, args.quorum.query(Op::Write)?)?;
+    let mut req = client.http.delete(url);
+    if let Some(ctx) = &args.context {
+        req = req.header(CONTEXT_HEADER, ctx);
+    }
+    let (status, _, body) = read_body(client.send(req)?)?;
+    if !(200..300).contains(&status) {
+        return Err(server_error(status, &body));
+    }
+    Ok(())
+}
+
+fn admin_get(args: &AdminArgs, path: &str) -> Result<serde_json::Value, CliError> {
+    let client = Client::new(&args.conn)?;
+    let url = admin_url(&client.base, path)?;
+    let req = client.http.get(url).header(ACCEPT, "application/json");
+    let (status, _, body) = read_body(client.send(req)?)?;
+    if !(200..300).contains(&status) {
+        return Err(server_error(status, &body));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| CliError::BadResponse(format!("invalid JSON from {path}: {e}")))
+}
+
+fn print_admin(
+    v: &serde_json::Value,
+    format: AdminOutput,
+    human: fn(&serde_json::Value) -> String,
+) -> Result<(), CliError> {
+    let text = match format {
+        AdminOutput::Human => human(v),
+        AdminOutput::Json => {
+            let mut t = serde_json::to_string_pretty(v)
+                .map_err(|e| CliError::BadResponse(e.to_string()))?;
+            t.push('\n');
+            t
+        }
+    };
+    write_stdout(text.as_bytes())
+}
+
+/// `riftkv status`.
+pub fn status(args: &AdminArgs) -> Result<(), CliError> {
+    let v = admin_get(args, "/v1/admin/status")?;
+    print_admin(&v, args.output, output::render_status)
+}
+
+/// `riftkv ring`.
+pub fn ring(args: &AdminArgs) -> Result<(), CliError> {
+    let v = admin_get(args, "/v1/admin/ring")?;
+    print_admin(&v, args.output, output::render_ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn base() -> Url {
+        parse_base_url("http://127.0.0.1:8701").unwrap()
+    }
+
+    #[test]
+    fn object_urls_encode_bucket_and_key_as_single_segments() {
+        let u = object_url(&base(), "my bucket", "a/b?c#d%e", &[]).unwrap();
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:8701/v1/kv/my%20bucket/a%2Fb%3Fc%23d%25e"
+        );
+        let u = object_url(&base(), "b", "ключ", &[]).unwrap();
+        assert_eq!(u.path(), "/v1/kv/b/%D0%BA%D0%BB%D1%8E%D1%87");
+        let u = object_url(&base(), "b", "a.b-c_d~e", &[]).unwrap();
+        assert_eq!(u.path(), "/v1/kv/b/a.b-c_d~e");
+        // A key with dots inside survives URL normalisation.
+        let u = object_url(&base(), "b", "...", &[]).unwrap();
+        assert_eq!(u.path(), "/v1/kv/b/...");
+    }
+
+    #[test]
+    fn base_url_with_path_and_trailing_slash() {
+        let b = parse_base_url("http://localhost:9000/riftkv/").unwrap();
+        let u = object_url(&b, "b", "k", &[("r", "2".into())]).unwrap();
+        assert_eq!(u.as_str(), "http://localhost:9000/riftkv/v1/kv/b/k?r=2");
+        assert_eq!(
+            admin_url(&base(), "/v1/admin/status").unwrap().as_str(),
+            "http://127.0.0.1:8701/v1/admin/status"
+        );
+    }
+
+    #[test]
+    fn bad_base_urls_are_usage_errors() {
+        for bad in [
+            "127.0.0.1:8701",
+            "https://x:1",
+            "http://x/?a=1",
+            "not a url",
+            "ftp://x",
+        ] {
+            let e = parse_base_url(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_length_checked() {
+        assert!(object_url(&base(), "", "k", &[]).is_err());
+        assert!(object_url(&base(), "b", "", &[]).is_err());
+        assert!(object_url(&base(), &"b".repeat(255), &"k".repeat(1024), &[]).is_ok());
+        assert!(object_url(&base(), &"b".repeat(256), "k", &[]).is_err());
+        let e = object_url(&base(), "b", &"k".repeat(1025), &[]).unwrap_err();
+        assert!(matches!(e, CliError::Usage(_)));
+        assert!(object_url(&base(), "b", "..", &[]).is_err());
+        assert!(object_url(&base(), ".", "k", &[]).is_err());
+    }
+
+    #[test]
+    fn quorum_values_parse() {
+        assert_eq!(Quorum::parse("quorum", 1), Ok(Quorum::Quorum));
+        assert_eq!(Quorum::parse("ALL", 1), Ok(Quorum::All));
+        assert_eq!(Quorum::parse("one", 1), Ok(Quorum::One));
+        assert_eq!(Quorum::parse("3", 1), Ok(Quorum::Count(3)));
+        assert_eq!(Quorum::parse("0", 0), Ok(Quorum::Count(0)));
+        assert!(Quorum::parse("0", 1).is_err());
+        assert!(Quorum::parse("-1", 0).is_err());
+        assert!(Quorum::parse("most", 0).is_err());
+        assert_eq!(Quorum::Count(2).as_query(), "2");
+        assert_eq!(Quorum::Quorum.as_query(), "quorum");
+    }
+
+    #[test]
+    fn quorum_flags_go_to_the_right_requests() {
+        let q = QuorumOpts {
+            r: Some(Quorum::Quorum),
+            pr: Some(Quorum::Count(1)),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.query(Op::Read).unwrap(),
+            vec![("r", "quorum".to_string()), ("pr", "1".to_string())]
+        );
+        let e = q.query(Op::Write).unwrap_err();
+        assert!(e.to_string().contains("--r does not apply"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+
+        let q = QuorumOpts {
+            w: Some(Quorum::All),
+            dw: Some(Quorum::Count(0)),
+            pw: Some(Quorum::One),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.query(Op::Write).unwrap(),
+            vec![
+                ("w", "all".to_string()),
+                ("dw", "0".to_string()),
+                ("pw", "one".to_string())
+            ]
+        );
+        assert!(q.query(Op::Read).is_err());
+        assert!(QuorumOpts::default().query(Op::Read).unwrap().is_empty());
+    }
+
+    #[test]
+    fn query_parameters_are_encoded() {
+        let u = object_url(
+            &base(),
+            "b",
+            "k",
+            &[("w", "quorum".into()), ("timeout", "250".into())],
+        )
+        .unwrap();
+        assert_eq!(u.query(), Some("w=quorum&timeout=250"));
+    }
+
+    #[test]
+    fn server_errors_carry_code_message_and_extras() {
+        let e = server_error(
+            503,
+            br#"{"error":"quorum_unavailable","message":"only 1 of 2 replicas answered","needed":2,"got":1}"#,
+        );
+        assert_eq!(e.exit_code(), 1);
+        let line = e.to_string();
+        assert_eq!(
+            line,
+            "server answered 503 quorum_unavailable: only 1 of 2 replicas answered (got: 1, needed: 2)"
+        );
+        let e = server_error(404, b"");
+        assert_eq!(e.to_string(), "server answered 404: not found");
+        let e = server_error(502, b"<html>bad gateway</html>\nmore");
+        assert_eq!(
+            e.to_string(),
+            "server answered 502: <html>bad gateway</html>"
+        );
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn decodes_json_siblings() {
+        let body = br#"{"context":"c9","siblings":[
+            {"value_base64":"YQ==","content_type":"text/plain","etag":"\"1\"","last_modified":"2024-01-01T00:00:00Z","deleted":false},
+            {"value_base64":"Yg==","content_type":"text/plain","etag":"\"2\"","last_modified":"2024-01-01T00:00:01Z","deleted":false}]}"#;
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("x-riftkv-context", "c9"),
+        ]);
+        let v = decode_object(&h, 300, body).unwrap();
+        assert_eq!(v.context.as_deref(), Some("c9"));
+        assert_eq!(v.siblings.len(), 2);
+        assert_eq!(v.siblings[1].value, b"b");
+        assert!(matches!(single_value(&v), Err(CliError::Refused(_))));
+        let text = output::render_object(&v);
+        assert!(text.contains("siblings: 2"));
+        assert!(text.contains("etag: \"2\""));
+    }
+
+    #[test]
+    fn decodes_a_raw_single_value_from_headers() {
+        let h = headers(&[
+            ("content-type", "text/plain"),
+            ("x-riftkv-context", "ctx"),
+            ("etag", "\"e\""),
+            ("last-modified", "Wed, 01 May 2024 10:00:00 GMT"),
+        ]);
+        let v = decode_object(&h, 200, b"hello").unwrap();
+        assert_eq!(v.context.as_deref(), Some("ctx"));
+        let one = single_value(&v).unwrap();
+        assert_eq!(one.value, b"hello");
+        assert_eq!(one.etag.as_deref(), Some("\"e\""));
+        assert_eq!(one.content_type.as_deref(), Some("text/plain"));
+    }
+
+    #[test]
+    fn a_stored_json_value_is_not_mistaken_for_an_envelope() {
+        let h = headers(&[("content-type", "application/json")]);
+        let v = decode_object(&h, 200, br#"{"name":"x"}"#).unwrap();
+        assert_eq!(single_value(&v).unwrap().value, br#"{"name":"x"}"#);
+    }
+
+    #[test]
+    fn decodes_multipart_siblings() {
+        let h = headers(&[
+            ("content-type", "multipart/mixed; boundary=b0"),
+            ("x-riftkv-context", "ctx2"),
+        ]);
+        let body = b"--b0\r\nContent-Type: text/plain\r\n\r\none\r\n--b0\r\nX-RiftKV-Deleted: true\r\n\r\n\r\n--b0--\r\n";
+        let v = decode_object(&h, 300, body).unwrap();
+        assert_eq!(v.context.as_deref(), Some("ctx2"));
+        assert_eq!(v.siblings.len(), 2);
+        assert_eq!(v.siblings[0].value, b"one");
+        assert!(v.siblings[1].deleted);
+        let h = headers(&[("content-type", "text/plain")]);
+        assert!(matches!(
+            decode_object(&h, 300, b"x"),
+            Err(CliError::BadResponse(_))
+        ));
+    }
+
+    #[test]
+    fn unreachable_server_is_a_connection_error() {
+        // Bind then drop a listener to get a local port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let args = AdminArgs {
+            output: AdminOutput::Human,
+            conn: ConnOpts {
+                url: format!("http://127.0.0.1:{port}"),
+                timeout: Some(500),
+            },
+        };
+        let e = status(&args).unwrap_err();
+        assert!(matches!(e, CliError::Connection(_)), "{e:?}");
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    /// Serves one canned HTTP answer on 127.0.0.1 and hands back the raw request it got.
+    fn canned(response: Vec<u8>) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the head, then as much body as Content-Length says.
+            loop {
+                let n = sock.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                if let Some(end) = output_find(&req, b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            sock.write_all(&response).unwrap();
+            req
+        });
+        (url, handle)
+    }
+
+    fn output_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    fn answer(status: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+        let mut r = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for h in headers {
+            r.push_str(h);
+            r.push_str("\r\n");
+        }
+        r.push_str("\r\n");
+        let mut r = r.into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn conn(url: String) -> ConnOpts {
+        ConnOpts {
+            url,
+            timeout: Some(1500),
+        }
+    }
+
+    #[test]
+    fn put_sends_value_headers_and_query() {
+        let (url, server) = canned(answer("204 No Content", &["X-RiftKV-Context: newctx"], b""));
+        let args = PutArgs {
+            bucket: "carts".into(),
+            key: "user/1".into(),
+            value: Some("{\"items\":2}".into()),
+            content_type: Some("application/json".into()),
+            context: Some("oldctx".into()),
+            if_none_match: false,
+            conn: conn(url),
+            quorum: QuorumOpts {
+                w: Some(Quorum::Quorum),
+                ..Default::default()
+            },
+        };
+        put(&args).unwrap();
+        let req = String::from_utf8(server.join().unwrap()).unwrap();
+        let lower = req.to_ascii_lowercase();
+        assert!(
+            req.starts_with("PUT /v1/kv/carts/user%2F1?w=quorum&timeout=1500 HTTP/1.1\r\n"),
+            "{req}"
+        );
+        assert!(
+            lower.contains("\r\ncontent-type: application/json\r\n"),
+            "{req}"
+        );
+        assert!(lower.contains("\r\nx-riftkv-context: oldctx\r\n"), "{req}");
+        assert!(req.ends_with("\r\n\r\n{\"items\":2}"), "{req}");
+    }
+
+    #[test]
+    fn put_precondition_failure_exits_1_with_the_server_message() {
+        let body = br#"{"error":"precondition_failed","message":"a live value exists"}"#;
+        let (url, server) = canned(answer(
+            "412 Precondition Failed",
+            &["Content-Type: application/json"],
+            body,
+        ));
+        let args = PutArgs {
+            bucket: "b".into(),
+            key: "k".into(),
+            value: Some("v".into()),
+            content_type: None,
+            context: None,
+            if_none_match: true,
+            conn: conn(url),
+            quorum: QuorumOpts::default(),
+        };
+        let e = put(&args).unwrap_err();
+        let req = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(
+            req.to_ascii_lowercase()
+                .contains("\r\nif-none-match: *\r\n"),
+            "{req}"
+        );
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            e.to_string(),
+            "server answered 412 precondition_failed: a live value exists"
+        );
+    }
+
+    #[test]
+    fn get_asks_for_json_and_accepts_siblings() {
+        let body = br#"{"context":"c","siblings":[{"value_base64":"YQ==","deleted":false},{"value_base64":"Yg==","deleted":false}]}"#;
+        let (url, server) = canned(answer(
+            "300 Multiple Choices",
+            &["Content-Type: application/json", "X-RiftKV-Context: c"],
+            body,
+        ));
+        let args = GetArgs {
+            bucket: "b".into(),
+            key: "k".into(),
+            output: GetOutput::Json,
+            conn: conn(url),
+            quorum: QuorumOpts {
+                r: Some(Quorum::All),
+                ..Default::default()
+            },
+        };
+        get(&args).unwrap();
+        let req = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(
+            req.starts_with("GET /v1/kv/b/k?r=all&timeout=1500 HTTP/1.1"),
+            "{req}"
+        );
+        assert!(
+            req.to_ascii_lowercase()
+                .contains("\r\naccept: application/json\r\n")
+        );
+    }
+
+    #[test]
+    fn get_of_a_missing_key_exits_1() {
+        let (url, server) = canned(answer("404 Not Found", &[], b""));
+        let args = GetArgs {
+            bucket: "b".into(),
+            key: "k".into(),
+            output: GetOutput::Human,
+            conn: conn(url),
+            quorum: QuorumOpts::default(),
+        };
+        let e = get(&args).unwrap_err();
+        server.join().unwrap();
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn get_value_output_refuses_siblings_with_exit_1() {
+        let body =
+            br#"{"context":"c","siblings":[{"value_base64":"YQ=="},{"value_base64":"Yg=="}]}"#;
+        let (url, server) = canned(answer(
+            "300 Multiple Choices",
+            &["Content-Type: application/json"],
+            body,
+        ));
+        let args = GetArgs {
+            bucket: "b".into(),
+            key: "k".into(),
+            output: GetOutput::Value,
+            conn: conn(url),
+            quorum: QuorumOpts::default(),
+        };
+        let e = get(&args).unwrap_err();
+        server.join().unwrap();
+        assert!(matches!(e, CliError::Refused(_)), "{e:?}");
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn delete_sends_context_and_quorum_is_unavailable() {
+        let body =
+            br#"{"error":"quorum_unavailable","message":"not enough replicas","needed":3,"got":1}"#;
+        let (url, server) = canned(answer(
+            "503 Service Unavailable",
+            &["Content-Type: application/json"],
+            body,
+        ));
+        let args = DeleteArgs {
+            bucket: "b".into(),
+            key: "k".into(),
+            context: Some("ctx".into()),
+            conn: conn(url),
+            quorum: QuorumOpts {
+                w: Some(Quorum::All),
+                pw: Some(Quorum::Count(2)),
+                ..Default::default()
+            },
+        };
+        let e = delete(&args).unwrap_err();
+        let req = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(
+            req.starts_with("DELETE /v1/kv/b/k?w=all&pw=2&timeout=1500 HTTP/1.1"),
+            "{req}"
+        );
+        assert!(
+            req.to_ascii_lowercase()
+                .contains("\r\nx-riftkv-context: ctx\r\n")
+        );
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().contains("(got: 1, needed: 3)"), "{e}");
+    }
+
+    #[test]
+    fn status_with_invalid_json_is_a_bad_response() {
+        let (url, server) = canned(answer(
+            "200 OK",
+            &["Content-Type: application/json"],
+            b"{nope",
+        ));
+        let args = AdminArgs {
+            output: AdminOutput::Human,
+            conn: conn(url),
+        };
+        let e = status(&args).unwrap_err();
+        let req = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(req.starts_with("GET /v1/admin/status HTTP/1.1"), "{req}");
+        assert!(matches!(e, CliError::BadResponse(_)), "{e:?}");
+        assert_eq!(e.exit_code(), 2);
+    }
+}

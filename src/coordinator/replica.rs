@@ -1,0 +1,154 @@
+//! What one node does with its own copy of a key, for either role it plays in a request:
+//! a primary keeps the key under `objects`, a fallback keeps it as a hint for the primary it
+//! stands in for. These functions are blocking (storage is); async callers use [`blocking`].
+
+use super::error::KvError;
+use super::locks::lock_key;
+use crate::node::Node;
+use crate::node::store::StoreError;
+use crate::storage::{HintKey, ObjectKey};
+use crate::types::NodeId;
+use crate::version::{ConflictMode, Limits, Object, Sibling, VersionVector};
+
+/// Runs blocking storage work off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KvError> + Send + 'static,
+) -> Result<T, KvError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| KvError::Internal(format!("storage task failed: {e}")))?
+}
+
+/// This node's copy of `k` in the role given by `hinted_for`: as a fallback, the hint held for
+/// that primary merged with any `objects` copy; as a primary, the `objects` copy.
+pub fn read_copy(
+    node: &Node,
+    k: &ObjectKey,
+    hinted_for: Option<&NodeId>,
+    mode: ConflictMode,
+) -> Result<Option<Object>, StoreError> {
+    let own = node.local_object(k)?;
+    let Some(primary) = hinted_for else {
+        return Ok(own);
+    };
+    let hk = HintKey::for_object(primary.clone(), k);
+    let hint = match node.storage.get_hint(&hk)? {
+        Some(bytes) => Some(Object::decode(&bytes).map_err(StoreError::Damaged)?),
+        None => None,
+    };
+    Ok(match (own, hint) {
+        (Some(a), Some(b)) => Some(a.sync_mode(&b, mode)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Merges `incoming` into this node's copy in the role given by `hinted_for`, under the key's
+/// lock. Returns the stored result.
+pub fn store_copy(
+    node: &Node,
+    k: &ObjectKey,
+    incoming: &Object,
+    mode: ConflictMode,
+    sync: bool,
+    hinted_for: Option<&NodeId>,
+) -> Result<Object, StoreError> {
+    let _guard = lock_key(k);
+    match hinted_for {
+        None => node.merge_local(k, incoming, mode, sync),
+        Some(primary) => node.merge_hint(k, primary, incoming, mode, sync),
+    }
+}
+
+/// The coordinator's read-modify-write: add `sibling` as a new version of `k` superseding what
+/// `ctx` has seen, and persist it in this node's role. Returns the new object.
+#[allow(clippy::too_many_arguments)]
+pub fn coordinate_write(
+    node: &Node,
+    k: &ObjectKey,
+    ctx: &VersionVector,
+    sibling: Sibling,
+    mode: ConflictMode,
+    limits: &Limits,
+    sync: bool,
+    hinted_for: Option<&NodeId>,
+) -> Result<Object, KvError> {
+    let _guard = lock_key(k);
+    let stored = match read_copy(node, k, hinted_for, mode) {
+        Ok(o) => o,
+        // A damaged local copy must not block writes: the other replicas hold its versions
+        // and read repair returns them; merge_local replaces the damaged record.
+        Err(StoreError::Damaged(e)) => {
+            tracing::warn!(error = %e, "coordinating over a damaged local copy");
+            None
+        }
+        Err(StoreError::Storage(crate::storage::StorageError::Corrupt { what })) => {
+            tracing::warn!(%what, "coordinating over a damaged local record");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let obj = Object::update(stored.as_ref(), ctx, &node.id, sibling, mode, limits)?;
+    if obj.sibling_count() > limits.warn_siblings {
+        tracing::warn!(
+            siblings = obj.sibling_count(),
+            bucket = %String::from_utf8_lossy(&k.bucket),
+            "key has many siblings: clients should write with the context of a read"
+        );
+    }
+    let stored = match hinted_for {
+        None => node.merge_local(k, &obj, mode, sync)?,
+        Some(primary) => node.merge_hint(k, primary, &obj, mode, sync)?,
+    };
+    Ok(stored)
+}
+
+/// Live keys of `bucket` in `partitions` after `after`, merged in byte order, at most `limit`;
+/// the flag says whether more live keys remain beyond them.
+pub fn live_keys(
+    node: &Node,
+    partitions: &[u32],
+    bucket: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<Vec<u8>>, bool), KvError> {
+    let want = limit.saturating_add(1);
+    let page = want.clamp(16, 1024);
+    let mut all: Vec<Vec<u8>> = Vec::new();
+    for &p in partitions {
+        let mut cursor: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
+        let mut found = 0usize;
+        // Each round either returns a short page (the end) or advances the cursor past a full
+        // page, so the loop ends after at most keys/page rounds.
+        loop {
+            let batch = node
+                .storage
+                .list_bucket(p, bucket, cursor.as_deref(), page)
+                .map_err(|e| KvError::Internal(e.to_string()))?;
+            let short = batch.len() < page;
+            for (key, bytes) in batch {
+                cursor = Some(key.clone());
+                match Object::decode(&bytes) {
+                    Ok(o) if !o.live_siblings().is_empty() => {
+                        all.push(key);
+                        found += 1;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "skipping undecodable object in listing")
+                    }
+                }
+                if found >= want {
+                    break;
+                }
+            }
+            if short || found >= want {
+                break;
+            }
+        }
+    }
+    all.sort_unstable();
+    all.dedup();
+    let more = all.len() > limit;
+    all.truncate(limit);
+    Ok((all, more))
+}

@@ -1,0 +1,20 @@
+//! RiftKV: a Dynamo-style, sloppy-quorum key-value database.
+//!
+//! The generic cluster layer (`ring`, `membership`, `net`, `handoff`) is kept apart from
+//! key-value semantics (`version`, `coordinator`, `api`); `storage` knows nothing of either.
+
+pub mod api;
+pub mod bucket;
+pub mod cli;
+pub mod config;
+pub mod coordinator;
+pub mod handoff;
+pub mod membership;
+pub mod metrics;
+pub mod net;
+pub mod node;
+pub mod ring;
+pub mod storage;
+pub mod testkit;
+pub mod types;
+pub mod version;

@@ -1,0 +1,586 @@
+//! Tests of the TCP transport over 127.0.0.1.
+
+use super::*;
+use crate::types::NodeId;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+const CALL: Duration = Duration::from_secs(5);
+
+/// Echoes `node@addr:` + payload. `slow:<ms>:...` sleeps first; `panic` panics.
+#[derive(Default)]
+struct TestHandler {
+    calls: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Handler for TestHandler {
+    async fn handle(&self, from: PeerInfo, request: Bytes) -> Bytes {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if text == "panic" {
+            panic!("test handler asked to panic");
+        }
+        if let Some(rest) = text.strip_prefix("slow:") {
+            let ms: u64 = rest.split(':').next().unwrap().parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        Bytes::from(format!("{}@{}:{}", from.node_id, from.peer_addr, text))
+    }
+}
+
+fn config(id: &str, cluster: &str, secret: &[u8]) -> NetConfig {
+    let mut c = NetConfig::new(
+        NodeId::new(id),
+        cluster,
+        secret.to_vec(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    c.connect_timeout = Duration::from_secs(1);
+    c
+}
+
+async fn start(cfg: NetConfig) -> (Arc<TcpTransport>, Arc<TestHandler>) {
+    let t = TcpTransport::bind(cfg).await.unwrap();
+    let h = Arc::new(TestHandler::default());
+    t.set_handler(h.clone());
+    (t, h)
+}
+
+async fn node(id: &str) -> (Arc<TcpTransport>, Arc<TestHandler>) {
+    start(config(id, "riftkv", b"secret")).await
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("test exceeded its time bound")
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::from(s.to_string())
+}
+
+/// Expects the server to close a raw connection (EOF or reset) without answering.
+async fn expect_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        Ok(Ok(n)) => panic!("server answered {n} bytes instead of closing"),
+        Err(_) => panic!("server kept the connection open"),
+    }
+}
+
+/// A hand-driven dialler, to send what a well-behaved node never would.
+async fn raw_handshake(
+    addr: &str,
+    id: &str,
+    secret: &[u8],
+    forge_auth: bool,
+) -> (Framed<TcpStream, LengthDelimitedCodec>, Envelope) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let mut framed = Framed::new(stream, codec(1 << 20));
+    let me = Identity {
+        node_id: NodeId::new(id),
+        cluster_name: "riftkv".into(),
+        secret: secret.to_vec(),
+        advertise: "127.0.0.1:1".into(),
+    };
+    let nonce = [3u8; 32];
+    let hello = frame::encode(&Envelope::Hello(handshake::hello(&me, nonce)), 1 << 20);
+    framed.send(hello.unwrap()).await.unwrap();
+    let ch = match frame::decode(&framed.next().await.unwrap().unwrap()).unwrap() {
+        Envelope::Challenge(c) => c,
+        other => panic!("expected Challenge, got {other:?}"),
+    };
+    let proof = if forge_auth {
+        [0u8; 32]
+    } else {
+        handshake::answer_challenge(&me, &nonce, &ch).unwrap()
+    };
+    let auth = frame::encode(&Envelope::Auth { proof }, 1 << 20).unwrap();
+    framed.send(auth).await.unwrap();
+    let answer = frame::decode(&framed.next().await.unwrap().unwrap()).unwrap();
+    (framed, answer)
+}
+
+#[tokio::test]
+async fn request_response_round_trip_names_the_caller() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        let (b_node, h) = node("b").await;
+        let resp = a.call(&b_node.local_addr(), b("ping"), CALL).await.unwrap();
+        assert_eq!(resp, format!("a@{}:ping", a.local_addr()));
+        assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(a.connected_peers(), vec![b_node.local_addr()]);
+        // Both directions work; each side dials its own connection.
+        let back = b_node.call(&a.local_addr(), b("pong"), CALL).await.unwrap();
+        assert_eq!(back, format!("b@{}:pong", b_node.local_addr()));
+        a.shutdown().await;
+        b_node.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_share_one_connection() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        let (srv, h) = node("b").await;
+        let to = srv.local_addr();
+        let started = Instant::now();
+        let calls = (0..200).map(|i| {
+            let a = a.clone();
+            let to = to.clone();
+            async move {
+                // Varying delays make responses come back out of order.
+                let req = format!("slow:{}:{i}", 100 + (i * 7) % 50);
+                let resp = a.call(&to, b(&req), CALL).await.unwrap();
+                (req, resp)
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let elapsed = started.elapsed();
+        for (req, resp) in &results {
+            assert_eq!(*resp, format!("a@{}:{req}", a.local_addr()));
+        }
+        assert_eq!(h.calls.load(Ordering::SeqCst), 200);
+        // Serially this would take over 20 s: the handler calls overlapped.
+        assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+        assert_eq!(a.stats().outbound_connected, 1);
+        assert_eq!(srv.stats().inbound_authenticated, 1);
+        assert_eq!(a.pending_calls(), 0);
+        a.shutdown().await;
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_response_times_out_and_frees_its_slot() {
+    bounded(async {
+        let mut cfg = config("a", "riftkv", b"secret");
+        cfg.connect_timeout = Duration::from_millis(200);
+        let (a, _) = start(cfg).await;
+        let (srv, _) = node("b").await;
+        let to = srv.local_addr();
+        a.call(&to, b("warm"), CALL).await.unwrap();
+        let t0 = Instant::now();
+        let r = a
+            .call(&to, b("slow:3000:x"), Duration::from_millis(150))
+            .await;
+        assert_eq!(r, Err(NetError::Timeout));
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(a.pending_calls(), 0);
+        // The timeout triggered a liveness probe; the busy but live peer answers it, so
+        // the connection survives the probe's grace period and serves other requests.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(a.connected_peers(), vec![to.clone()]);
+        assert!(a.call(&to, b("after"), CALL).await.is_ok());
+        assert_eq!(a.stats().outbound_connected, 1);
+        a.shutdown().await;
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+/// A listener that completes the handshake and then never reads or writes again, like a
+/// peer whose host vanished without closing its sockets. Returns its address and a count
+/// of accepted connections.
+async fn silent_peer() -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let me = Identity {
+            node_id: NodeId::new("silent"),
+            cluster_name: "riftkv".into(),
+            secret: b"secret".to_vec(),
+            advertise: "127.0.0.1:1".into(),
+        };
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            let (stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut f = Framed::new(stream, codec(1 << 20));
+            let Ok(Envelope::Hello(h)) = frame::decode(&f.next().await.unwrap().unwrap()) else {
+                panic!("expected Hello");
+            };
+            let nonce = [4u8; 32];
+            let ch = handshake::answer_hello(&me, &h, nonce).unwrap();
+            let ch = frame::encode(&Envelope::Challenge(ch), 1 << 20).unwrap();
+            f.send(ch).await.unwrap();
+            let Ok(Envelope::Auth { proof }) = frame::decode(&f.next().await.unwrap().unwrap())
+            else {
+                panic!("expected Auth");
+            };
+            handshake::check_auth(&me, &h, &nonce, &proof).unwrap();
+            f.send(frame::encode(&Envelope::Welcome, 64).unwrap())
+                .await
+                .unwrap();
+            held.push(f);
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_dropped_and_redialled() {
+    bounded(async {
+        let mut cfg = config("a", "riftkv", b"secret");
+        cfg.connect_timeout = Duration::from_millis(200);
+        let (a, _) = start(cfg).await;
+        let (to, accepted) = silent_peer().await;
+        let r = a.call(&to, b("x"), Duration::from_millis(100)).await;
+        assert_eq!(r, Err(NetError::Timeout));
+        assert_eq!(a.connected_peers(), vec![to.clone()]);
+        // The Ping goes unanswered: the connection is closed after the grace period.
+        eventually(|| a.connected_peers().is_empty().then_some(())).await;
+        let r = a.call(&to, b("x"), Duration::from_millis(100)).await;
+        assert_eq!(r, Err(NetError::Timeout));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        a.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn peer_down_is_unreachable_with_backoff_then_reconnects() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        // Reserve a port, then free it: nothing listens there now.
+        let (tmp, _) = node("b").await;
+        let listen = tmp.listen_addr();
+        tmp.shutdown().await;
+        drop(tmp);
+        let to = listen.to_string();
+
+        let r = a.call(&to, b("x"), CALL).await;
+        assert!(matches!(r, Err(NetError::Unreachable(_))), "{r:?}");
+        // In backoff: fails fast without dialling.
+        let t0 = Instant::now();
+        let r = a.call(&to, b("x"), CALL).await;
+        match r {
+            Err(NetError::Unreachable(m)) => assert!(m.contains("next attempt"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(t0.elapsed() < Duration::from_millis(100));
+
+        // The peer comes up on the same address: calls succeed again after the pause.
+        let mut cfg = config("b", "riftkv", b"secret");
+        cfg.listen = listen;
+        let (srv, _) = start(cfg.clone()).await;
+        let ok = retry_until_ok(&a, &to).await;
+        assert_eq!(ok, format!("a@{}:x", a.local_addr()));
+
+        // It dies: calls fail, then it returns and the connection is re-established.
+        srv.shutdown().await;
+        drop(srv);
+        let mut saw_unreachable = false;
+        for _ in 0..20 {
+            match a.call(&to, b("x"), CALL).await {
+                Err(NetError::Unreachable(_)) => {
+                    saw_unreachable = true;
+                    break;
+                }
+                Err(NetError::Closed) => tokio::time::sleep(Duration::from_millis(20)).await,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(saw_unreachable);
+        let (srv, _) = start(cfg).await;
+        retry_until_ok(&a, &to).await;
+        assert_eq!(a.stats().outbound_connected, 2);
+        a.shutdown().await;
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+/// Polls `f` (bounded: 200 tries, 10 ms apart) until it yields a value.
+async fn eventually<T>(f: impl Fn() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition never held");
+}
+
+async fn retry_until_ok(a: &TcpTransport, to: &str) -> Bytes {
+    for _ in 0..100 {
+        match a.call(to, b("x"), CALL).await {
+            Ok(r) => return r,
+            Err(NetError::Unreachable(_)) => tokio::time::sleep(Duration::from_millis(25)).await,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    panic!("peer never became reachable");
+}
+
+#[tokio::test]
+async fn other_cluster_is_refused_with_a_clear_reason_on_both_sides() {
+    bounded(async {
+        let (a, ha) = start(config("a", "riftkv", b"secret")).await;
+        let (o, ho) = start(config("o", "other", b"secret")).await;
+        let r = a.call(&o.local_addr(), b("x"), CALL).await;
+        let expected = format!(
+            "peer {} belongs to cluster 'other', not 'riftkv'",
+            o.local_addr()
+        );
+        assert_eq!(r, Err(NetError::Refused(expected.clone())));
+        // The listener logged and recorded it, worded from its own side.
+        let theirs = eventually(|| {
+            let r = o.recent_refusals();
+            (!r.is_empty()).then_some(r)
+        })
+        .await;
+        assert_eq!(theirs.len(), 1);
+        assert!(
+            theirs[0].starts_with(&format!("peer {} (node a", a.local_addr())),
+            "{theirs:?}"
+        );
+        assert!(
+            theirs[0].ends_with("belongs to cluster 'riftkv', not 'other'"),
+            "{theirs:?}"
+        );
+        assert_eq!(a.recent_refusals(), vec![expected.clone()]);
+        // A refused peer is not redialled at once; the reason stays the same.
+        assert_eq!(
+            a.call(&o.local_addr(), b("x"), CALL).await,
+            Err(NetError::Refused(expected))
+        );
+        // And the other way round.
+        let r = o.call(&a.local_addr(), b("x"), CALL).await;
+        assert_eq!(
+            r,
+            Err(NetError::Refused(format!(
+                "peer {} belongs to cluster 'riftkv', not 'other'",
+                a.local_addr()
+            )))
+        );
+        assert_eq!(ha.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(ho.calls.load(Ordering::SeqCst), 0);
+        a.shutdown().await;
+        o.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_secret_is_refused() {
+    bounded(async {
+        let (a, _) = start(config("a", "riftkv", b"right")).await;
+        let (srv, h) = start(config("b", "riftkv", b"wrong")).await;
+        match a.call(&srv.local_addr(), b("x"), CALL).await {
+            Err(NetError::Refused(m)) => {
+                assert!(m.contains("failed authentication"), "{m}");
+                assert!(m.contains(&srv.local_addr()), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The dialler refused first; the listener learns it from the Refuse frame.
+        let theirs = eventually(|| {
+            let r = srv.recent_refusals();
+            (!r.is_empty()).then_some(r)
+        })
+        .await;
+        assert_eq!(theirs.len(), 1);
+        assert!(theirs[0].contains("cluster secrets differ"), "{theirs:?}");
+        assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+        a.shutdown().await;
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn listener_refuses_a_forged_proof() {
+    bounded(async {
+        let (srv, h) = node("b").await;
+        let (mut conn, answer) = raw_handshake(&srv.local_addr(), "intruder", b"guess", true).await;
+        assert_eq!(answer, Envelope::Refuse(Refusal::BadProof));
+        assert!(conn.next().await.is_none(), "connection should be closed");
+        assert!(srv.recent_refusals()[0].contains("failed authentication"));
+        assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn garbage_and_huge_frames_close_only_their_connection() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        let (srv, _) = node("b").await;
+        let to = srv.local_addr();
+        a.call(&to, b("before"), CALL).await.unwrap();
+
+        // A frame whose content is not an envelope.
+        let mut raw = TcpStream::connect(&to).await.unwrap();
+        raw.write_all(b"\x00\x00\x00\x05hello").await.unwrap();
+        expect_closed(&mut raw).await;
+
+        // A header announcing 1 GiB.
+        let mut raw = TcpStream::connect(&to).await.unwrap();
+        raw.write_all(&(1u32 << 30).to_be_bytes()).await.unwrap();
+        expect_closed(&mut raw).await;
+
+        // Plain text (an HTTP request) reads as an absurd length.
+        let mut raw = TcpStream::connect(&to).await.unwrap();
+        raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        expect_closed(&mut raw).await;
+
+        // An authenticated peer that then sends garbage is cut off too.
+        let (mut conn, answer) = raw_handshake(&to, "c", b"secret", false).await;
+        assert_eq!(answer, Envelope::Welcome);
+        conn.send(Bytes::from_static(&[0xff, 0xff, 0xff]))
+            .await
+            .unwrap();
+        assert!(conn.next().await.is_none(), "connection should be closed");
+
+        assert_eq!(srv.stats().bad_frame_closes, 4);
+        // The established connection and new ones still work.
+        assert!(a.call(&to, b("after"), CALL).await.is_ok());
+        let (c, _) = node("c").await;
+        assert!(c.call(&to, b("new"), CALL).await.is_ok());
+        a.shutdown().await;
+        c.shutdown().await;
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_requests_fail_without_harming_the_node() {
+    bounded(async {
+        let mut cfg = config("a", "riftkv", b"secret");
+        cfg.max_frame_bytes = 1024;
+        let (a, _) = start(cfg).await;
+        let mut cfg = config("b", "riftkv", b"secret");
+        cfg.max_frame_bytes = 1024;
+        let (small, _) = start(cfg).await;
+        let (big, _) = node("big").await;
+        let huge = Bytes::from(vec![b'x'; 4000]);
+
+        // Caught before sending: the connection stays.
+        let r = a.call(&small.local_addr(), huge.clone(), CALL).await;
+        assert!(
+            matches!(r, Err(NetError::FrameTooLarge { limit: 1024, .. })),
+            "{r:?}"
+        );
+        assert!(a.call(&small.local_addr(), b("ok"), CALL).await.is_ok());
+
+        // A sender with a larger limit: the receiver closes that connection only.
+        let r = big.call(&small.local_addr(), huge, CALL).await;
+        assert_eq!(r, Err(NetError::Closed));
+        assert_eq!(small.stats().bad_frame_closes, 1);
+        assert!(big.call(&small.local_addr(), b("ok"), CALL).await.is_ok());
+        assert!(a.call(&small.local_addr(), b("ok"), CALL).await.is_ok());
+        for t in [a, small, big] {
+            t.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn handler_panic_becomes_an_error_response() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        let (srv, _) = node("b").await;
+        let to = srv.local_addr();
+        let r = a.call(&to, b("panic"), CALL).await;
+        assert_eq!(
+            r,
+            Err(NetError::Remote("request handler panicked".to_string()))
+        );
+        assert_eq!(srv.stats().handler_panics, 1);
+        assert!(a.call(&to, b("still here"), CALL).await.is_ok());
+        assert_eq!(a.stats().outbound_connected, 1);
+        a.shutdown().await;
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_before_the_handler_is_set_get_an_error() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        let srv = TcpTransport::bind(config("b", "riftkv", b"secret"))
+            .await
+            .unwrap();
+        let to = srv.local_addr();
+        match a.call(&to, b("early"), CALL).await {
+            Err(NetError::Remote(m)) => assert!(m.contains("no request handler"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        srv.set_handler(Arc::new(TestHandler::default()));
+        assert!(a.call(&to, b("later"), CALL).await.is_ok());
+        a.shutdown().await;
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_fails_pending_calls() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        let (srv, _) = node("b").await;
+        let to = srv.local_addr();
+        let caller = a.clone();
+        let dest = to.clone();
+        let pending = tokio::spawn(async move {
+            caller
+                .call(&dest, b("slow:20000:x"), Duration::from_secs(25))
+                .await
+        });
+        for _ in 0..200 {
+            if a.pending_calls() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(a.pending_calls(), 1);
+        let t0 = Instant::now();
+        a.shutdown().await;
+        assert_eq!(pending.await.unwrap(), Err(NetError::ShuttingDown));
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(a.call(&to, b("x"), CALL).await, Err(NetError::ShuttingDown));
+        srv.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_peer_shutting_down_closes_calls_waiting_on_it() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        let (srv, _) = node("b").await;
+        let to = srv.local_addr();
+        let caller = a.clone();
+        let dest = to.clone();
+        let pending = tokio::spawn(async move {
+            caller
+                .call(&dest, b("slow:20000:x"), Duration::from_secs(25))
+                .await
+        });
+        for _ in 0..200 {
+            if a.pending_calls() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        srv.shutdown().await;
+        assert_eq!(pending.await.unwrap(), Err(NetError::Closed));
+        a.shutdown().await;
+    })
+    .await;
+}

@@ -1,0 +1,679 @@
+//! Claim: assigning partitions to members.
+//!
+//! Goals, in priority order:
+//! 1. **Balance** (hard): every member owns `floor(Q/k)` or `ceil(Q/k)` partitions.
+//! 2. **Distinct replicas**: any `N` consecutive partitions have `N` distinct owners, so a
+//!    preference list is exactly the next `N` owners and never leans on a longer walk.
+//! 3. **Zone spread**: any `N` consecutive partitions touch `min(N, zones)` zones. A member
+//!    without a zone is its own zone.
+//! 4. **Minimal movement**: starting from the previous ring, keep owners where possible.
+//!
+//! Rule 2 is achievable together with balance exactly when `ceil(Q/k) * N <= Q` (see
+//! [`claim_feasible`]): a node owning `c` partitions needs `c` gaps of at least `N`, and the
+//! striped layout below meets the bound. That holds whenever `Q` is a multiple of `k >= N`, and
+//! whenever `k >= 2N` (for `Q >= N`). When it fails (e.g. Q=8, k=3, N=3) the claim minimises
+//! the number of windows with repeated owners; preference lists still hold `min(N, k)`
+//! distinct nodes because the walk skips repeats. Rule 3 is best effort: e.g. three zones
+//! can never alternate perfectly around a ring of 64 partitions, so a few windows repeat a zone.
+//!
+//! Method: an incremental pass keeps the previous owners, frees surplus partitions that
+//! break windows, gives the leavers' partitions and the remaining surplus to under-loaded
+//! members at places that break no window, then repairs remaining violations with owner swaps.
+//! A fresh striped layout (zones interleaved, relabelled and rotated to overlap the previous
+//! ring most) replaces it only when it has strictly fewer violations. Every step is
+//! deterministic: members are sorted by id and ties broken by index, so the order of
+//! `members` never matters.
+
+use super::hash::{MAX_RING_SIZE, validate_ring_size};
+use super::{Ring, RingError};
+use crate::types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+/// A node taking part in the claim, with its placement zone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    pub zone: Option<String>,
+}
+
+impl Member {
+    pub fn new(id: impl Into<String>, zone: Option<&str>) -> Self {
+        Member {
+            id: NodeId::new(id),
+            zone: zone.map(str::to_string),
+        }
+    }
+}
+
+/// Largest replica window the claim optimises for; larger `target_n` is clamped to it.
+const MAX_WINDOW: usize = 64;
+/// A repeated owner in a window outweighs any number of repeated zones.
+const NODE_WEIGHT: u64 = 1 << 32;
+/// Bound on cost evaluations per search phase, so a claim on a huge ring stays quick.
+const EVAL_BUDGET: u64 = 6_000_000;
+/// Marks a partition with no owner during the incremental pass.
+const HOLE: u32 = u32::MAX;
+
+/// True when balance and "every `n` consecutive partitions have `n` distinct owners" can
+/// hold together for `nodes` members on a ring of `ring_size`: `ceil(Q/k) * n <= Q`.
+pub fn claim_feasible(ring_size: u32, nodes: usize, n: usize) -> bool {
+    if n == 0 {
+        return true;
+    }
+    if nodes == 0 {
+        return false;
+    }
+    let q = ring_size as u64;
+    q.div_ceil(nodes as u64) * n as u64 <= q
+}
+
+/// How well a ring meets the claim goals for given members and `n`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingQuality {
+    /// Fewest and most partitions owned by a member (members owning nothing count as 0).
+    pub min_owned: usize,
+    pub max_owned: usize,
+    /// Windows of `n` consecutive partitions with fewer than `min(n, owners)` owners.
+    pub node_violations: usize,
+    /// Windows of `n` consecutive partitions touching fewer than `min(n, zones)` zones.
+    pub zone_violations: usize,
+    /// Preference lists (length `n`) touching fewer than `min(n, zones)` zones.
+    pub short_zone_lists: usize,
+}
+
+/// Measures `ring` against the claim goals. Owners missing from `members` count as
+/// zoneless nodes.
+pub fn assess(ring: &Ring, members: &[Member], n: usize) -> RingQuality {
+    let members = normalise(members);
+    let owners = ring.owners();
+    let q = owners.len();
+    let mut index: HashMap<&NodeId, u32> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (&m.id, i as u32))
+        .collect();
+    let mut zones = zone_indices(&members);
+    let mut own = Vec::with_capacity(q);
+    for o in owners {
+        let next = index.len() as u32;
+        let i = *index.entry(o).or_insert_with(|| {
+            zones.zone_of.push(zones.count as u32);
+            zones.count += 1;
+            next
+        });
+        own.push(i);
+    }
+    let mut counts = vec![0usize; index.len()];
+    for &o in &own {
+        counts[o as usize] += 1;
+    }
+    let member_counts = &counts[..members.len()];
+    let win = n.clamp(1, MAX_WINDOW).min(q);
+    let layout = Layout {
+        q,
+        zone_of: zones.zone_of.clone(),
+        win,
+        node_goal: win.min(index.len()),
+        zone_goal: win.min(zones.count),
+    };
+    let (mut node_violations, mut zone_violations) = (0, 0);
+    for s in 0..q {
+        let (nd, zd) = layout.deficits(&own, s);
+        node_violations += usize::from(nd > 0);
+        zone_violations += usize::from(zd > 0);
+    }
+    let zone_goal = n.min(zones.count);
+    let short_zone_lists = (0..q as u32)
+        .filter(|&p| {
+            let mut seen: Vec<u32> = ring
+                .preference_list(p, n)
+                .iter()
+                .map(|id| index.get(id).map_or(u32::MAX, |&i| zones.zone_of[i as usize]))
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen.len() < zone_goal
+        })
+        .count();
+    RingQuality {
+        min_owned: member_counts.iter().copied().min().unwrap_or(0),
+        max_owned: member_counts.iter().copied().max().unwrap_or(0),
+        node_violations,
+        zone_violations,
+        short_zone_lists,
+    }
+}
+
+/// Assigns the partitions of a ring of `ring_size` to `members` for replicas of `target_n`,
+/// moving as little as possible from `previous`. Same inputs give the same ring whatever the
+/// order of `members`; members absent from `members` own nothing. On invalid input (see
+/// [`try_claim`]) it returns `previous` unchanged, or without one a ring owned by the empty
+/// id, which no member can have.
+pub fn claim(ring_size: u32, members: &[Member], target_n: usize, previous: Option<&Ring>) -> Ring {
+    match try_claim(ring_size, members, target_n, previous) {
+        Ok(r) => r,
+        Err(_) => previous.cloned().unwrap_or_else(|| unowned(ring_size)),
+    }
+}
+
+fn unowned(ring_size: u32) -> Ring {
+    let mut q = ring_size.clamp(1, MAX_RING_SIZE).next_power_of_two();
+    loop {
+        if let Ok(r) = Ring::from_owners(vec![NodeId::new(""); q as usize]) {
+            return r;
+        }
+        // Unreachable: q is a valid size. Halving still ends at 1, which is always valid.
+        q = (q / 2).max(1);
+    }
+}
+
+/// [`claim`] with its input checked: the ring size must be valid and `members` non-empty.
+pub fn try_claim(
+    ring_size: u32,
+    members: &[Member],
+    target_n: usize,
+    previous: Option<&Ring>,
+) -> Result<Ring, RingError> {
+    validate_ring_size(ring_size)?;
+    let members = normalise(members);
+    if members.is_empty() {
+        return Err(RingError::NoMembers);
+    }
+    let q = ring_size as usize;
+    let zones = zone_indices(&members);
+    let win = target_n.clamp(1, MAX_WINDOW).min(q);
+    let layout = Layout {
+        q,
+        zone_of: zones.zone_of,
+        win,
+        node_goal: win.min(members.len()),
+        zone_goal: win.min(zones.count),
+    };
+    let index: HashMap<&NodeId, u32> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (&m.id, i as u32))
+        .collect();
+    let prev: Option<Vec<u32>> = previous.filter(|r| r.ring_size() == ring_size).map(|r| {
+        r.owners()
+            .iter()
+            .map(|o| index.get(o).copied().unwrap_or(HOLE))
+            .collect()
+    });
+
+    let mut best: Option<(u64, usize, Vec<u32>)> = None;
+    if let Some(prev) = &prev {
+        if let Some(own) = layout.incremental(prev) {
+            let cost = layout.total_cost(&own);
+            best = Some((cost, moved(prev, &own), own));
+        }
+    }
+    if best.as_ref().is_none_or(|(cost, _, _)| *cost > 0) {
+        let none = vec![HOLE; q];
+        let reference = prev.as_ref().unwrap_or(&none);
+        let own = layout.fresh(reference);
+        let cost = layout.total_cost(&own);
+        let mv = moved(reference, &own);
+        if best.as_ref().is_none_or(|(c, m, _)| (cost, mv) < (*c, *m)) {
+            best = Some((cost, mv, own));
+        }
+    }
+    let own = best.map(|(_, _, own)| own).unwrap_or_default();
+    let last = members.len() - 1;
+    let owners = own
+        .iter()
+        .map(|&i| members[(i as usize).min(last)].id.clone())
+        .collect();
+    Ring::from_owners(owners)
+}
+
+/// Sorted by id, one entry per id, so the input order never matters.
+fn normalise(members: &[Member]) -> Vec<Member> {
+    let mut m = members.to_vec();
+    m.sort();
+    m.dedup_by(|a, b| a.id == b.id);
+    m
+}
+
+struct Zones {
+    /// Zone index of each member; members without a zone get one of their own.
+    zone_of: Vec<u32>,
+    count: usize,
+}
+
+fn zone_indices(members: &[Member]) -> Zones {
+    let mut names: Vec<&str> = members.iter().filter_map(|m| m.zone.as_deref()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut count = names.len();
+    let zone_of = members
+        .iter()
+        .map(|m| match m.zone.as_deref() {
+            Some(z) => names.binary_search(&z).unwrap_or(0) as u32,
+            None => {
+                count += 1;
+                (count - 1) as u32
+            }
+        })
+        .collect();
+    Zones { zone_of, count }
+}
+
+fn moved(prev: &[u32], own: &[u32]) -> usize {
+    prev.iter().zip(own).filter(|(a, b)| a != b).count()
+}
+
+/// The optimisation problem over member indices.
+struct Layout {
+    q: usize,
+    zone_of: Vec<u32>,
+    /// Window length: `min(N, Q)`.
+    win: usize,
+    /// Distinct owners wanted per window: `min(win, members)`.
+    node_goal: usize,
+    /// Distinct zones wanted per window: `min(win, zones)`.
+    zone_goal: usize,
+}
+
+impl Layout {
+    fn k(&self) -> usize {
+        self.zone_of.len()
+    }
+
+    fn zone_count(&self) -> usize {
+        self.zone_of.iter().map(|&z| z as usize + 1).max().unwrap_or(0)
+    }
+
+    /// Missing distinct owners and zones in the window starting at `s`. A hole counts as a
+    /// fresh owner in a fresh zone: it will be filled by someone suitable if possible.
+    fn deficits(&self, own: &[u32], s: usize) -> (usize, usize) {
+        let mut nodes = [0u32; MAX_WINDOW];
+        let mut zones = [0u32; MAX_WINDOW];
+        let (mut nn, mut nz, mut holes) = (0, 0, 0);
+        for d in 0..self.win {
+            let o = own[(s + d) % self.q];
+            if o == HOLE {
+                holes += 1;
+                continue;
+            }
+            if !nodes[..nn].contains(&o) {
+                nodes[nn] = o;
+                nn += 1;
+                let z = self.zone_of[o as usize];
+                if !zones[..nz].contains(&z) {
+                    zones[nz] = z;
+                    nz += 1;
+                }
+            }
+        }
+        (
+            self.node_goal.saturating_sub(nn + holes),
+            self.zone_goal.saturating_sub(nz + holes),
+        )
+    }
+
+    fn window_cost(&self, own: &[u32], s: usize) -> u64 {
+        let (nd, zd) = self.deficits(own, s);
+        nd as u64 * NODE_WEIGHT + zd as u64
+    }
+
+    fn total_cost(&self, own: &[u32]) -> u64 {
+        (0..self.q).map(|s| self.window_cost(own, s)).sum()
+    }
+
+    /// Cost change of setting the given positions to the given owners (`own` is restored).
+    fn delta(&self, own: &mut [u32], changes: &[(usize, u32)]) -> i64 {
+        let mut starts: Vec<usize> = Vec::with_capacity(changes.len() * self.win);
+        for &(p, _) in changes {
+            for d in 0..self.win {
+                starts.push((p + self.q - d) % self.q);
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let before: u64 = starts.iter().map(|&s| self.window_cost(own, s)).sum();
+        let mut old = Vec::with_capacity(changes.len());
+        for &(p, o) in changes {
+            old.push((p, own[p]));
+            own[p] = o;
+        }
+        let after: u64 = starts.iter().map(|&s| self.window_cost(own, s)).sum();
+        for &(p, o) in old.iter().rev() {
+            own[p] = o;
+        }
+        after as i64 - before as i64
+    }
+
+    /// Ownership targets: `base + 1` for `q % k` members chosen to keep zone totals level
+    /// first (so zones can alternate), then to keep the members that own most already.
+    fn targets_by_previous(&self, prev_counts: &[usize]) -> Vec<usize> {
+        let k = self.k();
+        let base = self.q / k;
+        let extra = self.q % k;
+        let mut targets = vec![base; k];
+        let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); self.zone_count()];
+        let mut order: Vec<usize> = (0..k).collect();
+        order.sort_by_key(|&i| (Reverse(prev_counts[i]), i));
+        for i in order {
+            queues[self.zone_of[i] as usize].push_back(i);
+        }
+        let mut totals: Vec<usize> = queues.iter().map(|q| q.len() * base).collect();
+        let mut heap = BinaryHeap::new();
+        for (z, queue) in queues.iter().enumerate() {
+            if let Some(&i) = queue.front() {
+                heap.push(Reverse((totals[z], Reverse(prev_counts[i]), i, z)));
+            }
+        }
+        for _ in 0..extra {
+            let Some(Reverse((_, _, i, z))) = heap.pop() else {
+                break;
+            };
+            targets[i] += 1;
+            totals[z] += 1;
+            queues[z].pop_front();
+            if let Some(&j) = queues[z].front() {
+                heap.push(Reverse((totals[z], Reverse(prev_counts[j]), j, z)));
+            }
+        }
+        targets
+    }
+
+    /// Starts from `prev` and changes only what balance and the window rules require.
+    /// `None` when the work would exceed the evaluation budget.
+    fn incremental(&self, prev: &[u32]) -> Option<Vec<u32>> {
+        let (q, k) = (self.q, self.k());
+        let mut own = prev.to_vec();
+        let mut counts = vec![0usize; k];
+        for &o in &own {
+            if o != HOLE {
+                counts[o as usize] += 1;
+            }
+        }
+        let targets = self.targets_by_previous(&counts);
+        let mut budget = EVAL_BUDGET;
+        let mut surplus: Vec<usize> = (0..k).map(|i| counts[i].saturating_sub(targets[i])).collect();
+        let mut need: Vec<usize> = (0..k).map(|i| targets[i].saturating_sub(counts[i])).collect();
+
+        // Free surplus partitions that break windows; the rest of the surplus is handed over
+        // later to under-loaded members, at places they choose.
+        for p in 0..q {
+            let o = own[p];
+            if o != HOLE && surplus[o as usize] > 0 && self.delta(&mut own, &[(p, HOLE)]) < 0 {
+                own[p] = HOLE;
+                surplus[o as usize] -= 1;
+            }
+        }
+
+        // Fill holes (leavers' partitions): each goes to the under-loaded member that fits
+        // best, the neediest first among equals.
+        let holes: Vec<usize> = (0..q).filter(|&p| own[p] == HOLE).collect();
+        let under: Vec<usize> = (0..k).filter(|&i| need[i] > 0).collect();
+        if (holes.len() as u64).saturating_mul(under.len() as u64) > budget {
+            return None;
+        }
+        for &p in &holes {
+            let mut best: Option<(i64, Reverse<usize>, usize)> = None;
+            for &u in &under {
+                if need[u] == 0 {
+                    continue;
+                }
+                budget = budget.saturating_sub(1);
+                let key = (self.delta(&mut own, &[(p, u as u32)]), Reverse(need[u]), u);
+                if best.is_none_or(|b| key < b) {
+                    best = Some(key);
+                }
+            }
+            // No taker means the counts do not add up; the fresh layout then decides.
+            let (_, _, u) = best?;
+            own[p] = u as u32;
+            need[u] -= 1;
+        }
+
+        // Remaining needs take surplus partitions: each under-loaded member walks the ring at
+        // an even stride and takes the first surplus partition that breaks nothing.
+        let takers: Vec<usize> = (0..k).filter(|&i| need[i] > 0).collect();
+        let mut cursor: Vec<usize> = vec![0; k];
+        let mut stride: Vec<usize> = vec![1; k];
+        for (j, &u) in takers.iter().enumerate() {
+            cursor[u] = j * q / takers.len();
+            stride[u] = (q / need[u]).max(1);
+        }
+        loop {
+            let mut progressed = false;
+            for &u in &takers {
+                if need[u] == 0 {
+                    continue;
+                }
+                let mut best: Option<(i64, usize)> = None;
+                for step in 0..q {
+                    let p = (cursor[u] + step) % q;
+                    let o = own[p];
+                    if o == HOLE || surplus[o as usize] == 0 {
+                        continue;
+                    }
+                    budget = budget.saturating_sub(1);
+                    let d = self.delta(&mut own, &[(p, u as u32)]);
+                    if best.is_none_or(|(bd, _)| d < bd) {
+                        best = Some((d, p));
+                    }
+                    if d <= 0 {
+                        break;
+                    }
+                }
+                let (_, p) = best?;
+                surplus[own[p] as usize] -= 1;
+                own[p] = u as u32;
+                need[u] -= 1;
+                cursor[u] = (p + stride[u]) % q;
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+            if budget == 0 {
+                return None;
+            }
+        }
+        if own.contains(&HOLE) {
+            return None;
+        }
+        self.repair(&mut own, prev, &mut budget);
+        Some(own)
+    }
+
+    /// Swaps owners of partition pairs while that lowers the cost, preferring swaps that move
+    /// fewer partitions away from `prev`. Counts per member never change.
+    fn repair(&self, own: &mut [u32], prev: &[u32], budget: &mut u64) {
+        let q = self.q;
+        loop {
+            let bad: Vec<usize> = (0..q).filter(|&s| self.window_cost(own, s) > 0).collect();
+            if bad.is_empty() {
+                return;
+            }
+            let mut improved = false;
+            for s in bad {
+                for d in 0..self.win {
+                    if self.window_cost(own, s) == 0 {
+                        break;
+                    }
+                    let i = (s + d) % q;
+                    let mut best: Option<(i64, i64, usize)> = None;
+                    for j in 0..q {
+                        if own[j] == own[i] {
+                            continue;
+                        }
+                        if *budget == 0 {
+                            return;
+                        }
+                        *budget -= 1;
+                        let (oi, oj) = (own[i], own[j]);
+                        let dc = self.delta(own, &[(i, oj), (j, oi)]);
+                        if dc >= 0 {
+                            continue;
+                        }
+                        let was = i64::from(oi != prev[i]) + i64::from(oj != prev[j]);
+                        let now = i64::from(oj != prev[i]) + i64::from(oi != prev[j]);
+                        let key = (dc, now - was, j);
+                        if best.is_none_or(|b| key < b) {
+                            best = Some(key);
+                        }
+                    }
+                    if let Some((_, _, j)) = best {
+                        own.swap(i, j);
+                        improved = true;
+                    }
+                }
+            }
+            if !improved {
+                return;
+            }
+        }
+    }
+
+    /// Members in an order that interleaves zones: most populous zone first, and a zone not
+    /// repeated within `zone_goal - 1` picks when avoidable.
+    fn interleaved_order(&self) -> Vec<usize> {
+        let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); self.zone_count()];
+        for (i, &z) in self.zone_of.iter().enumerate() {
+            queues[z as usize].push_back(i);
+        }
+        let mut heap: BinaryHeap<(usize, Reverse<usize>)> = queues
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(z, q)| (q.len(), Reverse(z)))
+            .collect();
+        let gap = self.zone_goal.saturating_sub(1);
+        let mut cooling: VecDeque<(usize, usize)> = VecDeque::new();
+        let mut order = Vec::with_capacity(self.k());
+        while order.len() < self.k() {
+            let z = match heap.pop() {
+                Some((_, Reverse(z))) => z,
+                // Every zone with members left is cooling: take the longest-waiting one.
+                None => match cooling.iter().position(|&(_, left)| left > 0) {
+                    Some(at) => cooling.remove(at).map_or(0, |(z, _)| z),
+                    None => break,
+                },
+            };
+            if let Some(i) = queues[z].pop_front() {
+                order.push(i);
+            }
+            cooling.retain(|&(c, _)| c != z);
+            cooling.push_back((z, queues[z].len()));
+            while cooling.len() > gap {
+                if let Some((z, left)) = cooling.pop_front() {
+                    if left > 0 {
+                        heap.push((left, Reverse(z)));
+                    }
+                }
+            }
+        }
+        order
+    }
+
+    /// A fresh layout: members striped round the ring in interleaved order so that each
+    /// member's partitions are at least `floor(Q/c)` apart (`c` = most owned), then relabelled
+    /// and rotated to overlap `reference` most, then repaired.
+    fn fresh(&self, reference: &[u32]) -> Vec<u32> {
+        let (q, k) = (self.q, self.k());
+        let order = self.interleaved_order();
+        let (base, extra) = (q / k, q % k);
+        // Owner sequence: the interleaved order, most-owning members first, each repeated.
+        let mut seq: Vec<u32> = Vec::with_capacity(q);
+        for (rank, &i) in order.iter().enumerate() {
+            let count = base + usize::from(rank < extra);
+            seq.extend(std::iter::repeat_n(i as u32, count));
+        }
+        let c = q.div_ceil(k).max(1);
+        // seq[j] goes to block j % c, slot j / c; block b holds ceil((q - b) / c) slots. A
+        // member's consecutive copies land in consecutive blocks, a block length apart.
+        let mut start = vec![0usize; c + 1];
+        for b in 0..c {
+            start[b + 1] = start[b] + (q - b).div_ceil(c);
+        }
+        let mut stripe = vec![0u32; q];
+        for (j, &o) in seq.iter().enumerate() {
+            stripe[start[j % c] + j / c] = o;
+        }
+        let mut count = vec![0usize; k];
+        for (rank, &i) in order.iter().enumerate() {
+            count[i] = base + usize::from(rank < extra);
+        }
+        let mut own = self.align(&stripe, reference, &count);
+        let mut budget = EVAL_BUDGET;
+        self.repair(&mut own, reference, &mut budget);
+        own
+    }
+
+    /// Relabels and rotates `stripe` to keep as many partitions as possible where they are in
+    /// `reference`. Exchanging two members of the same zone and count, or rotating the whole
+    /// ring, preserves every window property.
+    fn align(&self, stripe: &[u32], reference: &[u32], count: &[usize]) -> Vec<u32> {
+        let (q, k) = (self.q, self.k());
+        if reference.iter().all(|&o| o == HOLE) {
+            return stripe.to_vec();
+        }
+        let class = |i: u32| (self.zone_of[i as usize], count[i as usize]);
+        let rotations = q.min((4_000_000 / q).max(1));
+        let mut best: Option<(usize, usize, Vec<u32>)> = None;
+        for step in 0..rotations {
+            let r = step * (q / rotations);
+            let mut overlap: HashMap<(u32, u32), usize> = HashMap::new();
+            for p in 0..q {
+                let x = stripe[(p + q - r) % q];
+                let y = reference[p];
+                if y != HOLE && class(x) == class(y) {
+                    *overlap.entry((x, y)).or_default() += 1;
+                }
+            }
+            let mut pairs: Vec<((u32, u32), usize)> = overlap.into_iter().collect();
+            pairs.sort_by_key(|&((x, y), n)| (Reverse(n), x, y));
+            let mut map: Vec<u32> = vec![HOLE; k];
+            let mut taken = vec![false; k];
+            let mut score = 0;
+            for ((x, y), n) in pairs {
+                if map[x as usize] == HOLE && !taken[y as usize] {
+                    map[x as usize] = y;
+                    taken[y as usize] = true;
+                    score += n;
+                }
+            }
+            if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                best = Some((score, r, map));
+            }
+        }
+        let Some((_, r, mut map)) = best else {
+            return stripe.to_vec();
+        };
+        // Unmatched labels take the free members of their class, in index order.
+        let mut taken = vec![false; k];
+        for &y in &map {
+            if y != HOLE {
+                taken[y as usize] = true;
+            }
+        }
+        let mut free: HashMap<(u32, usize), VecDeque<u32>> = HashMap::new();
+        for y in 0..k as u32 {
+            if !taken[y as usize] {
+                free.entry(class(y)).or_default().push_back(y);
+            }
+        }
+        for x in 0..k as u32 {
+            if map[x as usize] == HOLE {
+                map[x as usize] = free
+                    .get_mut(&class(x))
+                    .and_then(|f| f.pop_front())
+                    .unwrap_or(x);
+            }
+        }
+        (0..q)
+            .map(|p| map[stripe[(p + q - r) % q] as usize])
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "claim_tests.rs"]
+mod tests;

@@ -1,0 +1,54 @@
+use super::*;
+
+fn members(k: usize, zones: usize) -> Vec<Member> {
+    (0..k)
+        .map(|i| {
+            let zone = (zones > 0).then(|| format!("z{}", i % zones));
+            Member::new(format!("node-{i:02}"), zone.as_deref())
+        })
+        .collect()
+}
+
+#[test]
+#[ignore]
+fn explore() {
+    for &q in &[8u32, 16, 32, 64, 128, 256, 1024] {
+        for n in 1..=5usize {
+            let mut worst_join = (0i64, 0usize, 0usize);
+            let mut worst_leave = (0i64, 0usize, 0usize);
+            for k in 1..=32usize {
+                let all = members(k + 1, 0);
+                let before = claim(q, &all[..k], n, None);
+                let qa = assess(&before, &all[..k], n);
+                let feas = claim_feasible(q, k, n);
+                assert!(qa.max_owned - qa.min_owned <= 1);
+                if feas {
+                    assert_eq!(qa.node_violations, 0, "q={q} n={n} k={k}");
+                }
+                let after = claim(q, &all, n, Some(&before));
+                let qb = assess(&after, &all, n);
+                let mv = after.moved_partitions(&before).len();
+                let ideal = (q as usize).div_ceil(k + 1);
+                if claim_feasible(q, k + 1, n) && feas {
+                    assert_eq!(qb.node_violations, 0);
+                    let extra = mv as i64 - ideal as i64;
+                    if extra > worst_join.0 {
+                        worst_join = (extra, k, mv);
+                    }
+                }
+                // leave: from k+1 to k (remove the last)
+                let base = claim(q, &all, n, None);
+                let left = claim(q, &all[..k], n, Some(&base));
+                let lost = base.partitions_of(&all[k].id).len();
+                let mv = left.moved_partitions(&base).len();
+                if claim_feasible(q, k + 1, n) && feas {
+                    let extra = mv as i64 - lost as i64;
+                    if extra > worst_leave.0 {
+                        worst_leave = (extra, k, mv);
+                    }
+                }
+            }
+            println!("q={q} n={n} join worst (extra,k,moved)={worst_join:?} leave worst={worst_leave:?}");
+        }
+    }
+}

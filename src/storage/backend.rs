@@ -1,0 +1,83 @@
+//! The raw seam beneath the record store: ordered byte maps in four column families.
+//!
+//! Everything RiftKV-specific (key layout, envelopes, corruption handling, migrations) lives
+//! above this trait in `store.rs`, once, so RocksDB and the in-memory engine cannot drift apart.
+
+use super::StorageError;
+
+/// The column families of the on-disk format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cf {
+    /// Objects: (partition, bucket, key) -> encoded object.
+    Objects,
+    /// Hinted handoff: (target, partition, bucket, key) -> encoded object.
+    Hints,
+    /// Node state: node id, format version, ring.
+    Meta,
+    /// Anti-entropy trees.
+    Aae,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 4] = [Cf::Objects, Cf::Hints, Cf::Meta, Cf::Aae];
+
+    /// Name of the RocksDB column family.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Objects => "objects",
+            Cf::Hints => "hints",
+            Cf::Meta => "meta",
+            Cf::Aae => "aae",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Cf::Objects => 0,
+            Cf::Hints => 1,
+            Cf::Meta => 2,
+            Cf::Aae => 3,
+        }
+    }
+}
+
+/// One change to a raw column family; values here are already sealed records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawOp {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+/// Whether a scan visitor wants more entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Ordered byte maps with atomic multi-column-family batches.
+pub trait Backend: Send + Sync + 'static {
+    fn raw_get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Applies every op or none; `sync` makes the batch durable before returning.
+    fn raw_write(&self, ops: Vec<RawOp>, sync: bool) -> Result<(), StorageError>;
+    /// Visits entries with key >= `from` in key order until the visitor stops or the column
+    /// family ends. The visitor must not call back into the backend.
+    fn raw_scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
+    ) -> Result<(), StorageError>;
+    fn approximate_bytes(&self) -> u64;
+    fn flush(&self) -> Result<(), StorageError>;
+}
+
+/// Whether a column family holds at least one entry.
+pub fn cf_is_empty(b: &dyn Backend, cf: Cf) -> Result<bool, StorageError> {
+    let mut empty = true;
+    b.raw_scan(cf, &[], &mut |_, _| {
+        empty = false;
+        Flow::Stop
+    })?;
+    Ok(empty)
+}

@@ -1,0 +1,176 @@
+//! RocksDB engine: one column family per kind of record, batches as RocksDB write batches.
+
+use super::backend::{Backend, Cf, Flow, RawOp};
+use super::store::RecordStore;
+use super::{StorageError, migrate};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options,
+    WriteOptions,
+};
+use std::path::Path;
+
+/// Shared block cache for all column families.
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+
+/// A RocksDB database holding the four column families.
+pub struct RocksBackend {
+    db: DB,
+}
+
+impl std::fmt::Debug for RocksBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksBackend")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn io(context: &str, e: rocksdb::Error) -> StorageError {
+    StorageError::Io(format!("{context}: {e}"))
+}
+
+fn db_options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    o.increase_parallelism(cores.clamp(2, 16) as i32);
+    o.set_max_background_jobs(cores.clamp(2, 8) as i32);
+    o.set_keep_log_file_num(5);
+    o
+}
+
+fn cf_options(cache: &Cache, cf: Cf) -> Options {
+    let mut t = BlockBasedOptions::default();
+    t.set_block_cache(cache);
+    t.set_cache_index_and_filter_blocks(true);
+    // Point lookups dominate for objects and hints; bloom filters spare disk reads on misses.
+    if matches!(cf, Cf::Objects | Cf::Hints) {
+        t.set_bloom_filter(10.0, false);
+    }
+    let mut o = Options::default();
+    o.set_block_based_table_factory(&t);
+    o.set_compression_type(DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    o.set_level_compaction_dynamic_level_bytes(true);
+    o
+}
+
+impl RocksBackend {
+    fn open(dir: &Path) -> Result<RocksBackend, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StorageError::Io(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let opts = db_options();
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut descriptors: Vec<ColumnFamilyDescriptor> = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(&cache, *cf)))
+            .collect();
+        // Column families this binary does not know (a newer format) must still be opened, or
+        // RocksDB fails before the format version can be read and reported clearly.
+        if let Ok(existing) = DB::list_cf(&opts, dir) {
+            for name in existing {
+                if !Cf::ALL.iter().any(|cf| cf.name() == name) && name != "default" {
+                    descriptors.push(ColumnFamilyDescriptor::new(name, Options::default()));
+                }
+            }
+        }
+        let db = DB::open_cf_descriptors(&opts, dir, descriptors)
+            .map_err(|e| io(&format!("cannot open RocksDB in {}", dir.display()), e))?;
+        Ok(RocksBackend { db })
+    }
+
+    fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StorageError::Io(format!("column family {} is missing", cf.name())))
+    }
+}
+
+impl Backend for RocksBackend {
+    fn raw_get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db
+            .get_cf(self.cf(cf)?, key)
+            .map_err(|e| io("RocksDB read", e))
+    }
+
+    fn raw_write(&self, ops: Vec<RawOp>, sync: bool) -> Result<(), StorageError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for op in ops {
+            match op {
+                RawOp::Put(cf, k, v) => batch.put_cf(self.cf(cf)?, k, v),
+                RawOp::Delete(cf, k) => batch.delete_cf(self.cf(cf)?, k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(|e| io("RocksDB write", e))
+    }
+
+    fn raw_scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
+    ) -> Result<(), StorageError> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
+        it.seek(from);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if visit(k, v) == Flow::Stop {
+                break;
+            }
+            it.next();
+        }
+        it.status().map_err(|e| io("RocksDB scan", e))
+    }
+
+    fn approximate_bytes(&self) -> u64 {
+        let mut total = 0u64;
+        for cf in Cf::ALL {
+            let Ok(handle) = self.cf(cf) else { continue };
+            for prop in [
+                rocksdb::properties::TOTAL_SST_FILES_SIZE,
+                rocksdb::properties::SIZE_ALL_MEM_TABLES,
+            ] {
+                if let Ok(Some(n)) = self.db.property_int_value_cf(handle, prop) {
+                    total = total.saturating_add(n);
+                }
+            }
+        }
+        total
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        for cf in Cf::ALL {
+            self.db
+                .flush_cf(self.cf(cf)?)
+                .map_err(|e| io("RocksDB flush", e))?;
+        }
+        self.db
+            .flush_wal(true)
+            .map_err(|e| io("RocksDB WAL flush", e))
+    }
+}
+
+impl RecordStore<RocksBackend> {
+    /// Opens (or creates) the database in `dir` and brings it to the current on-disk format.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let migrations = migrate::embedded()?;
+        Self::open_with_migrations(dir, &migrations).map(|(s, _)| s)
+    }
+
+    /// Opens with an explicit migration list; returns the versions applied. Lets tests prove
+    /// upgrades through formats this binary does not ship.
+    #[doc(hidden)]
+    pub fn open_with_migrations(
+        dir: &Path,
+        migrations: &[migrate::Migration],
+    ) -> Result<(Self, Vec<u32>), StorageError> {
+        let store = RecordStore::from_backend(RocksBackend::open(dir)?);
+        let applied = migrate::run(store.backend(), migrations)?;
+        Ok((store, applied))
+    }
+}

@@ -1,0 +1,345 @@
+//! An in-process RiftKV cluster for tests: nodes over the simulated network and in-memory
+//! storage, with their background duties running, and helpers to kill, restart, partition and
+//! wait. Nodes are numbered from 1: node `i` has id `n{i}` and address `127.0.0.1:{9000+i}`
+//! (a key of the simulated network only; nothing listens there). Node 1 founds the cluster,
+//! the others join through seeds. Every wait is bounded by a timeout.
+
+use crate::membership::admin;
+use crate::metrics::Metrics;
+use crate::net::{SimNetwork, SimTransport};
+use crate::node::rpc::RpcHandler;
+use crate::node::{Node, NodeSettings};
+use crate::storage::MemoryStorage;
+use crate::types::{Clock, NodeId, SystemClock};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Adjusts a node's settings before it starts (ring size, intervals, ...).
+pub type SettingsHook = Arc<dyn Fn(&mut NodeSettings) + Send + Sync>;
+/// Starts a node's background duties; the default starts the membership and ownership duties.
+pub type DutiesHook = Arc<dyn Fn(Arc<Node>) -> Vec<JoinHandle<()>> + Send + Sync>;
+
+/// How a test cluster is built.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    pub cluster_name: String,
+    pub settings: Option<SettingsHook>,
+    pub duties: Option<DutiesHook>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            cluster_name: "test".to_string(),
+            settings: None,
+            duties: None,
+        }
+    }
+}
+
+struct Slot {
+    settings: NodeSettings,
+    storage: Arc<MemoryStorage>,
+    transport: Arc<SimTransport>,
+    node: Option<Arc<Node>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A running in-process cluster.
+pub struct TestCluster {
+    pub net: SimNetwork,
+    options: ClusterOptions,
+    slots: Vec<Slot>,
+}
+
+/// Address of node `i`.
+pub fn addr_of(i: usize) -> String {
+    format!("127.0.0.1:{}", 9000 + i)
+}
+
+/// Node id of node `i`.
+pub fn id_of(i: usize) -> NodeId {
+    NodeId::new(format!("n{i}"))
+}
+
+impl TestCluster {
+    /// Starts `n_nodes` nodes with default options over a network seeded with `seed`.
+    pub fn start(n_nodes: usize, seed: u64) -> TestCluster {
+        TestCluster::start_with(n_nodes, seed, ClusterOptions::default())
+    }
+
+    /// Starts `n_nodes` nodes: node 1 founds, the others join through node 1 as seed.
+    pub fn start_with(n_nodes: usize, seed: u64, options: ClusterOptions) -> TestCluster {
+        let mut c = TestCluster {
+            net: SimNetwork::new(seed),
+            options,
+            slots: Vec::new(),
+        };
+        for _ in 0..n_nodes {
+            c.add_node();
+        }
+        c
+    }
+
+    /// Number of nodes ever started (the highest index).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn slot(&self, i: usize) -> &Slot {
+        assert!(
+            i >= 1 && i <= self.slots.len(),
+            "no node {i} in a cluster of {}",
+            self.slots.len()
+        );
+        &self.slots[i - 1]
+    }
+
+    /// Adds a node that joins through every running node as seed; returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.slots.len() + 1;
+        let addr = addr_of(i);
+        let id = id_of(i);
+        let mut settings = NodeSettings::for_test(id.as_str(), &addr, &self.options.cluster_name);
+        settings.seeds = self
+            .running()
+            .into_iter()
+            .map(addr_of)
+            .filter(|a| a != &addr)
+            .collect();
+        if let Some(hook) = &self.options.settings {
+            hook(&mut settings);
+        }
+        let storage = Arc::new(MemoryStorage::new());
+        let transport = self.net.endpoint(&addr, id);
+        self.slots.push(Slot {
+            settings,
+            storage,
+            transport,
+            node: None,
+            tasks: Vec::new(),
+        });
+        self.boot(i);
+        i
+    }
+
+    fn boot(&mut self, i: usize) {
+        let duties = self.options.duties.clone();
+        let net = self.net.clone();
+        let slot = &mut self.slots[i - 1];
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let node = match Node::new(
+            slot.settings.clone(),
+            slot.storage.clone(),
+            slot.transport.clone(),
+            clock,
+            Metrics::new(),
+        ) {
+            Ok(n) => n,
+            Err(e) => panic!("node {i} cannot start: {e}"),
+        };
+        net.revive(&slot.settings.peer_addr);
+        slot.transport
+            .set_handler(Arc::new(RpcHandler(node.clone())));
+        let mut tasks = match duties {
+            Some(d) => d(node.clone()),
+            None => crate::membership::start_background(node.clone()),
+        };
+        // A node that has left the cluster stops, as its process would.
+        let watcher = {
+            let node = node.clone();
+            let addr = slot.settings.peer_addr.clone();
+            tokio::spawn(async move {
+                let mut rx = node.left.subscribe();
+                tokio::select! {
+                    _ = node.shutdown.cancelled() => {}
+                    r = rx.wait_for(|v| *v) => {
+                        if r.is_ok() {
+                            net.kill(&addr);
+                            node.stop();
+                        }
+                    }
+                }
+            })
+        };
+        tasks.push(watcher);
+        slot.node = Some(node);
+        slot.tasks = tasks;
+    }
+
+    /// The running node `i`. Panics when it is killed (a test bug).
+    pub fn node(&self, i: usize) -> Arc<Node> {
+        match self.try_node(i) {
+            Some(n) => n,
+            None => panic!("node {i} is not running"),
+        }
+    }
+
+    /// Node `i` when it is running (not killed, not left).
+    pub fn try_node(&self, i: usize) -> Option<Arc<Node>> {
+        self.slot(i)
+            .node
+            .clone()
+            .filter(|n| !n.shutdown.is_cancelled())
+    }
+
+    /// The node `i`'s storage (kept across restarts).
+    pub fn storage(&self, i: usize) -> Arc<MemoryStorage> {
+        self.slot(i).storage.clone()
+    }
+
+    /// Indices of running nodes.
+    pub fn running(&self) -> Vec<usize> {
+        (1..=self.slots.len())
+            .filter(|i| self.try_node(*i).is_some())
+            .collect()
+    }
+
+    /// Whether node `i` has left the cluster (left, or was removed and stopped).
+    pub fn has_left(&self, i: usize) -> bool {
+        self.slot(i).node.as_ref().is_some_and(|n| *n.left.borrow())
+    }
+
+    /// Stops node `i` as a crash would: unreachable at once, duties stopped, storage kept.
+    pub fn kill(&mut self, i: usize) {
+        let addr = self.slot(i).settings.peer_addr.clone();
+        self.net.kill(&addr);
+        let slot = &mut self.slots[i - 1];
+        if let Some(node) = slot.node.take() {
+            node.stop();
+        }
+        for t in slot.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Starts node `i` again over its storage: same id, same address, same data.
+    pub fn restart(&mut self, i: usize) {
+        if self.try_node(i).is_some() {
+            self.kill(i);
+        }
+        self.boot(i);
+    }
+
+    /// Cuts every node of `a` off from every node of `b` (both ways).
+    pub fn partition(&self, a: &[usize], b: &[usize]) {
+        let a: Vec<String> = a.iter().map(|i| addr_of(*i)).collect();
+        let b: Vec<String> = b.iter().map(|i| addr_of(*i)).collect();
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let b: Vec<&str> = b.iter().map(String::as_str).collect();
+        self.net.partition(&a, &b);
+    }
+
+    /// Cuts node `i` off from everyone.
+    pub fn isolate(&self, i: usize) {
+        self.net.isolate(&addr_of(i));
+    }
+
+    /// Removes every partition, isolation, drop rate and delay.
+    pub fn heal(&self) {
+        self.net.heal();
+    }
+
+    /// Polls `cond` every 25 ms until it holds or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut cond: impl FnMut(&TestCluster) -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("timed out after {timeout:?} waiting for {what}"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until every running node reports `ring_settled` and all agree on the ring version
+    /// and owners. The error describes each node's view.
+    pub async fn wait_settled(&self, timeout: Duration) -> Result<(), String> {
+        let r = self
+            .wait_for(timeout, "the ring to settle", |c| c.settled_now())
+            .await;
+        r.map_err(|e| format!("{e}\n{}", self.describe()))
+    }
+
+    /// Whether the running nodes are settled and agree right now.
+    pub fn settled_now(&self) -> bool {
+        let nodes: Vec<Arc<Node>> = self.running().into_iter().map(|i| self.node(i)).collect();
+        let Some(first) = nodes.first() else {
+            return true;
+        };
+        let (v0, ring0) = {
+            let s = first.state.read();
+            (s.ring_version, s.ring.clone())
+        };
+        nodes.iter().all(|n| {
+            let same = {
+                let s = n.state.read();
+                s.ring_version == v0 && s.ring == ring0
+            };
+            same && admin::is_settled(n)
+        })
+    }
+
+    /// One line per node: id, joined, ring version, settled, member statuses.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.slots.len() {
+            let Some(n) = self.try_node(i) else {
+                out.push_str(&format!("n{i}: not running\n"));
+                continue;
+            };
+            let s = n.state.read().clone();
+            let members: Vec<String> = s
+                .members
+                .values()
+                .map(|m| {
+                    format!(
+                        "{}:{}{}",
+                        m.node_id,
+                        m.status.as_str(),
+                        if n.is_reachable(&m.node_id) {
+                            ""
+                        } else {
+                            "(down)"
+                        }
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "n{i}: joined={} v={} plan={:?} settled={} peers={:?} members=[{}]\n",
+                n.joined.load(std::sync::atomic::Ordering::SeqCst),
+                s.ring_version,
+                s.plan.as_ref().map(|p| (p.id, p.transfers.len())),
+                admin::is_settled(&n),
+                n.peer_ring_versions.lock().clone(),
+                members.join(" ")
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(n) = &slot.node {
+                n.stop();
+            }
+            for t in slot.tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}

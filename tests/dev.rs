@@ -1,0 +1,112 @@
+//! `riftkv dev`: starts a local cluster, settles, serves, and stops cleanly on SIGINT.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().expect("addr"),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+#[test]
+fn dev_starts_settles_serves_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A base port unlikely to collide with other tests (which use 87xx/88xx on 127.x.y.z).
+    let base: u16 = 20000 + (std::process::id() % 2000) as u16 * 10;
+    let mut child = Command::new(BIN)
+        .args(["dev", "--nodes", "3", "--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn riftkv dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut printed = String::new();
+    let mut urls_seen = 0;
+    while urls_seen < 3 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            for k in 1..=3 {
+                if line.contains(&format!("http://127.0.0.1:{}", base + k)) {
+                    urls_seen += 1;
+                }
+            }
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("riftkv dev exited early with {status}: {printed}");
+        }
+    }
+    let guard = scopeguard(child.id());
+    assert!(urls_seen >= 3, "dev printed the node URLs: {printed}");
+    assert!(printed.contains("curl"), "dev printed a curl example: {printed}");
+
+    let u = format!("http://127.0.0.1:{}", base + 2);
+    let st = status(&u).expect("status");
+    assert_eq!(st["ring_settled"], true);
+    assert_eq!(st["members"].as_array().map(|m| m.len()), Some(3));
+    let r = client()
+        .put(format!("{u}/v1/kv/dev/hello"))
+        .body("world")
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), 204);
+    let r = client()
+        .get(format!("http://127.0.0.1:{}/v1/kv/dev/hello", base + 3))
+        .send()
+        .expect("get");
+    assert_eq!(r.text().expect("body"), "world");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("sigint");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "riftkv dev did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(guard);
+    assert_eq!(status.code(), Some(0));
+    for k in 1..=3 {
+        assert!(!port_open(base + k), "node {k} API still listening");
+        assert!(!port_open(base + 100 + k), "node {k} peer port still listening");
+    }
+}
+
+/// Stops the dev supervisor (and so its servers) if the test fails midway.
+struct Guard(u32);
+fn scopeguard(pid: u32) -> Guard {
+    Guard(pid)
+}
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0 as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            // The supervisor stops its servers on SIGTERM; give it the time it needs.
+            std::thread::sleep(Duration::from_secs(12));
+        }
+    }
+}
