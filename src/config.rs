@@ -965,7 +965,10 @@ request_timeout_ms = 700
     #[test]
     #[ignore = "helper run in a child process"]
     fn env_precedence_child() {
-        let file = std::env::var("RIFTKV_TEST_FILE").expect("parent sets RIFTKV_TEST_FILE");
+        // Only meaningful with the environment the parent test sets up.
+        let Ok(file) = std::env::var("RIFTKV_TEST_FILE") else {
+            return;
+        };
         let c = ServerConfig::resolve(parse(&["--ring-size", "16", "--config", &file])).unwrap();
         // flag beats env
         assert_eq!(c.ring_size, 16);

@@ -218,8 +218,11 @@ fn sloppy_quorum_with_hinted_handoff_and_strict_quorum() {
     assert_eq!(v["error"], "quorum_unavailable");
     assert_eq!(v["needed"], 2);
     assert_eq!(v["got"], 1);
-    let r = get_json(&u, "o", &key, "?r=3");
+    // Reads count fallbacks' answers (sloppy), so the strict form is pr.
+    let r = get_json(&u, "o", &key, "?pr=2");
     assert_eq!(r.status(), 503);
+    let v: Value = r.json().expect("json");
+    assert_eq!((v["needed"].as_u64(), v["got"].as_u64()), (Some(2), Some(1)));
 
     // Sloppy quorum: fallbacks take the write and hold hints.
     let r = put(&u, "o", &key, b"sloppy", "?w=2", None);
@@ -260,6 +263,12 @@ fn read_repair_fills_a_replica_that_missed_a_write() {
     c.node(victim).terminate();
     wait_unreachable(&c, other, &[primaries[2].clone()]);
     assert_eq!(put(&c.url(other), "r", key, b"repaired", "?w=2", None).status(), 204);
+    // With one of three nodes down there is no fallback: r=3 cannot be met.
+    let r = get_json(&c.url(other), "r", key, "?r=3");
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().expect("json");
+    assert_eq!(v["error"], "quorum_unavailable");
+    assert_eq!((v["needed"].as_u64(), v["got"].as_u64()), (Some(3), Some(2)));
     c.node(victim).start();
     c.wait_settled(3, Duration::from_secs(60));
     assert!(local(&c.url(victim), "r", key).is_none(), "no hinted handoff in this test");

@@ -149,6 +149,7 @@ pub fn server_entry(cfg: ServerConfig) -> ExitCode {
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`), as text or JSON
 /// lines. Calling it again is harmless: the first subscriber stays.
 pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
         Ok(f) => (f, None),
@@ -157,7 +158,6 @@ pub fn init_logging(format: LogFormat) {
             std::env::var("RUST_LOG").ok().map(|v| (v, e.to_string())),
         ),
     };
-    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,5 +1,11 @@
 //! Key-value request coordination: which nodes serve a key, the quorum cores for get, put
 //! and delete (plain data and functions), their async drivers, and read repair.
+//!
+//! - pure: [`quorum`] (parameters, fail-fast checks), [`get_core`], [`put_core`],
+//!   [`list::merge_pages`] / [`list::assign_partitions`], [`serving_set`];
+//! - drivers: [`get()`], [`put()`], [`delete()`], [`list_keys`], [`read_repair`];
+//! - this node's own copy in either role (primary or fallback): [`replica`], serialised per
+//!   key by [`locks`]; the replica side of every message: [`rpc`].
 
 #[cfg(test)]
 mod cluster_tests;

@@ -546,9 +546,14 @@ pub fn delete_unchanged(
     partition: PartitionId,
     entries: &[HandoffEntry],
 ) -> Result<usize, StorageError> {
+    let keys: Vec<ObjectKey> = entries
+        .iter()
+        .map(|e| ObjectKey::new(partition, e.bucket.clone(), e.key.clone()))
+        .collect();
+    // Compare and delete under the keys' locks so a write landing in between is never dropped.
+    let _guards = crate::coordinator::locks::lock_keys(keys.iter());
     let mut batch = WriteBatch::default();
-    for e in entries {
-        let k = ObjectKey::new(partition, e.bucket.clone(), e.key.clone());
+    for (e, k) in entries.iter().zip(keys) {
         match storage.get_object(&k) {
             Ok(Some(bytes)) if bytes == e.object => {
                 batch.delete_object(k);

@@ -98,6 +98,9 @@ pub fn receive_chunk(
     let count = decoded.len();
     for (i, (k, obj)) in decoded.iter().enumerate() {
         let mode = node.state.read().bucket_props(&k.bucket).conflict;
+        // Under the key's lock, like every other local read-modify-write, so a concurrent
+        // coordinator write or repair of the same key cannot lose this merge (or vice versa).
+        let _guard = crate::coordinator::locks::lock_key(k);
         node.merge_local(k, obj, mode, i + 1 == count)?;
     }
     Ok(count)

@@ -363,3 +363,40 @@ async fn a_node_of_another_cluster_is_refused() {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_that_crashes_mid_handoff_gets_its_data_after_restart() {
+    let mut c = TestCluster::start(4, 8);
+    settled(&c).await;
+    let q = c.node(1).state.read().ring_size();
+    let written: Vec<(Vec<u8>, Vec<u8>)> = (0..400)
+        .map(|i| {
+            let key = format!("k{i}").into_bytes();
+            let obj = put_direct(&c, b"b", &key, format!("v{i}").as_bytes());
+            (key, obj)
+        })
+        .collect();
+    let five = c.add_node();
+    c.wait_for(SETTLE, "the joiner to join", |c| {
+        c.node(five).joined.load(Ordering::SeqCst)
+    })
+    .await
+    .unwrap();
+    c.kill(five);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.restart(five);
+    assert_eq!(c.node(five).id, id_of(five));
+    settled(&c).await;
+    let ring = c.node(1).state.read().ring.clone();
+    assert!(!ring.partitions_of(&id_of(five)).is_empty());
+    c.wait_for(SETTLE, "every key on its new replicas", |c| {
+        written.iter().all(|(key, obj)| {
+            let p = partition_for(b"b", key, q);
+            ring.preference_list(p, 3)
+                .iter()
+                .all(|r| holds(&c.storage(index_of(r)), q, b"b", key).as_ref() == Some(obj))
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.describe()));
+}

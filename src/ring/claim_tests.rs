@@ -48,7 +48,41 @@ fn explore() {
                     }
                 }
             }
+            if q == 256 || q == 64 {
+                for k in 1..=32usize {
+                    let all = members(k + 1, 0);
+                    let base = claim(q, &all, n, None);
+                    let left = claim(q, &all[..k], n, Some(&base));
+                    let lost = base.partitions_of(&all[k].id).len();
+                    let mv = left.moved_partitions(&base).len();
+                    let qa = assess(&left, &all[..k], n);
+                    print!(" k={k}:{}{}/{}", if claim_feasible(q, k, n) {""} else {"!"}, mv as i64 - lost as i64, qa.node_violations);
+                }
+                println!();
+            }
             println!("q={q} n={n} join worst (extra,k,moved)={worst_join:?} leave worst={worst_leave:?}");
         }
+    }
+}
+
+#[test]
+#[ignore]
+fn explore_leave() {
+    for &(q, n, k) in &[(256u32, 3usize, 7usize), (256, 3, 10), (64, 3, 8), (256, 4, 8)] {
+        let all = members(k + 1, 0);
+        let base = claim(q, &all, n, None);
+        let ms = normalise(&all[..k]);
+        let zones = zone_indices(&ms);
+        let win = n.min(q as usize);
+        let layout = Layout { q: q as usize, zone_of: zones.zone_of, win, node_goal: win.min(k), zone_goal: win.min(zones.count) };
+        let prev: Vec<u32> = base.owners().iter().map(|o| ms.iter().position(|m| &m.id == o).map_or(HOLE, |i| i as u32)).collect();
+        let inc = layout.incremental(&prev);
+        let lost = prev.iter().filter(|&&o| o == HOLE).count();
+        match inc {
+            Some(own) => println!("q={q} n={n} k={k} lost={lost} inc cost={} moved={}", layout.total_cost(&own) / NODE_WEIGHT, moved(&prev, &own)),
+            None => println!("q={q} n={n} k={k} inc None"),
+        }
+        let fr = layout.fresh(&prev);
+        println!("   fresh cost={} moved={}", layout.total_cost(&fr) / NODE_WEIGHT, moved(&prev, &fr));
     }
 }

@@ -229,12 +229,10 @@ fn run(ops: &[Op], mode: ConflictMode) -> Result<Run, TestCaseError> {
         }
     }
     // equal clocks mean equal objects, so comparing clocks is enough to decide repair
-    for (i, x) in history.iter().enumerate() {
-        for y in &history[i + 1..] {
-            if x.context() == y.context() {
-                prop_assert_eq!(x, y);
-            }
-        }
+    let mut by_clock: std::collections::HashMap<VersionVector, &Object> = Default::default();
+    for o in &history {
+        let first = *by_clock.entry(o.context()).or_insert(o);
+        prop_assert_eq!(first, o);
     }
     Ok(Run {
         objs,
