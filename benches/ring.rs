@@ -34,9 +34,11 @@ fn claim_cost(c: &mut Criterion) {
     for &(q, k) in &[(64u32, 5usize), (256, 8), (1024, 17)] {
         let all = members(k + 1);
         let before = claim(q, &all[..k], 3, None);
-        group.bench_with_input(BenchmarkId::new("join", format!("q{q}_k{k}")), &q, |b, &q| {
-            b.iter(|| claim(q, black_box(&all), 3, Some(&before)))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("join", format!("q{q}_k{k}")),
+            &q,
+            |b, &q| b.iter(|| claim(q, black_box(&all), 3, Some(&before))),
+        );
     }
     group.finish();
 }

@@ -37,7 +37,7 @@ fn bench_storage(c: &mut Criterion) {
     let value = vec![0xabu8; VALUE_LEN];
 
     let mut g = c.benchmark_group("storage_rocks_1KiB");
-    g.throughput(Throughput::Bytes(VALUE_LEN as u64));
+    g.throughput(Throughput::Elements(1));
     for sync in [false, true] {
         let name = if sync { "put_sync" } else { "put_nosync" };
         let mut next = 1_000_000u64 * if sync { 2 } else { 1 };

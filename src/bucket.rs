@@ -20,7 +20,11 @@ pub enum QuorumError {
     #[error("'{0}' is not a quorum: use an integer, one, quorum or all")]
     Unparsable(String),
     #[error("{name}={value} is more than n={n}")]
-    OverN { name: &'static str, value: u32, n: u32 },
+    OverN {
+        name: &'static str,
+        value: u32,
+        n: u32,
+    },
     #[error("{name} must be at least {min}")]
     UnderMin { name: &'static str, min: u32 },
 }
@@ -248,7 +252,10 @@ mod tests {
         assert!(p.validate().is_ok());
         let back: BucketProps = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
-        let bad = BucketProps { r: Quorum::Count(4), ..p.clone() };
+        let bad = BucketProps {
+            r: Quorum::Count(4),
+            ..p.clone()
+        };
         assert!(bad.validate().is_err());
         assert!(serde_json::from_str::<BucketPropsPatch>(r#"{"bogus":1}"#).is_err());
     }

@@ -57,7 +57,7 @@ pub struct Metrics {
     pub peer_up: IntGaugeVec,
     /// Partitions this node owns on the current ring.
     pub partitions_owned: IntGauge,
-    /// Ownership transfers (partitions to send or receive) not yet finished.
+    /// Partition handoffs this node still has to send (ring-change transfers and drains).
     pub handoffs_pending: IntGauge,
     /// Inter-node requests sent, by message type and outcome.
     pub rpc_requests_total: IntCounterVec,
@@ -181,7 +181,7 @@ impl Metrics {
             partitions_owned: gauge("partitions_owned", "Ring partitions owned by this node."),
             handoffs_pending: gauge(
                 "handoffs_pending",
-                "Partition ownership transfers to or from this node not yet finished.",
+                "Partition handoffs this node still has to send: transfers of a pending ring change, and partitions it holds but no longer replicates.",
             ),
             rpc_requests_total: counter_vec(
                 "rpc_requests_total",

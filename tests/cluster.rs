@@ -59,7 +59,10 @@ fn three_servers_settle_and_survive_sigkill_restart() {
     c.node(2).start();
     c.wait_settled(3, Duration::from_secs(60));
     let after = ring_of(&c.url(2));
-    assert_eq!(after["partitions"], before["partitions"], "same ring after restart");
+    assert_eq!(
+        after["partitions"], before["partitions"],
+        "same ring after restart"
+    );
     assert_eq!(status(&c.url(2)).expect("status")["node_id"], "node2");
 }
 
@@ -105,7 +108,10 @@ fn bad_configuration_exits_nonzero_with_one_clear_line() {
             .args(args)
             .output()
             .expect("run riftkv");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let d = data.to_string_lossy().to_string();
     let (code, err) = run(&["--ring-size", "100", "--data-dir", &d]);

@@ -21,7 +21,14 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
     // A base port unlikely to collide with other tests (which use 87xx/88xx on 127.x.y.z).
     let base: u16 = 20000 + (std::process::id() % 2000) as u16 * 10;
     let mut child = Command::new(BIN)
-        .args(["dev", "--nodes", "3", "--base-port", &base.to_string(), "--data-dir"])
+        .args([
+            "dev",
+            "--nodes",
+            "3",
+            "--base-port",
+            &base.to_string(),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -54,7 +61,10 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
     }
     let guard = scopeguard(child.id());
     assert!(urls_seen >= 3, "dev printed the node URLs: {printed}");
-    assert!(printed.contains("curl"), "dev printed a curl example: {printed}");
+    assert!(
+        printed.contains("curl"),
+        "dev printed a curl example: {printed}"
+    );
 
     let u = format!("http://127.0.0.1:{}", base + 2);
     let st = status(&u).expect("status");
@@ -89,7 +99,10 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
     assert_eq!(status.code(), Some(0));
     for k in 1..=3 {
         assert!(!port_open(base + k), "node {k} API still listening");
-        assert!(!port_open(base + 100 + k), "node {k} peer port still listening");
+        assert!(
+            !port_open(base + 100 + k),
+            "node {k} peer port still listening"
+        );
     }
 }
 

@@ -11,7 +11,14 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn put(url: &str, bucket: &str, key: &str, body: &[u8], query: &str, ctx: Option<&str>) -> Response {
+fn put(
+    url: &str,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    query: &str,
+    ctx: Option<&str>,
+) -> Response {
     let mut req = client()
         .put(format!("{url}/v1/kv/{}/{}{query}", seg(bucket), seg(key)))
         .header("content-type", "text/plain")
@@ -46,7 +53,11 @@ fn values_of(v: &Value) -> BTreeSet<Vec<u8>> {
 
 fn preflist(url: &str, bucket: &str, key: &str) -> (Vec<String>, Vec<String>) {
     let v: Value = client()
-        .get(format!("{url}/v1/admin/preflist/{}/{}", seg(bucket), seg(key)))
+        .get(format!(
+            "{url}/v1/admin/preflist/{}/{}",
+            seg(bucket),
+            seg(key)
+        ))
         .send()
         .expect("preflist")
         .json()
@@ -66,22 +77,32 @@ fn local(url: &str, bucket: &str, key: &str) -> Option<Value> {
         .get(format!("{url}/v1/admin/local/{}/{}", seg(bucket), seg(key)))
         .send()
         .ok()?;
-    if r.status() == 200 { r.json().ok() } else { None }
+    if r.status() == 200 {
+        r.json().ok()
+    } else {
+        None
+    }
 }
 
 fn hints_pending(url: &str) -> u64 {
-    status(url).and_then(|s| s["hints_pending"].as_u64()).unwrap_or(0)
+    status(url)
+        .and_then(|s| s["hints_pending"].as_u64())
+        .unwrap_or(0)
 }
 
 fn wait_unreachable(c: &Cluster, observer: usize, ids: &[String]) {
-    eventually(Duration::from_secs(30), "stopped nodes seen unreachable", || {
-        status(&c.url(observer)).is_some_and(|s| {
-            s["members"].as_array().into_iter().flatten().all(|m| {
-                let down = ids.iter().any(|i| m["node_id"] == i.as_str());
-                m["reachable"] == Value::Bool(!down)
+    eventually(
+        Duration::from_secs(30),
+        "stopped nodes seen unreachable",
+        || {
+            status(&c.url(observer)).is_some_and(|s| {
+                s["members"].as_array().into_iter().flatten().all(|m| {
+                    let down = ids.iter().any(|i| m["node_id"] == i.as_str());
+                    m["reachable"] == Value::Bool(!down)
+                })
             })
-        })
-    });
+        },
+    );
 }
 
 #[test]
@@ -94,18 +115,21 @@ fn round_trip_not_found_delete_and_listing() {
     let r = put(&u1, "b", "k", b"hello", "", None);
     assert_eq!(r.status(), 204);
     assert!(r.headers().contains_key("x-riftkv-context"));
-    let r = client()
-        .get(format!("{u2}/v1/kv/b/k"))
-        .send()
-        .expect("get");
+    let r = client().get(format!("{u2}/v1/kv/b/k")).send().expect("get");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/plain");
     assert!(r.headers().contains_key("etag"));
     assert!(r.headers().contains_key("last-modified"));
-    let ctx = r.headers()["x-riftkv-context"].to_str().expect("ctx").to_string();
+    let ctx = r.headers()["x-riftkv-context"]
+        .to_str()
+        .expect("ctx")
+        .to_string();
     assert_eq!(r.bytes().expect("body").as_ref(), b"hello");
 
-    let r = client().get(format!("{u1}/v1/kv/b/missing")).send().expect("get");
+    let r = client()
+        .get(format!("{u1}/v1/kv/b/missing"))
+        .send()
+        .expect("get");
     assert_eq!(r.status(), 404);
     let body: Value = r.json().expect("error json");
     assert!(body["error"].is_string() && body["message"].is_string());
@@ -118,7 +142,10 @@ fn round_trip_not_found_delete_and_listing() {
     assert_eq!(r.status(), 204);
     let r = client().get(format!("{u2}/v1/kv/b/k")).send().expect("get");
     assert_eq!(r.status(), 404);
-    assert!(r.headers().contains_key("x-riftkv-context"), "tombstone context is returned");
+    assert!(
+        r.headers().contains_key("x-riftkv-context"),
+        "tombstone context is returned"
+    );
 
     // Listing 2500 keys across pages, in byte order, with deleted keys excluded.
     let mut expected: Vec<String> = (0..2500).map(|i| format!("key-{i:05}")).collect();
@@ -135,7 +162,12 @@ fn round_trip_not_found_delete_and_listing() {
         if let Some(a) = &after {
             url.push_str(&format!("&after={}", seg(a)));
         }
-        let v: Value = client().get(url).send().expect("list").json().expect("list json");
+        let v: Value = client()
+            .get(url)
+            .send()
+            .expect("list")
+            .json()
+            .expect("list json");
         pages += 1;
         got.extend(
             v["keys"]
@@ -171,17 +203,31 @@ fn siblings_and_their_resolution() {
     );
     let ctx = v["context"].as_str().expect("context").to_string();
 
-    let r = client().get(format!("{u}/v1/kv/s/cart?r=3")).send().expect("get");
+    let r = client()
+        .get(format!("{u}/v1/kv/s/cart?r=3"))
+        .send()
+        .expect("get");
     assert_eq!(r.status(), 300);
-    let ct = r.headers()["content-type"].to_str().expect("ct").to_string();
+    let ct = r.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .to_string();
     assert!(ct.starts_with("multipart/mixed"), "{ct}");
-    let boundary = ct.split("boundary=").nth(1).expect("boundary").trim_matches('"').to_string();
+    let boundary = ct
+        .split("boundary=")
+        .nth(1)
+        .expect("boundary")
+        .trim_matches('"')
+        .to_string();
     let body = String::from_utf8_lossy(&r.bytes().expect("body")).to_string();
     assert_eq!(body.matches(&format!("--{boundary}\r\n")).count(), 2);
     assert!(body.contains("apple") && body.contains("pear"));
     assert!(body.contains(&format!("--{boundary}--")));
 
-    assert_eq!(put(&u, "s", "cart", b"apple+pear", "", Some(&ctx)).status(), 204);
+    assert_eq!(
+        put(&u, "s", "cart", b"apple+pear", "", Some(&ctx)).status(),
+        204
+    );
     let r = get_json(&c.url(3), "s", "cart", "?r=3");
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -222,7 +268,10 @@ fn sloppy_quorum_with_hinted_handoff_and_strict_quorum() {
     let r = get_json(&u, "o", &key, "?pr=2");
     assert_eq!(r.status(), 503);
     let v: Value = r.json().expect("json");
-    assert_eq!((v["needed"].as_u64(), v["got"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (v["needed"].as_u64(), v["got"].as_u64()),
+        (Some(2), Some(1))
+    );
 
     // Sloppy quorum: fallbacks take the write and hold hints.
     let r = put(&u, "o", &key, b"sloppy", "?w=2", None);
@@ -231,19 +280,25 @@ fn sloppy_quorum_with_hinted_handoff_and_strict_quorum() {
     let fallbacks: Vec<&String> = serving.iter().filter(|s| !primaries.contains(s)).collect();
     assert!(!fallbacks.is_empty(), "fallbacks serve: {serving:?}");
     eventually(Duration::from_secs(10), "a fallback holds hints", || {
-        fallbacks.iter().any(|f| hints_pending(&c.url(c.index_of(f))) > 0)
+        fallbacks
+            .iter()
+            .any(|f| hints_pending(&c.url(c.index_of(f))) > 0)
     });
 
     for id in &down {
         let i = c.index_of(id);
         c.node(i).start();
     }
-    eventually(Duration::from_secs(60), "hints delivered to the primaries", || {
-        down.iter().all(|id| {
-            local(&c.url(c.index_of(id)), "o", &key)
-                .is_some_and(|v| values_of(&v).contains(b"sloppy".as_slice()))
-        })
-    });
+    eventually(
+        Duration::from_secs(60),
+        "hints delivered to the primaries",
+        || {
+            down.iter().all(|id| {
+                local(&c.url(c.index_of(id)), "o", &key)
+                    .is_some_and(|v| values_of(&v).contains(b"sloppy".as_slice()))
+            })
+        },
+    );
     eventually(Duration::from_secs(30), "no hints pending anywhere", || {
         (1..=5).all(|i| hints_pending(&c.url(i)) == 0)
     });
@@ -262,21 +317,35 @@ fn read_repair_fills_a_replica_that_missed_a_write() {
     let other = c.index_of(&primaries[0]);
     c.node(victim).terminate();
     wait_unreachable(&c, other, &[primaries[2].clone()]);
-    assert_eq!(put(&c.url(other), "r", key, b"repaired", "?w=2", None).status(), 204);
+    assert_eq!(
+        put(&c.url(other), "r", key, b"repaired", "?w=2", None).status(),
+        204
+    );
     // With one of three nodes down there is no fallback: r=3 cannot be met.
     let r = get_json(&c.url(other), "r", key, "?r=3");
     assert_eq!(r.status(), 503);
     let v: Value = r.json().expect("json");
     assert_eq!(v["error"], "quorum_unavailable");
-    assert_eq!((v["needed"].as_u64(), v["got"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        (v["needed"].as_u64(), v["got"].as_u64()),
+        (Some(3), Some(2))
+    );
     c.node(victim).start();
     c.wait_settled(3, Duration::from_secs(60));
-    assert!(local(&c.url(victim), "r", key).is_none(), "no hinted handoff in this test");
+    assert!(
+        local(&c.url(victim), "r", key).is_none(),
+        "no hinted handoff in this test"
+    );
     let r = get_json(&c.url(other), "r", key, "?r=2");
     assert_eq!(r.status(), 200);
-    eventually(Duration::from_secs(5), "read repair reached the replica", || {
-        local(&c.url(victim), "r", key).is_some_and(|v| values_of(&v).contains(b"repaired".as_slice()))
-    });
+    eventually(
+        Duration::from_secs(5),
+        "read repair reached the replica",
+        || {
+            local(&c.url(victim), "r", key)
+                .is_some_and(|v| values_of(&v).contains(b"repaired".as_slice()))
+        },
+    );
 }
 
 #[test]
@@ -323,9 +392,16 @@ fn acknowledged_writes_survive_sigkill_of_a_replica() {
     assert!(acked.len() >= 50, "most writes were acknowledged");
     for (key, value) in &acked {
         let r = get_json(&c.url(2), "dur", key, "?r=3");
-        assert!(r.status() == 200 || r.status() == 300, "{key}: {}", r.status());
+        assert!(
+            r.status() == 200 || r.status() == 300,
+            "{key}: {}",
+            r.status()
+        );
         let vals = values_of(&r.json().expect("json"));
-        assert!(vals.contains(value), "{key}: last acknowledged value {value:?} not in {vals:?}");
+        assert!(
+            vals.contains(value),
+            "{key}: last acknowledged value {value:?} not in {vals:?}"
+        );
     }
 }
 
@@ -340,14 +416,37 @@ fn bad_input_gets_4xx_json_and_never_a_500() {
         (s, v["error"].as_str().unwrap_or("").to_string())
     };
     let cases: Vec<(Response, u16, &str)> = vec![
-        (put(&u, "b", "k", b"x", "", Some("garbage!!")), 400, "invalid_context"),
-        (put(&u, "b", "k", b"x", "", Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")), 400, "invalid_context"),
+        (
+            put(&u, "b", "k", b"x", "", Some("garbage!!")),
+            400,
+            "invalid_context",
+        ),
+        (
+            put(
+                &u,
+                "b",
+                "k",
+                b"x",
+                "",
+                Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            ),
+            400,
+            "invalid_context",
+        ),
         (put(&u, "b", "k", b"x", "?w=4", None), 400, "bad_request"),
         (get_json(&u, "b", "k", "?r=0"), 400, "bad_request"),
         (get_json(&u, "b", "k", "?r=most"), 400, "bad_request"),
         (put(&u, "b", "k", b"x", "?dw=-1", None), 400, "bad_request"),
-        (put(&u, &"b".repeat(256), "k", b"x", "", None), 400, "bad_request"),
-        (put(&u, "b", &"k".repeat(1025), b"x", "", None), 400, "bad_request"),
+        (
+            put(&u, &"b".repeat(256), "k", b"x", "", None),
+            400,
+            "bad_request",
+        ),
+        (
+            put(&u, "b", &"k".repeat(1025), b"x", "", None),
+            400,
+            "bad_request",
+        ),
         (
             put(&u, "b", "big", &vec![0u8; 8 * 1024 * 1024 + 1], "", None),
             413,
@@ -377,7 +476,10 @@ fn bad_input_gets_4xx_json_and_never_a_500() {
     }
     // A forged context: a real token with one character changed.
     let r = put(&u, "b", "k", b"x", "", None);
-    let token = r.headers()["x-riftkv-context"].to_str().expect("ctx").to_string();
+    let token = r.headers()["x-riftkv-context"]
+        .to_str()
+        .expect("ctx")
+        .to_string();
     let mut forged: Vec<char> = token.chars().collect();
     let mid = forged.len() / 2;
     forged[mid] = if forged[mid] == 'A' { 'B' } else { 'A' };
@@ -389,16 +491,50 @@ fn bad_input_gets_4xx_json_and_never_a_500() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let methods = ["GET", "PUT", "POST", "DELETE", "PATCH"];
-    let params = ["r", "w", "dw", "pr", "pw", "timeout", "keys", "limit", "after", "returnbody"];
-    let junk = ["", "-1", "0", "99999999999999999999", "quorum", "all", "one", "%00", "x", "1.5"];
+    let params = [
+        "r",
+        "w",
+        "dw",
+        "pr",
+        "pw",
+        "timeout",
+        "keys",
+        "limit",
+        "after",
+        "returnbody",
+    ];
+    let junk = [
+        "",
+        "-1",
+        "0",
+        "99999999999999999999",
+        "quorum",
+        "all",
+        "one",
+        "%00",
+        "x",
+        "1.5",
+    ];
     for _ in 0..300 {
         let m = methods[rng.gen_range(0..methods.len())];
         let mut path = match rng.gen_range(0..6) {
-            0 => format!("/v1/kv/{}/{}", seg(&rand_str(&mut rng)), seg(&rand_str(&mut rng))),
+            0 => format!(
+                "/v1/kv/{}/{}",
+                seg(&rand_str(&mut rng)),
+                seg(&rand_str(&mut rng))
+            ),
             1 => format!("/v1/kv/{}", seg(&rand_str(&mut rng))),
             2 => format!("/v1/buckets/{}/props", seg(&rand_str(&mut rng))),
-            3 => format!("/v1/admin/preflist/{}/{}", seg(&rand_str(&mut rng)), seg(&rand_str(&mut rng))),
-            4 => format!("/v1/admin/local/{}/{}", seg(&rand_str(&mut rng)), seg(&rand_str(&mut rng))),
+            3 => format!(
+                "/v1/admin/preflist/{}/{}",
+                seg(&rand_str(&mut rng)),
+                seg(&rand_str(&mut rng))
+            ),
+            4 => format!(
+                "/v1/admin/local/{}/{}",
+                seg(&rand_str(&mut rng)),
+                seg(&rand_str(&mut rng))
+            ),
             _ => format!("/v1/{}", seg(&rand_str(&mut rng))),
         };
         path.push('?');
@@ -416,18 +552,39 @@ fn bad_input_gets_4xx_json_and_never_a_500() {
         }
         let body: Vec<u8> = (0..rng.gen_range(0..64)).map(|_| rng.r#gen()).collect();
         let r = req.body(body).send().expect("server answers");
-        assert!(r.status().as_u16() < 500 || r.status().as_u16() == 503, "{m} {path}: {}", r.status());
-        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        assert!(
+            r.status().as_u16() < 500 || r.status().as_u16() == 503,
+            "{m} {path}: {}",
+            r.status()
+        );
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         if r.status().is_client_error() {
-            assert!(ct.starts_with("application/json"), "{m} {path}: error body is JSON, got {ct}");
+            assert!(
+                ct.starts_with("application/json"),
+                "{m} {path}: error body is JSON, got {ct}"
+            );
         }
     }
     assert!(c.node(1).is_running(), "server survived");
-    assert_eq!(client().get(format!("{u}/health")).send().expect("health").status(), 200);
+    assert_eq!(
+        client()
+            .get(format!("{u}/health"))
+            .send()
+            .expect("health")
+            .status(),
+        200
+    );
 }
 
 fn rand_str(rng: &mut rand::rngs::StdRng) -> String {
     use rand::Rng;
     let len = rng.gen_range(1..20);
-    (0..len).map(|_| char::from(rng.gen_range(32u8..127))).collect()
+    (0..len)
+        .map(|_| char::from(rng.gen_range(32u8..127)))
+        .collect()
 }

@@ -28,6 +28,11 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
+/// Requests (and the inter-node calls made for them) taking at least this long are logged at
+/// `info`, with their request id, so a slow request can be followed across nodes without
+/// debug logging.
+pub const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Shared state of every handler.
 pub type AppState = Arc<Node>;
 
@@ -118,9 +123,11 @@ async fn observe(State(node): State<AppState>, req: Request, next: Next) -> Resp
         }
         _ => (String::new(), 0),
     };
-    let span = tracing::info_span!("request", id = %id, op, bucket = %bucket, key_len);
+    let span = tracing::info_span!("request", request_id = %id, op, bucket = %bucket, key_len);
     let method = req.method().clone();
-    let answer = AssertUnwindSafe(next.run(req))
+    // Inter-node calls made for this request carry its id (see `node::rpc::RequestMeta`).
+    let scoped = crate::node::rpc::with_request_id(Arc::from(id.as_str()), next.run(req));
+    let answer = AssertUnwindSafe(scoped)
         .catch_unwind()
         .instrument(span.clone())
         .await;
@@ -145,6 +152,8 @@ async fn observe(State(node): State<AppState>, req: Request, next: Next) -> Resp
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::warn!(%method, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request failed");
+        } else if elapsed >= SLOW_REQUEST {
+            tracing::info!(%method, status = status.as_u16(), ms = elapsed.as_millis() as u64, "slow request");
         } else {
             tracing::debug!(%method, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request done");
         }

@@ -66,14 +66,14 @@ pub(crate) async fn read_quorum(
     check_read(&pl.serving, &rq)?;
     let (answer_tx, answer_rx) = oneshot::channel();
     let k = ObjectKey::new(pl.partition, bucket.to_vec(), key.to_vec());
-    tokio::spawn(drive_read(
+    tokio::spawn(crate::node::rpc::traced(drive_read(
         node.clone(),
         pl.clone(),
         k,
         rq,
         deadline,
         answer_tx,
-    ));
+    )));
     match tokio::time::timeout_at(deadline, answer_rx).await {
         Ok(Ok(r)) => r,
         // The driver gave up at the deadline without a decision.
@@ -103,7 +103,7 @@ async fn drive_read(
             tx.clone(),
             k.clone(),
         );
-        tokio::spawn(async move {
+        tokio::spawn(crate::node::rpc::traced(async move {
             let r = if peer == node.id {
                 let n = node.clone();
                 blocking(move || {
@@ -115,7 +115,7 @@ async fn drive_read(
                 ask(&node, &peer, k, hinted_for, left).await
             };
             let _ = tx.send((peer, r));
-        });
+        }));
     }
     drop(tx);
     let mut answer = Some(answer);

@@ -107,7 +107,7 @@ pub async fn list_keys(
         let mut tasks = JoinSet::new();
         for (target, partitions) in assignment {
             let (node, bucket, after) = (node.clone(), bucket.to_vec(), after.map(<[u8]>::to_vec));
-            tasks.spawn(async move {
+            tasks.spawn(crate::node::rpc::traced(async move {
                 let r = if target == node.id {
                     let (n, parts) = (node.clone(), partitions.clone());
                     blocking(move || live_keys(&n, &parts, &bucket, after.as_deref(), limit))
@@ -127,7 +127,7 @@ pub async fn list_keys(
                     }
                 };
                 (target, partitions, r)
-            });
+            }));
         }
         let mut retry: BTreeSet<PartitionId> = BTreeSet::new();
         while let Some(done) = tasks.join_next().await {

@@ -263,14 +263,14 @@ async fn coordinate(
         });
         let (node, peer, tx) = (node.clone(), peer.clone(), tx.clone());
         // Not cancelled when the answer leaves: stragglers still receive the write.
-        tokio::spawn(async move {
+        tokio::spawn(crate::node::rpc::traced(async move {
             let r = match node.call(&peer, req, left).await {
                 Ok(Response::Kv(KvResponse::Stored { durable })) => Ok(durable),
                 Ok(_) => Err("unexpected answer to a replica write".to_string()),
                 Err(e) => Err(e.to_string()),
             };
             let _ = tx.send((peer, r));
-        });
+        }));
     }
     drop(tx);
     loop {

@@ -45,7 +45,7 @@ pub async fn repair(node: &Arc<Node>, pl: &Placement, k: &ObjectKey, core: &GetC
                 sync: false,
                 hinted_for: t.hinted_for,
             });
-            tasks.spawn(async move {
+            tasks.spawn(crate::node::rpc::traced(async move {
                 let timeout = node.settings.rpc_timeout;
                 let r = match node.call(&t.node, req, timeout).await {
                     Ok(Response::Kv(KvResponse::Stored { .. })) => Ok(()),
@@ -53,7 +53,7 @@ pub async fn repair(node: &Arc<Node>, pl: &Placement, k: &ObjectKey, core: &GetC
                     Err(e) => Err(e.to_string()),
                 };
                 (node, t.node, r)
-            });
+            }));
         }
     }
     while let Some(done) = tasks.join_next().await {

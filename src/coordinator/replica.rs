@@ -9,6 +9,33 @@ use crate::node::store::StoreError;
 use crate::storage::{HintKey, ObjectKey};
 use crate::types::NodeId;
 use crate::version::{ConflictMode, Limits, Object, Sibling, VersionVector};
+use std::sync::OnceLock;
+
+/// Environment switch of the planted-bug fault below; unset (the default) means off.
+pub const FAULT_DROP_WRITES_ENV: &str = "RIFTKV_FAULT_DROP_WRITES";
+
+/// Test-only fault injection, off by default: with `RIFTKV_FAULT_DROP_WRITES=F` (a fraction in
+/// (0, 1]) that share of replica writes, and of the coordinator's own local writes, is
+/// acknowledged without being stored. It exists so the partition-testing harness
+/// (`riftkv-jepsen`) can prove that its checker finds lost writes. Never set it on a real node.
+pub fn fault_drop_write() -> bool {
+    static FRACTION: OnceLock<f64> = OnceLock::new();
+    let fraction = *FRACTION.get_or_init(|| {
+        let f = std::env::var(FAULT_DROP_WRITES_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .map_or(0.0, |f| f.min(1.0));
+        if f > 0.0 {
+            tracing::warn!(
+                fraction = f,
+                "{FAULT_DROP_WRITES_ENV} is set: this node silently drops writes (test-only fault)"
+            );
+        }
+        f
+    });
+    fraction > 0.0 && rand::random::<f64>() < fraction
+}
 
 /// Runs blocking storage work off the async workers.
 pub async fn blocking<T: Send + 'static>(
@@ -94,6 +121,10 @@ pub fn coordinate_write(
             bucket = %String::from_utf8_lossy(&k.bucket),
             "key has many siblings: clients should write with the context of a read"
         );
+    }
+    if fault_drop_write() {
+        // Planted bug for the harness: acknowledge without storing.
+        return Ok(obj);
     }
     let stored = match hinted_for {
         None => node.merge_local(k, &obj, mode, sync)?,

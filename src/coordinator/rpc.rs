@@ -116,6 +116,10 @@ pub async fn handle(node: &Arc<Node>, _from: &PeerInfo, req: KvRequest) -> Respo
                 Ok(o) => o,
                 Err(e) => return error(format!("replica write carries a bad object: {e}")),
             };
+            if super::replica::fault_drop_write() {
+                // Planted bug for the harness (off by default): acknowledge without storing.
+                return Response::Kv(KvResponse::Stored { durable: sync });
+            }
             let mode = node.state.read().bucket_props(&bucket).conflict;
             let k = ObjectKey::new(partition, bucket, key);
             let n = node.clone();

@@ -178,7 +178,10 @@ impl Node {
     }
 
     /// Applies `f` to the ring state and persists it when it reports a change.
-    pub fn update_state<T>(&self, f: impl FnOnce(&mut RingState) -> (bool, T)) -> Result<T, NodeError> {
+    pub fn update_state<T>(
+        &self,
+        f: impl FnOnce(&mut RingState) -> (bool, T),
+    ) -> Result<T, NodeError> {
         let (changed, out) = {
             let mut s = self.state.write();
             f(&mut s)

@@ -1,13 +1,78 @@
 //! The inter-node message envelope. Each layer owns its message enum; this file only wraps
 //! them, dispatches incoming requests to their layer, and instruments outgoing calls.
+//!
+//! A call made on behalf of a client request carries that request's id after the request in
+//! the same frame ([`RequestMeta`]), so the replica's logs show it too: one slow request can be
+//! followed across nodes by its id.
 
 use super::Node;
 use crate::net::{Handler, NetError, PeerInfo};
 use crate::types::NodeId;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+tokio::task_local! {
+    /// Id of the client request the current task works for.
+    static REQUEST_ID: Arc<str>;
+}
+
+/// Runs `fut` as work for the client request `id`: its inter-node calls carry the id.
+pub async fn with_request_id<F: Future>(id: Arc<str>, fut: F) -> F::Output {
+    REQUEST_ID.scope(id, fut).await
+}
+
+/// Id of the client request the current task works for, if any.
+pub fn current_request_id() -> Option<Arc<str>> {
+    REQUEST_ID.try_with(Arc::clone).ok()
+}
+
+/// Wraps work about to be spawned for a client request so the new task keeps the request's
+/// tracing span and id (spawned tasks inherit neither by themselves).
+pub fn traced<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    let span = tracing::Span::current();
+    let id = current_request_id();
+    async move {
+        match id {
+            Some(id) => REQUEST_ID.scope(id, fut).await,
+            None => fut.await,
+        }
+    }
+    .instrument(span)
+}
+
+/// Metadata encoded after the [`Request`] in the same frame. Receivers decode the request
+/// first and read this from the bytes left over, so a peer that does not know a field (or the
+/// trailer at all) still understands the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestMeta {
+    /// Id of the client request this call serves; None for background duties.
+    pub request_id: Option<String>,
+}
+
+/// Encodes a request followed by its metadata (omitted when empty).
+pub fn encode_request(req: &Request, meta: &RequestMeta) -> Result<Vec<u8>, postcard::Error> {
+    let mut bytes = postcard::to_stdvec(req)?;
+    if meta != &RequestMeta::default() {
+        bytes.extend(postcard::to_stdvec(meta)?);
+    }
+    Ok(bytes)
+}
+
+/// Decodes a request and its metadata; metadata that cannot be decoded is ignored, since it
+/// never changes what the request does.
+pub fn decode_request(bytes: &[u8]) -> Result<(Request, RequestMeta), postcard::Error> {
+    let (req, rest) = postcard::take_from_bytes::<Request>(bytes)?;
+    let meta = if rest.is_empty() {
+        RequestMeta::default()
+    } else {
+        postcard::from_bytes(rest).unwrap_or_default()
+    };
+    Ok((req, meta))
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -86,9 +151,15 @@ impl Node {
         timeout: Duration,
     ) -> Result<Response, RpcError> {
         let label = req.label();
-        let payload = postcard::to_stdvec(&req).map_err(|e| RpcError::Codec(e.to_string()))?;
+        let meta = RequestMeta {
+            request_id: current_request_id().map(|id| id.to_string()),
+        };
+        let payload = encode_request(&req, &meta).map_err(|e| RpcError::Codec(e.to_string()))?;
         let started = Instant::now();
-        let result = self.transport.call(addr, Bytes::from(payload), timeout).await;
+        let result = self
+            .transport
+            .call(addr, Bytes::from(payload), timeout)
+            .await;
         let elapsed = started.elapsed().as_secs_f64();
         self.metrics
             .rpc_duration_seconds
@@ -144,8 +215,30 @@ pub struct RpcHandler(pub Arc<Node>);
 #[async_trait::async_trait]
 impl Handler for RpcHandler {
     async fn handle(&self, from: PeerInfo, request: Bytes) -> Bytes {
-        let resp = match postcard::from_bytes::<Request>(&request) {
-            Ok(req) => self.0.dispatch(from, req).await,
+        let resp = match decode_request(&request) {
+            Ok((req, meta)) => match meta.request_id {
+                None => self.0.dispatch(from, req).await,
+                Some(id) => {
+                    // The same field name as the client request's span, so one grep for the
+                    // id finds the request on its coordinator and on every replica it reached.
+                    let span = tracing::info_span!("peer_request", request_id = %id,
+                        msg = req.label(), from = %from.node_id);
+                    let started = Instant::now();
+                    let resp = with_request_id(id.into(), self.0.dispatch(from, req))
+                        .instrument(span.clone())
+                        .await;
+                    let elapsed = started.elapsed();
+                    let ms = elapsed.as_millis() as u64;
+                    span.in_scope(|| {
+                        if elapsed >= crate::api::SLOW_REQUEST {
+                            tracing::info!(ms, "slow peer request");
+                        } else {
+                            tracing::debug!(ms, "peer request done");
+                        }
+                    });
+                    resp
+                }
+            },
             Err(e) => {
                 tracing::warn!(peer = %from.node_id, error = %e, "undecodable request from peer");
                 Response::Error(format!("undecodable request: {e}"))
@@ -158,5 +251,60 @@ impl Handler for RpcHandler {
                     .unwrap_or_default(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::rpc::MembershipRequest;
+
+    fn ping() -> Request {
+        Request::Membership(MembershipRequest::Ping { ring_version: 7 })
+    }
+
+    #[test]
+    fn request_id_travels_after_the_request() {
+        let meta = RequestMeta {
+            request_id: Some("req-42".into()),
+        };
+        let bytes = encode_request(&ping(), &meta).unwrap();
+        let (req, back) = decode_request(&bytes).unwrap();
+        assert_eq!(req.label(), "ping");
+        assert_eq!(back, meta);
+        // A receiver that only knows the request still decodes it.
+        let plain: Request = postcard::from_bytes(&bytes).unwrap();
+        assert!(matches!(
+            plain,
+            Request::Membership(MembershipRequest::Ping { ring_version: 7 })
+        ));
+    }
+
+    #[test]
+    fn requests_without_metadata_are_unchanged_on_the_wire() {
+        let bytes = encode_request(&ping(), &RequestMeta::default()).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&ping()).unwrap());
+        assert_eq!(decode_request(&bytes).unwrap().1, RequestMeta::default());
+        // Garbage after the request is ignored, not fatal.
+        let mut junk = bytes.clone();
+        junk.extend([0xff, 0xff, 0xff]);
+        assert_eq!(decode_request(&junk).unwrap().1, RequestMeta::default());
+    }
+
+    #[tokio::test]
+    async fn spawned_work_keeps_the_request_id() {
+        assert_eq!(current_request_id(), None);
+        let seen = with_request_id(Arc::from("abc"), async {
+            tokio::spawn(traced(async { current_request_id() }))
+                .await
+                .unwrap()
+        })
+        .await;
+        assert_eq!(seen.as_deref(), Some("abc"));
+        let untraced = with_request_id(Arc::from("abc"), async {
+            tokio::spawn(async { current_request_id() }).await.unwrap()
+        })
+        .await;
+        assert_eq!(untraced, None);
     }
 }

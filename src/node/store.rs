@@ -20,7 +20,9 @@ impl Node {
     pub fn local_object(&self, k: &ObjectKey) -> Result<Option<Object>, StoreError> {
         match self.storage.get_object(k)? {
             None => Ok(None),
-            Some(bytes) => Object::decode(&bytes).map(Some).map_err(StoreError::Damaged),
+            Some(bytes) => Object::decode(&bytes)
+                .map(Some)
+                .map_err(StoreError::Damaged),
         }
     }
 

@@ -16,6 +16,13 @@
 //! distinct nodes because the walk skips repeats. Rule 3 is best effort: e.g. three zones
 //! can never alternate perfectly around a ring of 64 partitions, so a few windows repeat a zone.
 //!
+//! Movement: a join takes about `Q/(k+1)` partitions from the others and moves nothing
+//! else when the window rule held before and holds after. A leave reassigns the leaver's
+//! partitions; the nodes next to it on the ring cannot take them without breaking a window,
+//! so their share arrives by a chained move, roughly `2(N-1)` times the per-node gain extra.
+//! With fewer than `2N+1` nodes left the stripe itself must change phase and most of the ring
+//! can move: the window rule wins over movement.
+//!
 //! Method: an incremental pass keeps the previous owners, frees surplus partitions that
 //! break windows, gives the leavers' partitions and the remaining surplus to under-loaded
 //! members at places that break no window, then repairs remaining violations with owner swaps.
@@ -52,7 +59,7 @@ const MAX_WINDOW: usize = 64;
 /// A repeated owner in a window outweighs any number of repeated zones.
 const NODE_WEIGHT: u64 = 1 << 32;
 /// Bound on cost evaluations per search phase, so a claim on a huge ring stays quick.
-const EVAL_BUDGET: u64 = 6_000_000;
+const EVAL_BUDGET: u64 = 2_000_000;
 /// Marks a partition with no owner during the incremental pass.
 const HOLE: u32 = u32::MAX;
 
@@ -130,7 +137,11 @@ pub fn assess(ring: &Ring, members: &[Member], n: usize) -> RingQuality {
             let mut seen: Vec<u32> = ring
                 .preference_list(p, n)
                 .iter()
-                .map(|id| index.get(id).map_or(u32::MAX, |&i| zones.zone_of[i as usize]))
+                .map(|id| {
+                    index
+                        .get(id)
+                        .map_or(u32::MAX, |&i| zones.zone_of[i as usize])
+                })
                 .collect();
             seen.sort_unstable();
             seen.dedup();
@@ -204,11 +215,11 @@ pub fn try_claim(
     });
 
     let mut best: Option<(u64, usize, Vec<u32>)> = None;
-    if let Some(prev) = &prev {
-        if let Some(own) = layout.incremental(prev) {
-            let cost = layout.total_cost(&own);
-            best = Some((cost, moved(prev, &own), own));
-        }
+    if let Some(prev) = &prev
+        && let Some(own) = layout.incremental(prev)
+    {
+        let cost = layout.total_cost(&own);
+        best = Some((cost, moved(prev, &own), own));
     }
     if best.as_ref().is_none_or(|(cost, _, _)| *cost > 0) {
         let none = vec![HOLE; q];
@@ -283,7 +294,11 @@ impl Layout {
     }
 
     fn zone_count(&self) -> usize {
-        self.zone_of.iter().map(|&z| z as usize + 1).max().unwrap_or(0)
+        self.zone_of
+            .iter()
+            .map(|&z| z as usize + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Missing distinct owners and zones in the window starting at `s`. A hole counts as a
@@ -393,8 +408,12 @@ impl Layout {
         }
         let targets = self.targets_by_previous(&counts);
         let mut budget = EVAL_BUDGET;
-        let mut surplus: Vec<usize> = (0..k).map(|i| counts[i].saturating_sub(targets[i])).collect();
-        let mut need: Vec<usize> = (0..k).map(|i| targets[i].saturating_sub(counts[i])).collect();
+        let mut surplus: Vec<usize> = (0..k)
+            .map(|i| counts[i].saturating_sub(targets[i]))
+            .collect();
+        let mut need: Vec<usize> = (0..k)
+            .map(|i| targets[i].saturating_sub(counts[i]))
+            .collect();
 
         // Free surplus partitions that break windows; the rest of the surplus is handed over
         // later to under-loaded members, at places they choose.
@@ -563,45 +582,62 @@ impl Layout {
             cooling.retain(|&(c, _)| c != z);
             cooling.push_back((z, queues[z].len()));
             while cooling.len() > gap {
-                if let Some((z, left)) = cooling.pop_front() {
-                    if left > 0 {
-                        heap.push((left, Reverse(z)));
-                    }
+                if let Some((z, left)) = cooling.pop_front()
+                    && left > 0
+                {
+                    heap.push((left, Reverse(z)));
                 }
             }
         }
         order
     }
 
-    /// A fresh layout: members striped round the ring in interleaved order so that each
-    /// member's partitions are at least `floor(Q/c)` apart (`c` = most owned), then relabelled
-    /// and rotated to overlap `reference` most, then repaired.
+    /// A fresh layout, then relabelled and rotated to overlap `reference` most, then
+    /// repaired. Two candidates are built and the one with fewer violations kept: members
+    /// striped in zone-interleaved order (guarantees the window rule when feasible), and zones
+    /// striped first with each zone's members striped over the zone's partitions (better zone
+    /// spread when member counts do not divide the ring evenly).
     fn fresh(&self, reference: &[u32]) -> Vec<u32> {
         let (q, k) = (self.q, self.k());
         let order = self.interleaved_order();
         let (base, extra) = (q / k, q % k);
-        // Owner sequence: the interleaved order, most-owning members first, each repeated.
-        let mut seq: Vec<u32> = Vec::with_capacity(q);
+        let mut by_order = vec![0usize; k];
         for (rank, &i) in order.iter().enumerate() {
-            let count = base + usize::from(rank < extra);
-            seq.extend(std::iter::repeat_n(i as u32, count));
+            by_order[i] = base + usize::from(rank < extra);
         }
-        let c = q.div_ceil(k).max(1);
-        // seq[j] goes to block j % c, slot j / c; block b holds ceil((q - b) / c) slots. A
-        // member's consecutive copies land in consecutive blocks, a block length apart.
-        let mut start = vec![0usize; c + 1];
-        for b in 0..c {
-            start[b + 1] = start[b] + (q - b).div_ceil(c);
+        let runs: Vec<(u32, usize)> = order.iter().map(|&i| (i as u32, by_order[i])).collect();
+        let node_first = stripe(&runs);
+
+        let by_zone = self.targets_by_previous(&vec![0; k]);
+        let mut totals = vec![0usize; self.zone_count()];
+        for i in 0..k {
+            totals[self.zone_of[i] as usize] += by_zone[i];
         }
-        let mut stripe = vec![0u32; q];
-        for (j, &o) in seq.iter().enumerate() {
-            stripe[start[j % c] + j / c] = o;
+        let mut zone_runs: Vec<(u32, usize)> = (0..totals.len() as u32)
+            .map(|z| (z, totals[z as usize]))
+            .filter(|&(_, t)| t > 0)
+            .collect();
+        zone_runs.sort_by_key(|&(z, t)| (Reverse(t), z));
+        let zone_layout = stripe(&zone_runs);
+        let mut zone_first = vec![0u32; q];
+        for &(z, _) in &zone_runs {
+            let slots: Vec<usize> = (0..q).filter(|&p| zone_layout[p] == z).collect();
+            let mut runs: Vec<(u32, usize)> = (0..k)
+                .filter(|&i| self.zone_of[i] == z && by_zone[i] > 0)
+                .map(|i| (i as u32, by_zone[i]))
+                .collect();
+            runs.sort_by_key(|&(i, t)| (Reverse(t), i));
+            for (slot, o) in slots.into_iter().zip(stripe(&runs)) {
+                zone_first[slot] = o;
+            }
         }
-        let mut count = vec![0usize; k];
-        for (rank, &i) in order.iter().enumerate() {
-            count[i] = base + usize::from(rank < extra);
-        }
-        let mut own = self.align(&stripe, reference, &count);
+
+        let (chosen, count) = if self.total_cost(&zone_first) < self.total_cost(&node_first) {
+            (zone_first, by_zone)
+        } else {
+            (node_first, by_order)
+        };
+        let mut own = self.align(&chosen, reference, &count);
         let mut budget = EVAL_BUDGET;
         self.repair(&mut own, reference, &mut budget);
         own
@@ -672,6 +708,26 @@ impl Layout {
             .map(|p| map[stripe[(p + q - r) % q] as usize])
             .collect()
     }
+}
+
+/// Lays out `runs` (owner, count), largest counts first, round a ring of their total length
+/// so that an owner with `c` copies has them at least `floor(len / max count)` apart: copy `j`
+/// of the concatenated runs goes to block `j % m`, slot `j / m`, where `m` is the largest count
+/// and block `b` holds `ceil((len - b) / m)` slots. Consecutive copies of an owner land in
+/// consecutive blocks, one block length apart.
+fn stripe(runs: &[(u32, usize)]) -> Vec<u32> {
+    let len: usize = runs.iter().map(|&(_, n)| n).sum();
+    let m = runs.iter().map(|&(_, n)| n).max().unwrap_or(0).max(1);
+    let mut start = vec![0usize; m + 1];
+    for b in 0..m {
+        start[b + 1] = start[b] + len.saturating_sub(b).div_ceil(m);
+    }
+    let mut out = vec![0u32; len];
+    let copies = runs.iter().flat_map(|&(o, n)| std::iter::repeat_n(o, n));
+    for (j, o) in copies.enumerate() {
+        out[start[j % m] + j / m] = o;
+    }
+    out
 }
 
 #[cfg(test)]

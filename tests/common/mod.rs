@@ -18,7 +18,12 @@ static NEXT_NET: AtomicU32 = AtomicU32::new(0);
 pub fn unique_loopback() -> String {
     let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
     let pid = std::process::id();
-    format!("127.{}.{}.{}", 1 + (pid % 250), 1 + ((pid / 250) % 250), 1 + (n % 250))
+    format!(
+        "127.{}.{}.{}",
+        1 + (pid % 250),
+        1 + ((pid / 250) % 250),
+        1 + (n % 250)
+    )
 }
 
 pub struct Server {
