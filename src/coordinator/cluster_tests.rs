@@ -459,3 +459,63 @@ async fn listing_spans_partitions_and_survives_a_down_node() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_for_a_removed_node_reach_the_new_primaries() {
+    let mut c = cluster(5, 23, true).await;
+    let key = "orphaned-hint";
+    let (p, prim) = primaries(&c, key);
+    let coord = index_of(&prim[0]);
+    let dead = index_of(&prim[2]);
+    c.kill(dead);
+    wait_reachability(&c, coord, &[dead], false).await;
+
+    let mut req = put_req(key, "kept", None);
+    req.params.w = Some("3".into());
+    put(&c.node(coord), req).await.unwrap();
+    let holders = || {
+        (1..=5)
+            .filter(|i| *i != dead)
+            .filter(|i| {
+                c.storage(*i)
+                    .hint_counts()
+                    .unwrap()
+                    .iter()
+                    .any(|(t, _)| t == &prim[2])
+            })
+            .count()
+    };
+    assert_eq!(
+        holders(),
+        1,
+        "one fallback holds the hint for the dead primary"
+    );
+
+    // The dead node is removed for good: its hint can only go to the partition's new owners.
+    crate::membership::admin::remove(&c.node(coord), &prim[2]).unwrap();
+    let r = c
+        .wait_for(
+            Duration::from_secs(40),
+            "hint redirected to the new primaries",
+            |c| {
+                let s = c.node(coord).state.read().clone();
+                let n = s.bucket_props(b"b").n as usize;
+                let now: Vec<NodeId> = s.ring.preference_list(p, n).to_vec();
+                !now.contains(&prim[2])
+                    && now
+                        .iter()
+                        .all(|id| local_values(c, index_of(id), p, key) == vec!["kept"])
+                    && (1..=5).filter(|i| *i != dead).all(|i| {
+                        c.storage(i)
+                            .hint_counts()
+                            .unwrap()
+                            .iter()
+                            .all(|(t, _)| t != &prim[2])
+                    })
+            },
+        )
+        .await;
+    if let Err(e) = r {
+        panic!("{e}\n{}", c.describe());
+    }
+}

@@ -83,7 +83,8 @@ pub async fn deliver_once(node: &Arc<Node>) -> Result<u64, HintError> {
         if budget == 0 {
             break;
         }
-        if !node.is_reachable(&target) {
+        let gone = target_is_gone(node, &target);
+        if !gone && !node.is_reachable(&target) {
             continue;
         }
         let mut after: Option<HintKey> = None;
@@ -95,7 +96,12 @@ pub async fn deliver_once(node: &Arc<Node>) -> Result<u64, HintError> {
             let Some((last, _)) = batch.last() else { break };
             after = Some(last.clone());
             let full = batch.len() >= HINT_BATCH;
-            match send_batch(node, &target, &batch).await {
+            let sent = if gone {
+                redirect_batch(node, &batch).await
+            } else {
+                send_batch(node, &target, &batch).await
+            };
+            match sent {
                 Ok(()) => {
                     let n = node.clone();
                     let dropped = run_blocking(move || drop_delivered(&n, &batch)).await?;
@@ -165,6 +171,44 @@ async fn send_batch(
         Ok(other) => Err(format!("unexpected answer to hint delivery: {other:?}")),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// True when the hint's target left or was removed: its hints can never be delivered to it.
+fn target_is_gone(node: &Node, target: &NodeId) -> bool {
+    use crate::membership::state::MemberStatus;
+    let s = node.state.read();
+    match s.member(target) {
+        Some(m) => m.status == MemberStatus::Removed,
+        None => true,
+    }
+}
+
+/// Delivers hints whose target is gone to the current primaries of each hint's partition
+/// instead, so a write held for a removed node still reaches the replicas that own the key
+/// now. Succeeds only when every primary confirmed its entries.
+async fn redirect_batch(node: &Arc<Node>, batch: &[(HintKey, Vec<u8>)]) -> Result<(), String> {
+    let mut per_node: std::collections::BTreeMap<NodeId, Vec<(HintKey, Vec<u8>)>> =
+        std::collections::BTreeMap::new();
+    {
+        let s = node.state.read();
+        for (hk, bytes) in batch {
+            let n = s.bucket_props(&hk.bucket).n as usize;
+            let p = hk.partition % s.ring_size().max(1);
+            for primary in s.ring.preference_list(p, n) {
+                per_node
+                    .entry(primary.clone())
+                    .or_default()
+                    .push((hk.clone(), bytes.clone()));
+            }
+        }
+    }
+    for (primary, entries) in per_node {
+        if primary != node.id && !node.is_reachable(&primary) {
+            return Err(format!("current primary {primary} is unreachable"));
+        }
+        send_batch(node, &primary, &entries).await?;
+    }
+    Ok(())
 }
 
 /// Deletes the delivered hints that still hold the delivered bytes, in one synced batch,

@@ -7,8 +7,14 @@ use crate::storage::{HintKey, ObjectKey, StorageError, WriteBatch};
 use crate::types::NodeId;
 use crate::version::{ConflictMode, Object, VersionError};
 
+/// Most hints one node holds. A fallback past this bound refuses new hints (the write then
+/// counts as failed on it) rather than filling its disk during a long outage.
+pub const MAX_PENDING_HINTS: i64 = 1_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("hint store is full ({MAX_PENDING_HINTS} hints pending)")]
+    HintStoreFull,
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("stored object is damaged: {0}")]
@@ -72,7 +78,15 @@ impl Node {
                 Ok(held) => held.sync_mode(incoming, mode),
                 Err(_) => incoming.clone(),
             },
-            Ok(None) => incoming.clone(),
+            Ok(None) => {
+                // The gauge is refreshed from storage by the delivery loop and counted up here
+                // between refreshes, so the bound holds without scanning the hints area.
+                if self.metrics.hints_pending.get() >= MAX_PENDING_HINTS {
+                    return Err(StoreError::HintStoreFull);
+                }
+                self.metrics.hints_pending.inc();
+                incoming.clone()
+            }
             Err(StorageError::Corrupt { .. }) => incoming.clone(),
             Err(e) => return Err(e.into()),
         };
