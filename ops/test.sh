@@ -15,3 +15,5 @@ echo "== build"
 cargo build --workspace --all-targets --quiet
 echo "== tests"
 cargo test --workspace --no-fail-fast -- --test-threads 2
+echo "== observability (real Prometheus)"
+./ops/observability-test.sh

@@ -122,6 +122,11 @@ pub struct ServerArgs {
     #[arg(long, env = "RIFTKV_GOSSIP_INTERVAL_MS", value_name = "MS")]
     pub gossip_interval_ms: Option<u64>,
 
+    /// Milliseconds a delete's tombstone is kept before it may be reaped (once every primary
+    /// holds it and no hints are pending) [default: 600000 = 10 minutes]
+    #[arg(long, env = "RIFTKV_TOMBSTONE_GRACE_MS", value_name = "MS")]
+    pub tombstone_grace_ms: Option<u64>,
+
     /// Largest value a PUT may store, in bytes [default: 8388608 = 8 MiB]
     #[arg(long, env = "RIFTKV_MAX_VALUE_BYTES", value_name = "BYTES")]
     pub max_value_bytes: Option<u64>,
@@ -164,6 +169,7 @@ struct FileConfig {
     hinted_handoff: Option<bool>,
     handoff_interval_ms: Option<u64>,
     gossip_interval_ms: Option<u64>,
+    tombstone_grace_ms: Option<u64>,
     max_value_bytes: Option<u64>,
     request_timeout_ms: Option<u64>,
 }
@@ -236,6 +242,7 @@ pub struct ServerConfig {
     pub hinted_handoff: bool,
     pub handoff_interval_ms: u64,
     pub gossip_interval_ms: u64,
+    pub tombstone_grace_ms: u64,
     pub max_value_bytes: u64,
     pub request_timeout_ms: u64,
     /// The config file that was read, if any.
@@ -566,6 +573,11 @@ impl ServerConfig {
             "gossip_interval_ms",
             1000,
         )?;
+        let tombstone_grace_ms = positive_ms(
+            pick(args.tombstone_grace_ms, file.tombstone_grace_ms, fp),
+            "tombstone_grace_ms",
+            600_000,
+        )?;
         let request_timeout_ms = positive_ms(
             pick(args.request_timeout_ms, file.request_timeout_ms, fp),
             "request_timeout_ms",
@@ -606,6 +618,7 @@ impl ServerConfig {
             hinted_handoff,
             handoff_interval_ms,
             gossip_interval_ms,
+            tombstone_grace_ms,
             max_value_bytes,
             request_timeout_ms,
             config_file: args.config,
@@ -637,6 +650,10 @@ impl ServerConfig {
     /// Hinted-handoff period as a duration.
     pub fn handoff_interval(&self) -> Duration {
         Duration::from_millis(self.handoff_interval_ms)
+    }
+    /// How long tombstones are kept before reaping, as a duration.
+    pub fn tombstone_grace(&self) -> Duration {
+        Duration::from_millis(self.tombstone_grace_ms)
     }
     /// Default request timeout as a duration.
     pub fn request_timeout(&self) -> Duration {

@@ -25,6 +25,10 @@ pub const CLOCK_ENTRY_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 16.0, 32
 pub const MEMBER_STATUSES: &[&str] = &["joining", "valid", "leaving"];
 /// Client operations whose quorum failures are pre-created at zero for alert rules.
 pub const QUORUM_OPS: &[&str] = &["get", "put", "delete"];
+/// Server-error codes of [`QUORUM_OPS`] pre-created at zero in `requests_total`: a counter
+/// series that first appears already at 1 shows no increase to `rate()`, so without this an
+/// error rate would miss the first burst of errors.
+pub const PRESET_ERROR_CODES: &[&str] = &["500", "503"];
 
 /// Every metric of a node, registered in its own registry.
 pub struct Metrics {
@@ -214,6 +218,9 @@ impl Metrics {
         }
         for op in QUORUM_OPS {
             m.quorum_failures_total.with_label_values(&[op]).reset();
+            for code in PRESET_ERROR_CODES {
+                m.requests_total.with_label_values(&[op, code]).reset();
+            }
         }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -368,6 +375,8 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         )));
         assert!(text.contains("riftkv_hints_pending 0"));
+        assert!(text.contains("riftkv_requests_total{code=\"503\",op=\"put\"} 0"));
+        assert!(text.contains("riftkv_requests_total{code=\"500\",op=\"get\"} 0"));
     }
 
     #[test]

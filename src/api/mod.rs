@@ -154,6 +154,9 @@ async fn observe(State(node): State<AppState>, req: Request, next: Next) -> Resp
             tracing::warn!(%method, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request failed");
         } else if elapsed >= SLOW_REQUEST {
             tracing::info!(%method, status = status.as_u16(), ms = elapsed.as_millis() as u64, "slow request");
+        } else if matches!(op, "metrics" | "health" | "ready") {
+            // Scrapes and probes arrive every few seconds: only at trace, not to drown requests.
+            tracing::trace!(%method, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request done");
         } else {
             tracing::debug!(%method, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request done");
         }

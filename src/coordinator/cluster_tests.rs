@@ -519,3 +519,114 @@ async fn hints_for_a_removed_node_reach_the_new_primaries() {
         panic!("{e}\n{}", c.describe());
     }
 }
+
+/// A cluster whose tombstones may be reaped after `grace` (reaping is driven by hand).
+async fn reaping_cluster(seed: u64, grace: Duration) -> TestCluster {
+    let opts = ClusterOptions {
+        settings: Some(Arc::new(move |s: &mut crate::node::NodeSettings| {
+            s.tombstone_grace = grace;
+            s.hinted_handoff = false;
+        })),
+        ..ClusterOptions::default()
+    };
+    let c = TestCluster::start_with(3, seed, opts);
+    if let Err(e) = c.wait_settled(SETTLE).await {
+        panic!("{e}");
+    }
+    c
+}
+
+fn delete_req(key: &str, w: &str) -> DeleteRequest {
+    let params = ConsistencyParams {
+        w: Some(w.into()),
+        ..ConsistencyParams::default()
+    };
+    DeleteRequest {
+        bucket: b"b".to_vec(),
+        key: key.as_bytes().to_vec(),
+        context: None,
+        params,
+        timeout: None,
+    }
+}
+
+fn has_copy(c: &TestCluster, i: usize, p: PartitionId, key: &str) -> bool {
+    let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
+    matches!(c.node(i).local_object(&k), Ok(Some(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_reaped_only_when_every_primary_holds_them() {
+    let mut c = reaping_cluster(31, Duration::from_millis(300)).await;
+    let key = "reaped";
+    let (p, prim) = primaries(&c, key);
+    let owner = index_of(&prim[0]);
+    put(&c.node(owner), put_req(key, "v", None)).await.unwrap();
+    delete(&c.node(owner), delete_req(key, "all"))
+        .await
+        .unwrap();
+    for id in &prim {
+        assert!(
+            has_copy(&c, index_of(id), p, key),
+            "{id} holds the tombstone"
+        );
+    }
+    // Inside the grace delay nothing goes.
+    assert_eq!(reap::reap_once(&c.node(owner)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(reap::reap_once(&c.node(owner)).await.unwrap(), 1);
+    for id in &prim {
+        assert!(
+            !has_copy(&c, index_of(id), p, key),
+            "{id} dropped the tombstone"
+        );
+    }
+    let got = get(&c.node(2), get_req(key)).await.unwrap();
+    assert!(got.object.is_none(), "a reaped key reads as never written");
+
+    // A tombstone one replica missed is not reaped while that replica is down, nor while
+    // its copy differs; read repair brings it there and then it goes.
+    let key = "missed";
+    let (p, prim) = primaries(&c, key);
+    let owner = index_of(&prim[0]);
+    let lagging = index_of(&prim[2]);
+    put(&c.node(owner), put_req(key, "old", None))
+        .await
+        .unwrap();
+    c.kill(lagging);
+    wait_reachability(&c, owner, &[lagging], false).await;
+    delete(&c.node(owner), delete_req(key, "2")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        reap::reap_once(&c.node(owner)).await.unwrap(),
+        0,
+        "a member is down"
+    );
+    c.restart(lagging);
+    wait_reachability(&c, owner, &[lagging], true).await;
+    assert_eq!(local_values(&c, lagging, p, key), vec!["old"]);
+    assert_eq!(
+        reap::reap_once(&c.node(owner)).await.unwrap(),
+        0,
+        "copies differ"
+    );
+    assert!(has_copy(&c, owner, p, key));
+    // A quorum read repairs the lagging replica with the tombstone.
+    let mut req = get_req(key);
+    req.params.r = Some("3".into());
+    assert!(get(&c.node(owner), req).await.unwrap().object.is_some());
+    c.wait_for(WAIT, "read repair delivered the tombstone", |c| {
+        let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
+        matches!(c.node(lagging).local_object(&k), Ok(Some(o)) if o.all_deleted())
+    })
+    .await
+    .unwrap();
+    assert_eq!(reap::reap_once(&c.node(owner)).await.unwrap(), 1);
+    assert!(
+        !has_copy(&c, lagging, p, key),
+        "the old value did not come back"
+    );
+    let mut req = get_req(key);
+    req.params.r = Some("3".into());
+    assert!(get(&c.node(1), req).await.unwrap().object.is_none());
+}

@@ -20,6 +20,7 @@ pub mod put;
 pub mod put_core;
 pub mod quorum;
 pub mod read_repair;
+pub mod reap;
 pub mod replica;
 pub mod rpc;
 

@@ -52,6 +52,17 @@ pub enum KvRequest {
     },
     /// Hints delivered to their primary: merge every entry into `objects`, durably.
     DeliverHints { entries: Vec<ObjectEntry> },
+    /// How many hints and pending ownership handoffs the receiver holds: tombstones are
+    /// reaped only when no node holds either, since both may carry an older version of a key.
+    HintsHeld,
+    /// Delete the receiver's copy of a key if it is still exactly `expected` (a tombstone
+    /// every primary holds); a copy that changed meanwhile stays.
+    Reap {
+        partition: u32,
+        bucket: Vec<u8>,
+        key: Vec<u8>,
+        expected: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,6 +77,10 @@ pub enum KvResponse {
     Keys { keys: Vec<Vec<u8>>, more: bool },
     /// Every delivered hint is merged and synced.
     HintsStored { count: u32 },
+    /// Hints held by the answering node.
+    HintsHeld { count: u64 },
+    /// Whether the reaped copy was deleted (false: it had changed or was absent).
+    Reaped { deleted: bool },
 }
 
 impl KvRequest {
@@ -76,6 +91,8 @@ impl KvRequest {
             KvRequest::CoordinatePut(_) => "coordinate_put",
             KvRequest::ListKeys { .. } => "list_keys",
             KvRequest::DeliverHints { .. } => "deliver_hints",
+            KvRequest::HintsHeld => "hints_held",
+            KvRequest::Reap { .. } => "reap",
         }
     }
 }
@@ -157,6 +174,27 @@ pub async fn handle(node: &Arc<Node>, _from: &PeerInfo, req: KvRequest) -> Respo
             let r = blocking(move || store_entries(&n, entries)).await;
             match r {
                 Ok(count) => Response::Kv(KvResponse::HintsStored { count }),
+                Err(e) => error(e),
+            }
+        }
+        KvRequest::HintsHeld => {
+            let n = node.clone();
+            let r = blocking(move || super::reap::held_elsewhere(&n)).await;
+            match r {
+                Ok(count) => Response::Kv(KvResponse::HintsHeld { count }),
+                Err(e) => error(e),
+            }
+        }
+        KvRequest::Reap {
+            partition,
+            bucket,
+            key,
+            expected,
+        } => {
+            let k = ObjectKey::new(partition, bucket, key);
+            let n = node.clone();
+            match blocking(move || super::reap::delete_if_unchanged(&n, &k, &expected)).await {
+                Ok(deleted) => Response::Kv(KvResponse::Reaped { deleted }),
                 Err(e) => error(e),
             }
         }

@@ -302,8 +302,16 @@ fn merge_answer(node: &Arc<Node>, peer: Option<&NodeId>, resp: Response) -> bool
     }
 }
 
-/// Member counts by status, peer reachability, partitions owned.
+/// Member counts by status, peer reachability, partitions owned, corrupt records seen.
 fn update_metrics(node: &Node) {
+    // The storage counts damaged records itself; the counter follows it (never backwards).
+    let corrupt = node.storage.corrupt_records();
+    let counted = node.metrics.storage_corrupt_records_total.get();
+    if corrupt > counted {
+        node.metrics
+            .storage_corrupt_records_total
+            .inc_by(corrupt - counted);
+    }
     let state = node.state.read();
     let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
     for m in state.visible_members() {

@@ -48,6 +48,8 @@ pub struct NodeSettings {
     pub request_timeout: Duration,
     /// Timeout of one inter-node call made by a background duty.
     pub rpc_timeout: Duration,
+    /// Age after which a delete's tombstone may be reaped (see `coordinator::reap`).
+    pub tombstone_grace: Duration,
     pub limits: Limits,
 }
 
@@ -69,6 +71,7 @@ impl NodeSettings {
             handoff_interval: Duration::from_millis(100),
             request_timeout: Duration::from_secs(2),
             rpc_timeout: Duration::from_secs(1),
+            tombstone_grace: Duration::from_secs(3600),
             limits: Limits::default(),
         }
     }

@@ -229,6 +229,7 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
         handoff_interval: cfg.handoff_interval(),
         request_timeout: cfg.request_timeout(),
         rpc_timeout: RPC_TIMEOUT,
+        tombstone_grace: cfg.tombstone_grace(),
         limits: Limits {
             max_value_bytes: usize::try_from(cfg.max_value_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
@@ -241,6 +242,7 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
 fn start_background(node: &Arc<Node>) -> Vec<JoinHandle<()>> {
     let mut duties = crate::membership::start_background(node.clone());
     duties.push(crate::handoff::hints::spawn(node.clone()));
+    duties.push(crate::coordinator::reap::spawn(node.clone()));
     duties
 }
 
