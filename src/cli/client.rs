@@ -109,39 +109,21 @@ pub struct QuorumOpts {
     pub pw: Option<Quorum>,
 }
 
-/// Which kind of request the consistency flags are for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Read,
-    Write,
-}
-
 impl QuorumOpts {
-    /// Query parameters for `op`. Flags that do not apply to it are a usage error rather than
-    /// silently ignored, so nobody believes a `--w` on a get did something.
-    pub fn query(&self, op: Op) -> Result<Vec<(&'static str, String)>, CliError> {
-        let all = [
-            ("r", self.r, Op::Read),
-            ("pr", self.pr, Op::Read),
-            ("w", self.w, Op::Write),
-            ("dw", self.dw, Op::Write),
-            ("pw", self.pw, Op::Write),
-        ];
-        let mut out = Vec::new();
-        for (name, value, applies) in all {
-            let Some(v) = value else { continue };
-            if applies != op {
-                let allowed = match op {
-                    Op::Read => "--r and --pr",
-                    Op::Write => "--w, --dw and --pw",
-                };
-                return Err(CliError::Usage(format!(
-                    "--{name} does not apply to this command (it takes {allowed})"
-                )));
-            }
-            out.push((name, v.as_query()));
-        }
-        Ok(out)
+    /// Query parameters of the flags given. Every object command takes all five (CONTRACT
+    /// §1): the server applies each where it matters — a delete without a context, for
+    /// instance, first reads at `r`.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        [
+            ("r", self.r),
+            ("pr", self.pr),
+            ("w", self.w),
+            ("dw", self.dw),
+            ("pw", self.pw),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| (name, v.as_query())))
+        .collect()
     }
 }
 
@@ -225,6 +207,10 @@ pub struct AdminArgs {
     pub output: AdminOutput,
     #[command(flatten)]
     pub conn: ConnOpts,
+    /// Accepted like on every client command; cluster views are read from one node, so
+    /// they have no effect here.
+    #[command(flatten)]
+    pub quorum: QuorumOpts,
 }
 
 /// Checks the size limits of the contract and the two names a URL path cannot carry.
@@ -518,7 +504,7 @@ fn read_value(arg: Option<&str>) -> Result<Vec<u8>, CliError> {
 /// `riftkv put`.
 pub fn put(args: &PutArgs) -> Result<(), CliError> {
     let client = Client::new(&args.conn)?;
-    let url = client.object_url(&args.bucket, &args.key, args.quorum.query(Op::Write)?)?;
+    let url = client.object_url(&args.bucket, &args.key, args.quorum.query())?;
     let value = read_value(args.value.as_deref())?;
     let mut req = client.http.put(url).body(value);
     if let Some(ct) = &args.content_type {
@@ -543,7 +529,7 @@ pub fn put(args: &PutArgs) -> Result<(), CliError> {
 /// `riftkv get`.
 pub fn get(args: &GetArgs) -> Result<(), CliError> {
     let client = Client::new(&args.conn)?;
-    let url = client.object_url(&args.bucket, &args.key, args.quorum.query(Op::Read)?)?;
+    let url = client.object_url(&args.bucket, &args.key, args.quorum.query())?;
     let req = client.http.get(url).header(ACCEPT, "application/json");
     let (status, headers, body) = read_body(client.send(req)?)?;
     if status != 200 && status != 300 {
@@ -588,7 +574,7 @@ pub fn single_value(view: &ObjectView) -> Result<&SiblingView, CliError> {
 /// `riftkv delete`.
 pub fn delete(args: &DeleteArgs) -> Result<(), CliError> {
     let client = Client::new(&args.conn)?;
-    let url = client.object_url(&args.bucket, &args.key, args.quorum.query(Op::Write)?)?;
+    let url = client.object_url(&args.bucket, &args.key, args.quorum.query())?;
     let mut req = client.http.delete(url);
     if let Some(ctx) = &args.context {
         req = req.header(CONTEXT_HEADER, ctx);
@@ -718,36 +704,25 @@ mod tests {
     }
 
     #[test]
-    fn quorum_flags_go_to_the_right_requests() {
+    fn every_quorum_flag_given_becomes_a_query_parameter() {
         let q = QuorumOpts {
             r: Some(Quorum::Quorum),
             pr: Some(Quorum::Count(1)),
-            ..Default::default()
-        };
-        assert_eq!(
-            q.query(Op::Read).unwrap(),
-            vec![("r", "quorum".to_string()), ("pr", "1".to_string())]
-        );
-        let e = q.query(Op::Write).unwrap_err();
-        assert!(e.to_string().contains("--r does not apply"), "{e}");
-        assert_eq!(e.exit_code(), 2);
-
-        let q = QuorumOpts {
             w: Some(Quorum::All),
             dw: Some(Quorum::Count(0)),
             pw: Some(Quorum::One),
-            ..Default::default()
         };
         assert_eq!(
-            q.query(Op::Write).unwrap(),
+            q.query(),
             vec![
+                ("r", "quorum".to_string()),
+                ("pr", "1".to_string()),
                 ("w", "all".to_string()),
                 ("dw", "0".to_string()),
                 ("pw", "one".to_string())
             ]
         );
-        assert!(q.query(Op::Read).is_err());
-        assert!(QuorumOpts::default().query(Op::Read).unwrap().is_empty());
+        assert!(QuorumOpts::default().query().is_empty());
     }
 
     #[test]
@@ -861,6 +836,7 @@ mod tests {
             .map(|a| a.port())
             .unwrap();
         let args = AdminArgs {
+            quorum: QuorumOpts::default(),
             output: AdminOutput::Human,
             conn: ConnOpts {
                 url: format!("http://127.0.0.1:{port}"),
@@ -1105,6 +1081,7 @@ mod tests {
             b"{nope",
         ));
         let args = AdminArgs {
+            quorum: QuorumOpts::default(),
             output: AdminOutput::Human,
             conn: conn(url),
         };
