@@ -127,6 +127,11 @@ pub struct ServerArgs {
     #[arg(long, env = "RIFTKV_TOMBSTONE_GRACE_MS", value_name = "MS")]
     pub tombstone_grace_ms: Option<u64>,
 
+    /// Milliseconds between anti-entropy exchanges (one partition with one peer each)
+    /// [default: 60000]
+    #[arg(long, env = "RIFTKV_AAE_INTERVAL_MS", value_name = "MS")]
+    pub aae_interval_ms: Option<u64>,
+
     /// Largest value a PUT may store, in bytes [default: 8388608 = 8 MiB]
     #[arg(long, env = "RIFTKV_MAX_VALUE_BYTES", value_name = "BYTES")]
     pub max_value_bytes: Option<u64>,
@@ -170,6 +175,7 @@ struct FileConfig {
     handoff_interval_ms: Option<u64>,
     gossip_interval_ms: Option<u64>,
     tombstone_grace_ms: Option<u64>,
+    aae_interval_ms: Option<u64>,
     max_value_bytes: Option<u64>,
     request_timeout_ms: Option<u64>,
 }
@@ -243,6 +249,7 @@ pub struct ServerConfig {
     pub handoff_interval_ms: u64,
     pub gossip_interval_ms: u64,
     pub tombstone_grace_ms: u64,
+    pub aae_interval_ms: u64,
     pub max_value_bytes: u64,
     pub request_timeout_ms: u64,
     /// The config file that was read, if any.
@@ -578,6 +585,11 @@ impl ServerConfig {
             "tombstone_grace_ms",
             600_000,
         )?;
+        let aae_interval_ms = positive_ms(
+            pick(args.aae_interval_ms, file.aae_interval_ms, fp),
+            "aae_interval_ms",
+            60_000,
+        )?;
         let request_timeout_ms = positive_ms(
             pick(args.request_timeout_ms, file.request_timeout_ms, fp),
             "request_timeout_ms",
@@ -619,6 +631,7 @@ impl ServerConfig {
             handoff_interval_ms,
             gossip_interval_ms,
             tombstone_grace_ms,
+            aae_interval_ms,
             max_value_bytes,
             request_timeout_ms,
             config_file: args.config,
@@ -654,6 +667,10 @@ impl ServerConfig {
     /// How long tombstones are kept before reaping, as a duration.
     pub fn tombstone_grace(&self) -> Duration {
         Duration::from_millis(self.tombstone_grace_ms)
+    }
+    /// Anti-entropy exchange period as a duration.
+    pub fn aae_interval(&self) -> Duration {
+        Duration::from_millis(self.aae_interval_ms)
     }
     /// Default request timeout as a duration.
     pub fn request_timeout(&self) -> Duration {

@@ -3,6 +3,7 @@
 //! The generic cluster layer (`ring`, `membership`, `net`, `handoff`) is kept apart from
 //! key-value semantics (`version`, `coordinator`, `api`); `storage` knows nothing of either.
 
+pub mod aae;
 pub mod api;
 pub mod bucket;
 pub mod cli;

@@ -63,6 +63,21 @@ pub enum KvRequest {
         key: Vec<u8>,
         expected: Vec<u8>,
     },
+    /// Anti-entropy: the receiver's segment hashes of `partition` in a tree of `n` segments,
+    /// over the keys of buckets both nodes replicate; refused unless the receiver routes by
+    /// `ring_version` with no ring change pending.
+    AaeSegments {
+        partition: u32,
+        n: u32,
+        ring_version: u64,
+    },
+    /// Anti-entropy: the receiver's keys and leaf hashes in the given segments of that tree.
+    AaeKeys {
+        partition: u32,
+        n: u32,
+        ring_version: u64,
+        segments: Vec<u32>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -81,6 +96,10 @@ pub enum KvResponse {
     HintsHeld { count: u64 },
     /// Whether the reaped copy was deleted (false: it had changed or was absent).
     Reaped { deleted: bool },
+    /// Segment hashes of an anti-entropy tree, by segment index.
+    AaeSegments(Vec<u64>),
+    /// Keys with leaf hashes of the requested anti-entropy segments.
+    AaeKeys(Vec<crate::aae::merkle::KeyHash>),
 }
 
 impl KvRequest {
@@ -93,6 +112,8 @@ impl KvRequest {
             KvRequest::DeliverHints { .. } => "deliver_hints",
             KvRequest::HintsHeld => "hints_held",
             KvRequest::Reap { .. } => "reap",
+            KvRequest::AaeSegments { .. } => "aae_segments",
+            KvRequest::AaeKeys { .. } => "aae_keys",
         }
     }
 }
@@ -101,7 +122,7 @@ fn error(e: impl std::fmt::Display) -> Response {
     Response::Error(e.to_string())
 }
 
-pub async fn handle(node: &Arc<Node>, _from: &PeerInfo, req: KvRequest) -> Response {
+pub async fn handle(node: &Arc<Node>, from: &PeerInfo, req: KvRequest) -> Response {
     match req {
         KvRequest::ReplicaGet {
             partition,
@@ -195,6 +216,30 @@ pub async fn handle(node: &Arc<Node>, _from: &PeerInfo, req: KvRequest) -> Respo
             let n = node.clone();
             match blocking(move || super::reap::delete_if_unchanged(&n, &k, &expected)).await {
                 Ok(deleted) => Response::Kv(KvResponse::Reaped { deleted }),
+                Err(e) => error(e),
+            }
+        }
+        KvRequest::AaeSegments {
+            partition,
+            n,
+            ring_version,
+        } => {
+            let r = crate::aae::answer_segments(node, &from.node_id, partition, n, ring_version);
+            match r.await {
+                Ok(hashes) => Response::Kv(KvResponse::AaeSegments(hashes)),
+                Err(e) => error(e),
+            }
+        }
+        KvRequest::AaeKeys {
+            partition,
+            n,
+            ring_version,
+            segments,
+        } => {
+            let r =
+                crate::aae::answer_keys(node, &from.node_id, partition, n, ring_version, segments);
+            match r.await {
+                Ok(keys) => Response::Kv(KvResponse::AaeKeys(keys)),
                 Err(e) => error(e),
             }
         }

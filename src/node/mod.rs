@@ -50,6 +50,8 @@ pub struct NodeSettings {
     pub rpc_timeout: Duration,
     /// Age after which a delete's tombstone may be reaped (see `coordinator::reap`).
     pub tombstone_grace: Duration,
+    /// Pause between active anti-entropy exchanges (one partition with one peer each).
+    pub aae_interval: Duration,
     pub limits: Limits,
 }
 
@@ -72,6 +74,7 @@ impl NodeSettings {
             request_timeout: Duration::from_secs(2),
             rpc_timeout: Duration::from_secs(1),
             tombstone_grace: Duration::from_secs(3600),
+            aae_interval: Duration::from_secs(2),
             limits: Limits::default(),
         }
     }

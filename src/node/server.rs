@@ -230,6 +230,7 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
         request_timeout: cfg.request_timeout(),
         rpc_timeout: RPC_TIMEOUT,
         tombstone_grace: cfg.tombstone_grace(),
+        aae_interval: cfg.aae_interval(),
         limits: Limits {
             max_value_bytes: usize::try_from(cfg.max_value_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
@@ -237,12 +238,13 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
     }
 }
 
-/// Starts the node's background duties (membership, ownership handoff, hint delivery); each
-/// stops on the node's shutdown token.
+/// Starts the node's background duties (membership, ownership handoff, hint delivery,
+/// tombstone reaping, anti-entropy); each stops on the node's shutdown token.
 fn start_background(node: &Arc<Node>) -> Vec<JoinHandle<()>> {
     let mut duties = crate::membership::start_background(node.clone());
     duties.push(crate::handoff::hints::spawn(node.clone()));
     duties.push(crate::coordinator::reap::spawn(node.clone()));
+    duties.push(crate::aae::spawn(node.clone()));
     duties
 }
 

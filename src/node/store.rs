@@ -50,6 +50,11 @@ impl Node {
                 tracing::warn!(what = %what, "replacing damaged local record with a replica's copy");
                 incoming.sync_mode(&Object::new(), mode)
             }
+            // Intact record, undecodable object (e.g. written by a buggy build): same remedy.
+            Err(StoreError::Damaged(e)) => {
+                tracing::warn!(error = %e, "replacing undecodable local object with a replica's copy");
+                incoming.sync_mode(&Object::new(), mode)
+            }
             Err(e) => return Err(e),
         };
         let mut batch = WriteBatch::default();
