@@ -18,8 +18,18 @@ fn port_open(port: u16) -> bool {
 #[test]
 fn dev_starts_settles_serves_and_stops_on_sigint() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A base port unlikely to collide with other tests (which use 87xx/88xx on 127.x.y.z).
-    let base: u16 = 20000 + (std::process::id() % 2000) as u16 * 10;
+    // A base port below the kernel's ephemeral range (32768+), where outgoing connections
+    // could hold a port, and away from other tests (which use 87xx/88xx on 127.x.y.z).
+    let free = |base: u16| {
+        (1..=3)
+            .chain(101..=103)
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok())
+    };
+    let first = (std::process::id() % 1200) as u16;
+    let base: u16 = (0..1200u16)
+        .map(|i| 20000 + ((first + i * 7) % 1200) * 10)
+        .find(|b| free(*b))
+        .expect("a free block of ports");
     let mut child = Command::new(BIN)
         .args([
             "dev",
