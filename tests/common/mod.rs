@@ -238,6 +238,20 @@ impl Cluster {
     }
 }
 
+/// Waits until server `observer` sees every member as reachable (`ring_settled` ignores
+/// unreachable members, so a restarted node can be settled yet not routed to).
+pub fn wait_all_reachable(c: &Cluster, observer: usize, timeout: Duration) {
+    eventually(timeout, "every member reachable", || {
+        status(&c.url(observer)).is_some_and(|s| {
+            s["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|m| m["reachable"] == Value::Bool(true))
+        })
+    });
+}
+
 pub fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
