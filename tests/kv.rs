@@ -332,6 +332,7 @@ fn read_repair_fills_a_replica_that_missed_a_write() {
     );
     c.node(victim).start();
     c.wait_settled(3, Duration::from_secs(60));
+    wait_all_reachable(&c, other, Duration::from_secs(30));
     assert!(
         local(&c.url(victim), "r", key).is_none(),
         "no hinted handoff in this test"
@@ -390,19 +391,7 @@ fn acknowledged_writes_survive_sigkill_of_a_replica() {
     }
     c.wait_settled(3, Duration::from_secs(60));
     // Settled ignores unreachable members: also wait until node 2 sees node 3 again.
-    eventually(
-        Duration::from_secs(30),
-        "every member reachable from node2",
-        || {
-            status(&c.url(2)).is_some_and(|s| {
-                s["members"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .all(|m| m["reachable"] == true)
-            })
-        },
-    );
+    wait_all_reachable(&c, 2, Duration::from_secs(30));
     assert!(acked.len() >= 50, "most writes were acknowledged");
     for (key, value) in &acked {
         let r = get_json(&c.url(2), "dur", key, "?r=3");
