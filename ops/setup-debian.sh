@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing RiftKV needs on Debian: a C/C++ toolchain and libclang
 # for the rocksdb crate, and the tools the fault and operations tests drive (iptables,
-# iproute2, libfaketime, Prometheus). Safe to run again; installs only what is missing.
+# iproute2, libfaketime, Prometheus, a font for the partition-test charts). Safe to run
+# again; installs only what is missing.
 set -euo pipefail
 
 PACKAGES=(build-essential clang libclang-dev pkg-config curl ca-certificates iproute2 iptables
-          faketime psmisc procps prometheus)
+          faketime psmisc procps prometheus fonts-dejavu-core util-linux)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

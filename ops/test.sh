@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole RiftKV test suite, as CI runs it: setup, formatting, lints, then every test layer
 # (unit and property tests, in-process cluster tests, multi-process tests against real
-# `riftkv server` processes).
+# `riftkv server` processes), the observability test against a real Prometheus, and the
+# Jepsen-style partition tests (network namespaces and iptables: needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./ops/setup-debian.sh
@@ -17,3 +18,5 @@ echo "== tests"
 cargo test --workspace --no-fail-fast -- --test-threads 2
 echo "== observability (real Prometheus)"
 ./ops/observability-test.sh
+echo "== partition tests (riftkv-jepsen)"
+./ops/jepsen/ci.sh

@@ -1,0 +1,918 @@
+//! `riftkv-jepsen`: RiftKV's Jepsen-style partition-testing harness.
+//!
+//! Real `riftkv server` processes, each in its own network namespace; a nemesis that cuts the
+//! network with iptables, kills, pauses and re-clocks nodes; concurrent clients whose every
+//! operation goes into a history; and checkers that prove (or disprove) that no acknowledged
+//! write was lost. Exit codes: 0 valid, 1 anomalies found, 2 could not run.
+
+mod checker;
+mod client;
+mod cluster;
+mod convergence;
+mod history;
+mod hosts;
+mod nemesis;
+mod report;
+mod workload;
+
+use checker::{FinalReads, Interval};
+use clap::Parser;
+use client::Client;
+use cluster::{Cluster, ClusterError, NodeOptions};
+use history::{OpType, Process, Recorder, op};
+use hosts::Network;
+use nemesis::{Fault, NemesisKind, Pacing, Planned};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use workload::Workload;
+
+/// Exit code: the history is valid.
+const EXIT_VALID: u8 = 0;
+/// Exit code: the checker found anomalies.
+const EXIT_ANOMALIES: u8 = 1;
+/// Exit code: the test could not be run (or was interrupted).
+const EXIT_COULD_NOT_RUN: u8 = 2;
+
+/// Set by SIGINT/SIGTERM; every loop of the harness watches it.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn stopped() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "riftkv-jepsen",
+    about = "Jepsen-style partition testing of RiftKV: real processes in network namespaces, \
+             iptables partitions, kills, pauses and clock skew, and a checker that proves no \
+             acknowledged write was lost. Needs root. Exit 0 valid, 1 anomalies, 2 could not run."
+)]
+struct Args {
+    /// Number of nodes (each a `riftkv server` in its own network namespace)
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(3..=200))]
+    nodes: u16,
+    /// Faults to inject: a comma-separated list of partition, kill, pause, clock (or all, none)
+    #[arg(long, default_value = "partition")]
+    nemesis: String,
+    /// What the clients do and how the history is checked
+    #[arg(long, value_enum, default_value_t = Workload::Set)]
+    workload: Workload,
+    /// Seconds of workload (faults happen within it; final heal, convergence and final reads
+    /// come after)
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    time_limit: u64,
+    /// Concurrent client workers
+    #[arg(long, default_value_t = 10)]
+    concurrency: u16,
+    /// Target total client operations per second
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Keys the workload spreads over
+    #[arg(long, default_value_t = 5)]
+    keys: u16,
+    /// Directory for history.jsonl, results.json, the charts and report.html
+    #[arg(long, default_value = "riftkv-jepsen-out", value_name = "DIR")]
+    out: PathBuf,
+    /// The riftkv binary [default: ${CARGO_TARGET_DIR:-$HOME/.cache/riftkv/target}/debug/riftkv]
+    #[arg(long, value_name = "PATH")]
+    riftkv_bin: Option<PathBuf>,
+    /// Seed of the fault schedule and the clients' choices (random when absent)
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Mean quiet gap between faults, in seconds (each gap is uniform in [g/2, 3g/2])
+    #[arg(long, default_value_t = 6.0, value_name = "SECS")]
+    nemesis_gap: f64,
+    /// Shortest time a fault is held, in seconds
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    fault_min: f64,
+    /// Longest time a fault is held, in seconds
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    fault_max: f64,
+    /// Client request timeout in milliseconds
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    request_timeout_ms: u64,
+    /// Quiet seconds after convergence (or its timeout) before the final reads
+    #[arg(long, default_value_t = 3, value_name = "SECS")]
+    quiet: u64,
+    /// How long replicas get to converge after the final heal, in seconds
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    convergence_timeout: u64,
+    /// Gossip period of the nodes
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    gossip_interval_ms: u64,
+    /// Hinted-handoff period of the nodes
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    handoff_interval_ms: u64,
+    /// Anti-entropy exchange period of the nodes (0: leave the server's default)
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    aae_interval_ms: u64,
+    /// Ring size of the test cluster
+    #[arg(long, default_value_t = 64)]
+    ring_size: u32,
+    /// Where the nodes keep their data during the run (wiped at start and after a clean run)
+    #[arg(long, default_value = "/tmp/riftkv-jepsen-data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Test only: make every node drop this fraction of writes (a planted bug the checker
+    /// must find)
+    #[arg(long, hide = true, value_name = "FRACTION")]
+    fault_drop_writes: Option<f64>,
+    /// Keep the last fault on until the workload ends, so the final heal lifts an active
+    /// fault and convergence is timed from it (always on for the convergence workload)
+    #[arg(long)]
+    final_fault: bool,
+    /// Only remove what an earlier run left behind (namespaces, links, processes), then exit
+    #[arg(long)]
+    cleanup_only: bool,
+}
+
+fn default_riftkv_bin() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+            PathBuf::from(home).join(".cache/riftkv/target")
+        });
+    target.join("debug/riftkv")
+}
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() -> Result<(), String> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(sig, &action) }.map_err(|e| format!("cannot handle {sig}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Sleeps until `t`, waking early when the run is stopped.
+fn sleep_until(t: Instant) {
+    while !stopped() {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        std::thread::sleep((t - now).min(Duration::from_millis(100)));
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.0, 86_400.0))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&args))) {
+        Ok(c) => c,
+        Err(_) => {
+            eprintln!("riftkv-jepsen: the harness panicked; everything it started was removed");
+            EXIT_COULD_NOT_RUN
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Holds the single-run lock: two harness runs would fight over the same namespaces.
+fn take_lock() -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = "/run/riftkv-jepsen.lock";
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| "another riftkv-jepsen run is active (its lock is held)".to_string())
+}
+
+fn preflight(args: &Args, bin: &Path, kinds: &[NemesisKind]) -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(
+            "riftkv-jepsen needs root: it creates network namespaces, a bridge and iptables \
+             rules (run it with sudo)"
+                .into(),
+        );
+    }
+    for tool in ["ip", "iptables"] {
+        hosts::run("which", &[tool]).map_err(|_| {
+            format!("`{tool}` is not installed (apt-get install iproute2 iptables)")
+        })?;
+    }
+    if !args.cleanup_only && !bin.is_file() {
+        return Err(format!(
+            "riftkv binary not found at {} (build it with `cargo build`, or pass --riftkv-bin)",
+            bin.display()
+        ));
+    }
+    if kinds.contains(&NemesisKind::Clock) && !Path::new(cluster::FAKETIME_LIB).is_file() {
+        return Err(format!(
+            "the clock nemesis needs libfaketime ({} is missing; apt-get install faketime)",
+            cluster::FAKETIME_LIB
+        ));
+    }
+    if let Some(f) = args.fault_drop_writes
+        && !(f > 0.0 && f <= 1.0)
+    {
+        return Err("--fault-drop-writes must be in (0, 1]".into());
+    }
+    if args.rate <= 0.0 || args.concurrency == 0 || args.keys == 0 {
+        return Err("--rate, --concurrency and --keys must be positive".into());
+    }
+    if args.fault_min > args.fault_max {
+        return Err("--fault-min must not exceed --fault-max".into());
+    }
+    Ok(())
+}
+
+fn run(args: &Args) -> u8 {
+    let kinds = match nemesis::parse_kinds(&args.nemesis) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("riftkv-jepsen: {e}");
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    let bin = args.riftkv_bin.clone().unwrap_or_else(default_riftkv_bin);
+    if let Err(e) = preflight(args, &bin, &kinds) {
+        eprintln!("riftkv-jepsen: {e}");
+        return EXIT_COULD_NOT_RUN;
+    }
+    let _lock = match take_lock() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("riftkv-jepsen: {e}");
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    if let Err(e) = install_signal_handlers() {
+        eprintln!("riftkv-jepsen: {e}");
+        return EXIT_COULD_NOT_RUN;
+    }
+    let leftovers = hosts::clean_leftovers();
+    if !leftovers.is_empty() {
+        eprintln!(
+            "riftkv-jepsen: removed leftovers of an earlier run: {}",
+            leftovers.join(", ")
+        );
+    }
+    if args.data_dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&args.data_dir)
+    {
+        eprintln!(
+            "riftkv-jepsen: cannot remove the old data dir {}: {e}",
+            args.data_dir.display()
+        );
+        return EXIT_COULD_NOT_RUN;
+    }
+    if args.cleanup_only {
+        println!("riftkv-jepsen: clean");
+        return EXIT_VALID;
+    }
+    if let Err(e) =
+        std::fs::create_dir_all(&args.out).and_then(|_| std::fs::create_dir_all(&args.data_dir))
+    {
+        eprintln!("riftkv-jepsen: cannot create {}: {e}", args.out.display());
+        return EXIT_COULD_NOT_RUN;
+    }
+    let recorder = match Recorder::new(Some(&args.out.join("history.jsonl"))) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("riftkv-jepsen: cannot write the history: {e}");
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    let n = usize::from(args.nodes);
+    let mut network = match Network::create(n) {
+        Ok(net) => net,
+        Err(e) => {
+            eprintln!("riftkv-jepsen: cannot build the test network: {e}");
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    let opts = NodeOptions {
+        riftkv_bin: bin,
+        data_root: args.data_dir.clone(),
+        ring_size: args.ring_size,
+        gossip_interval_ms: args.gossip_interval_ms,
+        handoff_interval_ms: args.handoff_interval_ms,
+        aae_interval_ms: args.aae_interval_ms,
+        faketime: kinds.contains(&NemesisKind::Clock),
+        drop_writes: args.fault_drop_writes,
+    };
+    let mut cluster = match Cluster::new(n, opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("riftkv-jepsen: cannot set up HTTP: {e}");
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    let outcome = session(args, &kinds, &network, &mut cluster, &recorder);
+    cluster.stop_all();
+    let logs = copy_logs(&cluster, &args.out);
+    drop(cluster);
+    network.teardown();
+    if let Err(e) = recorder.flush() {
+        eprintln!("riftkv-jepsen: the history file is incomplete: {e}");
+    }
+    match outcome {
+        Ok(code) => {
+            let _ = std::fs::remove_dir_all(&args.data_dir);
+            if logs.len() < usize::from(args.nodes) {
+                eprintln!(
+                    "riftkv-jepsen: some node logs could not be copied to {}",
+                    args.out.display()
+                );
+            }
+            code
+        }
+        Err(e) => {
+            if stopped() {
+                eprintln!("riftkv-jepsen: interrupted; everything it started was removed");
+            } else {
+                eprintln!("riftkv-jepsen: could not run: {e}");
+            }
+            EXIT_COULD_NOT_RUN
+        }
+    }
+}
+
+/// Copies each node's log into `out/logs`; returns the relative paths.
+fn copy_logs(cluster: &Cluster, out: &Path) -> Vec<String> {
+    let dir = out.join("logs");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return Vec::new();
+    }
+    cluster
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let name = format!("{}.log", n.id);
+            std::fs::copy(&n.log_path, dir.join(&name))
+                .ok()
+                .map(|_| format!("logs/{name}"))
+        })
+        .collect()
+}
+
+fn cluster_err(e: ClusterError) -> String {
+    e.to_string()
+}
+
+/// The fault currently applied, for healing.
+fn apply(fault: &Fault, network: &Network, cluster: &mut Cluster) -> Result<(), String> {
+    match fault {
+        Fault::Partition { grudge, .. } => network.partition(grudge).map_err(|e| e.to_string()),
+        Fault::Kill { nodes } => {
+            nodes.iter().for_each(|&i| cluster.kill(i));
+            Ok(())
+        }
+        Fault::Pause { nodes } => {
+            nodes.iter().for_each(|&i| cluster.pause(i));
+            Ok(())
+        }
+        Fault::Clock { offsets } => {
+            for &(i, off) in offsets {
+                cluster.set_clock(i, off).map_err(cluster_err)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn heal(fault: &Fault, network: &Network, cluster: &mut Cluster) -> Result<(), String> {
+    match fault {
+        Fault::Partition { .. } => network.heal().map_err(|e| e.to_string()),
+        Fault::Kill { nodes } => {
+            for &i in nodes {
+                cluster.start(i).map_err(cluster_err)?;
+            }
+            Ok(())
+        }
+        Fault::Pause { nodes } => {
+            nodes.iter().for_each(|&i| cluster.resume(i));
+            Ok(())
+        }
+        Fault::Clock { offsets } => {
+            for &(i, _) in offsets {
+                cluster.set_clock(i, 0).map_err(cluster_err)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn nemesis_op(recorder: &Recorder, f: &str, value: serde_json::Value) -> u64 {
+    recorder.record(op(
+        OpType::Info,
+        f,
+        value,
+        Process::Named("nemesis".into()),
+        "",
+        None,
+    ))
+}
+
+/// Restarts nodes that exited on their own and reports them.
+fn check_crashes(cluster: &mut Cluster, recorder: &Recorder, crashes: &mut Vec<String>) {
+    for (i, status) in cluster.reap_crashed() {
+        let msg = format!(
+            "n{i} exited on its own ({status}); last log lines: {}",
+            cluster::tail(&cluster.nodes[i - 1].log_path, 5).replace('\n', " | ")
+        );
+        eprintln!("riftkv-jepsen: {msg}");
+        nemesis_op(
+            recorder,
+            "crash",
+            json!({"node": format!("n{i}"), "status": status}),
+        );
+        crashes.push(msg);
+        let _ = cluster.start(i);
+    }
+}
+
+/// Runs the schedule; returns the fault intervals, each with its detail name.
+fn run_nemesis(
+    schedule: &[Planned],
+    started: Instant,
+    network: &Network,
+    cluster: &mut Cluster,
+    recorder: &Recorder,
+    crashes: &mut Vec<String>,
+) -> Result<Vec<(Interval, &'static str)>, String> {
+    let mut out = Vec::new();
+    for p in schedule {
+        let at = started + p.at;
+        while Instant::now() < at && !stopped() {
+            check_crashes(cluster, recorder, crashes);
+            sleep_until(at.min(Instant::now() + Duration::from_millis(500)));
+        }
+        if stopped() {
+            break;
+        }
+        let kind = p.fault.kind().name();
+        let desc = p.fault.describe();
+        println!("[{:6.1}s] {desc}", started.elapsed().as_secs_f64());
+        let start_ns = nemesis_op(
+            recorder,
+            &format!("start-{kind}"),
+            json!({"fault": p.fault, "description": desc}),
+        );
+        let applied = apply(&p.fault, network, cluster);
+        let until = Instant::now() + p.hold;
+        while Instant::now() < until && !stopped() {
+            sleep_until(until.min(Instant::now() + Duration::from_millis(500)));
+        }
+        let healed = heal(&p.fault, network, cluster);
+        let end_ns = nemesis_op(
+            recorder,
+            &format!("stop-{kind}"),
+            json!({"description": desc}),
+        );
+        println!("[{:6.1}s] healed: {desc}", started.elapsed().as_secs_f64());
+        applied?;
+        healed?;
+        out.push((
+            Interval {
+                start_ns,
+                end_ns,
+                kind: kind.to_string(),
+                description: desc,
+            },
+            p.fault.detail(),
+        ));
+        check_crashes(cluster, recorder, crashes);
+    }
+    Ok(out)
+}
+
+/// Installs the workload's bucket properties and waits until every node knows them.
+fn install_props(client: &Client, n: usize, workload: Workload) -> Result<(), String> {
+    let props = workload.props();
+    let bucket = workload.bucket();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = match client.set_props(&cluster::api_url(1), bucket, &props) {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        if Instant::now() > deadline || stopped() {
+            return Err(format!("cannot set the props of {bucket}: {last}"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let want = props.get("conflict").cloned();
+    loop {
+        let all = (1..=n).all(|i| {
+            client
+                .props(&cluster::api_url(i), bucket)
+                .is_ok_and(|p| p.get("conflict").cloned() == want)
+        });
+        if all {
+            return Ok(());
+        }
+        if Instant::now() > deadline || stopped() {
+            return Err(format!("the props of {bucket} did not reach every node"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn session(
+    args: &Args,
+    kinds: &[NemesisKind],
+    network: &Network,
+    cluster: &mut Cluster,
+    recorder: &Recorder,
+) -> Result<u8, String> {
+    let n = usize::from(args.nodes);
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let workload = args.workload;
+    println!(
+        "riftkv-jepsen: {} nodes, workload {}, nemesis [{}], {} s, seed {seed}, output {}",
+        n,
+        workload.name(),
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+        args.time_limit,
+        args.out.display()
+    );
+    cluster
+        .start_all(Duration::from_secs(120), &stopped)
+        .map_err(cluster_err)?;
+    println!("riftkv-jepsen: cluster settled");
+    let timeout = Duration::from_millis(args.request_timeout_ms.max(100));
+    let admin = Client::new(timeout).map_err(|e| e.to_string())?;
+    install_props(&admin, n, workload)?;
+
+    let keys = workload::keys(workload, usize::from(args.keys));
+    let node_list: Vec<usize> = (1..=n).collect();
+    let pacing = Pacing {
+        gap: secs(args.nemesis_gap),
+        hold_min: secs(args.fault_min),
+        hold_max: secs(args.fault_max),
+    };
+    let total = Duration::from_secs(args.time_limit);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut schedule = nemesis::plan(kinds, &node_list, total, pacing, &mut rng);
+    if args.final_fault || workload == Workload::Convergence {
+        nemesis::hold_last_until(&mut schedule, total);
+    }
+
+    let concurrency = u64::from(args.concurrency);
+    let started = Instant::now();
+    let shared = workload::Shared {
+        workload,
+        recorder: recorder.clone(),
+        nodes: n,
+        keys: keys.clone(),
+        counter: AtomicU64::new(0),
+        stop: &STOP,
+        until: started + total,
+        pace: Duration::from_secs_f64((concurrency as f64 / args.rate).min(60.0)),
+        concurrency,
+    };
+    let mut crashes = Vec::new();
+    let run_started = recorder.now();
+    let nemesis_result = std::thread::scope(|s| {
+        for w in 0..concurrency {
+            let shared = &shared;
+            s.spawn(move || {
+                let client = match Client::new(timeout) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("riftkv-jepsen: worker {w} has no HTTP client: {e}");
+                        return;
+                    }
+                };
+                let mut rng = StdRng::seed_from_u64(seed ^ (w + 1).wrapping_mul(0x9E37_79B9));
+                workload::run_worker(shared, w, &client, &mut rng);
+            });
+        }
+        // Faults run on this (the main) thread: nodes restarted here keep a live parent.
+        let r = run_nemesis(&schedule, started, network, cluster, recorder, &mut crashes);
+        while Instant::now() < started + total && !stopped() {
+            check_crashes(cluster, recorder, &mut crashes);
+            sleep_until((started + total).min(Instant::now() + Duration::from_millis(500)));
+        }
+        r
+    });
+    if stopped() {
+        return Err("interrupted".into());
+    }
+    // Final heal, whatever happened.
+    let heal_net = network.heal().map_err(|e| e.to_string());
+    let heal_nodes = cluster.heal_all().map_err(cluster_err);
+    nemesis_op(recorder, "heal-all", json!({"description": "final heal"}));
+    let healed_at = Instant::now();
+    println!(
+        "[{:6.1}s] final heal; workload over",
+        started.elapsed().as_secs_f64()
+    );
+    let intervals = nemesis_result?;
+    heal_net?;
+    heal_nodes?;
+
+    // Convergence is timed from the heal, with no client reads (they would repair replicas
+    // on the way); then a quiet period and a settled ring before the final reads.
+    let mut notes = Vec::new();
+    let conv = convergence::wait(
+        &admin,
+        n,
+        workload.bucket(),
+        &keys,
+        healed_at,
+        Duration::from_secs(args.convergence_timeout),
+        &stopped,
+    );
+    match conv.seconds {
+        Some(s) => println!("riftkv-jepsen: replicas converged {s:.1} s after the final heal"),
+        None => println!(
+            "riftkv-jepsen: replicas did not converge within {} s: {}",
+            args.convergence_timeout,
+            conv.diverging.join("; ")
+        ),
+    }
+    sleep_until(Instant::now() + Duration::from_secs(args.quiet));
+    if let Err(e) = cluster.wait_settled(Instant::now() + Duration::from_secs(60), &stopped) {
+        notes.push(format!(
+            "the ring had not settled before the final reads: {e}"
+        ));
+    }
+    if stopped() {
+        return Err("interrupted".into());
+    }
+    let finals = workload::final_reads(
+        workload,
+        recorder,
+        &admin,
+        n,
+        &keys,
+        Instant::now() + Duration::from_secs(60),
+    );
+    check_crashes(cluster, recorder, &mut crashes);
+    if stopped() {
+        return Err("interrupted".into());
+    }
+    let history = recorder.snapshot();
+    let results = evaluate(
+        args,
+        kinds,
+        seed,
+        &history,
+        &finals,
+        &keys,
+        intervals,
+        conv,
+        crashes,
+        notes,
+        recorder.now().saturating_sub(run_started),
+    );
+    write_outputs(&args.out, &history, &results, cluster)?;
+    print_summary(&results, &args.out);
+    Ok(match results.verdict.as_str() {
+        "valid" => EXIT_VALID,
+        "anomalies" => EXIT_ANOMALIES,
+        _ => EXIT_COULD_NOT_RUN,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    args: &Args,
+    kinds: &[NemesisKind],
+    seed: u64,
+    history: &[history::Op],
+    finals: &BTreeMap<String, BTreeMap<String, client::Read>>,
+    keys: &[String],
+    intervals: Vec<(Interval, &'static str)>,
+    conv: convergence::Convergence,
+    crashes: Vec<String>,
+    mut notes: Vec<String>,
+    duration_ns: u64,
+) -> report::Results {
+    let workload = args.workload;
+    let mut anomalies = Vec::new();
+    let mut unknown = false;
+    let (mut set, mut register) = (None, None);
+    let (attempted, acked, lost, recovered, unexpected);
+    if workload.is_set_like() {
+        let mut sets: FinalReads<u64> = BTreeMap::new();
+        for (node, m) in finals {
+            for (key, read) in m {
+                match workload::union_of(read) {
+                    Ok(s) => {
+                        sets.entry(node.clone()).or_default().insert(key.clone(), s);
+                    }
+                    Err(e) => anomalies.push(format!("{node} {key}: unreadable value: {e}")),
+                }
+            }
+        }
+        let r = checker::check_set(history, &sets, keys);
+        attempted = r.attempted;
+        acked = r.acked;
+        lost = r.lost_count;
+        recovered = r.recovered_count;
+        unexpected = r.unexpected_count;
+        for l in r.lost.iter().take(20) {
+            anomalies.push(format!(
+                "lost: {} element {} (acknowledged) missing on {}",
+                l.key,
+                l.value,
+                l.missing_on.join(",")
+            ));
+        }
+        if r.lost.len() > 20 {
+            anomalies.push(format!("... and {} more lost elements", r.lost.len() - 20));
+        }
+        for (k, e) in r.unexpected.iter().take(20) {
+            anomalies.push(format!("unexpected: {k} element {e} was never added"));
+        }
+        if !r.unread_keys.is_empty() {
+            unknown = true;
+            notes.push(format!(
+                "no node could read {} at the end",
+                r.unread_keys.join(", ")
+            ));
+        }
+        set = Some(r);
+    } else {
+        let regs: FinalReads<String> = finals
+            .iter()
+            .map(|(node, m)| {
+                (
+                    node.clone(),
+                    m.iter()
+                        .map(|(k, r)| {
+                            (
+                                k.clone(),
+                                r.values
+                                    .iter()
+                                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                                    .collect::<BTreeSet<String>>(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let r = checker::check_register(history, &regs, keys);
+        attempted = r.attempted;
+        acked = r.acked;
+        lost = r.lost_count;
+        unexpected = r.unexpected_count;
+        recovered = 0;
+        for l in r.lost.iter().take(20) {
+            anomalies.push(format!(
+                "lost: {} value {} (acknowledged) neither present nor superseded on {}",
+                l.key,
+                l.value,
+                l.missing_on.join(",")
+            ));
+        }
+        for (k, v) in r.unexpected.iter().take(20) {
+            anomalies.push(format!("unexpected: {k} value {v} was never written"));
+        }
+        for (node, k, old, new) in r.stale_siblings.iter().take(20) {
+            anomalies.push(format!(
+                "stale sibling on {node}: {k} keeps {old} next to {new}, whose context had seen it"
+            ));
+        }
+        if !r.unread_keys.is_empty() {
+            unknown = true;
+            notes.push(format!(
+                "no node could read {} at the end",
+                r.unread_keys.join(", ")
+            ));
+        }
+        register = Some(r);
+    }
+    if workload == Workload::Convergence && !conv.converged {
+        anomalies.push(format!(
+            "replicas did not converge within {} s of the final heal: {}",
+            args.convergence_timeout,
+            conv.diverging.join("; ")
+        ));
+    } else if !conv.converged {
+        notes.push(format!(
+            "replicas did not converge (without reads) within {} s of the final heal: {}",
+            args.convergence_timeout,
+            conv.diverging.join("; ")
+        ));
+    }
+    for c in crashes {
+        anomalies.push(format!("crash: {c}"));
+    }
+    let details: Vec<&str> = intervals.iter().map(|(_, d)| *d).collect();
+    let faults: Vec<Interval> = intervals.into_iter().map(|(i, _)| i).collect();
+    let availability = checker::availability(history, &faults);
+    let verdict = if !anomalies.is_empty() {
+        "anomalies"
+    } else if unknown {
+        "unknown"
+    } else {
+        "valid"
+    };
+    report::Results {
+        valid: verdict == "valid",
+        verdict: verdict.to_string(),
+        workload: workload.name().to_string(),
+        nodes: usize::from(args.nodes),
+        concurrency: usize::from(args.concurrency),
+        time_limit_secs: args.time_limit,
+        seed,
+        nemeses: kinds.iter().map(|k| k.name().to_string()).collect(),
+        ops: checker::ops_by_type(history),
+        attempted,
+        acked,
+        lost,
+        recovered,
+        unexpected,
+        availability_during_faults_pct: availability.during_faults_pct,
+        availability_overall_pct: availability.overall_pct,
+        availability,
+        convergence_seconds: conv.seconds,
+        convergence: conv,
+        nemesis: report::nemesis_counts(&faults, &details),
+        faults,
+        anomalies,
+        notes,
+        set,
+        register,
+        fault_drop_writes: args.fault_drop_writes,
+        duration_secs: duration_ns as f64 / 1e9,
+    }
+}
+
+fn write_outputs(
+    out: &Path,
+    history: &[history::Op],
+    results: &report::Results,
+    cluster: &Cluster,
+) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(results).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("results.json"), json + "\n")
+        .map_err(|e| format!("cannot write results.json: {e}"))?;
+    if let Err(e) = report::latency_plot(&out.join("latency.png"), history, &results.faults) {
+        eprintln!("riftkv-jepsen: latency chart failed: {e}");
+    }
+    if let Err(e) = report::rate_plot(&out.join("rate.png"), history, &results.faults) {
+        eprintln!("riftkv-jepsen: rate chart failed: {e}");
+    }
+    let logs: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("logs/{}.log", n.id))
+        .collect();
+    std::fs::write(out.join("report.html"), report::html(results, &logs))
+        .map_err(|e| format!("cannot write report.html: {e}"))?;
+    Ok(())
+}
+
+fn print_summary(r: &report::Results, out: &Path) {
+    println!("---");
+    println!(
+        "workload {}: {} ops ok, {} fail, {} info",
+        r.workload,
+        r.ops.get("ok").unwrap_or(&0),
+        r.ops.get("fail").unwrap_or(&0),
+        r.ops.get("info").unwrap_or(&0)
+    );
+    println!(
+        "attempted {}, acknowledged {}, lost {}, recovered {}, unexpected {}",
+        r.attempted, r.acked, r.lost, r.recovered, r.unexpected
+    );
+    println!(
+        "availability during faults {}, overall {}; convergence {}",
+        r.availability_during_faults_pct
+            .map_or("n/a".into(), |x| format!("{x:.1}%")),
+        r.availability_overall_pct
+            .map_or("n/a".into(), |x| format!("{x:.1}%")),
+        r.convergence_seconds
+            .map_or("not reached".into(), |x| format!("{x:.1} s"))
+    );
+    for a in r.anomalies.iter().take(10) {
+        println!("anomaly: {a}");
+    }
+    for nt in &r.notes {
+        println!("note: {nt}");
+    }
+    println!(
+        "verdict: {} (report: {})",
+        r.verdict.to_uppercase(),
+        out.join("report.html").display()
+    );
+}
