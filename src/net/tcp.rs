@@ -401,6 +401,14 @@ impl Inner {
         bump(&self.counters.inbound_authenticated);
         let label = format!("{} (node {})", peer.peer_addr, peer.node_id);
         debug!(node = %self.ident.node_id, peer = %label, "accepted peer connection");
+        // The peer just proved it is up: our own calls to it need not wait out a backoff
+        // earned while it was down (it would refuse requests to a node known to be alive).
+        if let Some(link) = self.peers.lock().get_mut(&peer.peer_addr)
+            && matches!(link.state, LinkState::Idle)
+        {
+            link.backoff.record_success();
+            link.last_error = None;
+        }
 
         let cancel = self.shutdown.child_token();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);

@@ -584,3 +584,36 @@ async fn a_peer_shutting_down_closes_calls_waiting_on_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_peer_that_calls_in_is_no_longer_in_backoff() {
+    bounded(async {
+        let (a, _) = node("a").await;
+        let (tmp, _) = node("b").await;
+        let listen = tmp.listen_addr();
+        tmp.shutdown().await;
+        drop(tmp);
+        let to = listen.to_string();
+        // Several failed dials: a's backoff towards b grows well past the test's patience.
+        for _ in 0..4 {
+            let _ = a.call(&to, b("x"), CALL).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let r = a.call(&to, b("x"), CALL).await;
+        assert!(
+            matches!(r, Err(NetError::Unreachable(ref m)) if m.contains("next attempt")),
+            "{r:?}"
+        );
+
+        // b restarts and talks to a first: a now knows b is up and dials it right away.
+        let mut cfg = config("b", "riftkv", b"secret");
+        cfg.listen = listen;
+        let (srv, _) = start(cfg).await;
+        srv.call(&a.local_addr(), b("hello"), CALL).await.unwrap();
+        let ok = a.call(&to, b("x"), CALL).await;
+        assert_eq!(ok.unwrap(), format!("a@{}:x", a.local_addr()));
+        a.shutdown().await;
+        srv.shutdown().await;
+    })
+    .await;
+}
