@@ -572,17 +572,14 @@ pub fn delete_unchanged(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::state::{MemberInfo, MemberStatus};
+    use crate::membership::state::MemberStatus;
+    use crate::membership::state::fixtures::{info, settle};
     use crate::storage::MemoryStorage;
     use crate::version::{ConflictMode, Limits, Object, Sibling, VersionVector};
     use std::collections::BTreeSet;
 
     fn id(s: &str) -> NodeId {
         NodeId::from(s)
-    }
-
-    fn info(i: &str) -> MemberInfo {
-        MemberInfo::new(id(i), format!("{i}-api"), format!("{i}-peer"), None)
     }
 
     fn obj(v: &[u8]) -> Vec<u8> {
@@ -724,26 +721,7 @@ mod tests {
         for i in &ids[1..] {
             s.add_member(info(i)).unwrap();
         }
-        for _ in 0..20 {
-            let c = s.claimant().cloned().unwrap();
-            s.claimant_step(&c);
-            match s.plan.clone() {
-                Some(plan) => {
-                    for t in &plan.transfers {
-                        s.mark_transfer_done(
-                            &t.from,
-                            TransferDone {
-                                plan: plan.id,
-                                partition: t.partition,
-                                to: t.to.clone(),
-                            },
-                        );
-                    }
-                }
-                None if s.locally_settled() => break,
-                None => {}
-            }
-        }
+        settle(&mut s);
         assert!(s.locally_settled());
         s
     }

@@ -254,39 +254,7 @@ pub fn check_remove(state: &RingState, me: &NodeId, id: &NodeId) -> Result<(), M
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::state::{MemberInfo, TransferDone};
-
-    fn info(id: &str) -> MemberInfo {
-        MemberInfo::new(
-            NodeId::from(id),
-            format!("{id}-api"),
-            format!("{id}-peer"),
-            None,
-        )
-    }
-
-    fn settle(s: &mut RingState) {
-        for _ in 0..20 {
-            let Some(c) = s.claimant().cloned() else {
-                return;
-            };
-            s.claimant_step(&c);
-            if let Some(plan) = s.plan.clone() {
-                for t in &plan.transfers {
-                    s.mark_transfer_done(
-                        &t.from,
-                        TransferDone {
-                            plan: plan.id,
-                            partition: t.partition,
-                            to: t.to.clone(),
-                        },
-                    );
-                }
-            } else if s.locally_settled() {
-                return;
-            }
-        }
-    }
+    use crate::membership::state::fixtures::{info, settle};
 
     fn three() -> RingState {
         let mut s = RingState::found("c".into(), 16, 3, info("a"));

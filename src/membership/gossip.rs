@@ -448,14 +448,11 @@ fn check_removed(node: &Node) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::state::{MemberInfo, TransferDone};
+    use crate::membership::state::TransferDone;
+    use crate::membership::state::fixtures::info;
 
     fn id(s: &str) -> NodeId {
         NodeId::from(s)
-    }
-
-    fn info(i: &str) -> MemberInfo {
-        MemberInfo::new(id(i), format!("{i}-api"), format!("{i}-peer"), None)
     }
 
     #[test]

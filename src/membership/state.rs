@@ -524,26 +524,30 @@ pub enum MembershipError {
     Persist(String),
 }
 
+/// Builders shared by the membership and handoff tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use super::{MemberInfo, RingState, TransferDone};
+    use crate::types::NodeId;
 
-    fn info(id: &str) -> MemberInfo {
+    /// A member named `id` with addresses `{id}-api` and `{id}-peer`.
+    pub fn info(id: &str) -> MemberInfo {
         MemberInfo::new(
             NodeId::from(id),
-            format!("127.0.0.1:1{id}"),
-            format!("127.0.0.1:2{id}"),
+            format!("{id}-api"),
+            format!("{id}-peer"),
             None,
         )
     }
 
-    /// Runs the claimant and marks every transfer done, as handoff would, until nothing moves.
-    fn settle(s: &mut RingState) {
+    /// Runs the claimant and marks every planned transfer done, as handoff would, until the
+    /// state is settled (bounded: 20 rounds).
+    pub fn settle(s: &mut RingState) {
         for _ in 0..20 {
             let Some(c) = s.claimant().cloned() else {
                 return;
             };
-            let changed = s.claimant_step(&c);
+            s.claimant_step(&c);
             if let Some(plan) = s.plan.clone() {
                 for t in &plan.transfers {
                     s.mark_transfer_done(
@@ -555,12 +559,17 @@ mod tests {
                         },
                     );
                 }
-            }
-            if !changed && s.plan.is_none() {
+            } else if s.locally_settled() {
                 return;
             }
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{info, settle};
+    use super::*;
 
     #[test]
     fn found_owns_everything() {
