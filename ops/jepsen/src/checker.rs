@@ -46,6 +46,14 @@ pub struct SetResult {
     pub unread_keys: Vec<String>,
 }
 
+/// Keys no node could return in the final reads (reported, and checked no further).
+fn unread_keys<T>(keys: &[String], finals: &FinalReads<T>) -> Vec<String> {
+    keys.iter()
+        .filter(|k| !finals.values().any(|m| m.contains_key(*k)))
+        .cloned()
+        .collect()
+}
+
 fn add_elem(o: &Op) -> Option<Elem> {
     let key = o.value.get("key")?.as_str()?.to_string();
     let e = o.value.get("element")?.as_u64()?;
@@ -69,11 +77,7 @@ pub fn check_set(history: &[Op], finals: &FinalReads<u64>, keys: &[String]) -> S
             }
         }
     }
-    let unread_keys: Vec<String> = keys
-        .iter()
-        .filter(|k| !finals.values().any(|m| m.contains_key(*k)))
-        .cloned()
-        .collect();
+    let unread_keys = unread_keys(keys, finals);
     let mut present: BTreeSet<Elem> = BTreeSet::new();
     for m in finals.values() {
         for (k, set) in m {
@@ -192,11 +196,7 @@ pub fn check_register(
             _ => {}
         }
     }
-    let unread_keys: Vec<String> = keys
-        .iter()
-        .filter(|k| !finals.values().any(|m| m.contains_key(*k)))
-        .cloned()
-        .collect();
+    let unread_keys = unread_keys(keys, finals);
     // Everything a set of final values covers: themselves and, transitively, what their
     // contexts had seen.
     let closure = |key: &str, start: &BTreeSet<String>| -> BTreeSet<String> {

@@ -113,6 +113,20 @@ fn op_color(kind: OpType) -> RGBColor {
 
 type PlotError = Box<dyn std::error::Error>;
 
+/// One shaded band per fault, over the y range `y0..y1`, so every chart marks faults alike.
+fn fault_bands(
+    faults: &[Interval],
+    y0: f64,
+    y1: f64,
+) -> impl Iterator<Item = Rectangle<(f64, f64)>> + '_ {
+    faults.iter().map(move |f| {
+        Rectangle::new(
+            [(f.start_ns as f64 / 1e9, y0), (f.end_ns as f64 / 1e9, y1)],
+            fault_color(&f.kind).mix(0.6).filled(),
+        )
+    })
+}
+
 /// Latency of every client operation over time, by outcome.
 pub fn latency_plot(path: &Path, history: &[Op], faults: &[Interval]) -> Result<(), PlotError> {
     let text = load_font();
@@ -149,15 +163,7 @@ pub fn latency_plot(path: &Path, history: &[Op], faults: &[Interval]) -> Result<
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw()?;
-    chart.draw_series(faults.iter().map(|f| {
-        Rectangle::new(
-            [
-                (f.start_ns as f64 / 1e9, 0.1),
-                (f.end_ns as f64 / 1e9, l_max),
-            ],
-            fault_color(&f.kind).mix(0.6).filled(),
-        )
-    }))?;
+    chart.draw_series(fault_bands(faults, 0.1, l_max))?;
     for kind in [OpType::Ok, OpType::Info, OpType::Fail] {
         let color = op_color(kind);
         let series = chart.draw_series(
@@ -244,15 +250,7 @@ pub fn rate_plot(path: &Path, history: &[Op], faults: &[Interval]) -> Result<(),
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw()?;
-    chart.draw_series(faults.iter().map(|f| {
-        Rectangle::new(
-            [
-                (f.start_ns as f64 / 1e9, 0.0),
-                (f.end_ns as f64 / 1e9, r_max),
-            ],
-            fault_color(&f.kind).mix(0.6).filled(),
-        )
-    }))?;
+    chart.draw_series(fault_bands(faults, 0.0, r_max))?;
     for (kind, points) in &series {
         let color = op_color(*kind);
         let s = chart.draw_series(LineSeries::new(
