@@ -246,15 +246,19 @@ async fn a_silent_connection_is_dropped_and_redialled() {
     .await;
 }
 
+/// An address a node listened on and released: nothing listens there now.
+async fn free_address() -> std::net::SocketAddr {
+    let (tmp, _) = node("b").await;
+    let listen = tmp.listen_addr();
+    tmp.shutdown().await;
+    listen
+}
+
 #[tokio::test]
 async fn peer_down_is_unreachable_with_backoff_then_reconnects() {
     bounded(async {
         let (a, _) = node("a").await;
-        // Reserve a port, then free it: nothing listens there now.
-        let (tmp, _) = node("b").await;
-        let listen = tmp.listen_addr();
-        tmp.shutdown().await;
-        drop(tmp);
+        let listen = free_address().await;
         let to = listen.to_string();
 
         let r = a.call(&to, b("x"), CALL).await;
@@ -589,10 +593,7 @@ async fn a_peer_shutting_down_closes_calls_waiting_on_it() {
 async fn a_peer_that_calls_in_is_no_longer_in_backoff() {
     bounded(async {
         let (a, _) = node("a").await;
-        let (tmp, _) = node("b").await;
-        let listen = tmp.listen_addr();
-        tmp.shutdown().await;
-        drop(tmp);
+        let listen = free_address().await;
         let to = listen.to_string();
         // Several failed dials: a's backoff towards b grows well past the test's patience.
         for _ in 0..4 {
