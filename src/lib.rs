@@ -9,6 +9,7 @@ pub mod bucket;
 pub mod cli;
 pub mod config;
 pub mod coordinator;
+pub mod fault;
 pub mod handoff;
 pub mod membership;
 pub mod metrics;
