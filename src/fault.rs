@@ -17,3 +17,40 @@ pub fn powerloss_mode() -> bool {
 pub fn powerloss_mode() -> bool {
     false
 }
+
+/// Environment switch of the planted "old dot rule" bug (with the `fault-injection` feature).
+pub const OLD_DOT_RULE_ENV: &str = "RIFTKV_FAULT_OLD_DOT_RULE";
+
+/// Planted bugs of one node. Empty, and every switch off, in a release build.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Every coordinated write uses the bare node id as its actor (the rule before write
+    /// identities), so a node that forgot a key's history reissues dots. For proving that the
+    /// simulation and the disk nemeses find lost writes.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub old_dot_rule: bool,
+}
+
+impl Faults {
+    /// The switches a `fault-injection` build reads from the environment (all off otherwise).
+    pub fn from_env() -> Faults {
+        #[cfg(any(test, feature = "fault-injection"))]
+        {
+            let on = |name: &str| std::env::var(name).is_ok_and(|v| v == "1" || v == "true");
+            Faults {
+                old_dot_rule: cfg!(feature = "fault-injection") && on(OLD_DOT_RULE_ENV),
+            }
+        }
+        #[cfg(not(any(test, feature = "fault-injection")))]
+        Faults {}
+    }
+
+    pub fn old_dot_rule(&self) -> bool {
+        #[cfg(any(test, feature = "fault-injection"))]
+        {
+            self.old_dot_rule
+        }
+        #[cfg(not(any(test, feature = "fault-injection")))]
+        false
+    }
+}

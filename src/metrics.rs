@@ -55,6 +55,10 @@ pub struct Metrics {
     pub siblings: Histogram,
     /// Entries in the version clock of each object written.
     pub clock_entries: Histogram,
+    /// Coordinated writes that took a new write identity (epoch) for their key.
+    pub write_identities_total: IntCounter,
+    /// Merges that found a replica holding writes this node issued and lost (custody void).
+    pub custody_lost_total: IntCounter,
     /// Ring members by status, as this node sees them.
     pub members: IntGaugeVec,
     /// 1 when the failure detector considers the peer reachable, else 0.
@@ -171,6 +175,14 @@ impl Metrics {
                 "clock_entries",
                 "Number of entries in the version clock of each object written.",
                 CLOCK_ENTRY_BUCKETS,
+            ),
+            write_identities_total: counter(
+                "write_identities_total",
+                "Coordinated writes that took a new write identity (epoch) for their key: first writes, and writes after this node may have forgotten the key's history.",
+            ),
+            custody_lost_total: counter(
+                "custody_lost_total",
+                "Copies merged in that held writes this node had issued and no longer held (a lost disk, record or WAL tail).",
             ),
             members: gauge_vec(
                 "members",
@@ -319,6 +331,8 @@ mod tests {
         ("riftkv_aae_keys_repaired_total", "counter"),
         ("riftkv_siblings", "histogram"),
         ("riftkv_clock_entries", "histogram"),
+        ("riftkv_write_identities_total", "counter"),
+        ("riftkv_custody_lost_total", "counter"),
         ("riftkv_members", "gauge"),
         ("riftkv_peer_up", "gauge"),
         ("riftkv_partitions_owned", "gauge"),

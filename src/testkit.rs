@@ -40,6 +40,7 @@ impl Default for ClusterOptions {
 
 struct Slot {
     settings: NodeSettings,
+    clock: Arc<dyn Clock>,
     storage: Arc<MemoryStorage>,
     transport: Arc<SimTransport>,
     node: Option<Arc<Node>>,
@@ -119,6 +120,7 @@ impl TestCluster {
         let transport = self.net.endpoint(&addr, id);
         self.slots.push(Slot {
             settings,
+            clock: Arc::new(SystemClock),
             storage,
             transport,
             node: None,
@@ -132,7 +134,7 @@ impl TestCluster {
         let duties = self.options.duties.clone();
         let net = self.net.clone();
         let slot = &mut self.slots[i - 1];
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock = slot.clock.clone();
         let node = match Node::new(
             slot.settings.clone(),
             slot.storage.clone(),
@@ -223,6 +225,30 @@ impl TestCluster {
         if self.try_node(i).is_some() {
             self.kill(i);
         }
+        self.boot(i);
+    }
+
+    /// Gives node `i` another wall clock (from its next start on).
+    pub fn set_clock(&mut self, i: usize, clock: Arc<dyn Clock>) {
+        let _ = self.slot(i);
+        self.slots[i - 1].clock = clock;
+    }
+
+    /// Replaces node `i`'s disk by an empty one and starts it again with the same id: it
+    /// rejoins through the running nodes.
+    pub fn wipe(&mut self, i: usize) {
+        if self.try_node(i).is_some() {
+            self.kill(i);
+        }
+        let seeds: Vec<String> = self
+            .running()
+            .into_iter()
+            .filter(|j| *j != i)
+            .map(addr_of)
+            .collect();
+        let slot = &mut self.slots[i - 1];
+        slot.storage = Arc::new(MemoryStorage::new());
+        slot.settings.seeds = seeds;
         self.boot(i);
     }
 
@@ -341,5 +367,35 @@ impl Drop for TestCluster {
                 t.abort();
             }
         }
+    }
+}
+
+#[cfg(any(test, feature = "fault-injection"))]
+impl TestCluster {
+    /// Makes node `i`'s storage remember which writes a power cut would lose.
+    pub fn track_durability(&self, i: usize) {
+        self.slot(i).storage.track_durability();
+    }
+
+    /// A machine crash of node `i`: the process dies, its storage loses every unsynced write
+    /// after the first `keep` (see [`MemoryStorage::power_loss`]), and it boots again on a new
+    /// machine boot. Returns how many write batches were lost.
+    pub fn power_cut(&mut self, i: usize, keep: usize) -> usize {
+        if self.try_node(i).is_some() {
+            self.kill(i);
+        }
+        let lost = self.slot(i).storage.power_loss(keep);
+        let slot = &mut self.slots[i - 1];
+        slot.settings.boot_id = Some(format!("boot-{:016x}", rand::random::<u64>()));
+        self.boot(i);
+        lost
+    }
+
+    /// Damages node `i`'s stored record of `bucket/key` (its checksum fails from now on).
+    pub fn damage(&self, i: usize, bucket: &[u8], key: &[u8]) -> bool {
+        let node = self.node(i);
+        let p = crate::ring::partition_for(bucket, key, node.state.read().ring_size());
+        let k = crate::storage::ObjectKey::new(p, bucket.to_vec(), key.to_vec());
+        matches!(self.slot(i).storage.damage_object_for_test(&k), Ok(true))
     }
 }

@@ -52,6 +52,16 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock shifted by a fixed offset: a node whose clock runs ahead or behind.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OffsetClock(pub i64);
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        (SystemClock.now_ms() as i64).saturating_add(self.0).max(0) as u64
+    }
+}
+
 /// A clock tests set and advance by hand.
 #[derive(Clone, Debug, Default)]
 pub struct ManualClock(Arc<AtomicI64>);

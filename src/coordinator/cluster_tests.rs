@@ -228,7 +228,7 @@ async fn a_non_replica_forwards_the_write_to_a_replica() {
         .object
         .siblings()
         .iter()
-        .map(|(d, _)| d.actor.clone())
+        .map(|(d, _)| d.actor.node.clone())
         .collect();
     assert_eq!(actors.len(), 1);
     assert!(

@@ -13,6 +13,8 @@ pub mod delete;
 pub mod error;
 pub mod get;
 pub mod get_core;
+#[cfg(test)]
+mod identity_tests;
 pub mod list;
 pub mod locks;
 pub mod placement;

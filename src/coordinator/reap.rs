@@ -53,10 +53,21 @@ pub fn held_elsewhere(node: &Node) -> Result<u64, KvError> {
     Ok(hints + handoffs as u64)
 }
 
-/// Deletes this node's copy of `k` if it is still exactly `expected` (encoded object).
-pub fn delete_if_unchanged(node: &Node, k: &ObjectKey, expected: &[u8]) -> Result<bool, KvError> {
+/// Deletes this node's copy of `k` if it is still exactly `expected` (encoded object) and this
+/// node routes by `ring_version` (the reaper checked the primaries of *its* ring; a node on
+/// another ring may hold the key for other reasons). A deleted tombstone is fenced, so read
+/// repair and anti-entropy cannot copy it back from a replica that has not deleted it yet.
+pub fn delete_if_unchanged(
+    node: &Node,
+    k: &ObjectKey,
+    expected: &[u8],
+    ring_version: u64,
+) -> Result<bool, KvError> {
     let expected =
         Object::decode(expected).map_err(|e| KvError::BadRequest(format!("reap: {e}")))?;
+    if node.state.read().ring_version != ring_version {
+        return Ok(false);
+    }
     let _guard = lock_key(k);
     let current = node
         .local_object(k)
@@ -64,6 +75,8 @@ pub fn delete_if_unchanged(node: &Node, k: &ObjectKey, expected: &[u8]) -> Resul
     if current.as_ref() != Some(&expected) || !expected.all_deleted() {
         return Ok(false);
     }
+    node.reap_fence
+        .fence(k, expected.context(), node.clock.now_ms());
     let mut batch = WriteBatch::default();
     batch.delete_object(k.clone());
     node.storage
@@ -179,12 +192,22 @@ pub async fn reap_once(node: &Arc<Node>) -> Result<u64, KvError> {
 
 /// Checks every primary's copy of one tombstone, then compare-and-deletes it everywhere.
 async fn reap_one(node: &Arc<Node>, k: &ObjectKey, obj: &Object) -> Result<bool, KvError> {
-    let primaries: Vec<NodeId> = {
+    let (primaries, ring_version) = {
         let s = node.state.read();
         let n = s.bucket_props(&k.bucket).n as usize;
-        s.ring.preference_list(k.partition, n).to_vec()
+        (
+            s.ring.preference_list(k.partition, n).to_vec(),
+            s.ring_version,
+        )
     };
     let others: Vec<&NodeId> = primaries.iter().filter(|id| **id != node.id).collect();
+    // Every primary must route by our ring, or "every primary holds it" means nothing.
+    {
+        let seen = node.peer_ring_versions.lock();
+        if others.iter().any(|id| seen.get(*id) != Some(&ring_version)) {
+            return Ok(false);
+        }
+    }
     let mut copies = Vec::with_capacity(others.len());
     for id in &others {
         let req = Request::Kv(KvRequest::ReplicaGet {
@@ -203,18 +226,21 @@ async fn reap_one(node: &Arc<Node>, k: &ObjectKey, obj: &Object) -> Result<bool,
         return Ok(false);
     }
     let expected = obj.encode();
+    // Replicas first, this node last: until every replica is fenced, this copy is the one
+    // stale source a repair could read, and it goes only after them.
     for id in &others {
         let req = Request::Kv(KvRequest::Reap {
             partition: k.partition,
             bucket: k.bucket.clone(),
             key: k.key.clone(),
             expected: expected.clone(),
+            ring_version,
         });
         // A replica that fails or refuses keeps its tombstone; a later round retries.
         let _ = node.call(id, req, node.settings.rpc_timeout).await;
     }
     let (n, key) = (node.clone(), k.clone());
-    blocking(move || delete_if_unchanged(&n, &key, &expected)).await
+    blocking(move || delete_if_unchanged(&n, &key, &expected, ring_version)).await
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use crate::node::Node;
 use crate::node::store::StoreError;
 use crate::storage::{HintKey, ObjectKey};
 use crate::types::NodeId;
-use crate::version::{ConflictMode, Limits, Object, Sibling, VersionVector};
+use crate::version::identity;
+use crate::version::{
+    Actor, ConflictMode, Custody, Limits, Object, Sibling, StoredCopy, VersionVector,
+};
 use std::sync::OnceLock;
 
 /// Environment switch of the planted-bug fault below; unset (the default) means off.
@@ -48,25 +51,40 @@ pub async fn blocking<T: Send + 'static>(
 
 /// This node's copy of `k` in the role given by `hinted_for`: as a fallback, the hint held for
 /// that primary merged with any `objects` copy; as a primary, the `objects` copy.
+///
+/// A damaged record reads as missing: the reader then sees this replica as lacking the key, so
+/// read repair (and anti-entropy) write the merged copy back over the damage.
 pub fn read_copy(
     node: &Node,
     k: &ObjectKey,
     hinted_for: Option<&NodeId>,
     mode: ConflictMode,
 ) -> Result<Option<Object>, StoreError> {
-    let own = node.local_object(k)?;
+    let own = undamaged(node.local_copy(k))?.map(|c| c.object);
     let Some(primary) = hinted_for else {
         return Ok(own);
     };
     let hk = HintKey::for_object(primary.clone(), k);
-    let hint = match node.storage.get_hint(&hk)? {
-        Some(bytes) => Some(Object::decode(&bytes).map_err(StoreError::Damaged)?),
-        None => None,
-    };
+    let hint = undamaged(node.hint_copy(&hk))?.map(|c| c.object);
     Ok(match (own, hint) {
         (Some(a), Some(b)) => Some(a.sync_mode(&b, mode)),
         (a, b) => a.or(b),
     })
+}
+
+/// A damaged record as missing (logged and already counted by storage); other errors pass.
+fn undamaged(r: Result<Option<StoredCopy>, StoreError>) -> Result<Option<StoredCopy>, StoreError> {
+    match r {
+        Err(StoreError::Damaged(e)) => {
+            tracing::warn!(error = %e, "reading a damaged local copy as missing");
+            Ok(None)
+        }
+        Err(StoreError::Storage(crate::storage::StorageError::Corrupt { what })) => {
+            tracing::warn!(%what, "reading a damaged local record as missing");
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 /// Merges `incoming` into this node's copy in the role given by `hinted_for`, under the key's
@@ -86,35 +104,74 @@ pub fn store_copy(
     }
 }
 
+/// This node's copy of `k` for a write it coordinates, with the custody of the slot it will
+/// write to: the `objects` copy as a primary; as a fallback, the hint it holds for `primary`
+/// merged with any `objects` copy, custody from the hint alone (the slot it writes). A damaged
+/// record counts as missing: the write takes a fresh identity and replaces it.
+fn read_for_write(
+    node: &Node,
+    k: &ObjectKey,
+    hinted_for: Option<&NodeId>,
+    mode: ConflictMode,
+) -> Result<(Option<Object>, Option<Custody>), KvError> {
+    let own = undamaged(node.local_copy(k))?;
+    let Some(primary) = hinted_for else {
+        return Ok(match own {
+            Some(c) => (Some(c.object), c.custody),
+            None => (None, None),
+        });
+    };
+    let hint = undamaged(node.hint_copy(&HintKey::for_object(primary.clone(), k)))?;
+    let custody = hint.as_ref().and_then(|h| h.custody);
+    let object = match (own, hint) {
+        (Some(a), Some(b)) => Some(a.object.sync_mode(&b.object, mode)),
+        (a, b) => a.or(b).map(|c| c.object),
+    };
+    Ok((object, custody))
+}
+
 /// The coordinator's read-modify-write: add `sibling` as a new version of `k` superseding what
-/// `ctx` has seen, and persist it in this node's role. Returns the new object.
+/// `ctx` has seen, under a write identity this node can vouch for (see
+/// `version::identity`), and persist it in this node's role. Returns the new object.
 #[allow(clippy::too_many_arguments)]
 pub fn coordinate_write(
     node: &Node,
     k: &ObjectKey,
     ctx: &VersionVector,
-    sibling: Sibling,
+    mut sibling: Sibling,
     mode: ConflictMode,
     limits: &Limits,
     sync: bool,
     hinted_for: Option<&NodeId>,
 ) -> Result<Object, KvError> {
     let _guard = lock_key(k);
-    let stored = match read_copy(node, k, hinted_for, mode) {
-        Ok(o) => o,
-        // A damaged local copy must not block writes: the other replicas hold its versions
-        // and read repair returns them; merge_local replaces the damaged record.
-        Err(StoreError::Damaged(e)) => {
-            tracing::warn!(error = %e, "coordinating over a damaged local copy");
-            None
+    let (stored, custody) = read_for_write(node, k, hinted_for, mode)?;
+    let w = if node.settings.faults.old_dot_rule() {
+        // Planted bug for the simulation's self-test: the pre-epoch rule (node id as actor).
+        identity::Writer {
+            actor: Actor::from(&node.id),
+            custody: Custody {
+                epoch: 0,
+                incarnation: node.incarnation,
+            },
+            fresh: false,
         }
-        Err(StoreError::Storage(crate::storage::StorageError::Corrupt { what })) => {
-            tracing::warn!(%what, "coordinating over a damaged local record");
-            None
-        }
-        Err(e) => return Err(e.into()),
+    } else {
+        identity::writer(&node.id, custody, node.incarnation, identity::fresh_epoch())
     };
-    let obj = Object::update(stored.as_ref(), ctx, &node.id, sibling, mode, limits)?;
+    if w.fresh {
+        node.metrics.write_identities_total.inc();
+    }
+    if mode == ConflictMode::Lww
+        && let Some(s) = &stored
+    {
+        // Last write wins must never go backwards on one key: a coordinator whose clock lags
+        // still stamps its write after every version it has seen.
+        sibling.last_modified_ms = sibling
+            .last_modified_ms
+            .max(s.max_last_modified_ms().saturating_add(1));
+    }
+    let obj = Object::update(stored.as_ref(), ctx, &w.actor, sibling, mode, limits)?;
     if obj.sibling_count() > limits.warn_siblings {
         tracing::warn!(
             siblings = obj.sibling_count(),
@@ -126,11 +183,7 @@ pub fn coordinate_write(
         // Planted bug for the harness: acknowledge without storing.
         return Ok(obj);
     }
-    let stored = match hinted_for {
-        None => node.merge_local(k, &obj, mode, sync)?,
-        Some(primary) => node.merge_hint(k, primary, &obj, mode, sync)?,
-    };
-    Ok(stored)
+    Ok(node.store_written(k, hinted_for, &obj, w.custody, mode, sync)?)
 }
 
 /// Live keys of `bucket` in `partitions` after `after`, merged in byte order, at most `limit`;

@@ -62,6 +62,8 @@ pub enum KvRequest {
         bucket: Vec<u8>,
         key: Vec<u8>,
         expected: Vec<u8>,
+        /// The reaper's ring version; a replica on another ring refuses.
+        ring_version: u64,
     },
     /// Anti-entropy: the receiver's segment hashes of `partition` in a tree of `n` segments,
     /// over the keys of buckets both nodes replicate; refused unless the receiver routes by
@@ -211,10 +213,13 @@ pub async fn handle(node: &Arc<Node>, from: &PeerInfo, req: KvRequest) -> Respon
             bucket,
             key,
             expected,
+            ring_version,
         } => {
             let k = ObjectKey::new(partition, bucket, key);
             let n = node.clone();
-            match blocking(move || super::reap::delete_if_unchanged(&n, &k, &expected)).await {
+            let r =
+                blocking(move || super::reap::delete_if_unchanged(&n, &k, &expected, ring_version));
+            match r.await {
                 Ok(deleted) => Response::Kv(KvResponse::Reaped { deleted }),
                 Err(e) => error(e),
             }

@@ -24,7 +24,8 @@ pub use sim::{SimNetwork, SimTransport};
 pub use tcp::{NetStats, TcpTransport};
 
 /// Version of the inter-node wire protocol; peers speaking another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: objects carry write identities (object encoding 2), reaping carries the ring version.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Default bound on one frame; larger frames close the connection that sent them.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;

@@ -2,6 +2,7 @@
 //! the failure detector, metrics and clock. Background duties (gossip, claimant, handoff, hint
 //! delivery) run as tasks that stop on the node's shutdown token.
 
+pub mod incarnation;
 pub mod rpc;
 pub mod server;
 pub mod store;
@@ -53,6 +54,11 @@ pub struct NodeSettings {
     /// Pause between active anti-entropy exchanges (one partition with one peer each).
     pub aae_interval: Duration,
     pub limits: Limits,
+    /// The current machine boot (Linux `boot_id`), to tell a process crash, which loses no
+    /// written data, from a machine crash, which may (see [`incarnation`]).
+    pub boot_id: Option<String>,
+    /// Planted bugs (test builds only; all off otherwise).
+    pub faults: crate::fault::Faults,
 }
 
 impl NodeSettings {
@@ -76,6 +82,8 @@ impl NodeSettings {
             tombstone_grace: Duration::from_secs(3600),
             aae_interval: Duration::from_secs(2),
             limits: Limits::default(),
+            boot_id: Some("test-boot".to_string()),
+            faults: crate::fault::Faults::default(),
         }
     }
 
@@ -100,6 +108,10 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub context_key: ContextKey,
+    /// This run's incarnation: custody of write identities taken in another one is void.
+    pub incarnation: u64,
+    /// Tombstones reaped here recently, so stale copies are not stored again.
+    pub reap_fence: store::ReapFence,
     /// Ring version each peer last reported (for `ring_settled`).
     pub peer_ring_versions: Mutex<HashMap<NodeId, u64>>,
     pub shutdown: CancellationToken,
@@ -148,6 +160,16 @@ impl Node {
         // Addresses may change between restarts; our own entry is ours to update.
         let _ = state.add_member(settings.member_info());
         let context_key = ContextKey::derive(&settings.cluster_secret);
+        let (incarnation, start) =
+            incarnation::begin(storage.as_ref(), settings.boot_id.as_deref())?;
+        match start {
+            incarnation::Start::Keep => {}
+            why => tracing::warn!(
+                node_id = %settings.node_id,
+                reason = ?why,
+                "new incarnation: this node takes new write identities for every key it writes next"
+            ),
+        }
         let node = Arc::new(Node {
             id: settings.node_id.clone(),
             settings,
@@ -158,6 +180,8 @@ impl Node {
             metrics,
             clock,
             context_key,
+            incarnation,
+            reap_fence: store::ReapFence::default(),
             peer_ring_versions: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),

@@ -108,7 +108,15 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     {
         tracing::warn!("the peer transport did not close in time");
     }
-    let flushed = storage.flush();
+    // Only a fully synced stop may be marked clean: the next start then keeps this
+    // incarnation even across a reboot.
+    let flushed = storage.flush().and_then(|()| {
+        super::incarnation::end_clean(
+            storage.as_ref(),
+            node.incarnation,
+            node.settings.boot_id.as_deref(),
+        )
+    });
     match (&outcome, &flushed) {
         (Ok(()), Ok(())) => tracing::info!("riftkv node stopped cleanly"),
         (_, Err(e)) => tracing::error!(error = %e, "flushing storage at shutdown failed"),
@@ -235,7 +243,18 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
             max_value_bytes: usize::try_from(cfg.max_value_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         },
+        boot_id: boot_id(),
+        faults: crate::fault::Faults::from_env(),
     }
+}
+
+/// The boot this process runs on. In the test-only power-loss mode every process start counts
+/// as a new boot, since a killed process loses its unsynced writes there as a power cut would.
+fn boot_id() -> Option<String> {
+    if crate::fault::powerloss_mode() {
+        return Some(format!("powerloss-{:016x}", rand::random::<u64>()));
+    }
+    super::incarnation::current_boot_id()
 }
 
 /// Starts the node's background duties (membership, ownership handoff, hint delivery,

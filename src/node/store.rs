@@ -5,7 +5,68 @@
 use super::Node;
 use crate::storage::{HintKey, ObjectKey, StorageError, WriteBatch};
 use crate::types::NodeId;
-use crate::version::{ConflictMode, Object, VersionError};
+use crate::version::identity::{self, CustodyAfterMerge};
+use crate::version::{ConflictMode, Custody, Object, StoredCopy, VersionError, VersionVector};
+
+/// How long a reaped tombstone stays fenced (see [`ReapFence`]).
+pub const REAP_FENCE_MS: u64 = 10 * 60 * 1000;
+/// Most keys fenced at once; past it the oldest fences are dropped (a dropped fence can only
+/// let a reaped tombstone come back, to be reaped again: never a lost write).
+pub const REAP_FENCE_MAX: usize = 100_000;
+
+/// Tombstones this node reaped recently, with the clock each had.
+///
+/// Reaping deletes a tombstone from each primary in turn, so for a moment some replicas hold it
+/// and some do not. Without a fence, read repair or anti-entropy would copy it straight back
+/// onto the replicas that had just dropped it. A copy arriving for a fenced key whose versions
+/// the reaped clock has all seen, and which holds nothing live, carries nothing the reap did not
+/// already account for: it is acknowledged and not stored. Anything newer is stored as usual.
+#[derive(Debug, Default)]
+pub struct ReapFence {
+    fenced: parking_lot::Mutex<std::collections::HashMap<ObjectKey, (VersionVector, u64)>>,
+}
+
+impl ReapFence {
+    /// Fences `k` until `now_ms + REAP_FENCE_MS`.
+    pub fn fence(&self, k: &ObjectKey, clock: VersionVector, now_ms: u64) {
+        let mut f = self.fenced.lock();
+        f.retain(|_, (_, until)| *until > now_ms);
+        if f.len() >= REAP_FENCE_MAX {
+            let oldest = f
+                .iter()
+                .min_by_key(|(_, (_, until))| *until)
+                .map(|(k, _)| k.clone());
+            if let Some(o) = oldest {
+                f.remove(&o);
+            }
+        }
+        f.insert(k.clone(), (clock, now_ms.saturating_add(REAP_FENCE_MS)));
+    }
+
+    /// Whether `incoming` for `k` is a stale copy of a tombstone reaped here.
+    pub fn holds_back(&self, k: &ObjectKey, incoming: &Object, now_ms: u64) -> bool {
+        let f = self.fenced.lock();
+        match f.get(k) {
+            Some((clock, until)) if *until > now_ms => {
+                incoming.live_siblings().is_empty() && clock.descends(&incoming.context())
+            }
+            _ => false,
+        }
+    }
+
+    /// Lifts the fence of `k` (a write coordinated here supersedes the reap).
+    pub fn lift(&self, k: &ObjectKey) {
+        self.fenced.lock().remove(k);
+    }
+
+    pub fn len(&self) -> usize {
+        self.fenced.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Most hints one node holds. A fallback past this bound refuses new hints (the write then
 /// counts as failed on it) rather than filling its disk during a long outage.
@@ -24,9 +85,24 @@ pub enum StoreError {
 impl Node {
     /// This node's own copy of a key (primary or fallback data, not hints).
     pub fn local_object(&self, k: &ObjectKey) -> Result<Option<Object>, StoreError> {
+        Ok(self.local_copy(k)?.map(|c| c.object))
+    }
+
+    /// This node's own copy of a key with the custody this node holds of it.
+    pub fn local_copy(&self, k: &ObjectKey) -> Result<Option<StoredCopy>, StoreError> {
         match self.storage.get_object(k)? {
             None => Ok(None),
-            Some(bytes) => Object::decode(&bytes)
+            Some(bytes) => StoredCopy::decode(&bytes)
+                .map(Some)
+                .map_err(StoreError::Damaged),
+        }
+    }
+
+    /// The hint this node holds of a key for `target`, with its custody.
+    pub fn hint_copy(&self, hk: &HintKey) -> Result<Option<StoredCopy>, StoreError> {
+        match self.storage.get_hint(hk)? {
+            None => Ok(None),
+            Some(bytes) => StoredCopy::decode(&bytes)
                 .map(Some)
                 .map_err(StoreError::Damaged),
         }
@@ -35,7 +111,8 @@ impl Node {
     /// Merges `incoming` into the local copy of `k` and persists the result in one batch.
     /// `sync` forces the WAL to disk before returning (the `dw` guarantee).
     /// A damaged local record is replaced by the incoming object rather than blocking writes:
-    /// the other replicas still hold the lost versions and read repair brings them back.
+    /// the other replicas still hold the lost versions and repair brings them back. Custody of
+    /// the key's write identity survives only if the local copy still holds every write of it.
     pub fn merge_local(
         &self,
         k: &ObjectKey,
@@ -43,24 +120,7 @@ impl Node {
         mode: ConflictMode,
         sync: bool,
     ) -> Result<Object, StoreError> {
-        let merged = match self.local_object(k) {
-            Ok(Some(local)) => local.sync_mode(incoming, mode),
-            Ok(None) => incoming.sync_mode(&Object::new(), mode),
-            Err(StoreError::Storage(StorageError::Corrupt { what })) => {
-                tracing::warn!(what = %what, "replacing damaged local record with a replica's copy");
-                incoming.sync_mode(&Object::new(), mode)
-            }
-            // Intact record, undecodable object (e.g. written by a buggy build): same remedy.
-            Err(StoreError::Damaged(e)) => {
-                tracing::warn!(error = %e, "replacing undecodable local object with a replica's copy");
-                incoming.sync_mode(&Object::new(), mode)
-            }
-            Err(e) => return Err(e),
-        };
-        let mut batch = WriteBatch::default();
-        batch.put_object(k.clone(), merged.encode());
-        self.storage.write(batch, sync)?;
-        Ok(merged)
+        self.merge_into(Slot::Object(k), incoming, mode, sync, None)
     }
 
     /// Stores `incoming` as a hint for `target`, merged with any hint already held for it.
@@ -72,32 +132,107 @@ impl Node {
         mode: ConflictMode,
         sync: bool,
     ) -> Result<Object, StoreError> {
-        let hk = HintKey {
-            target: target.clone(),
-            partition: k.partition,
-            bucket: k.bucket.clone(),
-            key: k.key.clone(),
-        };
-        let merged = match self.storage.get_hint(&hk) {
-            Ok(Some(bytes)) => match Object::decode(&bytes) {
-                Ok(held) => held.sync_mode(incoming, mode),
-                Err(_) => incoming.clone(),
-            },
-            Ok(None) => {
-                // The gauge is refreshed from storage by the delivery loop and counted up here
-                // between refreshes, so the bound holds without scanning the hints area.
-                if self.metrics.hints_pending.get() >= MAX_PENDING_HINTS {
-                    return Err(StoreError::HintStoreFull);
-                }
-                self.metrics.hints_pending.inc();
-                incoming.clone()
-            }
-            Err(StorageError::Corrupt { .. }) => incoming.clone(),
-            Err(e) => return Err(e.into()),
-        };
-        let mut batch = WriteBatch::default();
-        batch.put_hint(hk, merged.encode());
-        self.storage.write(batch, sync)?;
-        Ok(merged)
+        let hk = HintKey::for_object(target.clone(), k);
+        self.merge_into(Slot::Hint(&hk), incoming, mode, sync, None)
     }
+
+    /// The coordinator's store: merges its new object into the copy in `slot` (objects, or the
+    /// hint of the primary it stands in for) and records the custody it wrote under.
+    pub(crate) fn store_written(
+        &self,
+        k: &ObjectKey,
+        hinted_for: Option<&NodeId>,
+        obj: &Object,
+        custody: Custody,
+        mode: ConflictMode,
+        sync: bool,
+    ) -> Result<Object, StoreError> {
+        match hinted_for {
+            None => self.merge_into(Slot::Object(k), obj, mode, sync, Some(custody)),
+            Some(target) => {
+                let hk = HintKey::for_object(target.clone(), k);
+                self.merge_into(Slot::Hint(&hk), obj, mode, sync, Some(custody))
+            }
+        }
+    }
+
+    /// The one merge-and-persist path. `writer` is the custody of a write this node coordinated
+    /// (it holds every write of that identity, having just written it); `None` for copies
+    /// received from elsewhere, whose custody follows [`identity::custody_after_merge`].
+    fn merge_into(
+        &self,
+        slot: Slot<'_>,
+        incoming: &Object,
+        mode: ConflictMode,
+        sync: bool,
+        writer: Option<Custody>,
+    ) -> Result<Object, StoreError> {
+        let read = match slot {
+            Slot::Object(k) => self.local_copy(k),
+            Slot::Hint(hk) => self.hint_copy(hk),
+        };
+        let (local, damaged) = match read {
+            Ok(c) => (c, false),
+            Err(StoreError::Storage(StorageError::Corrupt { what })) => {
+                tracing::warn!(what = %what, "replacing damaged local record with a replica's copy");
+                (None, true)
+            }
+            // Intact record, undecodable object (e.g. written by a buggy build): same remedy.
+            Err(StoreError::Damaged(e)) => {
+                tracing::warn!(error = %e, "replacing undecodable local object with a replica's copy");
+                (None, true)
+            }
+            Err(e) => return Err(e),
+        };
+        if let (Slot::Hint(_), None, false) = (&slot, &local, damaged) {
+            // The gauge is refreshed from storage by the delivery loop and counted up here
+            // between refreshes, so the bound holds without scanning the hints area.
+            if self.metrics.hints_pending.get() >= MAX_PENDING_HINTS {
+                return Err(StoreError::HintStoreFull);
+            }
+            self.metrics.hints_pending.inc();
+        }
+        if let (Slot::Object(k), None, false, None) = (&slot, &local, damaged, writer)
+            && self.reap_fence.holds_back(k, incoming, self.clock.now_ms())
+        {
+            tracing::debug!("not storing a stale copy of a tombstone reaped here");
+            return Ok(incoming.clone());
+        }
+        if let (Slot::Object(k), Some(_)) = (&slot, writer) {
+            self.reap_fence.lift(k);
+        }
+        let merged = match &local {
+            Some(l) => l.object.sync_mode(incoming, mode),
+            None => incoming.sync_mode(&Object::new(), mode),
+        };
+        let custody = match writer {
+            Some(c) => Some(c),
+            None => match identity::custody_after_merge(&self.id, local.as_ref(), incoming) {
+                CustodyAfterMerge::Lost => {
+                    tracing::warn!(
+                        "a replica holds writes this node issued and no longer has: \
+                         its next write of this key takes a new write identity"
+                    );
+                    self.metrics.custody_lost_total.inc();
+                    None
+                }
+                kept => kept.custody(),
+            },
+        };
+        let copy = StoredCopy::new(merged, custody);
+        let bytes = copy.encode();
+        let mut batch = WriteBatch::default();
+        match slot {
+            Slot::Object(k) => batch.put_object(k.clone(), bytes),
+            Slot::Hint(hk) => batch.put_hint(hk.clone(), bytes),
+        };
+        self.storage.write(batch, sync)?;
+        Ok(copy.object)
+    }
+}
+
+/// Where a copy lives: the objects area, or the hints held for another node.
+enum Slot<'a> {
+    Object(&'a ObjectKey),
+    Hint(&'a HintKey),
 }

@@ -15,6 +15,28 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     cfs: RwLock<[Map; 4]>,
+    /// When tracked: the state a power cut would leave (every synced batch and what preceded
+    /// it) and the unsynced batches since, oldest first.
+    durability: parking_lot::Mutex<Option<Durability>>,
+}
+
+#[derive(Debug, Default)]
+struct Durability {
+    durable: [Map; 4],
+    unsynced: Vec<Vec<RawOp>>,
+}
+
+fn apply(cfs: &mut [Map; 4], ops: &[RawOp]) {
+    for op in ops {
+        match op {
+            RawOp::Put(cf, k, v) => {
+                cfs[cf.index()].insert(k.clone(), v.clone());
+            }
+            RawOp::Delete(cf, k) => {
+                cfs[cf.index()].remove(k);
+            }
+        }
+    }
 }
 
 impl Backend for MemoryBackend {
@@ -22,15 +44,15 @@ impl Backend for MemoryBackend {
         Ok(self.cfs.read()[cf.index()].get(key).cloned())
     }
 
-    fn raw_write(&self, ops: Vec<RawOp>, _sync: bool) -> Result<(), StorageError> {
+    fn raw_write(&self, ops: Vec<RawOp>, sync: bool) -> Result<(), StorageError> {
         let mut cfs = self.cfs.write();
-        for op in ops {
-            match op {
-                RawOp::Put(cf, k, v) => {
-                    cfs[cf.index()].insert(k, v);
-                }
-                RawOp::Delete(cf, k) => {
-                    cfs[cf.index()].remove(&k);
+        apply(&mut cfs, &ops);
+        if let Some(d) = self.durability.lock().as_mut() {
+            // A synced write makes the whole WAL before it durable, as RocksDB's does.
+            d.unsynced.push(ops);
+            if sync {
+                for batch in d.unsynced.drain(..) {
+                    apply(&mut d.durable, &batch);
                 }
             }
         }
@@ -63,7 +85,41 @@ impl Backend for MemoryBackend {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
+        if let Some(d) = self.durability.lock().as_mut() {
+            for batch in d.unsynced.drain(..) {
+                apply(&mut d.durable, &batch);
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(any(test, feature = "fault-injection"))]
+impl RecordStore<MemoryBackend> {
+    /// From now on, remember which writes a power cut would lose (writes not followed by a
+    /// synced one), for [`RecordStore::power_loss`].
+    pub fn track_durability(&self) {
+        let cfs = self.backend().cfs.read().clone();
+        *self.backend().durability.lock() = Some(Durability {
+            durable: cfs,
+            unsynced: Vec::new(),
+        });
+    }
+
+    /// A power cut: every unsynced write after the first `keep` is gone, as a WAL tail that
+    /// never reached the disk. Returns how many batches were lost.
+    pub fn power_loss(&self, keep: usize) -> usize {
+        let mut cfs = self.backend().cfs.write();
+        let mut guard = self.backend().durability.lock();
+        let Some(d) = guard.as_mut() else {
+            return 0;
+        };
+        let lost = d.unsynced.len().saturating_sub(keep);
+        for batch in d.unsynced.drain(..).take(keep) {
+            apply(&mut d.durable, &batch);
+        }
+        *cfs = d.durable.clone();
+        lost
     }
 }
 

@@ -29,10 +29,16 @@ pub struct Migration {
 }
 
 /// The migration files shipped in the binary, in version order.
-const FILES: &[(&str, &str)] = &[(
-    "0001_initial.toml",
-    include_str!("../../migrations/0001_initial.toml"),
-)];
+const FILES: &[(&str, &str)] = &[
+    (
+        "0001_initial.toml",
+        include_str!("../../migrations/0001_initial.toml"),
+    ),
+    (
+        "0002_write_identities.toml",
+        include_str!("../../migrations/0002_write_identities.toml"),
+    ),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,12 +52,19 @@ struct MigrationFile {
 fn step_by_name(name: &str) -> Option<StepFn> {
     match name {
         "initial_layout" => Some(initial_layout),
+        "write_identities" => Some(write_identities),
         _ => None,
     }
 }
 
 /// Format 1: the column families are created at open, so there is nothing to rewrite.
 fn initial_layout(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+    Ok(Vec::new())
+}
+
+/// Format 2: format-1 objects are read as they are (actors at epoch 0); only the version moves,
+/// so that an older binary refuses the data dir instead of taking new objects for damage.
+fn write_identities(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
     Ok(Vec::new())
 }
 
@@ -205,7 +218,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 1"
+            "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 2"
         );
     }
 
@@ -259,7 +272,10 @@ mod tests {
 
     fn with_test_steps() -> Vec<Migration> {
         let mut list = embedded().unwrap();
-        for (version, step) in [(2, to_v2 as StepFn), (3, to_v3 as StepFn)] {
+        for (version, step) in [
+            (FORMAT_VERSION + 1, to_v2 as StepFn),
+            (FORMAT_VERSION + 2, to_v3 as StepFn),
+        ] {
             list.push(Migration {
                 version,
                 description: format!("test format {version}"),
@@ -275,7 +291,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = RocksStorage::open(dir.path()).unwrap();
-            assert_eq!(s.format_version().unwrap(), Some(1));
+            assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
             let mut b = WriteBatch::new();
             b.put_object(ok("b", "k1"), b"one".to_vec())
                 .put_object(ok("b", "k2"), b"two".to_vec());
@@ -284,8 +300,8 @@ mod tests {
         let list = with_test_steps();
         {
             let (s, applied) = RocksStorage::open_with_migrations(dir.path(), &list).unwrap();
-            assert_eq!(applied, vec![2, 3]);
-            assert_eq!(s.format_version().unwrap(), Some(3));
+            assert_eq!(applied, vec![FORMAT_VERSION + 1, FORMAT_VERSION + 2]);
+            assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION + 2));
             assert_eq!(
                 s.get_object(&ok("b", "k1")).unwrap(),
                 Some(b"one+v2+v3".to_vec())
@@ -303,7 +319,7 @@ mod tests {
         {
             let (s, applied) = RocksStorage::open_with_migrations(dir.path(), &list).unwrap();
             assert!(applied.is_empty());
-            assert_eq!(s.format_version().unwrap(), Some(3));
+            assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION + 2));
             assert_eq!(
                 s.get_object(&ok("b", "k1")).unwrap(),
                 Some(b"one+v2+v3".to_vec())
@@ -313,10 +329,10 @@ mod tests {
                 Some(b"23".to_vec())
             );
         }
-        // The shipped binary, which knows only format 1, refuses the upgraded data dir.
+        // The shipped binary, which knows only its own formats, refuses the upgraded data dir.
         match RocksStorage::open(dir.path()) {
             Err(StorageError::NewerFormat { found, supported }) => {
-                assert_eq!((found, supported), (3, FORMAT_VERSION));
+                assert_eq!((found, supported), (FORMAT_VERSION + 2, FORMAT_VERSION));
             }
             other => panic!("expected NewerFormat, got {:?}", other.map(|_| ())),
         }
@@ -335,8 +351,12 @@ mod tests {
         )
         .unwrap();
         let list = with_test_steps();
-        assert_eq!(run(s.backend(), &list[..2]).unwrap(), vec![2]);
-        assert_eq!(run(s.backend(), &list).unwrap(), vec![3]);
+        let n = list.len();
+        assert_eq!(
+            run(s.backend(), &list[..n - 1]).unwrap(),
+            vec![FORMAT_VERSION + 1]
+        );
+        assert_eq!(run(s.backend(), &list).unwrap(), vec![FORMAT_VERSION + 2]);
         assert_eq!(run(s.backend(), &list).unwrap(), Vec::<u32>::new());
         assert_eq!(
             s.get_object(&ok("b", "k")).unwrap(),
@@ -359,7 +379,7 @@ mod tests {
         match run(s.backend(), &embedded().unwrap()) {
             Err(e @ StorageError::NewerFormat { .. }) => assert_eq!(
                 e.to_string(),
-                "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 1"
+                "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 2"
             ),
             other => panic!("expected NewerFormat, got {other:?}"),
         }

@@ -30,7 +30,7 @@ pub use rocks::RocksBackend;
 pub use store::RecordStore;
 
 /// The on-disk format this binary writes; the last file in `migrations/`.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Storage backed by RocksDB in a data dir.
 pub type RocksStorage = RecordStore<RocksBackend>;

@@ -8,13 +8,13 @@
 //! depend on which versions a replica happened to drop earlier.
 
 use super::sibling::Sibling;
-use crate::types::NodeId;
+use super::vv::Actor;
 use std::cmp::Ordering;
 
 /// A version seen through its dot, for comparison.
 #[derive(Clone, Copy)]
 pub(crate) struct Candidate<'a> {
-    pub actor: &'a NodeId,
+    pub actor: &'a Actor,
     pub counter: u64,
     pub sibling: &'a Sibling,
 }
@@ -41,7 +41,7 @@ where
 mod tests {
     use super::*;
 
-    fn cand<'a>(actor: &'a NodeId, counter: u64, sibling: &'a Sibling) -> Candidate<'a> {
+    fn cand<'a>(actor: &'a Actor, counter: u64, sibling: &'a Sibling) -> Candidate<'a> {
         Candidate {
             actor,
             counter,
@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn highest_timestamp_wins_then_dot() {
-        let (a, b) = (NodeId::from("a"), NodeId::from("b"));
+        let (a, b) = (Actor::from("a"), Actor::from("b"));
         let old = Sibling::new(&b"old"[..], "t", 10);
         let new = Sibling::new(&b"new"[..], "t", 20);
         let w = winner([cand(&b, 5, &old), cand(&a, 1, &new)]).unwrap();

@@ -1,7 +1,8 @@
 //! Versions of a key: dotted version vectors (DVVSet style), siblings, merge and LWW.
 //!
 //! Every write is coordinated by a replica of its key, which names the write with a *dot*
-//! `(its node id, next counter)`. An [`Object`] holds the surviving versions beside a clock with
+//! `(its write identity, next counter)`; a write identity is the node id plus an epoch that
+//! changes whenever the node may have forgotten writes of the key ([`identity`]). An [`Object`] holds the surviving versions beside a clock with
 //! one entry per coordinating replica, so:
 //! - concurrent writes become siblings and none is lost;
 //! - a client that reads and then writes with the read's context supersedes exactly what it
@@ -12,6 +13,7 @@
 //! Clients carry the context as an authenticated opaque token ([`encode_context`]).
 
 mod context;
+pub mod identity;
 mod lww;
 mod object;
 mod sibling;
@@ -24,8 +26,9 @@ pub use context::{
     CONTEXT_TOKEN_VERSION, ContextError, ContextKey, MAX_TOKEN_CHARS, decode_context,
     encode_context,
 };
+pub use identity::{Custody, StoredCopy, Writer};
 pub use object::{
     ConflictMode, Limits, MAX_COUNTER, OBJECT_ENCODING_VERSION, Object, VersionError,
 };
 pub use sibling::{DEFAULT_CONTENT_TYPE, Sibling};
-pub use vv::{Dot, VersionVector, etag};
+pub use vv::{Actor, Dot, VersionVector, etag};

@@ -7,7 +7,7 @@
 
 use super::lww::{self, Candidate};
 use super::sibling::Sibling;
-use super::vv::{Dot, VersionVector};
+use super::vv::{Actor, Dot, VersionVector};
 use crate::types::NodeId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
@@ -15,7 +15,11 @@ use std::fmt;
 use std::str::FromStr;
 
 /// First byte of [`Object::encode`]; bump when the layout changes.
-pub const OBJECT_ENCODING_VERSION: u8 = 1;
+/// 1: actors were bare node ids (read, never written); 2: actors are write identities.
+pub const OBJECT_ENCODING_VERSION: u8 = 2;
+
+/// The format-1 layout, read so that data written before write identities stays readable.
+const LEGACY_ENCODING_VERSION: u8 = 1;
 
 /// Largest counter accepted from outside the process. Far beyond any real key's write count,
 /// and low enough that `counter + 1` can never overflow.
@@ -89,14 +93,14 @@ pub enum VersionError {
 /// One actor's clock entry with the values still live under its dots.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
-    actor: NodeId,
+    actor: Actor,
     counter: u64,
     /// `(dot counter, version)`, dot counters strictly descending, all in `1..=counter`.
     values: Vec<(u64, Sibling)>,
 }
 
 impl Entry {
-    fn empty(actor: NodeId, counter: u64) -> Entry {
+    fn empty(actor: Actor, counter: u64) -> Entry {
         Entry {
             actor,
             counter,
@@ -123,7 +127,9 @@ impl Object {
     /// A coordinator's write.
     ///
     /// `stored` is this replica's copy (or `None`), `context` what the client last read (empty
-    /// = concurrent with everything), `actor` this replica's node id. In `Siblings` mode the
+    /// = concurrent with everything), `actor` the write identity this replica holds custody of
+    /// for the key (see [`super::identity`]): the caller guarantees that `stored` has seen every
+    /// write ever issued under it, so the new dot names no other write. In `Siblings` mode the
     /// result drops exactly the versions `context` has seen and keeps the others beside the new
     /// one, and the clock absorbs `context`, so the result descends everything the client saw.
     ///
@@ -134,7 +140,7 @@ impl Object {
     pub fn update(
         stored: Option<&Object>,
         context: &VersionVector,
-        actor: &NodeId,
+        actor: impl Into<Actor>,
         sibling: Sibling,
         mode: ConflictMode,
         limits: &Limits,
@@ -158,10 +164,11 @@ impl Object {
                 }
             }
         }
-        let i = match entries.binary_search_by(|e| e.actor.cmp(actor)) {
+        let actor: Actor = actor.into();
+        let i = match entries.binary_search_by(|e| e.actor.cmp(&actor)) {
             Ok(i) => i,
             Err(i) => {
-                entries.insert(i, Entry::empty(actor.clone(), 0));
+                entries.insert(i, Entry::empty(actor, 0));
                 i
             }
         };
@@ -278,7 +285,8 @@ impl Object {
             .collect()
     }
 
-    fn counter_of(&self, actor: &NodeId) -> u64 {
+    /// How many writes of `actor` this copy has seen (0 when the actor is absent).
+    pub fn counter_of(&self, actor: &Actor) -> u64 {
         match self.entries.binary_search_by(|e| e.actor.cmp(actor)) {
             Ok(i) => self.entries[i].counter,
             Err(_) => 0,
@@ -350,6 +358,11 @@ impl Object {
         self.entries.len()
     }
 
+    /// The actors of the clock, in order.
+    pub fn actors(&self) -> impl Iterator<Item = &Actor> {
+        self.entries.iter().map(|e| &e.actor)
+    }
+
     /// Newest `last_modified_ms` among the versions (0 when there are none).
     pub fn max_last_modified_ms(&self) -> u64 {
         self.candidates()
@@ -379,20 +392,27 @@ impl Object {
         let (&version, rest) = bytes
             .split_first()
             .ok_or_else(|| VersionError::Decode("empty input".into()))?;
-        if version != OBJECT_ENCODING_VERSION {
-            return Err(VersionError::Decode(format!(
-                "unsupported encoding version {version}"
-            )));
+        match version {
+            OBJECT_ENCODING_VERSION => take_all::<Object>(rest),
+            LEGACY_ENCODING_VERSION => {
+                let legacy = take_all::<Vec<LegacyEntry>>(rest)?;
+                let entries = legacy
+                    .into_iter()
+                    .map(|e| Entry {
+                        actor: Actor::from(e.actor),
+                        counter: e.counter,
+                        values: e.values,
+                    })
+                    .collect();
+                Object::from_entries(entries).map_err(VersionError::Decode)
+            }
+            super::identity::STORED_COPY_TAG => {
+                super::identity::StoredCopy::decode(bytes).map(|c| c.object)
+            }
+            other => Err(VersionError::Decode(format!(
+                "unsupported encoding version {other}"
+            ))),
         }
-        let (obj, tail) = postcard::take_from_bytes::<Object>(rest)
-            .map_err(|e| VersionError::Decode(e.to_string()))?;
-        if !tail.is_empty() {
-            return Err(VersionError::Decode(format!(
-                "{} trailing bytes",
-                tail.len()
-            )));
-        }
-        Ok(obj)
     }
 
     /// Build an object from raw clock entries `(actor, counter, [(dot counter, version)])`,
@@ -488,7 +508,28 @@ fn merge_values(x: &Entry, y: &Entry, causal: bool) -> Vec<(u64, Sibling)> {
 
 /// `(actor, counter, [(dot counter, version)])`, for building test objects.
 #[cfg(test)]
-pub(crate) type RawEntry = (NodeId, u64, Vec<(u64, Sibling)>);
+pub(crate) type RawEntry = (Actor, u64, Vec<(u64, Sibling)>);
+
+/// A format-1 clock entry: the actor was a bare node id.
+#[derive(Deserialize)]
+struct LegacyEntry {
+    actor: NodeId,
+    counter: u64,
+    values: Vec<(u64, Sibling)>,
+}
+
+/// Postcard-decodes `T` from all of `bytes`, refusing trailing bytes.
+fn take_all<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, VersionError> {
+    let (v, tail) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| VersionError::Decode(e.to_string()))?;
+    if !tail.is_empty() {
+        return Err(VersionError::Decode(format!(
+            "{} trailing bytes",
+            tail.len()
+        )));
+    }
+    Ok(v)
+}
 
 impl Serialize for Object {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -539,6 +580,31 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn format_one_objects_read_with_legacy_actors() {
+        // Encoding 1: actors were bare node ids.
+        let sib = val("old", 7);
+        let legacy: Vec<(String, u64, Vec<(u64, Sibling)>)> = vec![
+            ("a".into(), 2, vec![(2, sib.clone())]),
+            ("b".into(), 1, vec![]),
+        ];
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_allocvec(&legacy).unwrap());
+        let o = Object::decode(&bytes).unwrap();
+        assert_eq!(o.siblings(), vec![(Dot::new("a", 2), &sib)]);
+        assert_eq!(o.counter_of(&Actor::new("a", 0)), 2);
+        assert_eq!(o.counter_of(&Actor::new("b", 0)), 1);
+        // Re-encoded in the current encoding, it reads back the same.
+        let again = o.encode();
+        assert_eq!(again[0], OBJECT_ENCODING_VERSION);
+        assert_eq!(Object::decode(&again).unwrap(), o);
+        // A legacy object that breaks the clock's invariants is still refused.
+        let bad: Vec<(String, u64, Vec<(u64, Sibling)>)> = vec![("a".into(), 1, vec![(2, sib)])];
+        let mut bytes = vec![1u8];
+        bytes.extend(postcard::to_allocvec(&bad).unwrap());
+        assert!(Object::decode(&bytes).is_err());
     }
 
     #[test]
@@ -667,7 +733,7 @@ mod tests {
         let o = Object::update(Some(&o), &e, &n("b"), val("old", 10), lww, &l).unwrap();
         assert_eq!(values(&o), ["new"]);
         assert_eq!(
-            o.context().get(&n("b")),
+            o.context().get(&Actor::from("b")),
             1,
             "the losing write is still in the clock"
         );
@@ -877,7 +943,7 @@ mod tests {
             Object::decode(&b)
         };
         let e = |a: &str, c: u64, vals: Vec<u64>| Entry {
-            actor: n(a),
+            actor: Actor::from(a),
             counter: c,
             values: vals.into_iter().map(|k| (k, sib.clone())).collect(),
         };

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const REPLICAS: usize = 3;
 
-fn actor(r: usize) -> NodeId {
-    NodeId(format!("n{r}"))
+fn actor(r: usize) -> Actor {
+    Actor::new(NodeId(format!("n{r}")), r as u64 % 2)
 }
 
 #[derive(Clone, Debug)]
@@ -288,10 +288,16 @@ fn arb_rich_object() -> impl Strategy<Value = Object> {
             proptest::collection::btree_map(lo..=counter, sib.clone(), 0..4),
         )
     });
-    proptest::collection::btree_map("\\PC{1,16}", entry, 0..5).prop_map(|m| {
+    proptest::collection::btree_map(("\\PC{1,16}", any::<u64>()), entry, 0..5).prop_map(|m| {
         let parts = m
             .into_iter()
-            .map(|(a, (counter, vals))| (NodeId(a), counter, vals.into_iter().rev().collect()))
+            .map(|((a, e), (counter, vals))| {
+                (
+                    Actor::new(NodeId(a), e),
+                    counter,
+                    vals.into_iter().rev().collect(),
+                )
+            })
             .collect();
         Object::from_parts(parts).unwrap_or_default()
     })

@@ -4,7 +4,10 @@
 
 #![allow(dead_code)]
 
+use base64::Engine;
+use reqwest::blocking::Response;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -288,4 +291,100 @@ pub fn eventually(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 /// Percent-encodes a path segment.
 pub fn seg(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+// ---- client helpers shared by the key-value tests
+
+pub fn put(
+    url: &str,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    query: &str,
+    ctx: Option<&str>,
+) -> Response {
+    let mut req = client()
+        .put(format!("{url}/v1/kv/{}/{}{query}", seg(bucket), seg(key)))
+        .header("content-type", "text/plain")
+        .body(body.to_vec());
+    if let Some(ctx) = ctx {
+        req = req.header("x-riftkv-context", ctx);
+    }
+    req.send().expect("put request")
+}
+
+pub fn get_json(url: &str, bucket: &str, key: &str, query: &str) -> Response {
+    client()
+        .get(format!("{url}/v1/kv/{}/{}{query}", seg(bucket), seg(key)))
+        .header("accept", "application/json")
+        .send()
+        .expect("get request")
+}
+
+pub fn values_of(v: &Value) -> BTreeSet<Vec<u8>> {
+    v["siblings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["deleted"] == false)
+        .map(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s["value_base64"].as_str().unwrap_or(""))
+                .expect("base64")
+        })
+        .collect()
+}
+
+pub fn preflist(url: &str, bucket: &str, key: &str) -> (Vec<String>, Vec<String>) {
+    let v: Value = client()
+        .get(format!(
+            "{url}/v1/admin/preflist/{}/{}",
+            seg(bucket),
+            seg(key)
+        ))
+        .send()
+        .expect("preflist")
+        .json()
+        .expect("preflist json");
+    let list = |f: &str| {
+        v[f].as_array()
+            .expect("node list")
+            .iter()
+            .map(|x| x.as_str().expect("node id").to_string())
+            .collect::<Vec<_>>()
+    };
+    (list("primaries"), list("serving"))
+}
+
+pub fn local(url: &str, bucket: &str, key: &str) -> Option<Value> {
+    let r = client()
+        .get(format!("{url}/v1/admin/local/{}/{}", seg(bucket), seg(key)))
+        .send()
+        .ok()?;
+    if r.status() == 200 {
+        r.json().ok()
+    } else {
+        None
+    }
+}
+
+pub fn hints_pending(url: &str) -> u64 {
+    status(url)
+        .and_then(|s| s["hints_pending"].as_u64())
+        .unwrap_or(0)
+}
+
+pub fn wait_unreachable(c: &Cluster, observer: usize, ids: &[String]) {
+    eventually(
+        Duration::from_secs(30),
+        "stopped nodes seen unreachable",
+        || {
+            status(&c.url(observer)).is_some_and(|s| {
+                s["members"].as_array().into_iter().flatten().all(|m| {
+                    let down = ids.iter().any(|i| m["node_id"] == i.as_str());
+                    m["reachable"] == Value::Bool(!down)
+                })
+            })
+        },
+    );
 }
