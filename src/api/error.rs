@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn context_errors_are_invalid_context() {
         let key = crate::version::ContextKey::derive(b"k");
-        let err = crate::version::decode_context("!!!", &key).unwrap_err();
+        let err = crate::version::decode_context("!!!", b"b", b"k", &key).unwrap_err();
         let e = ApiError::from(err);
         assert_eq!(e.code, Code::InvalidContext);
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
