@@ -289,6 +289,43 @@ fn a_context_read_from_another_key_is_refused() {
     }
 }
 
+#[test]
+fn bucket_n_above_the_ring_replication_is_refused_on_every_node() {
+    let mut c = Cluster::start(3, ClusterOpts::default());
+    c.wait_settled(3, Duration::from_secs(60));
+    let props_put = |i: usize, body: &str| {
+        client()
+            .put(format!("{}/v1/buckets/wide/props", c.url(i)))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("props put")
+    };
+    for i in 1..=3 {
+        let r = props_put(i, r#"{"n": 5}"#);
+        assert_eq!(r.status(), 400, "node {i}");
+        let v: Value = r.json().expect("error json");
+        assert_eq!(v["error"], "bad_request", "node {i}: {v}");
+        assert_eq!(v["limit"], 3, "node {i}: {v}");
+        let msg = v["message"].as_str().unwrap_or("");
+        assert!(msg.contains("replication of 3"), "node {i}: {msg}");
+    }
+    let r = props_put(2, r#"{"n": 2}"#);
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().expect("props json");
+    assert_eq!(v["n"], 2);
+    eventually(Duration::from_secs(20), "every node shows n = 2", || {
+        (1..=3).all(|i| {
+            client()
+                .get(format!("{}/v1/buckets/wide/props", c.url(i)))
+                .send()
+                .ok()
+                .and_then(|r| r.json::<Value>().ok())
+                .is_some_and(|v| v["n"] == 2)
+        })
+    });
+}
+
 fn five_node_outage() -> (Cluster, String, Vec<String>) {
     let mut c = Cluster::start(5, ClusterOpts::default());
     c.wait_settled(5, Duration::from_secs(90));

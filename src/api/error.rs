@@ -256,7 +256,11 @@ impl From<crate::bucket::QuorumError> for ApiError {
 
 impl From<crate::bucket::PropsError> for ApiError {
     fn from(e: crate::bucket::PropsError) -> ApiError {
-        ApiError::bad_request(format!("invalid bucket props: {e}"))
+        let err = ApiError::bad_request(format!("invalid bucket props: {e}"));
+        match e {
+            crate::bucket::PropsError::OverReplication { limit, .. } => err.with("limit", limit),
+            _ => err,
+        }
     }
 }
 

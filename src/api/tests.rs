@@ -35,10 +35,19 @@ pub(crate) async fn start() -> TestApi {
 }
 
 async fn start_with(make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
+    start_node(1, make).await
+}
+
+/// As [`start`], with a ring that replicates `n_val` (one node still holds every replica).
+async fn start_replicating(n_val: u32) -> TestApi {
+    start_node(n_val, super::router).await
+}
+
+async fn start_node(n_val: u32, make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
     let net = SimNetwork::new(7);
     let transport = net.endpoint("n1:1", NodeId::from("n1"));
     let mut settings = NodeSettings::for_test("n1", "n1:1", "api-test");
-    settings.n_val = 1;
+    settings.n_val = n_val;
     settings.limits.max_value_bytes = LIMIT;
     let node = Node::new(
         settings,
@@ -472,7 +481,8 @@ async fn listing_pages_through_live_keys() {
 
 #[tokio::test]
 async fn bucket_props() {
-    let api = start().await;
+    // A ring replicating 2, so n can change within it.
+    let api = start_replicating(2).await;
     let v = json_of(
         api.http
             .get(api.url("/v1/buckets/p/props"))
@@ -483,7 +493,7 @@ async fn bucket_props() {
     .await;
     assert_eq!(
         v,
-        serde_json::json!({"n": 1, "r": "quorum", "w": "quorum", "dw": 0, "pr": 0, "pw": 0,
+        serde_json::json!({"n": 2, "r": "quorum", "w": "quorum", "dw": 0, "pr": 0, "pw": 0,
             "conflict": "siblings"})
     );
     let r = api
@@ -502,7 +512,7 @@ async fn bucket_props() {
         ConflictMode::Lww
     );
 
-    for bad in ["not json", r#"{"bogus": 1}"#, r#"{"n": 0}"#, r#"{"w": 2}"#] {
+    for bad in ["not json", r#"{"bogus": 1}"#, r#"{"n": 0}"#, r#"{"w": 3}"#] {
         let r = api
             .http
             .put(api.url("/v1/buckets/p/props"))
@@ -512,21 +522,24 @@ async fn bucket_props() {
             .unwrap();
         error_of(r, 400, "bad_request").await;
     }
-    // n may change while the bucket is empty, not once it holds data.
+    // n may change while the bucket is empty (within the ring's 2), not once it holds data.
     let r = api
         .http
-        .put(api.url("/v1/buckets/p/props"))
-        .body(r#"{"n": 2}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    api.http
         .put(api.url("/v1/buckets/p/props"))
         .body(r#"{"n": 1}"#)
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await["n"], 1);
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/p/props"))
+        .body(r#"{"n": 3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r, 400, "bad_request").await["limit"], 2);
     let r = api
         .http
         .put(api.url("/v1/kv/p/k"))
@@ -937,4 +950,33 @@ async fn a_context_is_bound_to_its_bucket_and_key() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = api.http.get(api.url(path)).send().await.unwrap();
     error_of(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn bucket_n_above_the_cluster_replication_is_refused() {
+    // The test node's ring replicates 1.
+    let api = start().await;
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/wide/props"))
+        .body(r#"{"n": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    let v = error_of(r, 400, "bad_request").await;
+    assert_eq!(v["limit"], 1, "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("n=2 is above this cluster's replication of 1"),
+        "{msg}"
+    );
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/buckets/wide/props"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["n"], 1);
 }
