@@ -160,6 +160,10 @@ pub const MAX_N: u32 = 5;
 pub enum PropsError {
     #[error("n must be between 1 and {MAX_N}, got {0}")]
     BadN(u32),
+    /// More replicas than the ring keeps per partition: ownership handoff moves only `limit`
+    /// copies, so every further replica would be drained and refilled again and again.
+    #[error("n={n} is above this cluster's replication of {limit}")]
+    OverReplication { n: u32, limit: u32 },
     #[error("{0}")]
     Quorum(#[from] QuorumError),
 }
@@ -175,6 +179,19 @@ impl BucketProps {
             pw: Quorum::Count(0),
             conflict: ConflictMode::Siblings,
         }
+    }
+
+    /// [`BucketProps::validate`], and `n` no larger than `ring_n`, the replication of the
+    /// cluster's ring (`RingState::n_val`). `MAX_N` stays the bound when the ring replicates
+    /// more.
+    pub fn validate_for_ring(&self, ring_n: u32) -> Result<(), PropsError> {
+        if self.n > ring_n && ring_n < MAX_N {
+            return Err(PropsError::OverReplication {
+                n: self.n,
+                limit: ring_n,
+            });
+        }
+        self.validate()
     }
 
     /// Checks that every default can be met by `n` replicas.
@@ -258,6 +275,29 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         assert!(serde_json::from_str::<BucketPropsPatch>(r#"{"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn n_is_bounded_by_the_ring_replication() {
+        let p = |n| BucketProps::with_n(n);
+        assert_eq!(
+            p(5).validate_for_ring(3),
+            Err(PropsError::OverReplication { n: 5, limit: 3 })
+        );
+        assert_eq!(
+            p(9).validate_for_ring(3),
+            Err(PropsError::OverReplication { n: 9, limit: 3 })
+        );
+        assert_eq!(
+            PropsError::OverReplication { n: 5, limit: 3 }.to_string(),
+            "n=5 is above this cluster's replication of 3"
+        );
+        assert_eq!(p(3).validate_for_ring(3), Ok(()));
+        assert_eq!(p(2).validate_for_ring(3), Ok(()));
+        assert_eq!(p(0).validate_for_ring(3), Err(PropsError::BadN(0)));
+        // A ring that replicates more than MAX_N: MAX_N is the bound.
+        assert_eq!(p(5).validate_for_ring(7), Ok(()));
+        assert_eq!(p(6).validate_for_ring(7), Err(PropsError::BadN(6)));
     }
 
     #[test]

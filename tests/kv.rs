@@ -141,6 +141,96 @@ fn siblings_and_their_resolution() {
     );
 }
 
+#[test]
+fn a_context_read_from_another_key_is_refused() {
+    let mut c = Cluster::start(3, ClusterOpts::default());
+    c.wait_settled(3, Duration::from_secs(60));
+    let u = c.url(1);
+    // B holds two siblings, written through two coordinators.
+    assert_eq!(put(&u, "bind", "b", b"pear", "?w=3", None).status(), 204);
+    assert_eq!(
+        put(&c.url(2), "bind", "b", b"plum", "?w=3", None).status(),
+        204
+    );
+    assert_eq!(
+        put(&c.url(3), "bind", "a", b"apple", "?w=3", None).status(),
+        204
+    );
+    let r = get_json(&u, "bind", "a", "?r=3");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().expect("json");
+    let ctx_a = v["context"].as_str().expect("context").to_string();
+
+    // A's context on B, through every node (forwarded or coordinated there): refused.
+    for i in 1..=3 {
+        let r = put(&c.url(i), "bind", "b", b"apple", "", Some(&ctx_a));
+        assert_eq!(r.status(), 400, "node {i}");
+        let body: Value = r.json().expect("error json");
+        assert_eq!(body["error"], "invalid_context", "node {i}: {body}");
+        let msg = body["message"].as_str().unwrap_or("");
+        assert!(msg.contains("another"), "node {i}: {msg}");
+    }
+    let r = client()
+        .delete(format!("{u}/v1/kv/bind/b"))
+        .header("x-riftkv-context", &ctx_a)
+        .send()
+        .expect("delete");
+    assert_eq!(r.status(), 400);
+
+    // B's siblings are untouched on every replica.
+    let r = get_json(&c.url(3), "bind", "b", "?r=3");
+    assert_eq!(r.status(), 300);
+    assert_eq!(
+        values_of(&r.json().expect("json")),
+        BTreeSet::from([b"pear".to_vec(), b"plum".to_vec()])
+    );
+    for i in 1..=3 {
+        let copy = local(&c.url(i), "bind", "b").expect("each node holds a copy");
+        assert_eq!(
+            values_of(&copy),
+            BTreeSet::from([b"pear".to_vec(), b"plum".to_vec()]),
+            "node {i}"
+        );
+    }
+}
+
+#[test]
+fn bucket_n_above_the_ring_replication_is_refused_on_every_node() {
+    let mut c = Cluster::start(3, ClusterOpts::default());
+    c.wait_settled(3, Duration::from_secs(60));
+    let props_put = |i: usize, body: &str| {
+        client()
+            .put(format!("{}/v1/buckets/wide/props", c.url(i)))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("props put")
+    };
+    for i in 1..=3 {
+        let r = props_put(i, r#"{"n": 5}"#);
+        assert_eq!(r.status(), 400, "node {i}");
+        let v: Value = r.json().expect("error json");
+        assert_eq!(v["error"], "bad_request", "node {i}: {v}");
+        assert_eq!(v["limit"], 3, "node {i}: {v}");
+        let msg = v["message"].as_str().unwrap_or("");
+        assert!(msg.contains("replication of 3"), "node {i}: {msg}");
+    }
+    let r = props_put(2, r#"{"n": 2}"#);
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().expect("props json");
+    assert_eq!(v["n"], 2);
+    eventually(Duration::from_secs(20), "every node shows n = 2", || {
+        (1..=3).all(|i| {
+            client()
+                .get(format!("{}/v1/buckets/wide/props", c.url(i)))
+                .send()
+                .ok()
+                .and_then(|r| r.json::<Value>().ok())
+                .is_some_and(|v| v["n"] == 2)
+        })
+    });
+}
+
 fn five_node_outage() -> (Cluster, String, Vec<String>) {
     let mut c = Cluster::start(5, ClusterOpts::default());
     c.wait_settled(5, Duration::from_secs(90));

@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::{ApiError, Code};
 use super::params;
-use super::render::{LocalJson, read_json};
+use super::render::{LocalJson, TokenSigner, read_json};
 use crate::membership::admin as madmin;
 use crate::membership::state::MembershipError;
 use crate::storage::{HintKey, ObjectKey};
@@ -236,12 +236,17 @@ fn local_copy(
 pub async fn local(State(node): State<AppState>, uri: Uri) -> Result<Json<LocalJson>, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 3)?;
     params::no_query(uri.query())?;
-    let n = node.clone();
-    let found = blocking(move || local_copy(&n, &bucket, &key)).await?;
+    let (n, b, k) = (node.clone(), bucket.clone(), key.clone());
+    let found = blocking(move || local_copy(&n, &b, &k)).await?;
     let Some((partition, obj, hinted_for)) = found else {
         return Err(ApiError::not_found("this node holds no copy of this key"));
     };
-    let env = read_json(&obj, &node.context_key);
+    let signer = TokenSigner {
+        ctx_key: &node.context_key,
+        bucket: &bucket,
+        key: &key,
+    };
+    let env = read_json(&obj, &signer);
     Ok(Json(LocalJson {
         context: env.context,
         siblings: env.siblings,

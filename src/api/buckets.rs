@@ -41,7 +41,7 @@ pub enum ConflictValue {
 /// Bucket props as `GET /v1/buckets/{bucket}/props` returns them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PropsBody {
-    /// Replicas of every key (1..=5).
+    /// Replicas of every key (1..=5, and at most the cluster's replication).
     pub n: u32,
     #[schema(value_type = QuorumValue)]
     pub r: Quorum,
@@ -115,11 +115,14 @@ pub fn parse_patch(body: &[u8]) -> Result<BucketPropsPatch, ApiError> {
         })
 }
 
-/// The props a patch leads to, or why it is refused. `holds_data` is asked only when `n`
-/// changes (it costs a listing).
+/// The props a patch leads to, or why it is refused. `ring_n` is the replication of this
+/// node's ring (`RingState::n_val`): a bucket cannot ask for more replicas than ownership
+/// handoff keeps. `holds_data` is asked only when `n` changes (it costs a listing), and only
+/// once the props are otherwise valid.
 pub async fn plan_props<F, Fut>(
     current: &BucketProps,
     patch: &BucketPropsPatch,
+    ring_n: u32,
     holds_data: F,
 ) -> Result<BucketProps, ApiError>
 where
@@ -127,7 +130,7 @@ where
     Fut: std::future::Future<Output = Result<bool, ApiError>>,
 {
     let next = patch.apply(current);
-    next.validate()?;
+    next.validate_for_ring(ring_n)?;
     if next.n != current.n && holds_data().await? {
         return Err(ApiError::new(
             Code::Conflict,
@@ -158,7 +161,7 @@ pub async fn get_props(
     params(("bucket" = String, Path, description = "1..=255 bytes, URL-encoded")),
     request_body(content = PropsPatchBody, description = "Fields to change", content_type = "application/json"),
     responses((status = 200, description = "The bucket's props after the change", body = PropsBody),
-              (status = 400, description = "Not JSON, unknown field, or a value n cannot meet", body = super::error::ErrorBody),
+              (status = 400, description = "Not JSON, unknown field, a value n cannot meet, or n above the cluster's replication (`limit`)", body = super::error::ErrorBody),
               (status = 409, description = "n changed on a bucket that holds data", body = super::error::ErrorBody),
               (status = 503, description = "Could not check whether the bucket holds data", body = super::error::ErrorBody)))]
 pub async fn put_props(
@@ -170,8 +173,12 @@ pub async fn put_props(
     params::no_query(uri.query())?;
     let bytes = read_body(body, None, MAX_PROPS_BYTES as u64).await?;
     let patch = parse_patch(&bytes)?;
-    let current = node.state.read().bucket_props(&bucket);
-    let next = plan_props(&current, &patch, || {
+    let (current, stored, ring_n) = {
+        let s = node.state.read();
+        let stored = s.buckets.get(&bucket).map(|e| e.props.clone());
+        (s.bucket_props(&bucket), stored, s.n_val)
+    };
+    let next = plan_props(&current, &patch, ring_n, || {
         let node = node.clone();
         let bucket = bucket.clone();
         async move {
@@ -180,7 +187,8 @@ pub async fn put_props(
         }
     })
     .await?;
-    if next != current {
+    // A stored n above the ring's is read back clamped; writing the plan replaces it.
+    if next != current || stored.is_some_and(|p| p != next) {
         let me = node.id.clone();
         let b = bucket.clone();
         let stored = next.clone();
@@ -266,18 +274,18 @@ mod tests {
     async fn n_change_on_a_bucket_with_data_is_a_conflict() {
         let cur = BucketProps::with_n(3);
         let change_n = parse_patch(br#"{"n": 2}"#).unwrap();
-        let e = plan_props(&cur, &change_n, || async { Ok(true) })
+        let e = plan_props(&cur, &change_n, 3, || async { Ok(true) })
             .await
             .unwrap_err();
         assert_eq!(e.code, Code::Conflict);
         assert_eq!(e.status().as_u16(), 409);
-        let ok = plan_props(&cur, &change_n, || async { Ok(false) })
+        let ok = plan_props(&cur, &change_n, 3, || async { Ok(false) })
             .await
             .unwrap();
         assert_eq!(ok.n, 2);
         // Other fields may change freely; the listing is not even asked.
         let other = parse_patch(br#"{"conflict": "lww", "r": 1}"#).unwrap();
-        let ok = plan_props(&cur, &other, || async { panic!("listing not needed") })
+        let ok = plan_props(&cur, &other, 3, || async { panic!("listing not needed") })
             .await
             .unwrap();
         assert_eq!(ok.conflict, ConflictMode::Lww);
@@ -294,11 +302,52 @@ mod tests {
             br#"{"n": 1, "r": 2}"#,
         ] {
             let p = parse_patch(bad).unwrap();
-            let e = plan_props(&cur, &p, || async { Ok(false) })
+            let e = plan_props(&cur, &p, 5, || async { Ok(false) })
                 .await
                 .unwrap_err();
             assert_eq!(e.code, Code::BadRequest, "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[tokio::test]
+    async fn n_above_the_ring_replication_is_refused_with_the_limit() {
+        let cur = BucketProps::with_n(3);
+        for (body, n) in [(&br#"{"n": 5}"#[..], 5), (br#"{"n": 4, "w": 1}"#, 4)] {
+            let p = parse_patch(body).unwrap();
+            // Refused before the listing: a 400 even on a bucket that holds data.
+            let e = plan_props(&cur, &p, 3, || async { panic!("listing not needed") })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, Code::BadRequest);
+            assert_eq!(e.status().as_u16(), 400);
+            let b = e.body();
+            assert_eq!(b["limit"], 3);
+            let msg = b["message"].as_str().unwrap();
+            assert!(
+                msg.contains(&format!("n={n} is above this cluster's replication of 3")),
+                "{msg}"
+            );
+        }
+        // Within the ring: accepted on an empty bucket, 409 on one with data, as before.
+        let two = parse_patch(br#"{"n": 2}"#).unwrap();
+        assert_eq!(
+            plan_props(&cur, &two, 3, || async { Ok(false) })
+                .await
+                .unwrap()
+                .n,
+            2
+        );
+        let e = plan_props(&cur, &two, 3, || async { Ok(true) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, Code::Conflict);
+        // Other errors keep their answer (no limit field).
+        let zero = parse_patch(br#"{"n": 0}"#).unwrap();
+        let e = plan_props(&cur, &zero, 3, || async { Ok(false) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, Code::BadRequest);
+        assert!(e.body().get("limit").is_none());
     }
 
     #[test]

@@ -256,7 +256,11 @@ impl From<crate::bucket::QuorumError> for ApiError {
 
 impl From<crate::bucket::PropsError> for ApiError {
     fn from(e: crate::bucket::PropsError) -> ApiError {
-        ApiError::bad_request(format!("invalid bucket props: {e}"))
+        let err = ApiError::bad_request(format!("invalid bucket props: {e}"));
+        match e {
+            crate::bucket::PropsError::OverReplication { limit, .. } => err.with("limit", limit),
+            _ => err,
+        }
     }
 }
 
@@ -425,7 +429,7 @@ mod tests {
     #[test]
     fn context_errors_are_invalid_context() {
         let key = crate::version::ContextKey::derive(b"k");
-        let err = crate::version::decode_context("!!!", &key).unwrap_err();
+        let err = crate::version::decode_context("!!!", b"b", b"k", &key).unwrap_err();
         let e = ApiError::from(err);
         assert_eq!(e.code, Code::InvalidContext);
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);

@@ -3,13 +3,12 @@
 use super::AppState;
 use super::error::ApiError;
 use super::params::{self, CONTEXT_HEADER};
-use super::render::{ReadJson, read_answer};
+use super::render::{ReadJson, TokenSigner, context_header, read_answer};
 use crate::coordinator::{self, GetRequest, PutRequest};
 use crate::node::Node;
-use crate::version::{Object, encode_context};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -47,12 +46,13 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn context_header(node: &Node, obj: &Object) -> (HeaderName, HeaderValue) {
-    let token = encode_context(&obj.context(), &node.context_key);
-    (
-        HeaderName::from_static(CONTEXT_HEADER),
-        HeaderValue::from_str(&token).unwrap_or_else(|_| HeaderValue::from_static("")),
-    )
+/// The signer of context tokens for `key` of `bucket` on this node.
+fn signer<'a>(node: &'a Node, bucket: &'a [u8], key: &'a [u8]) -> TokenSigner<'a> {
+    TokenSigner {
+        ctx_key: &node.context_key,
+        bucket,
+        key,
+    }
 }
 
 /// A page of live keys of a bucket and the cursor of the next page, through the coordinator.
@@ -100,8 +100,8 @@ pub async fn get_object(
     let outcome = coordinator::get(
         &node,
         GetRequest {
-            bucket,
-            key,
+            bucket: bucket.clone(),
+            key: key.clone(),
             params: q.consistency.to_params(),
             timeout: q.consistency.timeout,
         },
@@ -109,7 +109,7 @@ pub async fn get_object(
     .await?;
     Ok(read_answer(
         outcome.object.as_ref(),
-        &node.context_key,
+        &signer(&node, &bucket, &key),
         json,
     ))
 }
@@ -122,14 +122,14 @@ pub async fn get_object(
            ("pw" = Option<String>, Query, description = "Acks needed from primary owners"),
            ("timeout" = Option<u64>, Query, description = "Milliseconds"),
            ("returnbody" = Option<bool>, Query, description = "Answer like a GET"),
-           ("X-RiftKV-Context" = Option<String>, Header, description = "Context of an earlier read: the write supersedes exactly what it saw"),
+           ("X-RiftKV-Context" = Option<String>, Header, description = "Context of an earlier read of this key: the write supersedes exactly what it saw"),
            ("If-None-Match" = Option<String>, Header, description = "* = write only when no live value exists")),
     request_body(content = Vec<u8>, description = "The value, raw bytes; its Content-Type is stored", content_type = "application/octet-stream"),
     responses(
         (status = 204, description = "Written", headers(("X-RiftKV-Context" = String, description = "Context of the new version"))),
         (status = 200, description = "Written, returnbody=true: as a GET"),
         (status = 300, description = "Written, returnbody=true, siblings remain: as a GET"),
-        (status = 400, description = "Bad parameter, malformed or forged context", body = super::error::ErrorBody),
+        (status = 400, description = "Bad parameter; malformed or forged context, or the context of another key", body = super::error::ErrorBody),
         (status = 409, description = "Too many siblings", body = super::error::ErrorBody),
         (status = 412, description = "If-None-Match: * and a live value exists", body = super::error::ErrorBody),
         (status = 413, description = "Value over the limit", body = super::error::ErrorBody),
@@ -166,7 +166,7 @@ async fn write_object(
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), true)?;
     // Checked here (cheaply, before the body is read) so a bad token is always a 400.
-    params::context_from(&headers, &node.context_key)?;
+    params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let context = raw_context(&headers);
     let if_none_match = params::if_none_match(&headers)?;
     let content_type = params::content_type(&headers)?;
@@ -176,8 +176,8 @@ async fn write_object(
     let outcome = coordinator::put(
         &node,
         PutRequest {
-            bucket,
-            key,
+            bucket: bucket.clone(),
+            key: key.clone(),
             value,
             content_type,
             context,
@@ -187,11 +187,12 @@ async fn write_object(
         },
     )
     .await?;
+    let signer = signer(&node, &bucket, &key);
     if q.returnbody {
-        return Ok(read_answer(Some(&outcome.object), &node.context_key, json));
+        return Ok(read_answer(Some(&outcome.object), &signer, json));
     }
     let mut h = HeaderMap::new();
-    let (n, v) = context_header(&node, &outcome.object);
+    let (n, v) = context_header(&outcome.object, &signer);
     h.insert(n, v);
     Ok((StatusCode::NO_CONTENT, h).into_response())
 }
@@ -211,7 +212,7 @@ fn raw_context(headers: &HeaderMap) -> Option<String> {
            ("X-RiftKV-Context" = Option<String>, Header, description = "Without it, the delete supersedes what the coordinator reads first")),
     responses(
         (status = 204, description = "Deleted (also when there was nothing to delete)"),
-        (status = 400, description = "Bad parameter, malformed or forged context", body = super::error::ErrorBody),
+        (status = 400, description = "Bad parameter; malformed or forged context, or the context of another key", body = super::error::ErrorBody),
         (status = 503, description = "w, dw or pw could not be met", body = super::error::ErrorBody)))]
 pub async fn delete_object(
     State(node): State<AppState>,
@@ -220,12 +221,12 @@ pub async fn delete_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), false)?;
-    params::context_from(&headers, &node.context_key)?;
+    params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let outcome = coordinator::delete(
         &node,
         coordinator::DeleteRequest {
-            bucket,
-            key,
+            bucket: bucket.clone(),
+            key: key.clone(),
             context: raw_context(&headers),
             params: q.consistency.to_params(),
             timeout: q.consistency.timeout,
@@ -233,7 +234,7 @@ pub async fn delete_object(
     )
     .await?;
     let mut h = HeaderMap::new();
-    let (n, v) = context_header(&node, &outcome.object);
+    let (n, v) = context_header(&outcome.object, &signer(&node, &bucket, &key));
     h.insert(n, v);
     Ok((StatusCode::NO_CONTENT, h).into_response())
 }
@@ -242,6 +243,7 @@ pub async fn delete_object(
 mod tests {
     use super::*;
     use crate::api::error::Code;
+    use axum::http::HeaderValue;
 
     #[tokio::test]
     async fn body_limits() {

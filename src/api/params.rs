@@ -288,10 +288,13 @@ pub fn no_query(query: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// The causal context of a write, from `X-RiftKV-Context`; `None` when absent.
+/// The causal context of a write on `key` of `bucket`, from `X-RiftKV-Context`; `None` when
+/// absent. A token read from another key is refused like a forged one.
 pub fn context_from(
     headers: &HeaderMap,
-    key: &ContextKey,
+    bucket: &[u8],
+    key: &[u8],
+    ctx_key: &ContextKey,
 ) -> Result<Option<VersionVector>, ApiError> {
     let Some(v) = headers.get(CONTEXT_HEADER) else {
         return Ok(None);
@@ -299,7 +302,7 @@ pub fn context_from(
     let token = v
         .to_str()
         .map_err(|_| ApiError::invalid_context("X-RiftKV-Context is not a valid token"))?;
-    Ok(Some(decode_context(token.trim(), key)?))
+    Ok(Some(decode_context(token.trim(), bucket, key, ctx_key)?))
 }
 
 /// `If-None-Match: *` asks for create-only semantics; other forms are not supported.
@@ -550,30 +553,37 @@ mod tests {
     #[test]
     fn context_header_handling() {
         let key = ContextKey::derive(b"secret");
+        let from = |h: &HeaderMap| context_from(h, b"b", b"k", &key);
         let mut h = HeaderMap::new();
-        assert_eq!(context_from(&h, &key).unwrap(), None);
+        assert_eq!(from(&h).unwrap(), None);
         let mut vv = VersionVector::new();
         vv.observe(&"n1".into(), 3);
-        let token = crate::version::encode_context(&vv, &key);
+        let token = crate::version::encode_context(&vv, b"b", b"k", &key);
         h.insert(CONTEXT_HEADER, HeaderValue::from_str(&token).unwrap());
-        assert_eq!(context_from(&h, &key).unwrap(), Some(vv.clone()));
+        assert_eq!(from(&h).unwrap(), Some(vv.clone()));
+        // Read from another key: refused, with a message that says so.
+        let e = context_from(&h, b"b", b"other", &key).unwrap_err();
+        assert_eq!(e.code, Code::InvalidContext);
+        assert!(e.message.contains("another key"), "{}", e.message);
         // Signed by another cluster: forged.
-        let other = crate::version::encode_context(&vv, &ContextKey::derive(b"other"));
+        let other = crate::version::encode_context(&vv, b"b", b"k", &ContextKey::derive(b"other"));
         h.insert(CONTEXT_HEADER, HeaderValue::from_str(&other).unwrap());
-        assert_eq!(code_of(context_from(&h, &key)), Code::InvalidContext);
+        assert_eq!(code_of(from(&h)), Code::InvalidContext);
+        // A version-1 token: refused with its own reason.
+        let v1 = crate::version::legacy_v1_token(&vv, &key);
+        h.insert(CONTEXT_HEADER, HeaderValue::from_str(&v1).unwrap());
+        let e = from(&h).unwrap_err();
+        assert_eq!(e.code, Code::InvalidContext);
+        assert!(e.message.contains("older RiftKV version"), "{}", e.message);
         for bad in ["", "garbage!", "AAAA"] {
             h.insert(CONTEXT_HEADER, HeaderValue::from_str(bad).unwrap());
-            assert_eq!(
-                code_of(context_from(&h, &key)),
-                Code::InvalidContext,
-                "{bad}"
-            );
+            assert_eq!(code_of(from(&h)), Code::InvalidContext, "{bad}");
         }
         h.insert(
             CONTEXT_HEADER,
             HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
         );
-        assert_eq!(code_of(context_from(&h, &key)), Code::InvalidContext);
+        assert_eq!(code_of(from(&h)), Code::InvalidContext);
     }
 
     #[test]

@@ -90,9 +90,26 @@ pub fn sibling_json(dot: &Dot, s: &Sibling) -> SiblingJson {
     }
 }
 
-pub fn read_json(obj: &Object, key: &ContextKey) -> ReadJson {
+/// What signs the context tokens of an answer: the cluster's context key and the bucket and
+/// key of the request (raw bytes, as the coordinator uses them), since a token is bound to
+/// the key it was read from.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenSigner<'a> {
+    pub ctx_key: &'a ContextKey,
+    pub bucket: &'a [u8],
+    pub key: &'a [u8],
+}
+
+impl TokenSigner<'_> {
+    /// The context token of `obj` for this bucket and key.
+    pub fn token(&self, obj: &Object) -> String {
+        encode_context(&obj.context(), self.bucket, self.key, self.ctx_key)
+    }
+}
+
+pub fn read_json(obj: &Object, signer: &TokenSigner) -> ReadJson {
     ReadJson {
-        context: encode_context(&obj.context(), key),
+        context: signer.token(obj),
         siblings: obj
             .siblings()
             .iter()
@@ -106,8 +123,9 @@ fn header_value(s: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
-fn context_header(obj: &Object, key: &ContextKey) -> (HeaderName, HeaderValue) {
-    let token = encode_context(&obj.context(), key);
+/// The `X-RiftKV-Context` header of an answer about `obj`.
+pub fn context_header(obj: &Object, signer: &TokenSigner) -> (HeaderName, HeaderValue) {
+    let token = signer.token(obj);
     (
         HeaderName::from_static(CONTEXT_HEADER),
         // base64url text is always a valid header value.
@@ -129,41 +147,39 @@ pub fn read_status(obj: &Object) -> StatusCode {
 }
 
 /// The 404 of a read: a JSON error, with the tombstones' context when there are any.
-pub fn not_found(obj: Option<&Object>, key: &ContextKey) -> ApiError {
+pub fn not_found(obj: Option<&Object>, signer: &TokenSigner) -> ApiError {
     let mut e = ApiError::not_found("no live value is stored under this key");
     if let Some(o) = obj.filter(|o| !o.is_empty()) {
-        let (n, v) = context_header(o, key);
-        e = e
-            .with("context", encode_context(&o.context(), key))
-            .with_header(n, v);
+        let (n, v) = context_header(o, signer);
+        e = e.with("context", signer.token(o)).with_header(n, v);
     }
     e
 }
 
 /// The full answer to a read of `obj` (None = nothing stored anywhere).
-pub fn read_answer(obj: Option<&Object>, key: &ContextKey, json: bool) -> Response {
+pub fn read_answer(obj: Option<&Object>, signer: &TokenSigner, json: bool) -> Response {
     let Some(obj) = obj else {
-        return not_found(None, key).into_response();
+        return not_found(None, signer).into_response();
     };
     let status = read_status(obj);
     if status == StatusCode::NOT_FOUND {
-        return not_found(Some(obj), key).into_response();
+        return not_found(Some(obj), signer).into_response();
     }
     let mut headers = HeaderMap::new();
-    let (n, v) = context_header(obj, key);
+    let (n, v) = context_header(obj, signer);
     headers.insert(n, v);
     if json {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let body = serde_json::to_vec(&read_json(obj, key)).unwrap_or_default();
+        let body = serde_json::to_vec(&read_json(obj, signer)).unwrap_or_default();
         return (status, headers, body).into_response();
     }
     let siblings = obj.siblings();
     if status == StatusCode::OK {
         let Some((dot, s)) = siblings.first() else {
-            return not_found(Some(obj), key).into_response();
+            return not_found(Some(obj), signer).into_response();
         };
         headers.insert(header::CONTENT_TYPE, header_value(&s.content_type));
         headers.insert(header::ETAG, header_value(&format!("\"{}\"", etag(dot))));
@@ -213,8 +229,20 @@ mod tests {
     use crate::types::NodeId;
     use crate::version::{ConflictMode, Limits, VersionVector, decode_context};
 
-    fn key() -> ContextKey {
-        ContextKey::derive(b"test")
+    static KEY: std::sync::LazyLock<ContextKey> =
+        std::sync::LazyLock::new(|| ContextKey::derive(b"test"));
+
+    /// Answers below are about key `k` of bucket `b`.
+    fn signer() -> TokenSigner<'static> {
+        TokenSigner {
+            ctx_key: &KEY,
+            bucket: b"b",
+            key: b"k",
+        }
+    }
+
+    fn open(token: &str) -> VersionVector {
+        decode_context(token, b"b", b"k", &KEY).unwrap()
     }
 
     fn write(stored: Option<&Object>, ctx: &VersionVector, actor: &str, s: Sibling) -> Object {
@@ -255,7 +283,7 @@ mod tests {
             "a",
             Sibling::new(&b"v1"[..], "text/plain", 1_700_000_000_000),
         );
-        let r = read_answer(Some(&o), &key(), false);
+        let r = read_answer(Some(&o), &signer(), false);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain");
         assert_eq!(
@@ -265,7 +293,8 @@ mod tests {
         let et = r.headers()[header::ETAG].to_str().unwrap().to_string();
         assert!(et.starts_with('"') && et.ends_with('"') && et.len() == 18);
         let ctx = r.headers()[CONTEXT_HEADER].to_str().unwrap().to_string();
-        assert_eq!(decode_context(&ctx, &key()).unwrap(), o.context());
+        assert_eq!(open(&ctx), o.context());
+        assert!(decode_context(&ctx, b"b", b"other", &KEY).is_err());
         assert_eq!(body_of(r).await, b"v1");
     }
 
@@ -294,7 +323,7 @@ mod tests {
     async fn siblings_are_a_300_multipart_with_one_part_each() {
         let o = siblings_with_tombstone();
         assert_eq!(o.sibling_count(), 3);
-        let r = read_answer(Some(&o), &key(), false);
+        let r = read_answer(Some(&o), &signer(), false);
         assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
         let ct = r.headers()[header::CONTENT_TYPE]
             .to_str()
@@ -330,11 +359,11 @@ mod tests {
     #[tokio::test]
     async fn json_form_keeps_the_status() {
         let o = siblings_with_tombstone();
-        let r = read_answer(Some(&o), &key(), true);
+        let r = read_answer(Some(&o), &signer(), true);
         assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
         let v: ReadJson = serde_json::from_slice(&body_of(r).await).unwrap();
-        assert_eq!(decode_context(&v.context, &key()).unwrap(), o.context());
+        assert_eq!(open(&v.context), o.context());
         assert_eq!(v.siblings.len(), 3);
         let values: Vec<Vec<u8>> = v
             .siblings
@@ -371,14 +400,14 @@ mod tests {
             Sibling::new(&b"v"[..], "t/p", 1),
         );
         let o = write(Some(&o), &o.context(), "a", Sibling::tombstone(2));
-        let r = read_answer(Some(&o), &key(), false);
+        let r = read_answer(Some(&o), &signer(), false);
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         let ctx = r.headers()[CONTEXT_HEADER].to_str().unwrap().to_string();
-        assert_eq!(decode_context(&ctx, &key()).unwrap(), o.context());
+        assert_eq!(open(&ctx), o.context());
         let v: serde_json::Value = serde_json::from_slice(&body_of(r).await).unwrap();
         assert_eq!(v["error"], "not_found");
         assert_eq!(v["context"], ctx);
-        let r = read_answer(None, &key(), true);
+        let r = read_answer(None, &signer(), true);
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(!r.headers().contains_key(CONTEXT_HEADER));
     }

@@ -35,10 +35,19 @@ pub(crate) async fn start() -> TestApi {
 }
 
 async fn start_with(make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
+    start_node(1, make).await
+}
+
+/// As [`start`], with a ring that replicates `n_val` (one node still holds every replica).
+async fn start_replicating(n_val: u32) -> TestApi {
+    start_node(n_val, super::router).await
+}
+
+async fn start_node(n_val: u32, make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
     let net = SimNetwork::new(7);
     let transport = net.endpoint("n1:1", NodeId::from("n1"));
     let mut settings = NodeSettings::for_test("n1", "n1:1", "api-test");
-    settings.n_val = 1;
+    settings.n_val = n_val;
     settings.limits.max_value_bytes = LIMIT;
     let node = Node::new(
         settings,
@@ -472,7 +481,8 @@ async fn listing_pages_through_live_keys() {
 
 #[tokio::test]
 async fn bucket_props() {
-    let api = start().await;
+    // A ring replicating 2, so n can change within it.
+    let api = start_replicating(2).await;
     let v = json_of(
         api.http
             .get(api.url("/v1/buckets/p/props"))
@@ -483,7 +493,7 @@ async fn bucket_props() {
     .await;
     assert_eq!(
         v,
-        serde_json::json!({"n": 1, "r": "quorum", "w": "quorum", "dw": 0, "pr": 0, "pw": 0,
+        serde_json::json!({"n": 2, "r": "quorum", "w": "quorum", "dw": 0, "pr": 0, "pw": 0,
             "conflict": "siblings"})
     );
     let r = api
@@ -502,7 +512,7 @@ async fn bucket_props() {
         ConflictMode::Lww
     );
 
-    for bad in ["not json", r#"{"bogus": 1}"#, r#"{"n": 0}"#, r#"{"w": 2}"#] {
+    for bad in ["not json", r#"{"bogus": 1}"#, r#"{"n": 0}"#, r#"{"w": 3}"#] {
         let r = api
             .http
             .put(api.url("/v1/buckets/p/props"))
@@ -512,21 +522,24 @@ async fn bucket_props() {
             .unwrap();
         error_of(r, 400, "bad_request").await;
     }
-    // n may change while the bucket is empty, not once it holds data.
+    // n may change while the bucket is empty (within the ring's 2), not once it holds data.
     let r = api
         .http
-        .put(api.url("/v1/buckets/p/props"))
-        .body(r#"{"n": 2}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    api.http
         .put(api.url("/v1/buckets/p/props"))
         .body(r#"{"n": 1}"#)
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await["n"], 1);
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/p/props"))
+        .body(r#"{"n": 3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r, 400, "bad_request").await["limit"], 2);
     let r = api
         .http
         .put(api.url("/v1/kv/p/k"))
@@ -790,4 +803,180 @@ async fn admin_endpoints() {
     )
     .await;
     assert!(v["paths"]["/v1/kv/{bucket}/{key}"]["put"].is_object());
+}
+
+/// Keys written twice without a context hold two siblings.
+async fn two_siblings(api: &TestApi, path: &str) {
+    for v in ["one", "two"] {
+        let r = api.http.put(api.url(path)).body(v).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+}
+
+async fn sibling_count(api: &TestApi, path: &str) -> usize {
+    let r = api
+        .http
+        .get(api.url(path))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let env: ReadJson = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    env.siblings.len()
+}
+
+#[tokio::test]
+async fn a_context_is_bound_to_its_bucket_and_key() {
+    let api = start().await;
+    two_siblings(&api, "/v1/kv/ctx/b").await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/ctx/a"))
+        .body("a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.http.get(api.url("/v1/kv/ctx/a")).send().await.unwrap();
+    let ctx_a = ctx_of(&r);
+
+    // A's context on B: refused, and B keeps both siblings.
+    let r = api
+        .http
+        .put(api.url("/v1/kv/ctx/b"))
+        .header("x-riftkv-context", &ctx_a)
+        .body("overwrite")
+        .send()
+        .await
+        .unwrap();
+    let v = error_of(r, 400, "invalid_context").await;
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("another") && msg.contains("forged"), "{msg}");
+    let r = api
+        .http
+        .delete(api.url("/v1/kv/ctx/b"))
+        .header("x-riftkv-context", &ctx_a)
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "invalid_context").await;
+    assert_eq!(sibling_count(&api, "/v1/kv/ctx/b").await, 2);
+
+    // A version-1 token proves no key: refused, with a message saying what to do.
+    let mut vv = VersionVector::new();
+    vv.observe(&NodeId::from("n1"), 2);
+    let v1 = crate::version::legacy_v1_token(&vv, &api.node.context_key);
+    let r = api
+        .http
+        .put(api.url("/v1/kv/ctx/b"))
+        .header("x-riftkv-context", &v1)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let v = error_of(r, 400, "invalid_context").await;
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("context token from an older RiftKV version; read the key again"),
+        "{msg}"
+    );
+    assert_eq!(sibling_count(&api, "/v1/kv/ctx/b").await, 2);
+
+    // The same key name in another bucket, and the same bytes split differently.
+    two_siblings(&api, "/v1/kv/other/a").await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/other/a"))
+        .header("x-riftkv-context", &ctx_a)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "invalid_context").await;
+    assert_eq!(sibling_count(&api, "/v1/kv/other/a").await, 2);
+    two_siblings(&api, "/v1/kv/c/tx").await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/ct/x"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let ctx_split = ctx_of(&r);
+    let r = api
+        .http
+        .put(api.url("/v1/kv/c/tx"))
+        .header("x-riftkv-context", &ctx_split)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "invalid_context").await;
+    assert_eq!(sibling_count(&api, "/v1/kv/c/tx").await, 2);
+
+    // Keys that need URL-encoding: the context of a read (GET, returnbody, the admin view)
+    // resolves the siblings of exactly that key.
+    let path = "/v1/kv/ctx/a%2Fb%FF%20c";
+    two_siblings(&api, path).await;
+    let r = api.http.get(api.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+    let ctx = ctx_of(&r);
+    let r = api
+        .http
+        .put(api.url(&format!("{path}?returnbody=true")))
+        .header("x-riftkv-context", &ctx)
+        .body("merged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    two_siblings(&api, path).await;
+    assert_eq!(sibling_count(&api, path).await, 3);
+    let local = json_of(
+        api.http
+            .get(api.url("/v1/admin/local/ctx/a%2Fb%FF%20c"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let r = api
+        .http
+        .delete(api.url(path))
+        .header("x-riftkv-context", local["context"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.http.get(api.url(path)).send().await.unwrap();
+    error_of(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn bucket_n_above_the_cluster_replication_is_refused() {
+    // The test node's ring replicates 1.
+    let api = start().await;
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/wide/props"))
+        .body(r#"{"n": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    let v = error_of(r, 400, "bad_request").await;
+    assert_eq!(v["limit"], 1, "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("n=2 is above this cluster's replication of 1"),
+        "{msg}"
+    );
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/buckets/wide/props"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["n"], 1);
 }

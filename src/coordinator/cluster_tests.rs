@@ -135,7 +135,14 @@ async fn contextless_writes_become_siblings_and_a_contextual_write_resolves_them
     let o = read.object.unwrap();
     assert_eq!(values(&o), vec!["apple", "pear"]);
 
-    let token = encode_context(&o.context(), &c.node(3).context_key);
+    let token = encode_context(&o.context(), b"b", b"cart", &c.node(3).context_key);
+    // The token is bound to its key: on another key it is refused, wherever coordinated.
+    for i in 1..=3 {
+        let e = put(&c.node(i), put_req("other", "x", Some(token.clone())))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, KvError::InvalidContext(_)), "node {i}: {e:?}");
+    }
     let out = put(&c.node(3), put_req("cart", "apple+pear", Some(token)))
         .await
         .unwrap();

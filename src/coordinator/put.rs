@@ -205,7 +205,7 @@ async fn coordinate(
     deadline: Instant,
 ) -> Result<Object, KvError> {
     let mut ctx = match &op.context {
-        Some(token) => decode_context(token, &node.context_key)
+        Some(token) => decode_context(token, &op.bucket, &op.key, &node.context_key)
             .map_err(|e| KvError::InvalidContext(e.to_string()))?,
         None => VersionVector::new(),
     };

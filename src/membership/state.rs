@@ -18,8 +18,10 @@
 use crate::bucket::BucketProps;
 use crate::ring::{Member, Ring, claim};
 use crate::types::{NodeId, PartitionId};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 /// A member's place in the cluster lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -437,11 +439,22 @@ impl RingState {
     }
 
     /// Props of a bucket, or the cluster defaults.
+    ///
+    /// Placement, listing, hinted and ownership handoff, anti-entropy and reaping all read props
+    /// here, so a stored `n` above `n_val` (set before the API refused it, or gossiped by an
+    /// older node) is clamped to `n_val`: no node places more replicas than ownership handoff
+    /// keeps. The stored entry is left as written so the merge stays a plain
+    /// last-writer-wins; the API rewrites it on the next props change.
     pub fn bucket_props(&self, bucket: &[u8]) -> BucketProps {
-        self.buckets
-            .get(bucket)
-            .map(|e| e.props.clone())
-            .unwrap_or_else(|| BucketProps::with_n(self.n_val.min(3)))
+        let Some(entry) = self.buckets.get(bucket) else {
+            return BucketProps::with_n(self.n_val.min(3));
+        };
+        let mut props = entry.props.clone();
+        if props.n > self.n_val {
+            warn_clamped_once(bucket, props.n, self.n_val);
+            props.n = self.n_val;
+        }
+        props
     }
 
     /// Nothing pending: every member valid, no plan, and no partition owned by a node that is
@@ -457,6 +470,23 @@ impl RingState {
                     .get(id)
                     .is_some_and(|m| m.status == MemberStatus::Valid)
             })
+    }
+}
+
+/// A clamp that was logged: bucket, stored `n`, the ring's `n_val`.
+type Clamp = (Vec<u8>, u32, u32);
+
+/// Clamps already logged: each is logged once per process (props are read on every request).
+static CLAMPED: LazyLock<Mutex<BTreeSet<Clamp>>> = LazyLock::new(|| Mutex::new(BTreeSet::new()));
+
+fn warn_clamped_once(bucket: &[u8], n: u32, n_val: u32) {
+    if CLAMPED.lock().insert((bucket.to_vec(), n, n_val)) {
+        tracing::warn!(
+            bucket = %String::from_utf8_lossy(bucket),
+            n,
+            n_val,
+            "bucket props ask for more replicas than the ring keeps; using the ring's replication"
+        );
     }
 }
 
@@ -627,6 +657,24 @@ mod tests {
         assert!(!ab.clone().merge(&ba));
         assert_eq!(ab.bucket_props(b"x").n, 2);
         assert!(ab.members.contains_key(&NodeId::from("3")));
+    }
+
+    #[test]
+    fn stored_n_above_the_ring_replication_is_clamped() {
+        let mut s = RingState::found("c".into(), 16, 3, info("1"));
+        s.set_bucket_props(b"wide", BucketProps::with_n(5), &NodeId::from("1"));
+        assert_eq!(s.bucket_props(b"wide").n, 3);
+        // The stored entry is left as written (the merge stays a plain last-writer-wins).
+        assert_eq!(s.buckets[&b"wide"[..]].props.n, 5);
+        // Props gossiped from a node that accepted n = 4 are clamped the same way.
+        let mut other = RingState::found("c".into(), 16, 3, info("1"));
+        other.set_bucket_props(b"gossiped", BucketProps::with_n(4), &NodeId::from("2"));
+        s.merge(&other);
+        assert_eq!(s.bucket_props(b"gossiped").n, 3);
+        // Values within the ring's replication and the defaults are untouched.
+        s.set_bucket_props(b"narrow", BucketProps::with_n(2), &NodeId::from("1"));
+        assert_eq!(s.bucket_props(b"narrow"), BucketProps::with_n(2));
+        assert_eq!(s.bucket_props(b"never-set"), BucketProps::with_n(3));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - replicas' copies merge with [`Object::sync`], which is commutative, associative and
 //!   idempotent, so anti-entropy, read repair and handoff may apply it in any order.
 //!
-//! Clients carry the context as an authenticated opaque token ([`encode_context`]).
+//! Clients carry the context as an authenticated opaque token bound to its bucket and key
+//! ([`encode_context`]).
 
 mod context;
 pub mod identity;
@@ -22,6 +23,8 @@ mod vv;
 #[cfg(test)]
 mod proptests;
 
+#[cfg(test)]
+pub(crate) use context::legacy_v1_token;
 pub use context::{
     CONTEXT_TOKEN_VERSION, ContextError, ContextKey, MAX_TOKEN_CHARS, decode_context,
     encode_context,
