@@ -70,7 +70,7 @@ fn bench_sync(c: &mut Criterion) {
         let ahead = Object::update(
             Some(&base),
             &VersionVector::new(),
-            &NodeId::from("node-1"),
+            NodeId::from("node-1"),
             Sibling::new(vec![1u8; 100], "text/plain", 1_800_000_000_000),
             MODE,
             &limits,

@@ -249,7 +249,7 @@ mod tests {
         Object::update(
             stored,
             ctx,
-            &NodeId::from(actor),
+            NodeId::from(actor),
             s,
             ConflictMode::Siblings,
             &Limits::default(),

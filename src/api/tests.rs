@@ -716,7 +716,7 @@ async fn admin_endpoints() {
     let obj = Object::update(
         None,
         &VersionVector::new(),
-        &NodeId::from("n1"),
+        NodeId::from("n1"),
         Sibling::new(&b"hinted"[..], "text/plain", 5),
         ConflictMode::Siblings,
         &Default::default(),
@@ -864,7 +864,7 @@ async fn a_context_is_bound_to_its_bucket_and_key() {
 
     // A version-1 token proves no key: refused, with a message saying what to do.
     let mut vv = VersionVector::new();
-    vv.observe(&NodeId::from("n1"), 2);
+    vv.observe(&crate::version::Actor::from("n1"), 2);
     let v1 = crate::version::legacy_v1_token(&vv, &api.node.context_key);
     let r = api
         .http

@@ -200,7 +200,7 @@ mod tests {
         Object::update(
             stored,
             &stored.map(|o| o.context()).unwrap_or_default(),
-            &id(actor),
+            id(actor),
             Sibling::new(v.as_bytes().to_vec(), "text/plain", 1),
             ConflictMode::Siblings,
             &Limits::default(),
@@ -378,11 +378,11 @@ mod tests {
                     .map(|(n, _)| n.clone())
                     .collect();
                 let v1 = Object::update(
-                    None, &Default::default(), &NodeId::from("a"),
+                    None, &Default::default(), NodeId::from("a"),
                     Sibling::new(b"1".to_vec(), "t", 1), ConflictMode::Siblings, &Limits::default(),
                 ).unwrap();
                 let v2 = Object::update(
-                    Some(&v1), &v1.context(), &NodeId::from("a"),
+                    Some(&v1), &v1.context(), NodeId::from("a"),
                     Sibling::new(b"2".to_vec(), "t", 2), ConflictMode::Siblings, &Limits::default(),
                 ).unwrap();
                 let mut core = GetCore::new(serving.clone(), primaries, r, pr);

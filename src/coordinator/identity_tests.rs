@@ -18,10 +18,12 @@ const SETTLE: Duration = Duration::from_secs(30);
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn cluster(nodes: usize, seed: u64, old_rule: bool, hints: bool) -> TestCluster {
-    let mut opts = ClusterOptions::default();
-    opts.settings = Some(Arc::new(move |s: &mut crate::node::NodeSettings| {
-        s.faults.old_dot_rule = old_rule;
-    }));
+    let mut opts = ClusterOptions {
+        settings: Some(Arc::new(move |s: &mut crate::node::NodeSettings| {
+            s.faults.old_dot_rule = old_rule;
+        })),
+        ..ClusterOptions::default()
+    };
     if hints {
         opts.duties = Some(Arc::new(|node: Arc<crate::node::Node>| {
             let mut v = crate::membership::start_background(node.clone());
@@ -217,7 +219,7 @@ async fn damaged_then_replaced(old_rule: bool) -> Vec<String> {
     let v1 = put_via(&c, x, "lag", "v1", None, "all", "0").await;
     // x writes v1b while y cannot hear it: only x and z hold it.
     c.partition(&[x], &[y]);
-    let ctx = encode_context(&v1.context(), &c.node(x).context_key);
+    let ctx = encode_context(&v1.context(), b"b", b"lag", &c.node(x).context_key);
     put_via(&c, x, "lag", "v1b", Some(ctx.clone()), "2", "0").await;
     // x's record is damaged; y (which never saw v1b) writes over v1 and sends it to x.
     assert!(c.damage(x, b"b", b"lag"));
@@ -313,7 +315,7 @@ async fn power_cut(old_rule: bool) -> Vec<String> {
     // v1 is durable everywhere; v1b reaches every replica but x never syncs it.
     let v1 = put_via(&c, x, "pwr", "v1", None, "all", "all").await;
     c.track_durability(x);
-    let ctx = encode_context(&v1.context(), &c.node(x).context_key);
+    let ctx = encode_context(&v1.context(), b"b", b"pwr", &c.node(x).context_key);
     put_via(&c, x, "pwr", "v1b", Some(ctx), "all", "0").await;
     let lost = c.power_cut(x, 0);
     assert!(lost > 0, "the power cut dropped writes");
@@ -389,7 +391,12 @@ async fn clock_stays_bounded_over_a_thousand_restarts() {
         // The process dies and starts again on the same boot: the disk kept every write.
         c.restart(x);
         let obj = put_via(&c, x, "bound", &format!("v{round}"), ctx.take(), "1", "0").await;
-        ctx = Some(encode_context(&obj.context(), &c.node(x).context_key));
+        ctx = Some(encode_context(
+            &obj.context(),
+            b"b",
+            b"bound",
+            &c.node(x).context_key,
+        ));
     }
     let local = c.node(x).local_object(&k).unwrap().unwrap();
     let mine = local.actors().filter(|a| a.node == id_of(x)).count();
@@ -400,7 +407,12 @@ async fn clock_stays_bounded_over_a_thousand_restarts() {
     for round in 0..10 {
         c.power_cut(x, usize::MAX);
         let obj = put_via(&c, x, "bound", &format!("p{round}"), ctx.take(), "1", "0").await;
-        ctx = Some(encode_context(&obj.context(), &c.node(x).context_key));
+        ctx = Some(encode_context(
+            &obj.context(),
+            b"b",
+            b"bound",
+            &c.node(x).context_key,
+        ));
     }
     let local = c.node(x).local_object(&k).unwrap().unwrap();
     assert_eq!(local.clock_entries(), 11);
@@ -467,7 +479,7 @@ async fn lww_through_a_lagging_clock(fixed: bool) -> Vec<String> {
     c.restart(y);
     wait_all_reachable(&c).await;
     let v1 = put_via(&c, x, "lww", "v1", None, "all", "0").await;
-    let ctx = encode_context(&v1.context(), &c.node(y).context_key);
+    let ctx = encode_context(&v1.context(), b"b", b"lww", &c.node(y).context_key);
     if fixed {
         put_via(&c, y, "lww", "v2", Some(ctx), "all", "0").await;
     } else {

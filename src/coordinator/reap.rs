@@ -256,7 +256,7 @@ mod tests {
         Object::update(
             stored,
             ctx,
-            &NodeId::from("a"),
+            NodeId::from("a"),
             sib,
             ConflictMode::Siblings,
             &Limits::default(),

@@ -586,7 +586,7 @@ mod tests {
         Object::update(
             None,
             &VersionVector::default(),
-            &id("a"),
+            id("a"),
             Sibling::new(v.to_vec(), "application/octet-stream", 1),
             ConflictMode::Siblings,
             &Limits::default(),

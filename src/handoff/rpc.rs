@@ -142,7 +142,7 @@ mod tests {
         Object::update(
             None,
             &VersionVector::default(),
-            &NodeId::from("a"),
+            NodeId::from("a"),
             Sibling::new(v.as_bytes().to_vec(), "text/plain", 1),
             ConflictMode::Siblings,
             &Limits::default(),

@@ -71,10 +71,7 @@ pub fn current_boot_id() -> Option<String> {
 /// node serves anything). Returns the incarnation id and the decision.
 pub fn begin(storage: &dyn Storage, boot_id: Option<&str>) -> Result<(u64, Start), StorageError> {
     let stored = match storage.get_meta(META_INCARNATION) {
-        Ok(Some(bytes)) => match postcard::from_bytes::<IncarnationRecord>(&bytes) {
-            Ok(r) => Some(r),
-            Err(_) => None,
-        },
+        Ok(Some(bytes)) => postcard::from_bytes::<IncarnationRecord>(&bytes).ok(),
         Ok(None) => None,
         Err(StorageError::Corrupt { .. }) => None,
         Err(e) => return Err(e),

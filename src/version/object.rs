@@ -564,7 +564,7 @@ mod tests {
         Object::update(
             Some(stored),
             ctx,
-            &n(actor),
+            n(actor),
             val(v, ts),
             S,
             &Limits::default(),
@@ -586,7 +586,8 @@ mod tests {
     fn format_one_objects_read_with_legacy_actors() {
         // Encoding 1: actors were bare node ids.
         let sib = val("old", 7);
-        let legacy: Vec<(String, u64, Vec<(u64, Sibling)>)> = vec![
+        type Legacy = Vec<(String, u64, Vec<(u64, Sibling)>)>;
+        let legacy: Legacy = vec![
             ("a".into(), 2, vec![(2, sib.clone())]),
             ("b".into(), 1, vec![]),
         ];
@@ -601,7 +602,7 @@ mod tests {
         assert_eq!(again[0], OBJECT_ENCODING_VERSION);
         assert_eq!(Object::decode(&again).unwrap(), o);
         // A legacy object that breaks the clock's invariants is still refused.
-        let bad: Vec<(String, u64, Vec<(u64, Sibling)>)> = vec![("a".into(), 1, vec![(2, sib)])];
+        let bad: Legacy = vec![("a".into(), 1, vec![(2, sib)])];
         let mut bytes = vec![1u8];
         bytes.extend(postcard::to_allocvec(&bad).unwrap());
         assert!(Object::decode(&bytes).is_err());
@@ -612,7 +613,7 @@ mod tests {
         let o = Object::update(
             None,
             &VersionVector::new(),
-            &n("a"),
+            n("a"),
             val("x", 1),
             S,
             &Limits::default(),
@@ -686,7 +687,7 @@ mod tests {
         let t = Object::update(
             Some(&o),
             &o.context(),
-            &n("a"),
+            n("a"),
             Sibling::tombstone(2),
             S,
             &Limits::default(),
@@ -706,7 +707,7 @@ mod tests {
         let deleted = Object::update(
             Some(&base),
             &ctx,
-            &n("a"),
+            n("a"),
             Sibling::tombstone(2),
             S,
             &Limits::default(),
@@ -729,15 +730,15 @@ mod tests {
         let l = Limits::default();
         let lww = ConflictMode::Lww;
         let e = VersionVector::new();
-        let o = Object::update(None, &e, &n("a"), val("new", 20), lww, &l).unwrap();
-        let o = Object::update(Some(&o), &e, &n("b"), val("old", 10), lww, &l).unwrap();
+        let o = Object::update(None, &e, n("a"), val("new", 20), lww, &l).unwrap();
+        let o = Object::update(Some(&o), &e, n("b"), val("old", 10), lww, &l).unwrap();
         assert_eq!(values(&o), ["new"]);
         assert_eq!(
             o.context().get(&Actor::from("b")),
             1,
             "the losing write is still in the clock"
         );
-        let o = Object::update(Some(&o), &e, &n("b"), val("newest", 30), lww, &l).unwrap();
+        let o = Object::update(Some(&o), &e, n("b"), val("newest", 30), lww, &l).unwrap();
         assert_eq!(values(&o), ["newest"]);
         assert_eq!(o.max_last_modified_ms(), 30);
     }
@@ -746,17 +747,10 @@ mod tests {
     fn lww_ignores_context_and_skewed_write_loses() {
         let l = Limits::default();
         let lww = ConflictMode::Lww;
-        let at_a = Object::update(
-            None,
-            &VersionVector::new(),
-            &n("a"),
-            val("v1", 100),
-            lww,
-            &l,
-        )
-        .unwrap();
+        let at_a =
+            Object::update(None, &VersionVector::new(), n("a"), val("v1", 100), lww, &l).unwrap();
         // a client read v1, then wrote through a coordinator whose clock lags
-        let at_b = Object::update(None, &at_a.context(), &n("b"), val("v2", 50), lww, &l).unwrap();
+        let at_b = Object::update(None, &at_a.context(), n("b"), val("v2", 50), lww, &l).unwrap();
         assert_eq!(values(&at_b), ["v2"]);
         assert!(
             at_b.concurrent(&at_a),
@@ -793,19 +787,17 @@ mod tests {
             max_value_bytes: 4,
             ..Limits::default()
         };
-        let err = Object::update(None, &VersionVector::new(), &n("a"), val("12345", 1), S, &l)
+        let err = Object::update(None, &VersionVector::new(), n("a"), val("12345", 1), S, &l)
             .unwrap_err();
         assert_eq!(err, VersionError::ValueTooLarge { size: 5, limit: 4 });
-        assert!(
-            Object::update(None, &VersionVector::new(), &n("a"), val("1234", 1), S, &l).is_ok()
-        );
+        assert!(Object::update(None, &VersionVector::new(), n("a"), val("1234", 1), S, &l).is_ok());
         // default is 8 MiB
         let big = Sibling::new(vec![0u8; 8 * 1024 * 1024 + 1], "b", 1);
         assert!(matches!(
             Object::update(
                 None,
                 &VersionVector::new(),
-                &n("a"),
+                n("a"),
                 big,
                 S,
                 &Limits::default()
@@ -823,18 +815,17 @@ mod tests {
         let e = VersionVector::new();
         let mut o = Object::new();
         for i in 0..3 {
-            o = Object::update(Some(&o), &e, &n("a"), val(&i.to_string(), i), S, &l).unwrap();
+            o = Object::update(Some(&o), &e, n("a"), val(&i.to_string(), i), S, &l).unwrap();
         }
         let before = o.clone();
-        let err = Object::update(Some(&o), &e, &n("a"), val("x", 9), S, &l).unwrap_err();
+        let err = Object::update(Some(&o), &e, n("a"), val("x", 9), S, &l).unwrap_err();
         assert_eq!(err, VersionError::TooManySiblings { count: 4, limit: 3 });
         assert_eq!(o, before);
         // a write that supersedes what it read is fine
-        let ok = Object::update(Some(&o), &o.context(), &n("a"), val("x", 9), S, &l).unwrap();
+        let ok = Object::update(Some(&o), &o.context(), n("a"), val("x", 9), S, &l).unwrap();
         assert_eq!(ok.sibling_count(), 1);
         // LWW never trips the limit
-        let lww =
-            Object::update(Some(&o), &e, &n("a"), val("x", 9), ConflictMode::Lww, &l).unwrap();
+        let lww = Object::update(Some(&o), &e, n("a"), val("x", 9), ConflictMode::Lww, &l).unwrap();
         assert_eq!(lww.sibling_count(), 1);
     }
 
@@ -909,7 +900,7 @@ mod tests {
         let t = Object::update(
             Some(&o),
             &e,
-            &n("c"),
+            n("c"),
             Sibling::tombstone(3),
             S,
             &Limits::default(),

@@ -159,7 +159,7 @@ fn run(ops: &[Op], mode: ConflictMode) -> Result<Run, TestCaseError> {
                     Sibling::new(dot.to_string().into_bytes(), "text/plain", *ts)
                 };
                 let next =
-                    Object::update(Some(&objs[r]), &vv, &actor(r), sib.clone(), mode, &limits)
+                    Object::update(Some(&objs[r]), &vv, actor(r), sib.clone(), mode, &limits)
                         .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 // the new version carries the dot the model expects (newest of its actor)
                 if mode == ConflictMode::Siblings {
@@ -365,7 +365,7 @@ proptest! {
         let got: BTreeSet<Dot> = all.siblings().into_iter().map(|(d, _)| d).collect();
         prop_assert_eq!(got, want);
         // a write carrying the converged context supersedes everything
-        let next = Object::update(Some(&all), &all.context(), &actor(0), Sibling::new(&b"z"[..], "t", 9),
+        let next = Object::update(Some(&all), &all.context(), actor(0), Sibling::new(&b"z"[..], "t", 9),
             ConflictMode::Siblings, &Limits::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(next.sibling_count(), 1);
         prop_assert!(!r.reads.is_empty());
