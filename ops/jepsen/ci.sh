@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # RiftKV partition tests with riftkv-jepsen (needs root, or password-less sudo: network
 # namespaces, a bridge and iptables). About 5 minutes:
-#   1. a 60-second, 5-node `set` run under partition and kill faults: must be valid (exit 0);
+#   1. a 60-second, 5-node `set` run under partition, kill and wipe (a node's data dir
+#      deleted) faults: must be valid (exit 0);
 #   2. the same workload on a last-write-wins bucket (the control): must report lost writes
 #      (exit 1), which proves the checker sees loss;
-#   3. a planted bug (nodes that drop writes) must be found (exit 1), and a run killed with
-#      SIGKILL must leave nothing that stops the next run (cargo tests in ops/jepsen/tests).
+#   3. a planted bug (nodes that drop writes) must be found (exit 1), a run killed with
+#      SIGKILL must leave nothing that stops the next run, and naming a nemesis this build
+#      lacks (corrupt) must stop the run with exit 2 (cargo tests in ops/jepsen/tests).
 # Each run writes its history, results and report under one temporary directory, kept (and
 # printed) when something fails.
 set -euo pipefail
@@ -42,8 +44,8 @@ run_expect() {
     fi
 }
 
-echo "== riftkv-jepsen: set, 5 nodes, 60 s, partition+kill (must be valid)"
-run_expect 0 set --nodes 5 --workload set --nemesis partition,kill --time-limit 60
+echo "== riftkv-jepsen: set, 5 nodes, 60 s, partition+kill+wipe (must be valid)"
+run_expect 0 set --nodes 5 --workload set --nemesis partition,kill,wipe --time-limit 60
 
 echo "== riftkv-jepsen: lww control, 5 nodes, 30 s, partition (must lose writes)"
 run_expect 1 control --nodes 5 --workload control --nemesis partition --time-limit 30 \
@@ -56,5 +58,9 @@ fi
 
 echo "== riftkv-jepsen: planted bug is found; a SIGKILLed run is cleaned up by the next"
 cargo test --quiet -p riftkv-jepsen --test planted_bug --test cleanup -- --ignored --test-threads 1
+
+echo "== riftkv-jepsen: a nemesis that needs a fault-injection build is refused without one"
+cargo test --quiet -p riftkv-jepsen --test disk_nemeses -- --ignored --exact \
+    named_fault_build_nemesis_needs_a_fault_build
 
 echo "== riftkv-jepsen: all partition tests passed"

@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod buckets;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod multipart;
 pub mod objects;
 pub mod openapi;
@@ -38,7 +40,7 @@ pub type AppState = Arc<Node>;
 
 /// The whole API of one node.
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/v1/kv/{bucket}/{key}",
             get(objects::get_object)
@@ -60,7 +62,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/health", get(admin::health))
         .route("/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
-        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/openapi.json", get(openapi::serve));
+    // Test-only: absent (404) unless built with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
+    let routes = routes.route("/v1/admin/fault/corrupt", post(fault::corrupt));
+    routes
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(no_route)
         // Bodies are read and bounded by the handlers themselves, so an oversized value gets

@@ -980,3 +980,76 @@ async fn bucket_n_above_the_cluster_replication_is_refused() {
     .await;
     assert_eq!(v["n"], 1);
 }
+
+/// The corrupt hook is test-only: a default (release) build must not route it.
+#[cfg(not(feature = "fault-injection"))]
+#[tokio::test]
+async fn default_build_has_no_fault_routes() {
+    let api = start().await;
+    for method in [reqwest::Method::POST, reqwest::Method::GET] {
+        let r = api
+            .http
+            .request(
+                method,
+                api.url("/v1/admin/fault/corrupt?bucket=b&fraction=1"),
+            )
+            .send()
+            .await
+            .unwrap();
+        error_of(r, 404, "not_found").await;
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn corrupt_route_damages_stored_records() {
+    let api = start().await;
+    for k in ["k1", "k2", "k3", "k4"] {
+        let r = api
+            .http
+            .put(api.url(&format!("/v1/kv/b/{k}")))
+            .body("v")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let corrupt = |q: &str| {
+        api.http
+            .post(api.url(&format!("/v1/admin/fault/corrupt?{q}")))
+    };
+    // fraction=0 is the harness's probe: it damages nothing.
+    let v = json_of(corrupt("bucket=b&fraction=0").send().await.unwrap()).await;
+    assert_eq!(
+        (v["matched"].as_u64(), v["damaged"].as_u64()),
+        (Some(4), Some(0))
+    );
+    assert_eq!(v["node_id"], "n1");
+    let v = json_of(corrupt("bucket=b&fraction=0.5").send().await.unwrap()).await;
+    assert_eq!(
+        (v["matched"].as_u64(), v["damaged"].as_u64()),
+        (Some(4), Some(2))
+    );
+    let v = json_of(corrupt("bucket=b&key=k1").send().await.unwrap()).await;
+    assert!(v["matched"].as_u64() <= Some(1));
+    let ring_size = api.node.state.read().ring_size();
+    let broken = ["k1", "k2", "k3", "k4"]
+        .iter()
+        .filter(|k| {
+            let key = ObjectKey::new(
+                crate::ring::partition_for(b"b", k.as_bytes(), ring_size),
+                "b",
+                **k,
+            );
+            matches!(
+                api.node.storage.get_object(&key),
+                Err(crate::storage::StorageError::Corrupt { .. })
+            )
+        })
+        .count();
+    assert_eq!(broken as u64, 2 + v["damaged"].as_u64().unwrap());
+    let r = corrupt("fraction=1").send().await.unwrap();
+    error_of(r, 400, "bad_request").await;
+    let r = corrupt("bucket=b&fraction=3").send().await.unwrap();
+    error_of(r, 400, "bad_request").await;
+}

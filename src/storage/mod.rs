@@ -11,6 +11,8 @@
 //! binary and applied in order at open (see [`migrate`]).
 
 pub mod backend;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod damage;
 pub mod keys;
 pub mod memory;
 pub mod migrate;
@@ -236,4 +238,19 @@ pub trait Storage: Send + Sync + 'static {
     fn corrupt_records(&self) -> u64;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StorageError>;
+    /// Test only (riftkv-jepsen's `corrupt` nemesis): damages `fraction` of the intact object
+    /// records of `bucket` (of `key` only, when given) so their checksum fails; see
+    /// [`damage`].
+    #[cfg(any(test, feature = "fault-injection"))]
+    fn damage_objects_for_test(
+        &self,
+        bucket: &[u8],
+        key: Option<&[u8]>,
+        fraction: f64,
+    ) -> Result<damage::Damage, StorageError> {
+        let _ = (bucket, key, fraction);
+        Err(StorageError::Invalid(
+            "this storage cannot damage its records".into(),
+        ))
+    }
 }

@@ -12,9 +12,16 @@ use std::path::Path;
 /// Shared block cache for all column families.
 const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
+/// WAL buffer of the power-loss mode: big enough that no test run fills it, so an unsynced
+/// write reaches the OS only with a later synced write, a memtable flush or a clean stop.
+const POWERLOSS_WAL_BUFFER_BYTES: u64 = 64 << 20;
+
 /// A RocksDB database holding the four column families.
 pub struct RocksBackend {
     db: DB,
+    /// The WAL is written to its file only by a synced write or [`Backend::flush`] (the
+    /// test-only power-loss mode, see [`crate::fault::powerloss_mode`]).
+    manual_wal_flush: bool,
 }
 
 impl std::fmt::Debug for RocksBackend {
@@ -29,7 +36,7 @@ fn io(context: &str, e: rocksdb::Error) -> StorageError {
     StorageError::Io(format!("{context}: {e}"))
 }
 
-fn db_options() -> Options {
+fn db_options(powerloss: bool) -> Options {
     let mut o = Options::default();
     o.create_if_missing(true);
     o.create_missing_column_families(true);
@@ -37,6 +44,14 @@ fn db_options() -> Options {
     o.increase_parallelism(cores.clamp(2, 16) as i32);
     o.set_max_background_jobs(cores.clamp(2, 8) as i32);
     o.set_keep_log_file_num(5);
+    if powerloss {
+        // Unsynced writes stay in this process (WAL buffer and memtable) instead of the OS
+        // page cache, so SIGKILL drops them as a power cut drops the page cache. A synced
+        // write still flushes the buffer and fsyncs (RocksDB flushes before it syncs), which
+        // makes it and everything before it durable, as on a real disk.
+        o.set_manual_wal_flush(true);
+        o.set_writable_file_max_buffer_size(POWERLOSS_WAL_BUFFER_BYTES);
+    }
     o
 }
 
@@ -61,7 +76,13 @@ impl RocksBackend {
         std::fs::create_dir_all(dir).map_err(|e| {
             StorageError::Io(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
-        let opts = db_options();
+        let manual_wal_flush = crate::fault::powerloss_mode();
+        if manual_wal_flush {
+            tracing::warn!(
+                "fault injection: power-loss storage mode, unsynced writes die with the process"
+            );
+        }
+        let opts = db_options(manual_wal_flush);
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let mut descriptors: Vec<ColumnFamilyDescriptor> = Cf::ALL
             .iter()
@@ -78,7 +99,10 @@ impl RocksBackend {
         }
         let db = DB::open_cf_descriptors(&opts, dir, descriptors)
             .map_err(|e| io(&format!("cannot open RocksDB in {}", dir.display()), e))?;
-        Ok(RocksBackend { db })
+        Ok(RocksBackend {
+            db,
+            manual_wal_flush,
+        })
     }
 
     fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StorageError> {
@@ -144,6 +168,10 @@ impl Backend for RocksBackend {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
+        // WAL first: with a manually flushed WAL its buffer holds writes no file has seen yet.
+        self.db
+            .flush_wal(true)
+            .map_err(|e| io("RocksDB WAL flush", e))?;
         for cf in Cf::ALL {
             self.db
                 .flush_cf(self.cf(cf)?)
@@ -152,6 +180,17 @@ impl Backend for RocksBackend {
         self.db
             .flush_wal(true)
             .map_err(|e| io("RocksDB WAL flush", e))
+    }
+}
+
+impl Drop for RocksBackend {
+    /// An orderly close keeps every write even in the power-loss mode; only a kill loses them.
+    fn drop(&mut self) {
+        if self.manual_wal_flush
+            && let Err(e) = self.db.flush_wal(true)
+        {
+            tracing::error!(error = %e, "flushing the WAL at close failed");
+        }
     }
 }
 
@@ -172,5 +211,84 @@ impl RecordStore<RocksBackend> {
         let store = RecordStore::from_backend(RocksBackend::open(dir)?);
         let applied = migrate::run(store.backend(), migrations)?;
         Ok((store, applied))
+    }
+}
+
+/// The power-loss mode, proven on a real process: a child test process writes and then dies by
+/// SIGKILL, and the parent reopens what it left on disk.
+#[cfg(all(test, feature = "fault-injection"))]
+mod powerloss_tests {
+    use super::*;
+    use crate::storage::{RocksStorage, Storage, WriteBatch};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+
+    /// Set for the child: its data dir.
+    const CHILD_DIR: &str = "RIFTKV_TEST_POWERLOSS_CHILD_DIR";
+    /// Set for the child: close the store before dying.
+    const CHILD_CLOSES: &str = "RIFTKV_TEST_POWERLOSS_CHILD_CLOSES";
+    const CHILD_TEST: &str = "storage::rocks::powerloss_tests::child_writes_then_is_killed";
+
+    fn put(s: &RocksStorage, name: &str, sync: bool) {
+        let mut b = WriteBatch::new();
+        b.put_meta(name, b"x".to_vec());
+        s.write(b, sync).unwrap();
+    }
+
+    /// Only does something when started by the tests below.
+    #[test]
+    fn child_writes_then_is_killed() {
+        let Ok(dir) = std::env::var(CHILD_DIR) else {
+            return;
+        };
+        let s = RocksStorage::open(Path::new(&dir)).unwrap();
+        put(&s, "before-sync", false);
+        put(&s, "synced", true);
+        put(&s, "after-sync", false);
+        if std::env::var_os(CHILD_CLOSES).is_some() {
+            drop(s);
+        }
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Runs the child on a fresh data dir; returns which of its writes survived.
+    fn survivors(powerloss: bool, closes: bool) -> Vec<&'static str> {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", CHILD_TEST, "--test-threads", "1", "--nocapture"])
+            .env(CHILD_DIR, tmp.path())
+            .env_remove(crate::fault::POWERLOSS_ENV)
+            .env_remove(CHILD_CLOSES);
+        if powerloss {
+            cmd.env(crate::fault::POWERLOSS_ENV, "1");
+        }
+        if closes {
+            cmd.env(CHILD_CLOSES, "1");
+        }
+        let status = cmd.status().unwrap();
+        assert_eq!(status.signal(), Some(9), "the child must die by SIGKILL");
+        let s = RocksStorage::open(tmp.path()).unwrap();
+        ["before-sync", "synced", "after-sync"]
+            .into_iter()
+            .filter(|n| s.get_meta(n).unwrap().is_some())
+            .collect()
+    }
+
+    #[test]
+    fn sigkill_loses_exactly_the_writes_after_the_last_sync() {
+        if std::env::var_os(CHILD_DIR).is_some() {
+            return;
+        }
+        assert_eq!(survivors(true, false), ["before-sync", "synced"]);
+    }
+
+    #[test]
+    fn without_the_mode_or_after_a_close_nothing_is_lost() {
+        if std::env::var_os(CHILD_DIR).is_some() {
+            return;
+        }
+        let all = ["before-sync", "synced", "after-sync"];
+        assert_eq!(survivors(false, false), all);
+        assert_eq!(survivors(true, true), all);
     }
 }

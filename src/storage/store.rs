@@ -346,4 +346,14 @@ impl<B: Backend> Storage for RecordStore<B> {
     fn flush(&self) -> Result<(), StorageError> {
         self.backend.flush()
     }
+
+    #[cfg(any(test, feature = "fault-injection"))]
+    fn damage_objects_for_test(
+        &self,
+        bucket: &[u8],
+        key: Option<&[u8]>,
+        fraction: f64,
+    ) -> Result<super::damage::Damage, StorageError> {
+        self.damage_objects(bucket, key, fraction, &mut rand::thread_rng())
+    }
 }

@@ -52,8 +52,23 @@ pub enum ClusterError {
         status: String,
         tail: String,
     },
+    #[error("cannot wipe the data dir of {node} ({path}): {source}")]
+    Wipe {
+        node: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{node} refused the corrupt request: {reason}")]
+    Corrupt { node: String, reason: String },
     #[error("interrupted")]
     Interrupted,
+}
+
+/// What a node answered to a corrupt request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Damage {
+    pub matched: u64,
+    pub damaged: u64,
 }
 
 /// How the nodes are run.
@@ -71,7 +86,15 @@ pub struct NodeOptions {
     pub faketime: bool,
     /// Test-only planted bug: fraction of writes each node drops (RIFTKV_FAULT_DROP_WRITES).
     pub drop_writes: Option<f64>,
+    /// Run nodes in the power-loss storage mode (RIFTKV_FAULT_POWERLOSS=1; a fault-injection
+    /// build honours it, any other ignores it).
+    pub powerloss: bool,
 }
+
+/// Environment switch of riftkv's power-loss storage mode.
+pub const POWERLOSS_ENV: &str = "RIFTKV_FAULT_POWERLOSS";
+/// The test-only route behind the corrupt nemesis (a fault-injection build only).
+pub const CORRUPT_PATH: &str = "/v1/admin/fault/corrupt";
 
 /// What a node is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,8 +136,22 @@ pub fn node_id(i: usize) -> String {
     format!("n{i}")
 }
 
-/// The `riftkv server` arguments of node `i`.
-pub fn server_args(i: usize, nodes: usize, opts: &NodeOptions, restart: bool) -> Vec<String> {
+/// The seeds of node `i` (1-based indexes). At first start n1 founds and the others join
+/// through it. Any later start (after a kill, a wipe, a power loss) lists every other node,
+/// the ones running now first: a node whose data dir was wiped has no ring of its own and
+/// can come back only through a live member.
+pub fn seed_order(i: usize, nodes: usize, running: &[usize], restart: bool) -> Vec<usize> {
+    if !restart {
+        return if i == 1 { Vec::new() } else { vec![1] };
+    }
+    let others = (1..=nodes).filter(|&j| j != i);
+    let (mut live, down): (Vec<usize>, Vec<usize>) = others.partition(|j| running.contains(j));
+    live.extend(down);
+    live
+}
+
+/// The `riftkv server` arguments of node `i`, joining through `seeds` (node indexes).
+pub fn server_args(i: usize, opts: &NodeOptions, seeds: &[usize]) -> Vec<String> {
     let ip = node_ip(i);
     let mut a = vec![
         "server".to_string(),
@@ -139,21 +176,15 @@ pub fn server_args(i: usize, nodes: usize, opts: &NodeOptions, restart: bool) ->
         a.push("--aae-interval-ms".into());
         a.push(opts.aae_interval_ms.to_string());
     }
-    // Fresh: n1 founds and the others join through it. Restart: every other node is a seed,
-    // so whichever is up lets this one back in.
-    let seeds: Vec<String> = if restart {
-        (1..=nodes)
-            .filter(|&j| j != i)
-            .map(|j| format!("{}:{PEER_PORT}", node_ip(j)))
-            .collect()
-    } else if i == 1 {
-        Vec::new()
-    } else {
-        vec![format!("{}:{PEER_PORT}", node_ip(1))]
-    };
     if !seeds.is_empty() {
         a.push("--seeds".into());
-        a.push(seeds.join(","));
+        a.push(
+            seeds
+                .iter()
+                .map(|&j| format!("{}:{PEER_PORT}", node_ip(j)))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     a
 }
@@ -214,12 +245,19 @@ impl Cluster {
     pub fn start(&mut self, i: usize) -> Result<(), ClusterError> {
         let count = self.nodes.len();
         let opts = self.opts.clone();
+        let running: Vec<usize> = self
+            .nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Running)
+            .map(|n| n.index)
+            .collect();
         let Some(n) = self.node_mut(i) else {
             return Ok(());
         };
         if n.state != NodeState::Killed {
             return Ok(());
         }
+        let seeds = seed_order(i, count, &running, n.started);
         let log = open_log(n)?;
         let ns_path = format!("/run/netns/{}", ns_name(i));
         let ns = File::open(&ns_path).map_err(|source| ClusterError::Spawn {
@@ -227,7 +265,7 @@ impl Cluster {
             source,
         })?;
         let mut cmd = Command::new(&opts.riftkv_bin);
-        cmd.args(server_args(i, count, &opts, n.started))
+        cmd.args(server_args(i, &opts, &seeds))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|source| ClusterError::Spawn {
                 node: n.id.clone(),
@@ -243,6 +281,9 @@ impl Cluster {
             .env("RIFTKV_CLUSTER_SECRET", CLUSTER_SECRET);
         if let Some(f) = opts.drop_writes {
             cmd.env("RIFTKV_FAULT_DROP_WRITES", f.to_string());
+        }
+        if opts.powerloss {
+            cmd.env(POWERLOSS_ENV, "1");
         }
         if opts.faketime {
             cmd.env("LD_PRELOAD", FAKETIME_LIB)
@@ -292,6 +333,64 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
             n.state = NodeState::Killed;
+        }
+    }
+
+    /// SIGKILL, then delete the node's whole data dir (its log lives outside it): the disk
+    /// was lost. The next start finds an empty dir and rejoins through the live members.
+    pub fn wipe(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.kill(i);
+        let Some(n) = self.node_mut(i) else {
+            return Ok(());
+        };
+        match std::fs::remove_dir_all(&n.data_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ClusterError::Wipe {
+                node: n.id.clone(),
+                path: n.data_dir.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Asks node `i` to damage `fraction` of its stored records of `bucket` (the test-only
+    /// route of a fault-injection build).
+    pub fn corrupt(&self, i: usize, bucket: &str, fraction: f64) -> Result<Damage, ClusterError> {
+        let fail = |reason: String| ClusterError::Corrupt {
+            node: node_id(i),
+            reason,
+        };
+        let fraction = fraction.to_string();
+        let r = self
+            .http
+            .post(format!("{}{CORRUPT_PATH}", api_url(i)))
+            .query(&[("bucket", bucket), ("fraction", fraction.as_str())])
+            .timeout(Duration::from_secs(30))
+            .send()
+            .map_err(|e| fail(e.to_string()))?;
+        let status = r.status();
+        if !status.is_success() {
+            let body = r.text().unwrap_or_default();
+            return Err(fail(format!("{status}: {}", body.trim())));
+        }
+        r.json::<Damage>()
+            .map_err(|e| fail(format!("unreadable answer: {e}")))
+    }
+
+    /// Whether node `i` runs a fault-injection build: it has the corrupt route, probed with a
+    /// request that damages nothing. `None` when the answer says neither.
+    pub fn is_fault_build(&self, i: usize, bucket: &str) -> Option<bool> {
+        let r = self
+            .http
+            .post(format!("{}{CORRUPT_PATH}", api_url(i)))
+            .query(&[("bucket", bucket), ("fraction", "0")])
+            .send()
+            .ok()?;
+        match r.status().as_u16() {
+            200 => Some(true),
+            404 => Some(false),
+            _ => None,
         }
     }
 
@@ -548,28 +647,42 @@ mod tests {
             aae_interval_ms: 0,
             faketime: false,
             drop_writes: None,
+            powerloss: false,
         }
     }
 
     #[test]
     fn founder_has_no_seeds_and_restarts_seed_through_everyone() {
-        let a = server_args(1, 3, &opts(), false);
+        assert!(seed_order(1, 3, &[], false).is_empty());
+        assert_eq!(seed_order(3, 3, &[1, 2], false), vec![1]);
+        let a = server_args(1, &opts(), &[]);
         assert!(!a.contains(&"--seeds".to_string()));
         assert!(a.contains(&"10.77.0.1:8700".to_string()));
         assert!(a.contains(&"/tmp/rkvj-data/n1".to_string()));
-        let b = server_args(2, 3, &opts(), false);
+        let b = server_args(2, &opts(), &seed_order(2, 3, &[1], false));
         assert_eq!(b.last().unwrap(), "10.77.0.1:8800");
-        let c = server_args(2, 3, &opts(), true);
+        let c = server_args(2, &opts(), &seed_order(2, 3, &[1, 3], true));
         assert_eq!(c.last().unwrap(), "10.77.0.1:8800,10.77.0.3:8800");
         assert!(!c.contains(&"--aae-interval-ms".to_string()));
         let o = NodeOptions {
             aae_interval_ms: 500,
             ..opts()
         };
-        let d = server_args(3, 3, &o, false);
+        let d = server_args(3, &o, &[1]);
         let at = d.iter().position(|x| x == "--aae-interval-ms").unwrap();
         assert_eq!(d[at + 1], "500");
         assert_eq!(api_url(4), "http://10.77.0.4:8700");
+    }
+
+    #[test]
+    fn a_restarted_node_seeds_through_live_members_first_never_itself() {
+        // n1 (the founder) was wiped while n3 is down: n2, n4, n5 come first, n3 last.
+        assert_eq!(seed_order(1, 5, &[2, 4, 5], true), vec![2, 4, 5, 3]);
+        assert_eq!(seed_order(4, 5, &[1, 2, 3, 5], true), vec![1, 2, 3, 5]);
+        for i in 1..=5 {
+            assert!(!seed_order(i, 5, &[1, 2, 3, 4, 5], true).contains(&i));
+            assert_eq!(seed_order(i, 5, &[], true).len(), 4);
+        }
     }
 
     #[test]

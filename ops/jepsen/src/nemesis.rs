@@ -16,14 +16,24 @@ pub enum NemesisKind {
     Kill,
     Pause,
     Clock,
+    /// SIGKILL, delete the data dir, restart empty under the same node id.
+    Wipe,
+    /// Damage stored records so their checksum fails (needs a fault-injection build).
+    Corrupt,
+    /// SIGKILL of nodes whose unsynced writes live only in the process (needs a
+    /// fault-injection build).
+    Powerloss,
 }
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 4] = [
+    pub const ALL: [NemesisKind; 7] = [
         NemesisKind::Partition,
         NemesisKind::Kill,
         NemesisKind::Pause,
         NemesisKind::Clock,
+        NemesisKind::Wipe,
+        NemesisKind::Corrupt,
+        NemesisKind::Powerloss,
     ];
 
     pub fn name(self) -> &'static str {
@@ -32,20 +42,95 @@ impl NemesisKind {
             NemesisKind::Kill => "kill",
             NemesisKind::Pause => "pause",
             NemesisKind::Clock => "clock",
+            NemesisKind::Wipe => "wipe",
+            NemesisKind::Corrupt => "corrupt",
+            NemesisKind::Powerloss => "powerloss",
         }
+    }
+
+    /// Whether `riftkv` must be built with `--features fault-injection` for this nemesis.
+    pub fn needs_fault_build(self) -> bool {
+        matches!(self, NemesisKind::Corrupt | NemesisKind::Powerloss)
     }
 }
 
 /// A nemesis list that could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NemesisParseError {
-    #[error("unknown nemesis '{0}' (choose from partition, kill, pause, clock, all, none)")]
+    #[error(
+        "unknown nemesis '{0}' (choose from partition, kill, pause, clock, wipe, corrupt, \
+         powerloss, all, none)"
+    )]
     Unknown(String),
 }
 
+/// The nemeses asked for on the command line, before the binary is known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Everything asked for, `all` expanded.
+    pub kinds: Vec<NemesisKind>,
+    /// Those named one by one (not only through `all`): they are required.
+    pub named: BTreeSet<NemesisKind>,
+}
+
+/// Nemeses that were named but need a fault-injection build the binary is not.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NeedsFaultBuild(pub Vec<NemesisKind>);
+
+impl std::fmt::Display for NeedsFaultBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|k| k.name()).collect();
+        let (noun, verb) = if names.len() == 1 {
+            ("nemesis", "needs")
+        } else {
+            ("nemeses", "need")
+        };
+        write!(
+            f,
+            "the {noun} {} {verb} a riftkv built with `--features fault-injection` (give it \
+             with --riftkv-bin); this one is not",
+            names.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for NeedsFaultBuild {}
+
+impl Selection {
+    /// Whether any selected nemesis depends on a fault-injection build.
+    pub fn wants_fault_build(&self) -> bool {
+        self.kinds.iter().any(|k| k.needs_fault_build())
+    }
+
+    /// The nemeses to run once it is known whether the binary is a fault-injection build:
+    /// without one, `all` quietly means the nemeses it supports, but a named one is an error.
+    /// The second value lists what `all` left out.
+    pub fn resolve(
+        &self,
+        fault_build: bool,
+    ) -> Result<(Vec<NemesisKind>, Vec<NemesisKind>), NeedsFaultBuild> {
+        if fault_build {
+            return Ok((self.kinds.clone(), Vec::new()));
+        }
+        let missing: Vec<NemesisKind> = self
+            .named
+            .iter()
+            .copied()
+            .filter(|k| k.needs_fault_build())
+            .collect();
+        if !missing.is_empty() {
+            return Err(NeedsFaultBuild(missing));
+        }
+        let (left_out, kinds): (Vec<NemesisKind>, Vec<NemesisKind>) =
+            self.kinds.iter().partition(|k| k.needs_fault_build());
+        Ok((kinds, left_out))
+    }
+}
+
 /// Parses `partition,kill,...` (also `all`, and `none` or an empty list for no faults).
-pub fn parse_kinds(s: &str) -> Result<Vec<NemesisKind>, NemesisParseError> {
+pub fn parse_kinds(s: &str) -> Result<Selection, NemesisParseError> {
     let mut out = BTreeSet::new();
+    let mut named = BTreeSet::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
             "all" => out.extend(NemesisKind::ALL),
@@ -56,10 +141,14 @@ pub fn parse_kinds(s: &str) -> Result<Vec<NemesisKind>, NemesisParseError> {
                     .find(|k| k.name() == other)
                     .ok_or_else(|| NemesisParseError::Unknown(other.to_string()))?;
                 out.insert(k);
+                named.insert(k);
             }
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(Selection {
+        kinds: out.into_iter().collect(),
+        named,
+    })
 }
 
 /// The shape of a network partition.
@@ -198,6 +287,14 @@ pub enum Fault {
     Pause { nodes: Vec<usize> },
     /// Restart under a wall-clock offset in seconds, healed by a restart at offset zero.
     Clock { offsets: Vec<(usize, i64)> },
+    /// SIGKILL and delete the data dir; healed by a restart with an empty one.
+    Wipe { nodes: Vec<usize> },
+    /// Damage `fraction` of each node's stored records of the workload's bucket; nothing to
+    /// heal (repair is the database's job), the hold is an observation window.
+    Corrupt { nodes: Vec<usize>, fraction: f64 },
+    /// SIGKILL of nodes in the power-loss storage mode (their unsynced writes die with them);
+    /// healed by a restart.
+    Powerloss { nodes: Vec<usize> },
 }
 
 impl Fault {
@@ -207,6 +304,9 @@ impl Fault {
             Fault::Kill { .. } => NemesisKind::Kill,
             Fault::Pause { .. } => NemesisKind::Pause,
             Fault::Clock { .. } => NemesisKind::Clock,
+            Fault::Wipe { .. } => NemesisKind::Wipe,
+            Fault::Corrupt { .. } => NemesisKind::Corrupt,
+            Fault::Powerloss { .. } => NemesisKind::Powerloss,
         }
     }
 
@@ -237,6 +337,15 @@ impl Fault {
                     .collect();
                 format!("clock {}", o.join(", "))
             }
+            Fault::Wipe { nodes } => format!("wipe {}", names(nodes)),
+            Fault::Corrupt { nodes, fraction } => {
+                format!(
+                    "corrupt {} ({:.0}% of records)",
+                    names(nodes),
+                    fraction * 100.0
+                )
+            }
+            Fault::Powerloss { nodes } => format!("powerloss {}", names(nodes)),
         }
     }
 
@@ -284,6 +393,14 @@ fn minority(rng: &mut impl Rng, nodes: &[usize]) -> Vec<usize> {
     v
 }
 
+/// One random node.
+fn one(rng: &mut impl Rng, nodes: &[usize]) -> Vec<usize> {
+    nodes.choose(rng).map(|&n| vec![n]).unwrap_or_default()
+}
+
+/// Smallest share of records a corrupt fault damages.
+pub const MIN_CORRUPT_FRACTION: f64 = 0.1;
+
 /// Largest clock bump, in seconds.
 pub const MAX_CLOCK_OFFSET_SECS: i64 = 180;
 
@@ -318,6 +435,23 @@ pub fn draw_fault(kind: NemesisKind, nodes: &[usize], rng: &mut impl Rng) -> Fau
                 .collect();
             Fault::Clock { offsets }
         }
+        // One node at a time: wiping two replicas of a key before either is repaired would
+        // destroy data no database could keep, which is not what this nemesis looks for.
+        NemesisKind::Wipe => Fault::Wipe {
+            nodes: one(rng, nodes),
+        },
+        NemesisKind::Corrupt => {
+            // A minority: every key keeps at least one intact replica.
+            let nodes = minority(rng, nodes);
+            let steps = rng.gen_range((MIN_CORRUPT_FRACTION * 20.0) as u32..=20);
+            Fault::Corrupt {
+                nodes,
+                fraction: f64::from(steps) / 20.0,
+            }
+        }
+        NemesisKind::Powerloss => Fault::Powerloss {
+            nodes: minority(rng, nodes),
+        },
     }
 }
 
@@ -379,16 +513,103 @@ mod tests {
     #[test]
     fn kinds_parse() {
         assert_eq!(
-            parse_kinds("partition, kill").unwrap(),
+            parse_kinds("partition, kill").unwrap().kinds,
             vec![NemesisKind::Partition, NemesisKind::Kill]
         );
-        assert_eq!(parse_kinds("all").unwrap(), NemesisKind::ALL.to_vec());
-        assert!(parse_kinds("none").unwrap().is_empty());
-        assert!(parse_kinds("").unwrap().is_empty());
+        assert_eq!(parse_kinds("all").unwrap().kinds, NemesisKind::ALL.to_vec());
+        assert!(parse_kinds("all").unwrap().named.is_empty());
+        assert!(parse_kinds("none").unwrap().kinds.is_empty());
+        assert!(parse_kinds("").unwrap().kinds.is_empty());
         assert_eq!(
             parse_kinds("partition,flood"),
             Err(NemesisParseError::Unknown("flood".into()))
         );
+        let s = parse_kinds("wipe,corrupt,powerloss,partition,kill").unwrap();
+        assert_eq!(
+            s.kinds,
+            vec![
+                NemesisKind::Partition,
+                NemesisKind::Kill,
+                NemesisKind::Wipe,
+                NemesisKind::Corrupt,
+                NemesisKind::Powerloss
+            ]
+        );
+        assert_eq!(s.named.len(), 5);
+        let names: Vec<&str> = NemesisKind::ALL.iter().map(|k| k.name()).collect();
+        for n in names {
+            assert_eq!(parse_kinds(n).unwrap().kinds.len(), 1, "{n}");
+        }
+    }
+
+    #[test]
+    fn fault_build_nemeses_are_required_when_named_and_dropped_from_all() {
+        use NemesisKind::*;
+        assert!(Corrupt.needs_fault_build() && Powerloss.needs_fault_build());
+        assert!(!Wipe.needs_fault_build() && !Kill.needs_fault_build());
+        // `all` without a fault build: what the binary supports, and what was left out.
+        let all = parse_kinds("all").unwrap();
+        assert!(all.wants_fault_build());
+        let (kinds, left_out) = all.resolve(false).unwrap();
+        assert_eq!(kinds, vec![Partition, Kill, Pause, Clock, Wipe]);
+        assert_eq!(left_out, vec![Corrupt, Powerloss]);
+        assert_eq!(
+            all.resolve(true).unwrap(),
+            (NemesisKind::ALL.to_vec(), vec![])
+        );
+        // Named ones are required: a clear error, not a quiet omission.
+        let named = parse_kinds("all,powerloss").unwrap();
+        let e = named.resolve(false).unwrap_err();
+        assert_eq!(e, NeedsFaultBuild(vec![Powerloss]));
+        assert!(
+            e.to_string()
+                .contains("nemesis powerloss needs a riftkv built with")
+        );
+        assert!(!e.to_string().contains('\n'));
+        let e = parse_kinds("corrupt,wipe,powerloss")
+            .unwrap()
+            .resolve(false);
+        assert_eq!(e, Err(NeedsFaultBuild(vec![Corrupt, Powerloss])));
+        let msg = NeedsFaultBuild(vec![Corrupt, Powerloss]).to_string();
+        assert!(
+            msg.starts_with("the nemeses corrupt, powerloss need a riftkv built"),
+            "{msg}"
+        );
+        // Wipe needs nothing special.
+        let w = parse_kinds("wipe,partition").unwrap();
+        assert!(!w.wants_fault_build());
+        assert_eq!(w.resolve(false).unwrap(), (vec![Partition, Wipe], vec![]));
+    }
+
+    #[test]
+    fn disk_faults_pick_sensible_targets() {
+        for seed in 0..100 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            match draw_fault(NemesisKind::Wipe, &five(), &mut rng) {
+                Fault::Wipe { nodes } => assert!(nodes.len() == 1 && five().contains(&nodes[0])),
+                f => panic!("{f:?}"),
+            }
+            match draw_fault(NemesisKind::Corrupt, &five(), &mut rng) {
+                Fault::Corrupt { nodes, fraction } => {
+                    assert!(!nodes.is_empty() && nodes.len() <= 2);
+                    assert!(
+                        (MIN_CORRUPT_FRACTION..=1.0).contains(&fraction),
+                        "{fraction}"
+                    );
+                }
+                f => panic!("{f:?}"),
+            }
+            match draw_fault(NemesisKind::Powerloss, &five(), &mut rng) {
+                Fault::Powerloss { nodes } => assert!(!nodes.is_empty() && nodes.len() <= 2),
+                f => panic!("{f:?}"),
+            }
+        }
+        let three: Vec<usize> = (1..=3).collect();
+        let mut rng = StdRng::seed_from_u64(5);
+        match draw_fault(NemesisKind::Powerloss, &three, &mut rng) {
+            Fault::Powerloss { nodes } => assert_eq!(nodes.len(), 1),
+            f => panic!("{f:?}"),
+        }
     }
 
     #[test]
@@ -452,7 +673,7 @@ mod tests {
             hold_min: Duration::from_secs(2),
             hold_max: Duration::from_secs(6),
         };
-        let total = Duration::from_secs(120);
+        let total = Duration::from_secs(300);
         let kinds = NemesisKind::ALL.to_vec();
         let a = plan(
             &kinds,
@@ -476,9 +697,13 @@ mod tests {
             assert!(p.hold >= pacing.hold_min && p.hold <= pacing.hold_max);
             end = p.at + p.hold;
             match &p.fault {
-                Fault::Kill { nodes } | Fault::Pause { nodes } => {
+                Fault::Kill { nodes }
+                | Fault::Pause { nodes }
+                | Fault::Powerloss { nodes }
+                | Fault::Corrupt { nodes, .. } => {
                     assert!(!nodes.is_empty() && nodes.len() <= 2)
                 }
+                Fault::Wipe { nodes } => assert_eq!(nodes.len(), 1),
                 Fault::Clock { offsets } => assert!(
                     offsets
                         .iter()
@@ -489,7 +714,7 @@ mod tests {
         }
         assert!(end <= total);
         let seen: BTreeSet<NemesisKind> = a.iter().map(|p| p.fault.kind()).collect();
-        assert_eq!(seen.len(), 4);
+        assert_eq!(seen.len(), NemesisKind::ALL.len());
         assert!(plan(&[], &five(), total, pacing, &mut StdRng::seed_from_u64(1)).is_empty());
     }
 
@@ -524,6 +749,17 @@ mod tests {
             offsets: vec![(1, -30), (3, 120)],
         };
         assert_eq!(f.describe(), "clock n1 -30s, n3 +120s");
+        let f = Fault::Wipe { nodes: vec![3] };
+        assert_eq!(f.describe(), "wipe n3");
+        assert_eq!(f.detail(), "wipe");
+        let f = Fault::Corrupt {
+            nodes: vec![1, 5],
+            fraction: 0.35,
+        };
+        assert_eq!(f.describe(), "corrupt n1 n5 (35% of records)");
+        let f = Fault::Powerloss { nodes: vec![2] };
+        assert_eq!(f.describe(), "powerloss n2");
+        assert_eq!(f.kind(), NemesisKind::Powerloss);
         let g = complete_grudge(&[vec![1], vec![2, 3]]);
         let f = Fault::Partition {
             shape: PartitionShape::Isolate,

@@ -94,13 +94,36 @@ fn load_font() -> bool {
     })
 }
 
+/// Shade of each nemesis in the charts (and the report's legend), in legend order.
+pub const FAULT_COLORS: [(&str, RGBColor); 7] = [
+    ("partition", RGBColor(255, 205, 205)),
+    ("kill", RGBColor(215, 215, 215)),
+    ("pause", RGBColor(200, 220, 255)),
+    ("clock", RGBColor(255, 240, 190)),
+    ("wipe", RGBColor(225, 200, 245)),
+    ("corrupt", RGBColor(190, 235, 235)),
+    ("powerloss", RGBColor(160, 160, 160)),
+];
+
 fn fault_color(kind: &str) -> RGBColor {
-    match kind {
-        "partition" => RGBColor(255, 205, 205),
-        "kill" => RGBColor(215, 215, 215),
-        "pause" => RGBColor(200, 220, 255),
-        _ => RGBColor(255, 240, 190),
-    }
+    FAULT_COLORS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(RGBColor(255, 240, 190), |(_, c)| *c)
+}
+
+/// The chart legend of the report: one swatch per nemesis.
+fn legend() -> String {
+    let spans: String = FAULT_COLORS
+        .iter()
+        .map(|(k, c)| {
+            format!(
+                "<span style=\"background:#{:02x}{:02x}{:02x}\">{k}</span>",
+                c.0, c.1, c.2
+            )
+        })
+        .collect();
+    format!("<p class=\"legend\">Shaded: {spans}</p>")
 }
 
 fn op_color(kind: OpType) -> RGBColor {
@@ -386,7 +409,8 @@ pub fn html(r: &Results, logs: &[String]) -> String {
         }
         s.push_str("</ul>");
     }
-    s.push_str("<h2>Charts</h2><p class=\"legend\">Shaded: <span style=\"background:#ffcdcd\">partition</span><span style=\"background:#d7d7d7\">kill</span><span style=\"background:#c8dcff\">pause</span><span style=\"background:#fff0be\">clock</span></p>");
+    s.push_str("<h2>Charts</h2>");
+    s.push_str(&legend());
     s.push_str("<p><img src=\"latency.png\" width=\"1200\" alt=\"latency\"></p><p><img src=\"rate.png\" width=\"1200\" alt=\"rate\"></p>");
     s.push_str(
         "<h2>Faults</h2><table><tr><th>start (s)</th><th>healed (s)</th><th>fault</th></tr>",
@@ -518,10 +542,24 @@ mod tests {
         assert!(h.contains("50.0% of 4 ops"));
         assert!(h.contains("<th>partition</th><td>1</td><td>halves 1</td>"));
         assert!(h.contains("href=\"logs/n1.log\""));
+        assert!(h.contains("<span style=\"background:#ffcdcd\">partition</span>"));
+        assert!(h.contains("<span style=\"background:#e1c8f5\">wipe</span>"));
         let j: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(j["lost"], 1);
         assert_eq!(j["convergence_seconds"], 1.5);
         assert!(j.get("set").is_none());
+    }
+
+    #[test]
+    fn every_nemesis_has_its_own_shade() {
+        use crate::nemesis::NemesisKind;
+        let names: Vec<&str> = FAULT_COLORS.iter().map(|(k, _)| *k).collect();
+        let kinds: Vec<&str> = NemesisKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, kinds);
+        let shades: std::collections::BTreeSet<(u8, u8, u8)> =
+            FAULT_COLORS.iter().map(|(_, c)| (c.0, c.1, c.2)).collect();
+        assert_eq!(shades.len(), FAULT_COLORS.len());
+        assert_eq!(fault_color("wipe"), RGBColor(225, 200, 245));
     }
 
     #[test]
