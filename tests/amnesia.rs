@@ -140,7 +140,9 @@ fn a_fallback_coordinating_again_after_delivering_its_hint_keeps_both_writes() {
             let i = c.index_of(id);
             c.node(i).kill();
         }
-        wait_unreachable(&c, f, &primaries);
+        for o in &others {
+            wait_unreachable(&c, *o, &primaries);
+        }
         put_ok(&c.url(f), "fb", value, "?w=1");
         for id in &primaries {
             let i = c.index_of(id);

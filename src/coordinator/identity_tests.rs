@@ -268,10 +268,12 @@ async fn fallback_second_outage(old_rule: bool) -> Vec<String> {
         for i in &prim {
             c.kill(*i);
         }
-        let observer = c.node(others[0]);
         let r = c
-            .wait_for(WAIT, "the primaries to look down", |_| {
-                prim.iter().all(|i| !observer.is_reachable(&id_of(*i)))
+            .wait_for(WAIT, "every running node to see the primaries down", |c| {
+                others.iter().all(|o| {
+                    let n = c.node(*o);
+                    prim.iter().all(|i| !n.is_reachable(&id_of(*i)))
+                })
             })
             .await;
         r.unwrap();

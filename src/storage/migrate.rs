@@ -218,7 +218,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 2"
+            "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 1"
         );
     }
 
@@ -401,7 +401,7 @@ mod tests {
             )
             .unwrap();
         // Empty and unversioned: treated as brand new.
-        assert_eq!(run(s.backend(), &embedded().unwrap()).unwrap(), vec![1]);
+        assert_eq!(run(s.backend(), &embedded().unwrap()).unwrap(), vec![1, 2]);
         s.backend()
             .raw_write(
                 vec![RawOp::Delete(Cf::Meta, VERSION_KEY.as_bytes().to_vec())],
