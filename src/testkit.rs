@@ -496,6 +496,16 @@ impl Storage for GatedStorage {
     fn flush(&self) -> Result<(), StorageError> {
         self.gate.run(|| self.inner.flush())
     }
+    #[cfg(any(test, feature = "fault-injection"))]
+    fn damage_objects_for_test(
+        &self,
+        bucket: &[u8],
+        key: Option<&[u8]>,
+        fraction: f64,
+    ) -> Result<crate::storage::damage::Damage, StorageError> {
+        self.gate
+            .run(|| self.inner.damage_objects_for_test(bucket, key, fraction))
+    }
 }
 
 /// A node's network endpoint as one process sees it (see `fence_dead_processes`).

@@ -448,10 +448,9 @@ impl Runner<'_> {
                     end,
                     via: i as u8,
                 };
-                let token = out
-                    .object
-                    .as_ref()
-                    .map(|o| encode_context(&o.context(), &node.context_key));
+                let token = out.object.as_ref().map(|o| {
+                    encode_context(&o.context(), BUCKET, &key_name(key), &node.context_key)
+                });
                 let (idx, bad) = {
                     let mut h = self.rec.h.lock();
                     let bad = model::check_read(&h, &read);
@@ -540,7 +539,7 @@ impl Runner<'_> {
                 };
                 let (a, b) = (usize::from(*a) % N, usize::from(*b) % N);
                 let b = if a == b { (a + 1) % N } else { b };
-                match (self.c.try_node(prims[a]), prims.get(b)) {
+                match (prims.get(a).and_then(|i| self.c.try_node(*i)), prims.get(b)) {
                     (Some(n), Some(peer)) => {
                         if let Ok(rep) = crate::aae::exchange(&n, p, &id_of(*peer)).await {
                             self.activity.aae_keys_repaired += rep.keys_repaired;
@@ -553,7 +552,7 @@ impl Runner<'_> {
                 let key = self.key(*key);
                 match self
                     .placement(key)
-                    .and_then(|(_, prims)| self.c.try_node(prims[0]))
+                    .and_then(|(_, prims)| prims.first().and_then(|i| self.c.try_node(*i)))
                 {
                     Some(n) => {
                         if let Ok(k) = crate::coordinator::reap::reap_once(&n).await {
@@ -670,7 +669,8 @@ impl Runner<'_> {
                     continue;
                 };
                 for (a, b) in [(0, 1), (1, 2), (0, 2)] {
-                    if let (Some(n), Some(peer)) = (self.c.try_node(prims[a]), prims.get(b)) {
+                    let initiator = prims.get(a).and_then(|i| self.c.try_node(*i));
+                    if let (Some(n), Some(peer)) = (initiator, prims.get(b)) {
                         let _ = crate::aae::exchange(&n, p, &id_of(*peer)).await;
                     }
                 }
