@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod ring;
+#[cfg(test)]
+mod sim;
 pub mod storage;
 pub mod testkit;
 pub mod types;

@@ -6,11 +6,17 @@
 
 use crate::membership::admin;
 use crate::metrics::Metrics;
+use crate::net::{NetError, Transport};
 use crate::net::{SimNetwork, SimTransport};
 use crate::node::rpc::RpcHandler;
 use crate::node::{Node, NodeSettings};
-use crate::storage::MemoryStorage;
+use crate::storage::{
+    Entries, HintEntries, HintKey, MemoryStorage, ObjectEntries, ObjectKey, Storage, StorageError,
+    WriteBatch,
+};
+use crate::types::PartitionId;
 use crate::types::{Clock, NodeId, SystemClock};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -26,6 +32,12 @@ pub struct ClusterOptions {
     pub cluster_name: String,
     pub settings: Option<SettingsHook>,
     pub duties: Option<DutiesHook>,
+    /// Each start of a node reaches its storage and the network through a gate that closes
+    /// when the node is killed, so work still in flight in the dead process (a coordinator, a
+    /// request handler) can neither write nor send afterwards, as with a real process.
+    /// Without it such work goes on against the storage the node restarts over, which a
+    /// power cut has rolled back meanwhile.
+    pub fence_dead_processes: bool,
 }
 
 impl Default for ClusterOptions {
@@ -34,6 +46,7 @@ impl Default for ClusterOptions {
             cluster_name: "test".to_string(),
             settings: None,
             duties: None,
+            fence_dead_processes: false,
         }
     }
 }
@@ -45,6 +58,8 @@ struct Slot {
     transport: Arc<SimTransport>,
     node: Option<Arc<Node>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The gate of the running process (with `fence_dead_processes`).
+    gate: Option<Arc<Gate>>,
 }
 
 /// A running in-process cluster.
@@ -125,6 +140,7 @@ impl TestCluster {
             transport,
             node: None,
             tasks: Vec::new(),
+            gate: None,
         });
         self.boot(i);
         i
@@ -133,12 +149,29 @@ impl TestCluster {
     fn boot(&mut self, i: usize) {
         let duties = self.options.duties.clone();
         let net = self.net.clone();
+        let fence = self.options.fence_dead_processes;
         let slot = &mut self.slots[i - 1];
         let clock = slot.clock.clone();
+        let (storage, transport): (Arc<dyn Storage>, Arc<dyn Transport>) = if fence {
+            let gate = Arc::new(Gate::default());
+            slot.gate = Some(gate.clone());
+            (
+                Arc::new(GatedStorage {
+                    inner: slot.storage.clone(),
+                    gate: gate.clone(),
+                }),
+                Arc::new(GatedTransport {
+                    inner: slot.transport.clone(),
+                    gate,
+                }),
+            )
+        } else {
+            (slot.storage.clone(), slot.transport.clone())
+        };
         let node = match Node::new(
             slot.settings.clone(),
-            slot.storage.clone(),
-            slot.transport.clone(),
+            storage,
+            transport,
             clock,
             Metrics::new(),
         ) {
@@ -212,6 +245,9 @@ impl TestCluster {
         let addr = self.slot(i).settings.peer_addr.clone();
         self.net.kill(&addr);
         let slot = &mut self.slots[i - 1];
+        if let Some(gate) = slot.gate.take() {
+            gate.close();
+        }
         if let Some(node) = slot.node.take() {
             node.stop();
         }
@@ -370,6 +406,128 @@ impl Drop for TestCluster {
     }
 }
 
+/// Whether one start of a node is still alive. Storage calls hold it shared for their whole
+/// duration, so closing it waits for them: nothing the dead process started lands after.
+#[derive(Default)]
+struct Gate {
+    closed: parking_lot::RwLock<bool>,
+}
+
+impl Gate {
+    fn close(&self) {
+        *self.closed.write() = true;
+    }
+
+    /// Runs `f` while the process is alive; a dead process gets an I/O error.
+    fn run<T>(&self, f: impl FnOnce() -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let closed = self.closed.read();
+        if *closed {
+            return Err(StorageError::Io("the process was killed".into()));
+        }
+        f()
+    }
+}
+
+/// A node's storage as one process sees it (see `fence_dead_processes`).
+struct GatedStorage {
+    inner: Arc<MemoryStorage>,
+    gate: Arc<Gate>,
+}
+
+impl Storage for GatedStorage {
+    fn get_object(&self, k: &ObjectKey) -> Result<Option<Vec<u8>>, StorageError> {
+        self.gate.run(|| self.inner.get_object(k))
+    }
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        self.gate.run(|| self.inner.write(batch, sync))
+    }
+    fn scan_partition(
+        &self,
+        partition: PartitionId,
+        after: Option<(&[u8], &[u8])>,
+        limit: usize,
+    ) -> Result<ObjectEntries, StorageError> {
+        self.gate
+            .run(|| self.inner.scan_partition(partition, after, limit))
+    }
+    fn list_bucket(
+        &self,
+        partition: PartitionId,
+        bucket: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StorageError> {
+        self.gate
+            .run(|| self.inner.list_bucket(partition, bucket, after, limit))
+    }
+    fn count_partition(&self, partition: PartitionId) -> Result<u64, StorageError> {
+        self.gate.run(|| self.inner.count_partition(partition))
+    }
+    fn get_hint(&self, k: &HintKey) -> Result<Option<Vec<u8>>, StorageError> {
+        self.gate.run(|| self.inner.get_hint(k))
+    }
+    fn scan_hints(
+        &self,
+        target: &NodeId,
+        after: Option<&HintKey>,
+        limit: usize,
+    ) -> Result<HintEntries, StorageError> {
+        self.gate
+            .run(|| self.inner.scan_hints(target, after, limit))
+    }
+    fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError> {
+        self.gate.run(|| self.inner.hint_counts())
+    }
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.gate.run(|| self.inner.get_meta(name))
+    }
+    fn get_aae(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.gate.run(|| self.inner.get_aae(k))
+    }
+    fn scan_aae_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StorageError> {
+        self.gate.run(|| self.inner.scan_aae_prefix(prefix, limit))
+    }
+    fn approximate_bytes(&self) -> u64 {
+        self.inner.approximate_bytes()
+    }
+    fn corrupt_records(&self) -> u64 {
+        self.inner.corrupt_records()
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        self.gate.run(|| self.inner.flush())
+    }
+    #[cfg(any(test, feature = "fault-injection"))]
+    fn damage_objects_for_test(
+        &self,
+        bucket: &[u8],
+        key: Option<&[u8]>,
+        fraction: f64,
+    ) -> Result<crate::storage::damage::Damage, StorageError> {
+        self.gate
+            .run(|| self.inner.damage_objects_for_test(bucket, key, fraction))
+    }
+}
+
+/// A node's network endpoint as one process sees it (see `fence_dead_processes`).
+struct GatedTransport {
+    inner: Arc<SimTransport>,
+    gate: Arc<Gate>,
+}
+
+#[async_trait::async_trait]
+impl Transport for GatedTransport {
+    async fn call(&self, to: &str, request: Bytes, timeout: Duration) -> Result<Bytes, NetError> {
+        if *self.gate.closed.read() {
+            return Err(NetError::ShuttingDown);
+        }
+        self.inner.call(to, request, timeout).await
+    }
+
+    fn local_addr(&self) -> String {
+        self.inner.local_addr()
+    }
+}
+
 #[cfg(any(test, feature = "fault-injection"))]
 impl TestCluster {
     /// Makes node `i`'s storage remember which writes a power cut would lose.
@@ -397,5 +555,43 @@ impl TestCluster {
         let p = crate::ring::partition_for(bucket, key, node.state.read().ring_size());
         let k = crate::storage::ObjectKey::new(p, bucket.to_vec(), key.to_vec());
         matches!(self.slot(i).storage.damage_object_for_test(&k), Ok(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work left running in a killed node (here: a write through its old handle) must not
+    /// reach the storage its next start uses, or a power cut's rollback could be undone by a
+    /// process that is already dead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_process_can_neither_write_nor_send() {
+        let options = ClusterOptions {
+            fence_dead_processes: true,
+            ..ClusterOptions::default()
+        };
+        let mut c = TestCluster::start_with(2, 1, options);
+        c.wait_settled(Duration::from_secs(30)).await.unwrap();
+        let old = c.node(2);
+        c.kill(2);
+        let mut batch = WriteBatch::default();
+        batch.put_meta("zombie", vec![1]);
+        assert!(old.storage.write(batch, true).is_err());
+        let sent = old
+            .transport
+            .call(
+                &addr_of(1),
+                Bytes::from_static(b"x"),
+                Duration::from_secs(1),
+            )
+            .await;
+        assert!(matches!(sent, Err(NetError::ShuttingDown)));
+        // The next start has its own, open gate.
+        c.restart(2);
+        let mut batch = WriteBatch::default();
+        batch.put_meta("alive", vec![1]);
+        c.node(2).storage.write(batch, true).unwrap();
+        assert_eq!(c.storage(2).get_meta("zombie").unwrap(), None);
     }
 }
