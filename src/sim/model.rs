@@ -23,7 +23,7 @@ use std::fmt;
 /// How a write ended, as far as the client can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Still running (only while the run is in progress).
+    /// Still running (or never answered within the run's bounds): treated as indeterminate.
     Pending,
     Acked,
     /// Refused before anything was stored anywhere (bad request, fail-fast quorum check, the
@@ -322,11 +322,10 @@ pub fn check_with_coverage(h: &History) -> (Vec<Violation>, Coverage) {
             cov.present += 1;
         }
         if !present && w.outcome == Outcome::Acked {
-            let superseded = h.writes.iter().enumerate().any(|(j, x)| {
-                j != i
-                    && matches!(x.outcome, Outcome::Acked | Outcome::Indeterminate)
-                    && possibly[j].contains(&i)
-            });
+            let superseded =
+                h.writes.iter().enumerate().any(|(j, x)| {
+                    j != i && x.outcome != Outcome::Failed && possibly[j].contains(&i)
+                });
             let excused = h
                 .faults
                 .iter()
@@ -496,6 +495,15 @@ mod tests {
         let r2 = b.read(0, &["b"], false);
         b.put(0, "c", r2, Outcome::Indeterminate);
         assert_eq!(kinds(&b.finish(0, &["c"])), vec![]);
+    }
+
+    #[test]
+    fn a_write_that_never_answered_counts_as_indeterminate() {
+        let mut b = B::default();
+        b.put(0, "a", WriteCtx::None, Outcome::Acked);
+        let r = b.read(0, &["a"], false);
+        b.put(0, "b", r, Outcome::Pending);
+        assert_eq!(kinds(&b.finish(0, &["b"])), vec![]);
     }
 
     #[test]
