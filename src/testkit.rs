@@ -551,10 +551,11 @@ impl TestCluster {
 
     /// Damages node `i`'s stored record of `bucket/key` (its checksum fails from now on).
     pub fn damage(&self, i: usize, bucket: &[u8], key: &[u8]) -> bool {
-        let node = self.node(i);
-        let p = crate::ring::partition_for(bucket, key, node.state.read().ring_size());
-        let k = crate::storage::ObjectKey::new(p, bucket.to_vec(), key.to_vec());
-        matches!(self.slot(i).storage.damage_object_for_test(&k), Ok(true))
+        use crate::storage::Storage;
+        self.slot(i)
+            .storage
+            .damage_objects_for_test(bucket, Some(key), 1.0)
+            .is_ok_and(|d| d.damaged > 0)
     }
 }
 

@@ -50,22 +50,6 @@ impl<B: Backend> RecordStore<B> {
         )
     }
 
-    /// Damages the stored record of `k` (flips its last byte, so its checksum fails), as a bad
-    /// sector or a torn write would. Returns false when there is no such record.
-    #[cfg(any(test, feature = "fault-injection"))]
-    pub fn damage_object_for_test(&self, k: &ObjectKey) -> Result<bool, StorageError> {
-        let raw_key = super::keys::encode_object(k)?;
-        let Some(mut raw) = self.backend.raw_get(Cf::Objects, &raw_key)? else {
-            return Ok(false);
-        };
-        if let Some(last) = raw.last_mut() {
-            *last ^= 0x5a;
-        }
-        self.backend
-            .raw_write(vec![RawOp::Put(Cf::Objects, raw_key, raw)], false)?;
-        Ok(true)
-    }
-
     /// Reads one raw record as stored (envelope included).
     #[doc(hidden)]
     pub fn raw_get_for_test(
