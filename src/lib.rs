@@ -20,5 +20,5 @@ pub mod ring;
 mod sim;
 pub mod storage;
 pub mod testkit;
-pub mod types;
+pub use riftkv_types as types;
 pub mod version;

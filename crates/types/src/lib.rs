@@ -1,4 +1,8 @@
-//! Plain identifiers and the clock seam shared by every layer.
+//! Plain identifiers, quorum sizes and the clock seam shared by every layer and by clients.
+
+pub mod quorum;
+
+pub use quorum::{Quorum, QuorumError};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
