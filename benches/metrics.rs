@@ -10,11 +10,11 @@
 //! After criterion's runs, prints the cost of (b) as a share of (a); the budget is 3%.
 
 use criterion::{Criterion, black_box};
-use riftkv::coordinator::quorum::ConsistencyParams;
-use riftkv::coordinator::{GetRequest, PutRequest, get, put};
-use riftkv::metrics::Metrics;
-use riftkv::node::Node;
-use riftkv::testkit::TestCluster;
+use riftkv_cluster::coordinator::quorum::ConsistencyParams;
+use riftkv_cluster::coordinator::{GetRequest, PutRequest, get, put};
+use riftkv_cluster::metrics::Metrics;
+use riftkv_cluster::node::Node;
+use riftkv_cluster::testkit::TestCluster;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;

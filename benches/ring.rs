@@ -1,7 +1,7 @@
 //! Hot-path cost of the ring: hashing a key and finding its replicas.
 
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
-use riftkv::ring::{Member, claim, key_hash, partition_for};
+use riftkv_core::ring::{Member, claim, key_hash, partition_for};
 
 fn members(k: usize) -> Vec<Member> {
     (0..k)

@@ -1,7 +1,7 @@
 //! Put and get of 1 KiB values through `dyn Storage` on RocksDB, with and without a synced WAL.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use riftkv::storage::{ObjectKey, RocksStorage, Storage, WriteBatch};
+use riftkv_core::storage::{ObjectKey, RocksStorage, Storage, WriteBatch};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! encoding by value size.
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
-use riftkv::types::NodeId;
-use riftkv::version::{ConflictMode, Limits, Object, Sibling, VersionVector};
+use riftkv_core::types::NodeId;
+use riftkv_core::version::{ConflictMode, Limits, Object, Sibling, VersionVector};
 
 const MODE: ConflictMode = ConflictMode::Siblings;
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use riftkv::storage::{ObjectKey, RocksStorage, Storage};
+use riftkv_core::storage::{ObjectKey, RocksStorage, Storage};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -96,14 +96,14 @@ fn a_damaged_record_keeps_both_writes_and_is_repaired_by_a_read() {
         let db = c.node(i).data_dir.join("db");
         let s = RocksStorage::open(&db).expect("open stopped node's db");
         assert!(s.get_object(&k).expect("read").is_some());
-        let raw_key = riftkv::storage::keys::encode_object(&k).expect("key");
+        let raw_key = riftkv_core::storage::keys::encode_object(&k).expect("key");
         let mut raw = s
-            .raw_get_for_test(riftkv::storage::Cf::Objects, &raw_key)
+            .raw_get_for_test(riftkv_core::storage::Cf::Objects, &raw_key)
             .expect("raw read")
             .expect("record");
         let last = raw.len() - 1;
         raw[last] ^= 0x5a;
-        s.raw_put_for_test(riftkv::storage::Cf::Objects, &raw_key, &raw)
+        s.raw_put_for_test(riftkv_core::storage::Cf::Objects, &raw_key, &raw)
             .expect("damage");
         s.flush().expect("flush");
         drop(s);

@@ -770,8 +770,8 @@ mod tests {
 
     #[test]
     fn planned_args_are_accepted_by_the_server_config() {
-        use crate::config::{ServerArgs, ServerConfig};
         use clap::Parser;
+        use riftkv_server::config::{ServerArgs, ServerConfig};
         #[derive(Parser)]
         struct P {
             #[command(subcommand)]

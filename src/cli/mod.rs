@@ -10,7 +10,7 @@ pub mod output;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-use crate::config::{LogFormat, ServerArgs, ServerConfig};
+use riftkv_server::config::{LogFormat, ServerArgs, ServerConfig};
 
 /// RiftKV: a Dynamo-style, sloppy-quorum key-value database.
 #[derive(Parser, Debug)]
@@ -134,7 +134,7 @@ pub fn server_entry(cfg: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(crate::node::server::run_server(cfg));
+    let result = runtime.block_on(riftkv_server::server::run_server(cfg));
     // Blocking storage tasks still queued must not hold the exit forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {

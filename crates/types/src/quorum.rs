@@ -138,4 +138,3 @@ impl<'de> Deserialize<'de> for Quorum {
         d.deserialize_any(V)
     }
 }
-

@@ -1,0 +1,639 @@
+//! In-process cluster tests of the key-value paths over the simulated network.
+
+use super::*;
+use crate::testkit::{ClusterOptions, TestCluster, id_of};
+use bytes::Bytes;
+use riftkv_core::storage::{ObjectKey, Storage};
+use riftkv_core::types::{NodeId, PartitionId};
+use riftkv_core::version::{Object, encode_context};
+use std::sync::Arc;
+use std::time::Duration;
+
+const SETTLE: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn cluster(nodes: usize, seed: u64, hints: bool) -> TestCluster {
+    let mut opts = ClusterOptions::default();
+    if hints {
+        opts.duties = Some(Arc::new(|node: Arc<crate::node::Node>| {
+            let mut v = crate::membership::start_background(node.clone());
+            v.push(crate::handoff::hints::spawn(node));
+            v
+        }));
+    }
+    let c = TestCluster::start_with(nodes, seed, opts);
+    if let Err(e) = c.wait_settled(SETTLE).await {
+        panic!("{e}");
+    }
+    c
+}
+
+fn index_of(id: &NodeId) -> usize {
+    id.as_str()
+        .trim_start_matches('n')
+        .parse()
+        .unwrap_or_else(|_| panic!("test node id {id} is not n<i>"))
+}
+
+fn put_req(key: &str, value: &str, context: Option<String>) -> PutRequest {
+    PutRequest {
+        bucket: b"b".to_vec(),
+        key: key.as_bytes().to_vec(),
+        value: Bytes::from(value.as_bytes().to_vec()),
+        content_type: "text/plain".into(),
+        context,
+        if_none_match: false,
+        params: ConsistencyParams::default(),
+        timeout: None,
+    }
+}
+
+fn get_req(key: &str) -> GetRequest {
+    GetRequest {
+        bucket: b"b".to_vec(),
+        key: key.as_bytes().to_vec(),
+        params: ConsistencyParams::default(),
+        timeout: None,
+    }
+}
+
+fn values(o: &Object) -> Vec<String> {
+    let mut v: Vec<String> = o
+        .live_siblings()
+        .iter()
+        .map(|(_, s)| String::from_utf8_lossy(&s.value).into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Partition and primaries of `b/key` as node 1 sees the ring.
+fn primaries(c: &TestCluster, key: &str) -> (PartitionId, Vec<NodeId>) {
+    let n = c.node(1);
+    let s = n.state.read();
+    let p = riftkv_core::ring::partition_for(b"b", key.as_bytes(), s.ring_size());
+    (p, s.ring.preference_list(p, 3).to_vec())
+}
+
+fn local_values(c: &TestCluster, i: usize, p: PartitionId, key: &str) -> Vec<String> {
+    let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
+    match c.node(i).local_object(&k) {
+        Ok(Some(o)) => values(&o),
+        _ => Vec::new(),
+    }
+}
+
+async fn wait_reachability(c: &TestCluster, observer: usize, peers: &[usize], up: bool) {
+    let what = format!(
+        "n{observer} to see {peers:?} as {}",
+        if up { "up" } else { "down" }
+    );
+    let r = c
+        .wait_for(WAIT, &what, |c| {
+            let n = c.node(observer);
+            peers.iter().all(|p| n.is_reachable(&id_of(*p)) == up)
+        })
+        .await;
+    if let Err(e) = r {
+        panic!("{e}\n{}", c.describe());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_then_get_round_trips_through_any_node() {
+    let c = cluster(3, 11, false).await;
+    let out = put(&c.node(1), put_req("k1", "hello", None)).await.unwrap();
+    assert_eq!(values(&out.object), vec!["hello"]);
+    for i in 1..=3 {
+        let got = get(&c.node(i), get_req("k1")).await.unwrap();
+        let o = got.object.expect("the value is found");
+        assert_eq!(values(&o), vec!["hello"]);
+        assert_eq!(o.live_siblings()[0].1.content_type, "text/plain");
+    }
+    let missing = get(&c.node(2), get_req("never")).await.unwrap();
+    assert_eq!(missing.object, None);
+    // Every primary holds it once the background writes have landed.
+    let (p, prim) = primaries(&c, "k1");
+    c.wait_for(WAIT, "all replicas to store k1", |c| {
+        prim.iter()
+            .all(|id| local_values(c, index_of(id), p, "k1") == vec!["hello"])
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contextless_writes_become_siblings_and_a_contextual_write_resolves_them() {
+    let c = cluster(3, 12, false).await;
+    put(&c.node(1), put_req("cart", "apple", None))
+        .await
+        .unwrap();
+    put(&c.node(2), put_req("cart", "pear", None))
+        .await
+        .unwrap();
+    let read = get(&c.node(3), get_req("cart")).await.unwrap();
+    let o = read.object.unwrap();
+    assert_eq!(values(&o), vec!["apple", "pear"]);
+
+    let token = encode_context(&o.context(), b"b", b"cart", &c.node(3).context_key);
+    // The token is bound to its key: on another key it is refused, wherever coordinated.
+    for i in 1..=3 {
+        let e = put(&c.node(i), put_req("other", "x", Some(token.clone())))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, KvError::InvalidContext(_)), "node {i}: {e:?}");
+    }
+    let out = put(&c.node(3), put_req("cart", "apple+pear", Some(token)))
+        .await
+        .unwrap();
+    assert_eq!(values(&out.object), vec!["apple+pear"]);
+    let again = get(&c.node(1), get_req("cart"))
+        .await
+        .unwrap()
+        .object
+        .unwrap();
+    assert_eq!(values(&again), vec!["apple+pear"]);
+    assert_eq!(again.sibling_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_context_and_bad_params_are_refused() {
+    let c = cluster(3, 13, false).await;
+    let e = put(&c.node(1), put_req("k", "v", Some("garbage".into())))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, KvError::InvalidContext(_)), "{e:?}");
+    let mut req = put_req("k", "v", None);
+    req.params.w = Some("4".into());
+    assert!(matches!(
+        put(&c.node(1), req).await,
+        Err(KvError::BadRequest(_))
+    ));
+    let mut req = put_req("k", "v", None);
+    req.value = Bytes::from(vec![0u8; c.node(1).settings.limits.max_value_bytes + 1]);
+    assert!(matches!(
+        put(&c.node(1), req).await,
+        Err(KvError::TooLarge { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_none_match_and_deletes() {
+    let c = cluster(3, 14, false).await;
+    let mut req = put_req("once", "first", None);
+    req.if_none_match = true;
+    put(&c.node(1), req.clone()).await.unwrap();
+    let e = put(&c.node(2), req).await.unwrap_err();
+    assert_eq!(e, KvError::PreconditionFailed);
+
+    // A delete without context supersedes what it reads.
+    let del = delete(
+        &c.node(2),
+        DeleteRequest {
+            bucket: b"b".to_vec(),
+            key: b"once".to_vec(),
+            context: None,
+            params: ConsistencyParams::default(),
+            timeout: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(del.object.all_deleted());
+    let read = get(&c.node(3), get_req("once"))
+        .await
+        .unwrap()
+        .object
+        .unwrap();
+    assert!(read.all_deleted(), "only the tombstone is left");
+    let (keys, next) = list_keys(&c.node(1), b"b", None, 100).await.unwrap();
+    assert!(keys.is_empty(), "deleted keys are not listed: {keys:?}");
+    assert_eq!(next, None);
+
+    // Writing again after a delete works, also with If-None-Match.
+    let mut req = put_req("once", "second", None);
+    req.if_none_match = true;
+    put(&c.node(3), req).await.unwrap();
+    let read = get(&c.node(1), get_req("once"))
+        .await
+        .unwrap()
+        .object
+        .unwrap();
+    assert_eq!(values(&read), vec!["second"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_replica_forwards_the_write_to_a_replica() {
+    let c = cluster(4, 15, false).await;
+    let key = (0..200)
+        .map(|i| format!("fwd{i}"))
+        .find(|k| !primaries(&c, k).1.contains(&id_of(4)))
+        .expect("some key is not replicated on n4");
+    let (_, prim) = primaries(&c, &key);
+    let out = put(&c.node(4), put_req(&key, "v", None)).await.unwrap();
+    let actors: Vec<NodeId> = out
+        .object
+        .siblings()
+        .iter()
+        .map(|(d, _)| d.actor.node.clone())
+        .collect();
+    assert_eq!(actors.len(), 1);
+    assert!(
+        prim.contains(&actors[0]),
+        "coordinated by a replica, not {}",
+        actors[0]
+    );
+    assert!(!actors.contains(&id_of(4)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sloppy_write_goes_to_fallbacks_and_hints_are_delivered_after_heal() {
+    let c = cluster(5, 16, true).await;
+    let key = "sloppy";
+    let (p, prim) = primaries(&c, key);
+    let coord = index_of(&prim[0]);
+    let cut: Vec<usize> = prim[1..].iter().map(index_of).collect();
+    let rest: Vec<usize> = (1..=5).filter(|i| !cut.contains(i)).collect();
+    c.partition(&cut, &rest);
+    wait_reachability(&c, coord, &cut, false).await;
+
+    let mut req = put_req(key, "while-partitioned", None);
+    req.params.w = Some("2".into());
+    let out = put(&c.node(coord), req).await.unwrap();
+    assert_eq!(values(&out.object), vec!["while-partitioned"]);
+    assert!(c.node(coord).metrics.sloppy_writes_total.get() >= 1);
+
+    let fallbacks: Vec<usize> = rest.iter().copied().filter(|i| *i != coord).collect();
+    c.wait_for(WAIT, "hints on the fallbacks", |c| {
+        let held: u64 = fallbacks
+            .iter()
+            .map(|i| {
+                c.storage(*i)
+                    .hint_counts()
+                    .unwrap()
+                    .iter()
+                    .filter(|(t, _)| prim.contains(t))
+                    .map(|(_, n)| *n)
+                    .sum::<u64>()
+            })
+            .sum();
+        held == 2
+    })
+    .await
+    .unwrap();
+    for i in &cut {
+        assert!(local_values(&c, *i, p, key).is_empty(), "n{i} was cut off");
+    }
+
+    c.heal();
+    let r = c
+        .wait_for(
+            Duration::from_secs(30),
+            "hints delivered to the primaries",
+            |c| {
+                cut.iter()
+                    .all(|i| local_values(c, *i, p, key) == vec!["while-partitioned"])
+                    && fallbacks
+                        .iter()
+                        .all(|i| c.storage(*i).hint_counts().unwrap().is_empty())
+            },
+        )
+        .await;
+    if let Err(e) = r {
+        panic!("{e}\n{}", c.describe());
+    }
+    // The gauge follows on the next tick.
+    c.wait_for(WAIT, "hints_pending to drop to 0", |c| {
+        fallbacks
+            .iter()
+            .all(|i| c.node(*i).metrics.hints_pending.get() == 0)
+    })
+    .await
+    .unwrap();
+    let delivered: u64 = fallbacks
+        .iter()
+        .map(|i| c.node(*i).metrics.hints_delivered_total.get())
+        .sum();
+    assert_eq!(delivered, 2);
+    // The fallbacks never stored the key as their own.
+    for i in &fallbacks {
+        assert!(local_values(&c, *i, p, key).is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_quorums_fail_fast_when_primaries_are_down() {
+    let c = cluster(5, 17, false).await;
+    let key = "strict";
+    let (_, prim) = primaries(&c, key);
+    let coord = index_of(&prim[0]);
+    let cut: Vec<usize> = prim[1..].iter().map(index_of).collect();
+    let rest: Vec<usize> = (1..=5).filter(|i| !cut.contains(i)).collect();
+    c.partition(&cut, &rest);
+    wait_reachability(&c, coord, &cut, false).await;
+
+    let mut req = put_req(key, "v", None);
+    req.params.pw = Some("2".into());
+    match put(&c.node(coord), req).await {
+        Err(KvError::Quorum {
+            needed, got, which, ..
+        }) => assert_eq!((needed, got, which), (2, 1, "pw")),
+        other => panic!("expected a pw quorum failure, got {other:?}"),
+    }
+    // Nothing was written anywhere: the request failed before sending.
+    for i in 1..=5 {
+        if !cut.contains(&i) {
+            assert!(c.storage(i).hint_counts().unwrap().is_empty());
+        }
+    }
+    let mut g = get_req(key);
+    g.params.pr = Some("2".into());
+    assert!(matches!(
+        get(&c.node(coord), g).await,
+        Err(KvError::Quorum {
+            which: "pr",
+            needed: 2,
+            got: 1,
+            ..
+        })
+    ));
+    assert!(
+        c.node(coord)
+            .metrics
+            .quorum_failures_total
+            .with_label_values(&["put"])
+            .get()
+            >= 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_all_fails_with_two_of_three_down() {
+    let mut c = cluster(3, 18, false).await;
+    put(&c.node(1), put_req("k", "v", None)).await.unwrap();
+    c.kill(2);
+    c.kill(3);
+    wait_reachability(&c, 1, &[2, 3], false).await;
+    let mut g = get_req("k");
+    g.params.r = Some("3".into());
+    match get(&c.node(1), g).await {
+        Err(KvError::Quorum {
+            which, needed, got, ..
+        }) => assert_eq!((which, needed, got), ("r", 3, 1)),
+        other => panic!("expected an r quorum failure, got {other:?}"),
+    }
+    // r=1 is still served by the one node left.
+    let mut g = get_req("k");
+    g.params.r = Some("1".into());
+    let o = get(&c.node(1), g).await.unwrap().object.unwrap();
+    assert_eq!(values(&o), vec!["v"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_repair_fixes_a_replica_that_missed_a_write() {
+    let mut c = cluster(4, 19, false).await;
+    let key = "repair-me";
+    let (p, prim) = primaries(&c, key);
+    let coord = index_of(&prim[0]);
+    let missed = index_of(&prim[2]);
+    c.kill(missed);
+    wait_reachability(&c, coord, &[missed], false).await;
+    put(&c.node(coord), put_req(key, "v1", None)).await.unwrap();
+    c.restart(missed);
+    wait_reachability(&c, coord, &[missed], true).await;
+    assert!(
+        local_values(&c, missed, p, key).is_empty(),
+        "n{missed} missed the write"
+    );
+
+    let before = c.node(coord).metrics.read_repairs_total.get();
+    let o = get(&c.node(coord), get_req(key))
+        .await
+        .unwrap()
+        .object
+        .unwrap();
+    assert_eq!(values(&o), vec!["v1"]);
+    // The counter moves when the repair's answer is back, just after the replica stored it.
+    c.wait_for(WAIT, "read repair of the stale replica", |c| {
+        local_values(c, missed, p, key) == vec!["v1"]
+            && c.node(coord).metrics.read_repairs_total.get() > before
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_spans_partitions_and_survives_a_down_node() {
+    let mut c = cluster(4, 20, false).await;
+    let mut want: Vec<Vec<u8>> = Vec::new();
+    for i in 0..40 {
+        let k = format!("key-{i:03}");
+        put(&c.node(1 + i % 4), put_req(&k, "v", None))
+            .await
+            .unwrap();
+        want.push(k.into_bytes());
+    }
+    want.sort();
+    // Let the background replica writes land everywhere before a node goes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.kill(3);
+    wait_reachability(&c, 1, &[3], false).await;
+
+    let (keys, next) = list_keys(&c.node(1), b"b", None, 1000).await.unwrap();
+    assert_eq!(keys, want);
+    assert_eq!(next, None);
+
+    // Paging walks the same keys in order.
+    let mut paged = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    for _ in 0..20 {
+        let (keys, next) = list_keys(&c.node(2), b"b", after.as_deref(), 7)
+            .await
+            .unwrap();
+        assert!(keys.len() <= 7);
+        paged.extend(keys);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(paged, want);
+    assert!(
+        list_keys(&c.node(1), b"other", None, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_for_a_removed_node_reach_the_new_primaries() {
+    let mut c = cluster(5, 23, true).await;
+    let key = "orphaned-hint";
+    let (p, prim) = primaries(&c, key);
+    let coord = index_of(&prim[0]);
+    let dead = index_of(&prim[2]);
+    c.kill(dead);
+    wait_reachability(&c, coord, &[dead], false).await;
+
+    let mut req = put_req(key, "kept", None);
+    req.params.w = Some("3".into());
+    put(&c.node(coord), req).await.unwrap();
+    let holders = || {
+        (1..=5)
+            .filter(|i| *i != dead)
+            .filter(|i| {
+                c.storage(*i)
+                    .hint_counts()
+                    .unwrap()
+                    .iter()
+                    .any(|(t, _)| t == &prim[2])
+            })
+            .count()
+    };
+    assert_eq!(
+        holders(),
+        1,
+        "one fallback holds the hint for the dead primary"
+    );
+
+    // The dead node is removed for good: its hint can only go to the partition's new owners.
+    crate::membership::admin::remove(&c.node(coord), &prim[2]).unwrap();
+    let r = c
+        .wait_for(
+            Duration::from_secs(40),
+            "hint redirected to the new primaries",
+            |c| {
+                let s = c.node(coord).state.read().clone();
+                let n = s.bucket_props(b"b").n as usize;
+                let now: Vec<NodeId> = s.ring.preference_list(p, n).to_vec();
+                !now.contains(&prim[2])
+                    && now
+                        .iter()
+                        .all(|id| local_values(c, index_of(id), p, key) == vec!["kept"])
+                    && (1..=5).filter(|i| *i != dead).all(|i| {
+                        c.storage(i)
+                            .hint_counts()
+                            .unwrap()
+                            .iter()
+                            .all(|(t, _)| t != &prim[2])
+                    })
+            },
+        )
+        .await;
+    if let Err(e) = r {
+        panic!("{e}\n{}", c.describe());
+    }
+}
+
+/// A cluster whose tombstones may be reaped after `grace` (reaping is driven by hand).
+async fn reaping_cluster(seed: u64, grace: Duration) -> TestCluster {
+    let opts = ClusterOptions {
+        settings: Some(Arc::new(move |s: &mut crate::node::NodeSettings| {
+            s.tombstone_grace = grace;
+            s.hinted_handoff = false;
+        })),
+        ..ClusterOptions::default()
+    };
+    let c = TestCluster::start_with(3, seed, opts);
+    if let Err(e) = c.wait_settled(SETTLE).await {
+        panic!("{e}");
+    }
+    c
+}
+
+fn delete_req(key: &str, w: &str) -> DeleteRequest {
+    let params = ConsistencyParams {
+        w: Some(w.into()),
+        ..ConsistencyParams::default()
+    };
+    DeleteRequest {
+        bucket: b"b".to_vec(),
+        key: key.as_bytes().to_vec(),
+        context: None,
+        params,
+        timeout: None,
+    }
+}
+
+fn has_copy(c: &TestCluster, i: usize, p: PartitionId, key: &str) -> bool {
+    let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
+    matches!(c.node(i).local_object(&k), Ok(Some(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_reaped_only_when_every_primary_holds_them() {
+    let mut c = reaping_cluster(31, Duration::from_millis(300)).await;
+    let key = "reaped";
+    let (p, prim) = primaries(&c, key);
+    let owner = index_of(&prim[0]);
+    put(&c.node(owner), put_req(key, "v", None)).await.unwrap();
+    delete(&c.node(owner), delete_req(key, "all"))
+        .await
+        .unwrap();
+    for id in &prim {
+        assert!(
+            has_copy(&c, index_of(id), p, key),
+            "{id} holds the tombstone"
+        );
+    }
+    // Inside the grace delay nothing goes.
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 1);
+    for id in &prim {
+        assert!(
+            !has_copy(&c, index_of(id), p, key),
+            "{id} dropped the tombstone"
+        );
+    }
+    let got = get(&c.node(2), get_req(key)).await.unwrap();
+    assert!(got.object.is_none(), "a reaped key reads as never written");
+
+    // A tombstone one replica missed is not reaped while that replica is down, nor while
+    // its copy differs; read repair brings it there and then it goes.
+    let key = "missed";
+    let (p, prim) = primaries(&c, key);
+    let owner = index_of(&prim[0]);
+    let lagging = index_of(&prim[2]);
+    put(&c.node(owner), put_req(key, "old", None))
+        .await
+        .unwrap();
+    c.kill(lagging);
+    wait_reachability(&c, owner, &[lagging], false).await;
+    delete(&c.node(owner), delete_req(key, "2")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        crate::reaper::reap_once(&c.node(owner)).await.unwrap(),
+        0,
+        "a member is down"
+    );
+    c.restart(lagging);
+    wait_reachability(&c, owner, &[lagging], true).await;
+    assert_eq!(local_values(&c, lagging, p, key), vec!["old"]);
+    assert_eq!(
+        crate::reaper::reap_once(&c.node(owner)).await.unwrap(),
+        0,
+        "copies differ"
+    );
+    assert!(has_copy(&c, owner, p, key));
+    // A quorum read repairs the lagging replica with the tombstone.
+    let mut req = get_req(key);
+    req.params.r = Some("3".into());
+    assert!(get(&c.node(owner), req).await.unwrap().object.is_some());
+    c.wait_for(WAIT, "read repair delivered the tombstone", |c| {
+        let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
+        matches!(c.node(lagging).local_object(&k), Ok(Some(o)) if o.all_deleted())
+    })
+    .await
+    .unwrap();
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 1);
+    assert!(
+        !has_copy(&c, lagging, p, key),
+        "the old value did not come back"
+    );
+    let mut req = get_req(key);
+    req.params.r = Some("3".into());
+    assert!(get(&c.node(1), req).await.unwrap().object.is_none());
+}

@@ -1,0 +1,172 @@
+//! The read path: ask every serving node, answer after `r` (with `pr` from primaries) with
+//! the merge of the copies received, then keep collecting the other answers in the background
+//! and read-repair every replica that answered with a stale or missing copy.
+
+use super::error::KvError;
+use super::get_core::{GetCore, GetStatus, ReadReply};
+use super::placement::{Placement, check_names, place};
+use super::quorum::{ConsistencyParams, ReadQuorum, check_read};
+use crate::node::Node;
+use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
+use crate::replica::{blocking, read_copy};
+use riftkv_core::storage::ObjectKey;
+use riftkv_core::types::NodeId;
+use riftkv_core::version::Object;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// A client's GET.
+#[derive(Clone, Debug)]
+pub struct GetRequest {
+    pub bucket: Vec<u8>,
+    pub key: Vec<u8>,
+    pub params: ConsistencyParams,
+    /// Overall deadline; the node's request timeout when absent.
+    pub timeout: Option<Duration>,
+}
+
+/// The merged object of the read quorum. `None`: no replica holds anything. An object whose
+/// siblings are all tombstones is a deleted key (404) that still has a context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetOutcome {
+    pub object: Option<Object>,
+}
+
+/// Coordinates a client GET from any node.
+pub async fn get(node: &Arc<Node>, req: GetRequest) -> Result<GetOutcome, KvError> {
+    check_names(&req.bucket, &req.key)?;
+    let deadline = Instant::now() + req.timeout.unwrap_or(node.settings.request_timeout);
+    let pl = place(node, &req.bucket, &req.key);
+    let rq = req.params.read(&pl.props)?;
+    let r = read_quorum(node, &pl, &req.bucket, &req.key, rq, deadline).await;
+    match &r {
+        Ok(Some(o)) => node.metrics.siblings.observe(o.sibling_count() as f64),
+        Ok(None) => {}
+        Err(KvError::Quorum { .. } | KvError::Timeout) => node
+            .metrics
+            .quorum_failures_total
+            .with_label_values(&["get"])
+            .inc(),
+        Err(_) => {}
+    }
+    r.map(|object| GetOutcome { object })
+}
+
+/// A quorum read of one key (also the read behind `If-None-Match` and context-less deletes).
+pub(crate) async fn read_quorum(
+    node: &Arc<Node>,
+    pl: &Placement,
+    bucket: &[u8],
+    key: &[u8],
+    rq: ReadQuorum,
+    deadline: Instant,
+) -> Result<Option<Object>, KvError> {
+    check_read(&pl.serving, &rq)?;
+    let (answer_tx, answer_rx) = oneshot::channel();
+    let k = ObjectKey::new(pl.partition, bucket.to_vec(), key.to_vec());
+    tokio::spawn(crate::trace::traced(drive_read(
+        node.clone(),
+        pl.clone(),
+        k,
+        rq,
+        deadline,
+        answer_tx,
+    )));
+    match tokio::time::timeout_at(deadline, answer_rx).await {
+        Ok(Ok(r)) => r,
+        // The driver gave up at the deadline without a decision.
+        Ok(Err(_)) | Err(_) => Err(KvError::Timeout),
+    }
+}
+
+/// Owns the read: sends the answer as soon as it is decided, then collects the remaining
+/// replies until the deadline and repairs the replicas that need it.
+async fn drive_read(
+    node: Arc<Node>,
+    pl: Placement,
+    k: ObjectKey,
+    rq: ReadQuorum,
+    deadline: Instant,
+    answer: oneshot::Sender<Result<Option<Object>, KvError>>,
+) {
+    let mode = pl.props.conflict;
+    let mut core = GetCore::new(pl.serving.clone(), pl.primaries.clone(), rq.r, rq.pr).mode(mode);
+    let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, ReadReply)>();
+    let left = deadline.saturating_duration_since(Instant::now());
+    for (peer, hinted_for) in &pl.serving {
+        let (node, peer, hinted_for, tx, k) = (
+            node.clone(),
+            peer.clone(),
+            hinted_for.clone(),
+            tx.clone(),
+            k.clone(),
+        );
+        tokio::spawn(crate::trace::traced(async move {
+            let r = if peer == node.id {
+                let n = node.clone();
+                blocking(move || {
+                    read_copy(&n, &k, hinted_for.as_ref(), mode).map_err(KvError::from)
+                })
+                .await
+                .map_err(|e| e.to_string())
+            } else {
+                ask(&node, &peer, k, hinted_for, left).await
+            };
+            let _ = tx.send((peer, r));
+        }));
+    }
+    drop(tx);
+    let mut answer = Some(answer);
+    loop {
+        if answer.is_some() {
+            let decided = match core.status() {
+                GetStatus::Done(o) => Some(Ok(o)),
+                GetStatus::Failed(q) => Some(Err(q.into())),
+                GetStatus::Pending => None,
+            };
+            if let Some(d) = decided
+                && let Some(tx) = answer.take()
+            {
+                let _ = tx.send(d);
+            }
+        }
+        if core.all_replied() {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((peer, r))) => {
+                core.add_reply(peer, r);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    // An undecided read at the deadline: dropping `answer` reports the timeout.
+    drop(answer);
+    super::read_repair::repair(&node, &pl, &k, &core).await;
+}
+
+/// One replica read over the network.
+async fn ask(
+    node: &Arc<Node>,
+    peer: &NodeId,
+    k: ObjectKey,
+    hinted_for: Option<NodeId>,
+    timeout: Duration,
+) -> ReadReply {
+    let req = ReplicaRequest::ReplicaGet {
+        partition: k.partition,
+        bucket: k.bucket,
+        key: k.key,
+        hinted_for,
+    };
+    match crate::replica::rpc::call(node, peer, req, timeout).await {
+        Ok(ReplicaResponse::Object(None)) => Ok(None),
+        Ok(ReplicaResponse::Object(Some(bytes))) => Object::decode(&bytes)
+            .map(Some)
+            .map_err(|e| format!("replica answered a bad object: {e}")),
+        Ok(_) => Err("unexpected answer to a replica read".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,323 @@
+//! The write path (puts and deletes). The coordinator is always a node serving the key (a
+//! primary when one is up): it adds a dot to its own copy, persists it, sends the new object
+//! to the other serving nodes at once, and answers after `w` acks (`dw` durable, `pw` from
+//! primaries). Replicas still writing when the answer leaves keep going in the background.
+
+use super::error::{KvError, WireKvError};
+use super::placement::{Placement, check_names, place};
+use super::put_core::{PutCore, PutStatus};
+use super::quorum::{ConsistencyParams, WriteQuorum, check_write};
+use crate::node::Node;
+use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
+use crate::replica::{blocking, coordinate_write};
+use crate::rpc::{Endpoint, Message, RpcError};
+use bytes::Bytes;
+use riftkv_core::net::NetError;
+use riftkv_core::storage::ObjectKey;
+use riftkv_core::types::NodeId;
+use riftkv_core::version::{Object, Sibling, VersionVector, decode_context};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A client's PUT.
+#[derive(Clone, Debug)]
+pub struct PutRequest {
+    pub bucket: Vec<u8>,
+    pub key: Vec<u8>,
+    pub value: Bytes,
+    pub content_type: String,
+    /// The `X-RiftKV-Context` token of an earlier read, if any.
+    pub context: Option<String>,
+    /// `If-None-Match: *`: refuse when a live value is visible at the read quorum.
+    pub if_none_match: bool,
+    pub params: ConsistencyParams,
+    /// Overall deadline; the node's request timeout when absent.
+    pub timeout: Option<Duration>,
+}
+
+/// A successful write: the object as the coordinator stored it (for `returnbody` and the
+/// new context token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub object: Object,
+}
+
+/// What a write adds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Change {
+    Value {
+        value: Vec<u8>,
+        content_type: String,
+    },
+    /// A tombstone: a version like any other, marked deleted.
+    Delete,
+}
+
+/// A write as the coordinator receives it (also forwarded between nodes).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriteOp {
+    pub bucket: Vec<u8>,
+    pub key: Vec<u8>,
+    pub change: Change,
+    pub context: Option<String>,
+    pub if_none_match: bool,
+    pub params: ConsistencyParams,
+    pub timeout_ms: u64,
+}
+
+/// Grace added to a forwarded write's call so the remote coordinator's own timeout answer
+/// arrives before ours fires.
+const FORWARD_GRACE: Duration = Duration::from_millis(250);
+
+/// Coordinates a client PUT from any node.
+pub async fn put(node: &Arc<Node>, req: PutRequest) -> Result<PutOutcome, KvError> {
+    check_names(&req.bucket, &req.key)?;
+    let timeout = req.timeout.unwrap_or(node.settings.request_timeout);
+    let op = WriteOp {
+        bucket: req.bucket,
+        key: req.key,
+        change: Change::Value {
+            value: req.value.to_vec(),
+            content_type: req.content_type,
+        },
+        context: req.context,
+        if_none_match: req.if_none_match,
+        params: req.params,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    write(node, op, "put")
+        .await
+        .map(|object| PutOutcome { object })
+}
+
+/// A client write (put or delete): routes it to a coordinator and counts quorum failures.
+pub(crate) async fn write(node: &Arc<Node>, op: WriteOp, label: &str) -> Result<Object, KvError> {
+    let r = route(node, op).await;
+    if matches!(r, Err(KvError::Quorum { .. } | KvError::Timeout)) {
+        node.metrics
+            .quorum_failures_total
+            .with_label_values(&[label])
+            .inc();
+    }
+    r
+}
+
+fn deadline_of(op: &WriteOp) -> Instant {
+    Instant::now() + Duration::from_millis(op.timeout_ms)
+}
+
+/// Coordinates here when this node is a serving primary; otherwise hands the write to a
+/// serving primary (or, when none answers, coordinates as a fallback or tries the fallbacks).
+async fn route(node: &Arc<Node>, op: WriteOp) -> Result<Object, KvError> {
+    let deadline = deadline_of(&op);
+    let pl = place(node, &op.bucket, &op.key);
+    let wq = op.params.write(&pl.props)?;
+    check_write(&pl.serving, &wq)?;
+    if let Some(None) = pl.role_of(&node.id) {
+        return coordinate(node, &op, &pl, wq, None, deadline).await;
+    }
+    let mut errors: Vec<(NodeId, String)> = Vec::new();
+    for (candidate, role) in &pl.serving {
+        if candidate == &node.id {
+            return coordinate(node, &op, &pl, wq, role.clone(), deadline).await;
+        }
+        if Instant::now() >= deadline {
+            return Err(KvError::Timeout);
+        }
+        match forward(node, candidate, &op, deadline).await {
+            Forwarded::Done(r) => return r,
+            Forwarded::TryNext(why) => errors.push((candidate.clone(), why)),
+        }
+    }
+    Err(KvError::Quorum {
+        needed: wq.w,
+        got: 0,
+        which: "w",
+        errors,
+    })
+}
+
+/// A write forwarded by a node that is not a replica of its key to one that is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CoordinateRequest {
+    /// Coordinate a write on behalf of a node that is not a replica of the key.
+    Put(WriteOp),
+}
+
+impl Message for CoordinateRequest {
+    const ENDPOINT: Endpoint = Endpoint::Coordinate;
+    /// The stored object's encoding, or why the write failed.
+    type Reply = Result<Vec<u8>, WireKvError>;
+
+    fn label(&self) -> &'static str {
+        match self {
+            CoordinateRequest::Put(_) => "coordinate_put",
+        }
+    }
+}
+
+/// The receiving coordinator's side of a [`CoordinateRequest`].
+pub async fn handle_forwarded(
+    node: &Arc<Node>,
+    req: CoordinateRequest,
+) -> Result<Vec<u8>, WireKvError> {
+    match req {
+        CoordinateRequest::Put(op) => coordinate_forwarded(node, op).await.map(|o| o.encode()),
+    }
+}
+
+enum Forwarded {
+    Done(Result<Object, KvError>),
+    /// The candidate certainly did not coordinate the write.
+    TryNext(String),
+}
+
+async fn forward(node: &Arc<Node>, to: &NodeId, op: &WriteOp, deadline: Instant) -> Forwarded {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut op = op.clone();
+    op.timeout_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+    let req = CoordinateRequest::Put(op);
+    match node.call(to, req, left + FORWARD_GRACE).await {
+        Ok(Ok(bytes)) => Forwarded::Done(
+            Object::decode(&bytes)
+                .map_err(|e| KvError::Internal(format!("coordinator answered a bad object: {e}"))),
+        ),
+        Ok(Err(WireKvError::NotReplica)) => {
+            Forwarded::TryNext("not a replica in its view of the ring".into())
+        }
+        Ok(Err(e)) => Forwarded::Done(Err(e.into())),
+        Err(e) if e.never_delivered() => Forwarded::TryNext(e.to_string()),
+        // The peer could not decode or handle the request: it wrote nothing.
+        Err(e @ (RpcError::Remote(_) | RpcError::Codec(_))) => Forwarded::TryNext(e.to_string()),
+        // Sent, but the outcome is unknown: retrying elsewhere could apply the write twice.
+        Err(RpcError::Net(NetError::Timeout)) => Forwarded::Done(Err(KvError::Timeout)),
+        Err(e) => Forwarded::Done(Err(KvError::Internal(format!(
+            "forwarded write to {to} has an unknown outcome: {e}"
+        )))),
+    }
+}
+
+/// A write forwarded by another node: coordinated here when this node serves the key in its
+/// own view of the ring, never forwarded again.
+pub(crate) async fn coordinate_forwarded(
+    node: &Arc<Node>,
+    op: WriteOp,
+) -> Result<Object, WireKvError> {
+    let deadline = deadline_of(&op);
+    let run = async {
+        check_names(&op.bucket, &op.key)?;
+        let pl = place(node, &op.bucket, &op.key);
+        let wq = op.params.write(&pl.props)?;
+        check_write(&pl.serving, &wq)?;
+        match pl.role_of(&node.id) {
+            Some(role) => Ok(Some(coordinate(node, &op, &pl, wq, role, deadline).await?)),
+            None => Ok(None),
+        }
+    };
+    match run.await {
+        Ok(Some(obj)) => Ok(obj),
+        Ok(None) => Err(WireKvError::NotReplica),
+        Err(e) => Err(WireKvError::from(&e)),
+    }
+}
+
+/// The coordinator's side of a write; `role` is Some(primary) when coordinating as a fallback.
+async fn coordinate(
+    node: &Arc<Node>,
+    op: &WriteOp,
+    pl: &Placement,
+    wq: WriteQuorum,
+    role: Option<NodeId>,
+    deadline: Instant,
+) -> Result<Object, KvError> {
+    let mut ctx = match &op.context {
+        Some(token) => decode_context(token, &op.bucket, &op.key, &node.context_key)
+            .map_err(|e| KvError::InvalidContext(e.to_string()))?,
+        None => VersionVector::new(),
+    };
+    let is_delete = matches!(op.change, Change::Delete);
+    if op.if_none_match || (is_delete && op.context.is_none()) {
+        let rq = ConsistencyParams::default().read(&pl.props)?;
+        let seen = super::get::read_quorum(node, pl, &op.bucket, &op.key, rq, deadline).await?;
+        if op.if_none_match && seen.as_ref().is_some_and(|o| !o.live_siblings().is_empty()) {
+            return Err(KvError::PreconditionFailed);
+        }
+        if is_delete && op.context.is_none() {
+            // A delete without context supersedes exactly what the quorum read saw.
+            ctx = seen.map(|o| o.context()).unwrap_or_default();
+        }
+    }
+
+    let now = node.clock.now_ms();
+    let sibling = match &op.change {
+        Change::Value {
+            value,
+            content_type,
+        } => Sibling::new(Bytes::from(value.clone()), content_type.clone(), now),
+        Change::Delete => Sibling::tombstone(now),
+    };
+    let mode = pl.props.conflict;
+    let sync = wq.dw > 0;
+    let k = ObjectKey::new(pl.partition, op.bucket.clone(), op.key.clone());
+    let obj = {
+        let (n, k, role, limits) = (node.clone(), k.clone(), role.clone(), node.settings.limits);
+        blocking(move || {
+            coordinate_write(&n, &k, &ctx, sibling, mode, &limits, sync, role.as_ref())
+        })
+        .await?
+    };
+    node.metrics
+        .clock_entries
+        .observe(obj.clock_entries() as f64);
+    if pl.serving.iter().any(|(_, h)| h.is_some()) {
+        node.metrics.sloppy_writes_total.inc();
+    }
+
+    let mut core = PutCore::new(pl.serving.clone(), wq.w, wq.dw, wq.pw);
+    core.add_ack(node.id.clone(), Ok(sync));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, Result<bool, String>)>();
+    let bytes = obj.encode();
+    let left = deadline.saturating_duration_since(Instant::now());
+    for (peer, hinted_for) in pl.serving.iter().filter(|(n, _)| n != &node.id) {
+        let req = ReplicaRequest::ReplicaPut {
+            partition: pl.partition,
+            bucket: op.bucket.clone(),
+            key: op.key.clone(),
+            object: bytes.clone(),
+            sync,
+            hinted_for: hinted_for.clone(),
+        };
+        let (node, peer, tx) = (node.clone(), peer.clone(), tx.clone());
+        // Not cancelled when the answer leaves: stragglers still receive the write.
+        tokio::spawn(crate::trace::traced(async move {
+            let r = match crate::replica::rpc::call(&node, &peer, req, left).await {
+                Ok(ReplicaResponse::Stored { durable }) => Ok(durable),
+                Ok(_) => Err("unexpected answer to a replica write".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = tx.send((peer, r));
+        }));
+    }
+    drop(tx);
+    loop {
+        match core.status() {
+            PutStatus::Done => return Ok(obj),
+            PutStatus::Failed(q) => return Err(q.into()),
+            PutStatus::Pending => {}
+        }
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((peer, r))) => {
+                core.add_ack(peer, r);
+            }
+            Ok(None) => {
+                return Err(KvError::Internal(
+                    "every replica answered without deciding the write".into(),
+                ));
+            }
+            Err(_) => return Err(KvError::Timeout),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Membership messages between nodes: liveness probes, push-pull gossip of the ring state, and
+//! joins.
+
+use crate::node::Node;
+use crate::rpc::{Endpoint, Message};
+use riftkv_core::membership::state::{MemberInfo, RingState};
+use riftkv_core::net::PeerInfo;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MembershipRequest {
+    /// Liveness probe carrying the sender's ring version.
+    Ping { ring_version: u64 },
+    /// Push-pull gossip: the receiver merges and answers with its merged state.
+    Gossip { state: Box<RingState> },
+    /// A new node asks to join; the receiver adds it as joining and answers with its state.
+    /// The cluster name is repeated here so a transport without a handshake still refuses
+    /// a node of another cluster.
+    Join {
+        member: MemberInfo,
+        cluster_name: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MembershipResponse {
+    Pong { ring_version: u64 },
+    Gossip { state: Box<RingState> },
+    Joined { state: Box<RingState> },
+    Refused { reason: String },
+}
+
+impl Message for MembershipRequest {
+    const ENDPOINT: Endpoint = Endpoint::Membership;
+    type Reply = MembershipResponse;
+
+    fn label(&self) -> &'static str {
+        match self {
+            MembershipRequest::Ping { .. } => "ping",
+            MembershipRequest::Gossip { .. } => "gossip",
+            MembershipRequest::Join { .. } => "join",
+        }
+    }
+}
+
+fn refused(reason: impl Into<String>) -> MembershipResponse {
+    MembershipResponse::Refused {
+        reason: reason.into(),
+    }
+}
+
+pub async fn handle(
+    node: &Arc<Node>,
+    from: &PeerInfo,
+    req: MembershipRequest,
+) -> MembershipResponse {
+    let joined = node.joined.load(Ordering::SeqCst);
+    match req {
+        MembershipRequest::Ping { ring_version } => {
+            node.peer_ring_versions
+                .lock()
+                .insert(from.node_id.clone(), ring_version);
+            MembershipResponse::Pong {
+                ring_version: node.state.read().ring_version,
+            }
+        }
+        MembershipRequest::Gossip { state } => {
+            // Before joining, our state is a placeholder that must not mix with the cluster's.
+            if !joined {
+                return refused(format!("node {} has not joined a cluster yet", node.id));
+            }
+            if state.cluster_name != node.settings.cluster_name {
+                return refused(format!(
+                    "cluster '{}' is not '{}'",
+                    state.cluster_name, node.settings.cluster_name
+                ));
+            }
+            node.peer_ring_versions
+                .lock()
+                .insert(from.node_id.clone(), state.ring_version);
+            let merged = node.update_state(|s| {
+                let changed = s.merge(&state);
+                (changed, s.clone())
+            });
+            match merged {
+                Ok(s) => MembershipResponse::Gossip { state: Box::new(s) },
+                Err(e) => refused(e.to_string()),
+            }
+        }
+        MembershipRequest::Join {
+            member,
+            cluster_name,
+        } => {
+            if !joined {
+                return refused(format!(
+                    "node {} has not joined a cluster yet; use a member as seed",
+                    node.id
+                ));
+            }
+            if cluster_name != node.settings.cluster_name {
+                return refused(format!(
+                    "this node belongs to cluster '{}', not '{}'",
+                    node.settings.cluster_name, cluster_name
+                ));
+            }
+            if let Some(reason) = join_conflict(node, &member) {
+                return refused(reason);
+            }
+            tracing::info!(node = %member.node_id, addr = %member.peer_addr, "member joining");
+            let result = node.update_state(|s| {
+                let before = s.members.get(&member.node_id).cloned();
+                match s.add_member(member.clone()) {
+                    Ok(()) => {
+                        let changed = s.members.get(&member.node_id) != before.as_ref();
+                        (changed, Ok(s.clone()))
+                    }
+                    Err(e) => (false, Err(e)),
+                }
+            });
+            match result {
+                Ok(Ok(s)) => MembershipResponse::Joined { state: Box::new(s) },
+                Ok(Err(e)) => refused(e.to_string()),
+                Err(e) => refused(e.to_string()),
+            }
+        }
+    }
+}
+
+/// A join under the id of a member that is alive elsewhere would steal its identity.
+fn join_conflict(node: &Arc<Node>, member: &MemberInfo) -> Option<String> {
+    if member.node_id == node.id {
+        return Some(format!("node id {} is this node's own id", node.id));
+    }
+    let existing = node.state.read().member(&member.node_id).cloned()?;
+    if existing.peer_addr != member.peer_addr && node.is_reachable(&member.node_id) {
+        return Some(format!(
+            "node id {} is in use by a reachable member at {}",
+            member.node_id, existing.peer_addr
+        ));
+    }
+    None
+}

@@ -1,0 +1,256 @@
+//! One RiftKV node assembled from its parts: storage, transport, the replicated ring state,
+//! the failure detector, metrics and clock. Background duties (gossip, claimant, handoff, hint
+//! delivery) run as tasks that stop on the node's shutdown token.
+
+mod call;
+pub mod fence;
+pub mod incarnation;
+
+use crate::metrics::Metrics;
+use parking_lot::{Mutex, RwLock};
+use riftkv_core::membership::detector::Detector;
+use riftkv_core::membership::state::{MemberInfo, RingState};
+use riftkv_core::net::Transport;
+use riftkv_core::storage::Storage;
+use riftkv_core::types::{Clock, NodeId, PartitionId};
+use riftkv_core::version::{ContextKey, Limits};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub use fence::ReapFence;
+
+/// Meta key under which the ring state is persisted.
+pub const META_RING_STATE: &str = "ring_state";
+/// Meta key holding the node id chosen at first start.
+pub const META_NODE_ID: &str = "node_id";
+
+/// Everything a node needs to know about itself, independent of how it was configured.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub node_id: NodeId,
+    /// Client API address announced to other members and operators.
+    pub api_addr: String,
+    /// Inter-node address announced to other members.
+    pub peer_addr: String,
+    pub zone: Option<String>,
+    pub cluster_name: String,
+    pub cluster_secret: Vec<u8>,
+    /// Peer addresses of existing members; empty founds a new cluster.
+    pub seeds: Vec<String>,
+    pub ring_size: u32,
+    /// Default replication for buckets without props, and the replication placement uses.
+    pub n_val: u32,
+    pub hinted_handoff: bool,
+    pub gossip_interval: Duration,
+    pub handoff_interval: Duration,
+    pub request_timeout: Duration,
+    /// Timeout of one inter-node call made by a background duty.
+    pub rpc_timeout: Duration,
+    /// Age after which a delete's tombstone may be reaped (see `coordinator::reap`).
+    pub tombstone_grace: Duration,
+    /// Pause between active anti-entropy exchanges (one partition with one peer each).
+    pub aae_interval: Duration,
+    pub limits: Limits,
+    /// The current machine boot (Linux `boot_id`), to tell a process crash, which loses no
+    /// written data, from a machine crash, which may (see [`incarnation`]).
+    pub boot_id: Option<String>,
+    /// Planted bugs (test builds only; all off otherwise).
+    pub faults: riftkv_core::fault::Faults,
+}
+
+impl NodeSettings {
+    /// Settings suited to tests: fast gossip and handoff.
+    pub fn for_test(node_id: &str, peer_addr: &str, cluster: &str) -> NodeSettings {
+        NodeSettings {
+            node_id: NodeId::from(node_id),
+            api_addr: format!("{peer_addr}-api"),
+            peer_addr: peer_addr.to_string(),
+            zone: None,
+            cluster_name: cluster.to_string(),
+            cluster_secret: b"test-secret".to_vec(),
+            seeds: Vec::new(),
+            ring_size: 32,
+            n_val: 3,
+            hinted_handoff: true,
+            gossip_interval: Duration::from_millis(100),
+            handoff_interval: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(2),
+            rpc_timeout: Duration::from_secs(1),
+            tombstone_grace: Duration::from_secs(3600),
+            aae_interval: Duration::from_secs(2),
+            limits: Limits::default(),
+            boot_id: Some("test-boot".to_string()),
+            faults: riftkv_core::fault::Faults::default(),
+        }
+    }
+
+    pub fn member_info(&self) -> MemberInfo {
+        MemberInfo::new(
+            self.node_id.clone(),
+            self.api_addr.clone(),
+            self.peer_addr.clone(),
+            self.zone.clone(),
+        )
+    }
+}
+
+/// A running node. Shared as `Arc<Node>` by the API, the RPC handler and background tasks.
+pub struct Node {
+    pub id: NodeId,
+    pub settings: NodeSettings,
+    pub storage: Arc<dyn Storage>,
+    pub transport: Arc<dyn Transport>,
+    pub state: RwLock<RingState>,
+    pub detector: Mutex<Detector>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub context_key: ContextKey,
+    /// This run's incarnation: custody of write identities taken in another one is void.
+    pub incarnation: u64,
+    /// Tombstones reaped here recently, so stale copies are not stored again.
+    pub reap_fence: fence::ReapFence,
+    /// Ring version each peer last reported (for `ring_settled`).
+    pub peer_ring_versions: Mutex<HashMap<NodeId, u64>>,
+    pub shutdown: CancellationToken,
+    /// Set once the node has joined a cluster and knows a ring (for `/ready`).
+    pub joined: std::sync::atomic::AtomicBool,
+    /// Becomes true once this node has left the cluster (or was removed): the process exits.
+    pub left: tokio::sync::watch::Sender<bool>,
+}
+
+impl Node {
+    /// Builds a node over its parts. The ring state is loaded from storage when present,
+    /// else a one-member cluster is founded (joining via seeds replaces it later).
+    pub fn new(
+        settings: NodeSettings,
+        storage: Arc<dyn Storage>,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Node>, NodeError> {
+        let loaded = match storage.get_meta(META_RING_STATE)? {
+            Some(bytes) => Some(
+                postcard::from_bytes::<RingState>(&bytes)
+                    .map_err(|e| NodeError::Damaged(format!("stored ring state: {e}")))?,
+            ),
+            None => None,
+        };
+        let had_state = loaded.is_some();
+        let no_seeds = settings.seeds.is_empty();
+        let mut state = match loaded {
+            Some(s) => {
+                if s.cluster_name != settings.cluster_name {
+                    return Err(NodeError::Config(format!(
+                        "data dir belongs to cluster '{}', not '{}'",
+                        s.cluster_name, settings.cluster_name
+                    )));
+                }
+                s
+            }
+            None => RingState::found(
+                settings.cluster_name.clone(),
+                settings.ring_size,
+                settings.n_val,
+                settings.member_info(),
+            ),
+        };
+        // Addresses may change between restarts; our own entry is ours to update.
+        let _ = state.add_member(settings.member_info());
+        let context_key = ContextKey::derive(&settings.cluster_secret);
+        let (incarnation, start) =
+            incarnation::begin(storage.as_ref(), settings.boot_id.as_deref())?;
+        match start {
+            incarnation::Start::Keep => {}
+            why => tracing::warn!(
+                node_id = %settings.node_id,
+                reason = ?why,
+                "new incarnation: this node takes new write identities for every key it writes next"
+            ),
+        }
+        let node = Arc::new(Node {
+            id: settings.node_id.clone(),
+            settings,
+            storage,
+            transport,
+            state: RwLock::new(state),
+            detector: Mutex::new(Detector::default()),
+            metrics,
+            clock,
+            context_key,
+            incarnation,
+            reap_fence: fence::ReapFence::default(),
+            peer_ring_versions: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
+            left: tokio::sync::watch::channel(false).0,
+        });
+        // A joiner's founding state is a placeholder until a seed answers: persisting it would
+        // make a restart before the join believe it founded its own cluster.
+        if node.joined.load(std::sync::atomic::Ordering::SeqCst) {
+            node.persist_state()?;
+        }
+        Ok(node)
+    }
+
+    /// Writes the ring state to the meta area (synced: membership must survive a crash).
+    pub fn persist_state(&self) -> Result<(), NodeError> {
+        let bytes = {
+            let s = self.state.read();
+            postcard::to_stdvec(&*s).map_err(|e| NodeError::Damaged(e.to_string()))?
+        };
+        let mut batch = riftkv_core::storage::WriteBatch::default();
+        batch.put_meta(META_RING_STATE, bytes);
+        self.storage.write(batch, true)?;
+        Ok(())
+    }
+
+    /// Applies `f` to the ring state and persists it when it reports a change.
+    pub fn update_state<T>(
+        &self,
+        f: impl FnOnce(&mut RingState) -> (bool, T),
+    ) -> Result<T, NodeError> {
+        let (changed, out) = {
+            let mut s = self.state.write();
+            f(&mut s)
+        };
+        if changed {
+            self.persist_state()?;
+        }
+        Ok(out)
+    }
+
+    /// Whether the failure detector currently believes `peer` is up. Self is always up.
+    pub fn is_reachable(&self, peer: &NodeId) -> bool {
+        peer == &self.id || self.detector.lock().is_reachable(peer, self.clock.now_ms())
+    }
+
+    /// Replicas and fallbacks of a partition: the first `n` reachable nodes of its walk, each
+    /// with the primary it stands in for (None for a primary serving itself).
+    pub fn serving(&self, partition: PartitionId, n: usize) -> Vec<(NodeId, Option<NodeId>)> {
+        let s = self.state.read();
+        let primaries = s.ring.preference_list(partition, n).to_vec();
+        let walk = s.ring.walk(partition);
+        drop(s);
+        crate::preflist::serving_set(&primaries, &walk, |id| self.is_reachable(id))
+    }
+
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("storage: {0}")]
+    Storage(#[from] riftkv_core::storage::StorageError),
+    #[error("damaged node state: {0}")]
+    Damaged(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("network: {0}")]
+    Net(#[from] riftkv_core::net::NetError),
+    #[error("membership: {0}")]
+    Membership(#[from] riftkv_core::membership::state::MembershipError),
+}

@@ -1,0 +1,238 @@
+//! What one node does with its own copy of a key, for either role it plays in a request:
+//! a primary keeps the key under `objects`, a fallback keeps it as a hint for the primary it
+//! stands in for. These functions are blocking (storage is); async callers use [`blocking`].
+
+use super::error::ReplicaError;
+use super::locks::lock_key;
+use crate::node::Node;
+use crate::replica::store::StoreError;
+use riftkv_core::storage::{HintKey, ObjectKey};
+use riftkv_core::types::NodeId;
+use riftkv_core::version::identity;
+use riftkv_core::version::{
+    Actor, ConflictMode, Custody, Limits, Object, Sibling, StoredCopy, VersionVector,
+};
+use std::sync::OnceLock;
+
+/// Environment switch of the planted-bug fault below; unset (the default) means off.
+pub const FAULT_DROP_WRITES_ENV: &str = "RIFTKV_FAULT_DROP_WRITES";
+
+/// Test-only fault injection, off by default: with `RIFTKV_FAULT_DROP_WRITES=F` (a fraction in
+/// (0, 1]) that share of replica writes, and of the coordinator's own local writes, is
+/// acknowledged without being stored. It exists so the partition-testing harness
+/// (`riftkv-jepsen`) can prove that its checker finds lost writes. Never set it on a real node.
+pub fn fault_drop_write() -> bool {
+    static FRACTION: OnceLock<f64> = OnceLock::new();
+    let fraction = *FRACTION.get_or_init(|| {
+        let f = std::env::var(FAULT_DROP_WRITES_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .map_or(0.0, |f| f.min(1.0));
+        if f > 0.0 {
+            tracing::warn!(
+                fraction = f,
+                "{FAULT_DROP_WRITES_ENV} is set: this node silently drops writes (test-only fault)"
+            );
+        }
+        f
+    });
+    fraction > 0.0 && rand::random::<f64>() < fraction
+}
+
+/// Runs blocking storage work off the async workers.
+pub async fn blocking<T: Send + 'static, E: From<ReplicaError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| E::from(ReplicaError::Internal(format!("storage task failed: {e}"))))?
+}
+
+/// This node's copy of `k` in the role given by `hinted_for`: as a fallback, the hint held for
+/// that primary merged with any `objects` copy; as a primary, the `objects` copy.
+///
+/// A damaged record reads as missing: the reader then sees this replica as lacking the key, so
+/// read repair (and anti-entropy) write the merged copy back over the damage.
+pub fn read_copy(
+    node: &Node,
+    k: &ObjectKey,
+    hinted_for: Option<&NodeId>,
+    mode: ConflictMode,
+) -> Result<Option<Object>, StoreError> {
+    let own = undamaged(node.local_copy(k))?.map(|c| c.object);
+    let Some(primary) = hinted_for else {
+        return Ok(own);
+    };
+    let hk = HintKey::for_object(primary.clone(), k);
+    let hint = undamaged(node.hint_copy(&hk))?.map(|c| c.object);
+    Ok(match (own, hint) {
+        (Some(a), Some(b)) => Some(a.sync_mode(&b, mode)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// A damaged record as missing (logged and already counted by storage); other errors pass.
+fn undamaged(r: Result<Option<StoredCopy>, StoreError>) -> Result<Option<StoredCopy>, StoreError> {
+    match r {
+        Err(StoreError::Damaged(e)) => {
+            tracing::warn!(error = %e, "reading a damaged local copy as missing");
+            Ok(None)
+        }
+        Err(StoreError::Storage(riftkv_core::storage::StorageError::Corrupt { what })) => {
+            tracing::warn!(%what, "reading a damaged local record as missing");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+/// Merges `incoming` into this node's copy in the role given by `hinted_for`, under the key's
+/// lock. Returns the stored result.
+pub fn store_copy(
+    node: &Node,
+    k: &ObjectKey,
+    incoming: &Object,
+    mode: ConflictMode,
+    sync: bool,
+    hinted_for: Option<&NodeId>,
+) -> Result<Object, StoreError> {
+    let _guard = lock_key(k);
+    match hinted_for {
+        None => node.merge_local(k, incoming, mode, sync),
+        Some(primary) => node.merge_hint(k, primary, incoming, mode, sync),
+    }
+}
+
+/// This node's copy of `k` for a write it coordinates, with the custody of the slot it will
+/// write to: the `objects` copy as a primary; as a fallback, the hint it holds for `primary`
+/// merged with any `objects` copy, custody from the hint alone (the slot it writes). A damaged
+/// record counts as missing: the write takes a fresh identity and replaces it.
+fn read_for_write(
+    node: &Node,
+    k: &ObjectKey,
+    hinted_for: Option<&NodeId>,
+    mode: ConflictMode,
+) -> Result<(Option<Object>, Option<Custody>), ReplicaError> {
+    let own = undamaged(node.local_copy(k))?;
+    let Some(primary) = hinted_for else {
+        return Ok(match own {
+            Some(c) => (Some(c.object), c.custody),
+            None => (None, None),
+        });
+    };
+    let hint = undamaged(node.hint_copy(&HintKey::for_object(primary.clone(), k)))?;
+    let custody = hint.as_ref().and_then(|h| h.custody);
+    let object = match (own, hint) {
+        (Some(a), Some(b)) => Some(a.object.sync_mode(&b.object, mode)),
+        (a, b) => a.or(b).map(|c| c.object),
+    };
+    Ok((object, custody))
+}
+
+/// The coordinator's read-modify-write: add `sibling` as a new version of `k` superseding what
+/// `ctx` has seen, under a write identity this node can vouch for (see
+/// `version::identity`), and persist it in this node's role. Returns the new object.
+#[allow(clippy::too_many_arguments)]
+pub fn coordinate_write(
+    node: &Node,
+    k: &ObjectKey,
+    ctx: &VersionVector,
+    mut sibling: Sibling,
+    mode: ConflictMode,
+    limits: &Limits,
+    sync: bool,
+    hinted_for: Option<&NodeId>,
+) -> Result<Object, ReplicaError> {
+    let _guard = lock_key(k);
+    let (stored, custody) = read_for_write(node, k, hinted_for, mode)?;
+    let w = if node.settings.faults.old_dot_rule() {
+        // Planted bug for the simulation's self-test: the pre-epoch rule (node id as actor).
+        identity::Writer {
+            actor: Actor::from(&node.id),
+            custody: Custody {
+                epoch: 0,
+                incarnation: node.incarnation,
+            },
+            fresh: false,
+        }
+    } else {
+        identity::writer(&node.id, custody, node.incarnation, identity::fresh_epoch())
+    };
+    if w.fresh {
+        node.metrics.write_identities_total.inc();
+    }
+    if mode == ConflictMode::Lww
+        && let Some(s) = &stored
+    {
+        // Last write wins must never go backwards on one key: a coordinator whose clock lags
+        // still stamps its write after every version it has seen.
+        sibling.last_modified_ms = sibling
+            .last_modified_ms
+            .max(s.max_last_modified_ms().saturating_add(1));
+    }
+    let obj = Object::update(stored.as_ref(), ctx, &w.actor, sibling, mode, limits)?;
+    if obj.sibling_count() > limits.warn_siblings {
+        tracing::warn!(
+            siblings = obj.sibling_count(),
+            bucket = %String::from_utf8_lossy(&k.bucket),
+            "key has many siblings: clients should write with the context of a read"
+        );
+    }
+    if fault_drop_write() {
+        // Planted bug for the harness: acknowledge without storing.
+        return Ok(obj);
+    }
+    Ok(node.store_written(k, hinted_for, &obj, w.custody, mode, sync)?)
+}
+
+/// Live keys of `bucket` in `partitions` after `after`, merged in byte order, at most `limit`;
+/// the flag says whether more live keys remain beyond them.
+pub fn live_keys(
+    node: &Node,
+    partitions: &[u32],
+    bucket: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<Vec<u8>>, bool), ReplicaError> {
+    let want = limit.saturating_add(1);
+    let page = want.clamp(16, 1024);
+    let mut all: Vec<Vec<u8>> = Vec::new();
+    for &p in partitions {
+        let mut cursor: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
+        let mut found = 0usize;
+        // Each round either returns a short page (the end) or advances the cursor past a full
+        // page, so the loop ends after at most keys/page rounds.
+        loop {
+            let batch = node
+                .storage
+                .list_bucket(p, bucket, cursor.as_deref(), page)
+                .map_err(|e| ReplicaError::Internal(e.to_string()))?;
+            let short = batch.len() < page;
+            for (key, bytes) in batch {
+                cursor = Some(key.clone());
+                match Object::decode(&bytes) {
+                    Ok(o) if !o.live_siblings().is_empty() => {
+                        all.push(key);
+                        found += 1;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "skipping undecodable object in listing")
+                    }
+                }
+                if found >= want {
+                    break;
+                }
+            }
+            if short || found >= want {
+                break;
+            }
+        }
+    }
+    all.sort_unstable();
+    all.dedup();
+    let more = all.len() > limit;
+    all.truncate(limit);
+    Ok((all, more))
+}

@@ -1,0 +1,22 @@
+//! RiftKV's core: plain data and the pure decisions over it, with no knowledge of how a node
+//! is assembled.
+//!
+//! - [`version`]: dotted version vectors, objects with siblings, write identities, contexts;
+//! - [`ring`]: hashing, partitions, claim and preference lists;
+//! - [`membership`]: the replicated cluster state and the failure detector (how it spreads is
+//!   the cluster crate's business);
+//! - [`storage`]: the storage seam, RocksDB and in-memory backends, on-disk formats;
+//! - [`net`]: the peer transport seam, TCP and an in-process network with fault filters;
+//! - [`merkle`]: anti-entropy trees; [`bucket`]: bucket properties; [`fault`]: planted bugs
+//!   for tests.
+
+pub use riftkv_types as types;
+
+pub mod bucket;
+pub mod fault;
+pub mod membership;
+pub mod merkle;
+pub mod net;
+pub mod ring;
+pub mod storage;
+pub mod version;

@@ -1,0 +1,767 @@
+//! The replicated cluster state: members, partition ownership, the pending ownership plan and
+//! bucket props. Every node holds a copy; copies are merged deterministically when gossiped, so
+//! all nodes converge on the same state without a leader for anything but ring changes.
+//!
+//! Who writes what (which is what keeps the merge simple):
+//! - a member entry is written by its own node (address, zone, leave, finished transfers) and by
+//!   the claimant (joining -> valid) or an operator (removed); a per-entry version orders writes;
+//! - ownership (`ring`, `plan`, `ring_version`) is written only by the claimant, the lowest
+//!   valid node id; the highest `ring_version` wins;
+//! - bucket props are last-writer-wins registers.
+//!
+//! Ownership changes in two steps. The claimant computes a target ring and the transfers it
+//! needs (partition data a node must receive before it becomes a replica). Sources stream the
+//! data and record each finished transfer in their own member entry; when every transfer of the
+//! plan is done the claimant commits the target ring. Old replicas then drain what reached them
+//! meanwhile to the new replicas and drop their copies.
+
+use crate::bucket::BucketProps;
+use crate::ring::{Member, Ring, claim};
+use crate::types::{NodeId, PartitionId};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+/// A member's place in the cluster lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberStatus {
+    Joining,
+    Valid,
+    Leaving,
+    /// Left or removed; kept as a tombstone so gossip cannot bring the member back.
+    Removed,
+}
+
+impl MemberStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemberStatus::Joining => "joining",
+            MemberStatus::Valid => "valid",
+            MemberStatus::Leaving => "leaving",
+            MemberStatus::Removed => "removed",
+        }
+    }
+}
+
+/// One finished ownership transfer, recorded by its source.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TransferDone {
+    pub plan: u64,
+    pub partition: PartitionId,
+    pub to: NodeId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub node_id: NodeId,
+    pub api_addr: String,
+    pub peer_addr: String,
+    pub zone: Option<String>,
+    pub status: MemberStatus,
+    /// Orders writes to this entry; the higher version wins a merge.
+    pub version: u64,
+    /// Transfers of the current plan this member has finished sending.
+    pub transfers_done: BTreeSet<TransferDone>,
+}
+
+impl MemberInfo {
+    pub fn new(node_id: NodeId, api_addr: String, peer_addr: String, zone: Option<String>) -> Self {
+        MemberInfo {
+            node_id,
+            api_addr,
+            peer_addr,
+            zone,
+            status: MemberStatus::Joining,
+            version: 1,
+            transfers_done: BTreeSet::new(),
+        }
+    }
+
+    /// Deterministic winner of two writes to the same entry.
+    fn wins_over(&self, other: &MemberInfo) -> bool {
+        if self.version != other.version {
+            return self.version > other.version;
+        }
+        if self.status != other.status {
+            return self.status > other.status;
+        }
+        // Same version and status from two writers: fall back to a total order on content.
+        (
+            &self.api_addr,
+            &self.peer_addr,
+            &self.zone,
+            &self.transfers_done,
+        ) > (
+            &other.api_addr,
+            &other.peer_addr,
+            &other.zone,
+            &other.transfers_done,
+        )
+    }
+}
+
+/// Data a node must receive before the plan's target ring can be committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub partition: PartitionId,
+    pub from: NodeId,
+    pub to: NodeId,
+}
+
+/// A pending ownership change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: u64,
+    pub target: Ring,
+    pub transfers: Vec<Transfer>,
+}
+
+/// A bucket's props with the write that set them (last writer wins).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PropsEntry {
+    pub props: BucketProps,
+    pub version: u64,
+    pub author: NodeId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingState {
+    pub cluster_name: String,
+    /// Replicas used for placement and ownership transfers (the largest bucket `n` allowed).
+    pub n_val: u32,
+    pub members: BTreeMap<NodeId, MemberInfo>,
+    /// The committed ownership every node routes by.
+    pub ring: Ring,
+    pub ring_version: u64,
+    pub ring_author: NodeId,
+    /// The ring before the last commit, so old replicas know where to drain.
+    pub previous_ring: Option<Ring>,
+    pub plan: Option<Plan>,
+    pub buckets: BTreeMap<Vec<u8>, PropsEntry>,
+}
+
+impl RingState {
+    /// State of a brand-new cluster whose only member is `me`.
+    pub fn found(cluster_name: String, ring_size: u32, n_val: u32, mut me: MemberInfo) -> Self {
+        me.status = MemberStatus::Valid;
+        let members_list = [Member {
+            id: me.node_id.clone(),
+            zone: me.zone.clone(),
+        }];
+        let ring = claim(ring_size, &members_list, n_val as usize, None);
+        let author = me.node_id.clone();
+        let mut members = BTreeMap::new();
+        members.insert(me.node_id.clone(), me);
+        RingState {
+            cluster_name,
+            n_val,
+            members,
+            ring,
+            ring_version: 1,
+            ring_author: author,
+            previous_ring: None,
+            plan: None,
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    pub fn ring_size(&self) -> u32 {
+        self.ring.ring_size()
+    }
+
+    /// Members that are, or are about to be, part of the ring.
+    pub fn active_members(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members
+            .values()
+            .filter(|m| matches!(m.status, MemberStatus::Joining | MemberStatus::Valid))
+    }
+
+    /// Members shown to operators (removed ones are tombstones, not members).
+    pub fn visible_members(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members
+            .values()
+            .filter(|m| m.status != MemberStatus::Removed)
+    }
+
+    /// The claimant: lowest valid node id. Only it changes ownership.
+    pub fn claimant(&self) -> Option<&NodeId> {
+        self.members
+            .values()
+            .filter(|m| m.status == MemberStatus::Valid)
+            .map(|m| &m.node_id)
+            .min()
+    }
+
+    pub fn member(&self, id: &NodeId) -> Option<&MemberInfo> {
+        self.members.get(id)
+    }
+
+    pub fn peer_addr_of(&self, id: &NodeId) -> Option<&str> {
+        self.members.get(id).map(|m| m.peer_addr.as_str())
+    }
+
+    /// Merges another node's copy into this one. Returns true when this copy changed.
+    pub fn merge(&mut self, other: &RingState) -> bool {
+        if other.cluster_name != self.cluster_name {
+            return false;
+        }
+        let before = self.clone();
+        for (id, theirs) in &other.members {
+            match self.members.get_mut(id) {
+                Some(mine) => {
+                    if theirs.wins_over(mine) {
+                        *mine = theirs.clone();
+                    }
+                }
+                None => {
+                    self.members.insert(id.clone(), theirs.clone());
+                }
+            }
+        }
+        let theirs_newer = (other.ring_version, &other.ring_author, &other.plan_id())
+            > (self.ring_version, &self.ring_author, &self.plan_id());
+        let same_version_diverged = other.ring_version == self.ring_version
+            && other.ring_author == self.ring_author
+            && (other.ring != self.ring || other.plan != self.plan);
+        if theirs_newer
+            || (same_version_diverged
+                && (ring_digest(&other.ring, &other.plan) > ring_digest(&self.ring, &self.plan)))
+        {
+            self.ring = other.ring.clone();
+            self.ring_version = other.ring_version;
+            self.ring_author = other.ring_author.clone();
+            self.plan = other.plan.clone();
+            self.previous_ring = other.previous_ring.clone();
+        }
+        if other.n_val > self.n_val {
+            self.n_val = other.n_val;
+        }
+        for (bucket, theirs) in &other.buckets {
+            match self.buckets.get_mut(bucket) {
+                Some(mine) => {
+                    if (theirs.version, &theirs.author) > (mine.version, &mine.author) {
+                        *mine = theirs.clone();
+                    }
+                }
+                None => {
+                    self.buckets.insert(bucket.clone(), theirs.clone());
+                }
+            }
+        }
+        *self != before
+    }
+
+    fn plan_id(&self) -> u64 {
+        self.plan.as_ref().map(|p| p.id).unwrap_or(0)
+    }
+
+    /// Adds a joining member (or refreshes the address of a known one). Returns false when the
+    /// member was removed before: a removed node id cannot come back under the same name.
+    pub fn add_member(&mut self, info: MemberInfo) -> Result<(), MembershipError> {
+        match self.members.get_mut(&info.node_id) {
+            Some(existing) if existing.status == MemberStatus::Removed => {
+                Err(MembershipError::Removed(info.node_id.clone()))
+            }
+            Some(existing) => {
+                if existing.api_addr != info.api_addr
+                    || existing.peer_addr != info.peer_addr
+                    || existing.zone != info.zone
+                {
+                    existing.api_addr = info.api_addr;
+                    existing.peer_addr = info.peer_addr;
+                    existing.zone = info.zone;
+                    existing.version += 1;
+                }
+                Ok(())
+            }
+            None => {
+                let mut info = info;
+                info.status = MemberStatus::Joining;
+                self.members.insert(info.node_id.clone(), info);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets a member's status (leave, remove), bumping its entry version.
+    pub fn set_status(&mut self, id: &NodeId, status: MemberStatus) -> Result<(), MembershipError> {
+        let m = self
+            .members
+            .get_mut(id)
+            .ok_or_else(|| MembershipError::UnknownMember(id.clone()))?;
+        if m.status == MemberStatus::Removed {
+            return Err(MembershipError::Removed(id.clone()));
+        }
+        if m.status != status {
+            m.status = status;
+            m.version += 1;
+        }
+        Ok(())
+    }
+
+    /// Records that `me` finished sending a transfer of the current plan.
+    pub fn mark_transfer_done(&mut self, me: &NodeId, done: TransferDone) {
+        if let Some(m) = self.members.get_mut(me)
+            && m.transfers_done.insert(done)
+        {
+            m.version += 1;
+        }
+    }
+
+    /// Forgets finished transfers of plans that are no longer pending. Returns true on a change.
+    pub fn prune_transfers_done(&mut self, me: &NodeId) -> bool {
+        let current = self.plan.as_ref().map(|p| p.id);
+        if let Some(m) = self.members.get_mut(me) {
+            let before = m.transfers_done.len();
+            m.transfers_done.retain(|t| Some(t.plan) == current);
+            if m.transfers_done.len() != before {
+                m.version += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn transfer_is_done(&self, plan: u64, t: &Transfer) -> bool {
+        self.members.get(&t.from).is_some_and(|m| {
+            m.transfers_done.contains(&TransferDone {
+                plan,
+                partition: t.partition,
+                to: t.to.clone(),
+            })
+        })
+    }
+
+    /// The ring that placement converges to: the plan's target while one is pending.
+    pub fn target_ring(&self) -> &Ring {
+        self.plan.as_ref().map(|p| &p.target).unwrap_or(&self.ring)
+    }
+
+    /// One step of the claimant's duty; a no-op on any other node. Returns true on a change.
+    ///
+    /// Commits a plan whose transfers are all done, replaces a plan that membership changes
+    /// made stale, and starts a plan when membership no longer matches ownership.
+    pub fn claimant_step(&mut self, me: &NodeId) -> bool {
+        if self.claimant() != Some(me) {
+            return false;
+        }
+        let members: Vec<Member> = self
+            .active_members()
+            .map(|m| Member {
+                id: m.node_id.clone(),
+                zone: m.zone.clone(),
+            })
+            .collect();
+        if members.is_empty() {
+            return false;
+        }
+        let n = self.n_val as usize;
+        let desired = claim(self.ring_size(), &members, n, Some(&self.ring));
+        if let Some(plan) = &self.plan {
+            if plan.target != desired {
+                // Membership moved under the plan: replace it, keeping the transfer logic fresh.
+                return self.start_plan(me, desired);
+            }
+            let all_done = plan
+                .transfers
+                .iter()
+                .all(|t| self.transfer_is_done(plan.id, t));
+            if all_done {
+                self.commit_plan(me);
+                return true;
+            }
+            return false;
+        }
+        let joining = self
+            .members
+            .values()
+            .any(|m| m.status == MemberStatus::Joining);
+        if desired != self.ring || joining {
+            return self.start_plan(me, desired);
+        }
+        false
+    }
+
+    fn start_plan(&mut self, me: &NodeId, target: Ring) -> bool {
+        let n = self.n_val as usize;
+        let live = |id: &NodeId| {
+            self.members
+                .get(id)
+                .is_some_and(|m| m.status != MemberStatus::Removed)
+        };
+        let transfers = compute_transfers(&self.ring, &target, n, live);
+        let id = self.plan_id().max(self.ring_version) + 1;
+        self.plan = Some(Plan {
+            id,
+            target,
+            transfers,
+        });
+        self.ring_version += 1;
+        self.ring_author = me.clone();
+        if self.plan.as_ref().is_some_and(|p| p.transfers.is_empty()) {
+            self.commit_plan(me);
+        }
+        true
+    }
+
+    fn commit_plan(&mut self, me: &NodeId) {
+        let Some(plan) = self.plan.take() else {
+            return;
+        };
+        let old = std::mem::replace(&mut self.ring, plan.target);
+        if old != self.ring {
+            self.previous_ring = Some(old);
+        }
+        self.ring_version += 1;
+        self.ring_author = me.clone();
+        let owners: BTreeSet<NodeId> = self.ring.owners().iter().cloned().collect();
+        for m in self.members.values_mut() {
+            if m.status == MemberStatus::Joining && owners.contains(&m.node_id) {
+                m.status = MemberStatus::Valid;
+                m.version += 1;
+            }
+        }
+    }
+
+    /// Sets bucket props as a new last write.
+    pub fn set_bucket_props(&mut self, bucket: &[u8], props: BucketProps, author: &NodeId) {
+        let version = self.buckets.get(bucket).map(|e| e.version + 1).unwrap_or(1);
+        self.buckets.insert(
+            bucket.to_vec(),
+            PropsEntry {
+                props,
+                version,
+                author: author.clone(),
+            },
+        );
+    }
+
+    /// Props of a bucket, or the cluster defaults.
+    ///
+    /// Placement, listing, hinted and ownership handoff, anti-entropy and reaping all read props
+    /// here, so a stored `n` above `n_val` (set before the API refused it, or gossiped by an
+    /// older node) is clamped to `n_val`: no node places more replicas than ownership handoff
+    /// keeps. The stored entry is left as written so the merge stays a plain
+    /// last-writer-wins; the API rewrites it on the next props change.
+    pub fn bucket_props(&self, bucket: &[u8]) -> BucketProps {
+        let Some(entry) = self.buckets.get(bucket) else {
+            return BucketProps::with_n(self.n_val.min(3));
+        };
+        let mut props = entry.props.clone();
+        if props.n > self.n_val {
+            warn_clamped_once(bucket, props.n, self.n_val);
+            props.n = self.n_val;
+        }
+        props
+    }
+
+    /// Nothing pending: every member valid, no plan, and no partition owned by a node that is
+    /// not a valid member (a removal the claimant has not acted on yet). Reachability and
+    /// ring-version agreement are checked by the caller, who knows what peers have said.
+    pub fn locally_settled(&self) -> bool {
+        self.plan.is_none()
+            && self
+                .visible_members()
+                .all(|m| m.status == MemberStatus::Valid)
+            && self.ring.node_set().iter().all(|id| {
+                self.members
+                    .get(id)
+                    .is_some_and(|m| m.status == MemberStatus::Valid)
+            })
+    }
+}
+
+/// A clamp that was logged: bucket, stored `n`, the ring's `n_val`.
+type Clamp = (Vec<u8>, u32, u32);
+
+/// Clamps already logged: each is logged once per process (props are read on every request).
+static CLAMPED: LazyLock<Mutex<BTreeSet<Clamp>>> = LazyLock::new(|| Mutex::new(BTreeSet::new()));
+
+fn warn_clamped_once(bucket: &[u8], n: u32, n_val: u32) {
+    if CLAMPED.lock().insert((bucket.to_vec(), n, n_val)) {
+        tracing::warn!(
+            bucket = %String::from_utf8_lossy(bucket),
+            n,
+            n_val,
+            "bucket props ask for more replicas than the ring keeps; using the ring's replication"
+        );
+    }
+}
+
+/// Deterministic tie-break between two ownership states written with the same version.
+fn ring_digest(ring: &Ring, plan: &Option<Plan>) -> u64 {
+    let bytes = postcard::to_stdvec(&(ring, plan)).unwrap_or_default();
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// The data moves a change of ownership needs: for every partition, each node that becomes a
+/// replica receives the partition from a node that stops being one (or, when none does, from a
+/// remaining replica). Sources must be live; partitions whose every old replica is gone get no
+/// transfer (read repair and anti-entropy refill them).
+pub fn compute_transfers(
+    current: &Ring,
+    target: &Ring,
+    n: usize,
+    live: impl Fn(&NodeId) -> bool,
+) -> Vec<Transfer> {
+    let mut out = Vec::new();
+    for p in 0..current.ring_size() {
+        let cur = current.preference_list(p, n);
+        let tgt = target.preference_list(p, n);
+        let leaving: Vec<&NodeId> = cur.iter().filter(|x| !tgt.contains(x) && live(x)).collect();
+        let staying: Vec<&NodeId> = cur.iter().filter(|x| tgt.contains(x) && live(x)).collect();
+        let mut used = 0usize;
+        for to in tgt.iter().filter(|x| !cur.contains(x)) {
+            let from = if used < leaving.len() {
+                used += 1;
+                Some(leaving[used - 1])
+            } else {
+                staying.first().copied().or(leaving.first().copied())
+            };
+            if let Some(from) = from {
+                out.push(Transfer {
+                    partition: p,
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error("node {0} was removed from this cluster; start it with a new node id and data dir")]
+    Removed(NodeId),
+    #[error("no member named {0}")]
+    UnknownMember(NodeId),
+    #[error("peer belongs to cluster '{theirs}', not '{ours}'")]
+    OtherCluster { ours: String, theirs: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("this node is the only member of the cluster and cannot leave it")]
+    OnlyMember,
+    #[error("a node cannot remove itself; ask it to leave instead")]
+    CannotRemoveSelf,
+    #[error("node {0} is already leaving the cluster")]
+    AlreadyLeaving(NodeId),
+    #[error("this node has not joined a cluster yet")]
+    NotJoined,
+    #[error("could not read or persist node state: {0}")]
+    Persist(String),
+}
+
+/// Builders shared by the membership and handoff tests.
+#[cfg(any(test, feature = "testkit"))]
+pub mod fixtures {
+    use super::{MemberInfo, RingState, TransferDone};
+    use crate::types::NodeId;
+
+    /// A member named `id` with addresses `{id}-api` and `{id}-peer`.
+    pub fn info(id: &str) -> MemberInfo {
+        MemberInfo::new(
+            NodeId::from(id),
+            format!("{id}-api"),
+            format!("{id}-peer"),
+            None,
+        )
+    }
+
+    /// Runs the claimant and marks every planned transfer done, as handoff would, until the
+    /// state is settled (bounded: 20 rounds).
+    pub fn settle(s: &mut RingState) {
+        for _ in 0..20 {
+            let Some(c) = s.claimant().cloned() else {
+                return;
+            };
+            s.claimant_step(&c);
+            if let Some(plan) = s.plan.clone() {
+                for t in &plan.transfers {
+                    s.mark_transfer_done(
+                        &t.from,
+                        TransferDone {
+                            plan: plan.id,
+                            partition: t.partition,
+                            to: t.to.clone(),
+                        },
+                    );
+                }
+            } else if s.locally_settled() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{info, settle};
+    use super::*;
+
+    #[test]
+    fn found_owns_everything() {
+        let s = RingState::found("c".into(), 16, 3, info("1"));
+        assert_eq!(s.ring.partitions_of(&NodeId::from("1")).len(), 16);
+        assert!(s.locally_settled());
+        assert_eq!(s.claimant(), Some(&NodeId::from("1")));
+    }
+
+    #[test]
+    fn joins_are_planned_transferred_and_committed() {
+        let mut s = RingState::found("c".into(), 16, 3, info("1"));
+        s.add_member(info("2")).unwrap();
+        s.add_member(info("3")).unwrap();
+        assert!(!s.locally_settled());
+        let v0 = s.ring_version;
+        assert!(s.claimant_step(&NodeId::from("1")));
+        let plan = s.plan.clone().expect("plan started");
+        assert!(!plan.transfers.is_empty());
+        assert!(plan.transfers.iter().all(|t| t.from == NodeId::from("1")));
+        // Not committed until transfers are done.
+        assert!(!s.claimant_step(&NodeId::from("1")));
+        settle(&mut s);
+        assert!(s.locally_settled());
+        assert!(s.ring_version > v0);
+        for id in ["1", "2", "3"] {
+            let owned = s.ring.partitions_of(&NodeId::from(id)).len();
+            assert!((5..=6).contains(&owned), "{id} owns {owned}");
+        }
+    }
+
+    #[test]
+    fn only_the_claimant_changes_ownership() {
+        let mut s = RingState::found("c".into(), 16, 3, info("1"));
+        s.add_member(info("2")).unwrap();
+        assert!(!s.claimant_step(&NodeId::from("2")));
+        assert!(s.plan.is_none());
+    }
+
+    #[test]
+    fn merge_is_order_independent() {
+        let mut base = RingState::found("c".into(), 16, 3, info("1"));
+        base.add_member(info("2")).unwrap();
+        settle(&mut base);
+        let mut a = base.clone();
+        let mut b = base.clone();
+        a.add_member(info("3")).unwrap();
+        b.set_bucket_props(b"x", BucketProps::with_n(2), &NodeId::from("2"));
+        a.claimant_step(&NodeId::from("1"));
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab, ba);
+        assert!(!ab.clone().merge(&ba));
+        assert_eq!(ab.bucket_props(b"x").n, 2);
+        assert!(ab.members.contains_key(&NodeId::from("3")));
+    }
+
+    #[test]
+    fn stored_n_above_the_ring_replication_is_clamped() {
+        let mut s = RingState::found("c".into(), 16, 3, info("1"));
+        s.set_bucket_props(b"wide", BucketProps::with_n(5), &NodeId::from("1"));
+        assert_eq!(s.bucket_props(b"wide").n, 3);
+        // The stored entry is left as written (the merge stays a plain last-writer-wins).
+        assert_eq!(s.buckets[&b"wide"[..]].props.n, 5);
+        // Props gossiped from a node that accepted n = 4 are clamped the same way.
+        let mut other = RingState::found("c".into(), 16, 3, info("1"));
+        other.set_bucket_props(b"gossiped", BucketProps::with_n(4), &NodeId::from("2"));
+        s.merge(&other);
+        assert_eq!(s.bucket_props(b"gossiped").n, 3);
+        // Values within the ring's replication and the defaults are untouched.
+        s.set_bucket_props(b"narrow", BucketProps::with_n(2), &NodeId::from("1"));
+        assert_eq!(s.bucket_props(b"narrow"), BucketProps::with_n(2));
+        assert_eq!(s.bucket_props(b"never-set"), BucketProps::with_n(3));
+    }
+
+    #[test]
+    fn other_cluster_is_not_merged() {
+        let mut a = RingState::found("a".into(), 8, 3, info("1"));
+        let b = RingState::found("b".into(), 8, 3, info("2"));
+        assert!(!a.merge(&b));
+        assert!(!a.members.contains_key(&NodeId::from("2")));
+    }
+
+    #[test]
+    fn removed_members_stay_removed() {
+        let mut s = RingState::found("c".into(), 16, 3, info("1"));
+        s.add_member(info("2")).unwrap();
+        settle(&mut s);
+        s.set_status(&NodeId::from("2"), MemberStatus::Removed)
+            .unwrap();
+        assert!(s.add_member(info("2")).is_err());
+        let stale = {
+            let mut t = s.clone();
+            t.members.get_mut(&NodeId::from("2")).unwrap().status = MemberStatus::Valid;
+            t.members.get_mut(&NodeId::from("2")).unwrap().version -= 1;
+            t
+        };
+        s.merge(&stale);
+        assert_eq!(s.members[&NodeId::from("2")].status, MemberStatus::Removed);
+        settle(&mut s);
+        assert_eq!(s.ring.partitions_of(&NodeId::from("2")).len(), 0);
+    }
+
+    #[test]
+    fn leaving_member_hands_everything_off() {
+        let mut s = RingState::found("c".into(), 16, 3, info("1"));
+        for id in ["2", "3", "4"] {
+            s.add_member(info(id)).unwrap();
+        }
+        settle(&mut s);
+        s.set_status(&NodeId::from("4"), MemberStatus::Leaving)
+            .unwrap();
+        s.claimant_step(&NodeId::from("1"));
+        let plan = s.plan.clone().unwrap();
+        assert!(plan.transfers.iter().any(|t| t.from == NodeId::from("4")));
+        settle(&mut s);
+        assert!(s.ring.partitions_of(&NodeId::from("4")).is_empty());
+        assert!(s.previous_ring.is_some());
+    }
+
+    #[test]
+    fn transfers_cover_every_new_replica() {
+        let a = claim(
+            32,
+            &[
+                Member {
+                    id: "1".into(),
+                    zone: None,
+                },
+                Member {
+                    id: "2".into(),
+                    zone: None,
+                },
+                Member {
+                    id: "3".into(),
+                    zone: None,
+                },
+            ],
+            3,
+            None,
+        );
+        let members: Vec<Member> = ["1", "2", "3", "4"]
+            .iter()
+            .map(|i| Member {
+                id: NodeId::from(*i),
+                zone: None,
+            })
+            .collect();
+        let b = claim(32, &members, 3, Some(&a));
+        let ts = compute_transfers(&a, &b, 3, |_| true);
+        for p in 0..32 {
+            let cur = a.preference_list(p, 3);
+            for to in b.preference_list(p, 3) {
+                if !cur.contains(to) {
+                    assert!(
+                        ts.iter()
+                            .any(|t| t.partition == p && t.to == *to && cur.contains(&t.from))
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! On-disk format versions and the migration runner.
+//!
+//! Each file in `migrations/` describes one format version and names the step that turns the
+//! previous format into it. The files are embedded in the binary; at open the runner applies
+//! every step newer than the version recorded in `meta`, in order, each step together with its
+//! version bump in one synced atomic batch, so a crash leaves the data at one version or the
+//! next, never between. A data dir written by a newer binary is refused before anything is
+//! written to it.
+
+use super::StorageError;
+use super::backend::{Backend, Cf, RawOp, cf_is_empty};
+use super::record;
+use serde::Deserialize;
+
+/// Meta entry holding the on-disk format version (u32 BE inside a record envelope).
+pub const VERSION_KEY: &str = "storage.format_version";
+
+/// A migration step: reads the data at the previous version and returns the changes that
+/// bring it to the next one. The runner appends the version bump and writes them atomically.
+pub type StepFn = fn(&dyn Backend) -> Result<Vec<RawOp>, StorageError>;
+
+/// One format version and how to reach it.
+#[derive(Clone, Debug)]
+pub struct Migration {
+    pub version: u32,
+    pub description: String,
+    pub step_name: String,
+    pub step: StepFn,
+}
+
+/// The migration files shipped in the binary, in version order.
+const FILES: &[(&str, &str)] = &[
+    (
+        "0001_initial.toml",
+        include_str!("../../../../migrations/0001_initial.toml"),
+    ),
+    (
+        "0002_write_identities.toml",
+        include_str!("../../../../migrations/0002_write_identities.toml"),
+    ),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrationFile {
+    version: u32,
+    description: String,
+    step: String,
+}
+
+/// Maps the step names used in migration files to their code.
+fn step_by_name(name: &str) -> Option<StepFn> {
+    match name {
+        "initial_layout" => Some(initial_layout),
+        "write_identities" => Some(write_identities),
+        _ => None,
+    }
+}
+
+/// Format 1: the column families are created at open, so there is nothing to rewrite.
+fn initial_layout(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+    Ok(Vec::new())
+}
+
+/// Format 2: format-1 objects are read as they are (actors at epoch 0); only the version moves,
+/// so that an older binary refuses the data dir instead of taking new objects for damage.
+fn write_identities(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+    Ok(Vec::new())
+}
+
+/// Parses migration files (name, TOML text), resolves their steps and checks the list.
+pub fn parse(files: &[(&str, &str)]) -> Result<Vec<Migration>, StorageError> {
+    let mut out = Vec::with_capacity(files.len());
+    for (name, text) in files {
+        let f: MigrationFile = toml::from_str(text)
+            .map_err(|e| StorageError::Migration(format!("migration file {name}: {e}")))?;
+        let step = step_by_name(&f.step).ok_or_else(|| {
+            StorageError::Migration(format!("migration file {name}: unknown step {:?}", f.step))
+        })?;
+        out.push(Migration {
+            version: f.version,
+            description: f.description,
+            step_name: f.step,
+            step,
+        });
+    }
+    validate(&out)?;
+    Ok(out)
+}
+
+/// The migrations embedded in this binary.
+pub fn embedded() -> Result<Vec<Migration>, StorageError> {
+    parse(FILES)
+}
+
+/// Versions must run 1, 2, 3, ... with no gap or repeat.
+pub fn validate(list: &[Migration]) -> Result<(), StorageError> {
+    for (i, m) in list.iter().enumerate() {
+        let expected = i as u32 + 1;
+        if m.version != expected {
+            return Err(StorageError::Migration(format!(
+                "migrations are not contiguous: expected version {expected}, found {}",
+                m.version
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the recorded format version; `None` when the data dir has never been stamped.
+pub fn read_version(b: &dyn Backend) -> Result<Option<u32>, StorageError> {
+    let Some(raw) = b.raw_get(Cf::Meta, VERSION_KEY.as_bytes())? else {
+        return Ok(None);
+    };
+    let damaged = |why: String| StorageError::Corrupt {
+        what: format!("meta {VERSION_KEY:?}: {why}"),
+    };
+    let payload = record::open(&raw).map_err(|d| damaged(d.to_string()))?;
+    let bytes: [u8; 4] = payload
+        .try_into()
+        .map_err(|_| damaged(format!("expected 4 bytes, found {}", payload.len())))?;
+    Ok(Some(u32::from_be_bytes(bytes)))
+}
+
+/// The meta change that records `version`.
+pub fn version_op(version: u32) -> RawOp {
+    RawOp::Put(
+        Cf::Meta,
+        VERSION_KEY.as_bytes().to_vec(),
+        record::seal(&version.to_be_bytes()),
+    )
+}
+
+/// Brings the data to the last version of `list`; returns the versions applied.
+pub fn run(b: &dyn Backend, list: &[Migration]) -> Result<Vec<u32>, StorageError> {
+    validate(list)?;
+    let supported = list.last().map_or(0, |m| m.version);
+    let current = match read_version(b)? {
+        Some(v) => v,
+        None => {
+            for cf in Cf::ALL {
+                if !cf_is_empty(b, cf)? {
+                    return Err(StorageError::Migration(format!(
+                        "data dir holds data (column family {}) but no on-disk format version",
+                        cf.name()
+                    )));
+                }
+            }
+            0
+        }
+    };
+    if current > supported {
+        return Err(StorageError::NewerFormat {
+            found: current,
+            supported,
+        });
+    }
+    let mut applied = Vec::new();
+    for m in list.iter().filter(|m| m.version > current) {
+        let mut ops = (m.step)(b).map_err(|e| match e {
+            StorageError::Migration(s) => StorageError::Migration(s),
+            other => StorageError::Migration(format!(
+                "step {} to format {}: {other}",
+                m.step_name, m.version
+            )),
+        })?;
+        ops.push(version_op(m.version));
+        b.raw_write(ops, true)?;
+        tracing::info!(version = m.version, step = %m.step_name, "applied storage migration");
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::FORMAT_VERSION;
+    use crate::storage::backend::Flow;
+    use crate::storage::{MemoryStorage, ObjectKey, RocksStorage, Storage, WriteBatch};
+
+    #[test]
+    fn embedded_files_parse_and_are_contiguous_from_one() {
+        let list = embedded().unwrap();
+        assert!(!list.is_empty());
+        for (i, m) in list.iter().enumerate() {
+            assert_eq!(m.version, i as u32 + 1);
+            assert!(!m.description.trim().is_empty());
+        }
+        assert_eq!(list.last().unwrap().version, FORMAT_VERSION);
+        // File names carry the version they describe.
+        for ((name, _), m) in FILES.iter().zip(&list) {
+            assert!(name.starts_with(&format!("{:04}_", m.version)), "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        let unknown = parse(&[(
+            "0001_x.toml",
+            "version = 1\ndescription = \"d\"\nstep = \"nope\"",
+        )]);
+        assert!(matches!(unknown, Err(StorageError::Migration(s)) if s.contains("unknown step")));
+        let gap = parse(&[(
+            "0002_x.toml",
+            "version = 2\ndescription = \"d\"\nstep = \"initial_layout\"",
+        )]);
+        assert!(matches!(gap, Err(StorageError::Migration(s)) if s.contains("not contiguous")));
+        let junk = parse(&[("0001_x.toml", "version = \"one\"")]);
+        assert!(matches!(junk, Err(StorageError::Migration(s)) if s.contains("0001_x.toml")));
+    }
+
+    #[test]
+    fn newer_format_message_is_one_clear_line() {
+        let e = StorageError::NewerFormat {
+            found: 7,
+            supported: 1,
+        };
+        assert_eq!(
+            e.to_string(),
+            "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 1"
+        );
+    }
+
+    fn ok(b: &str, k: &str) -> ObjectKey {
+        ObjectKey {
+            partition: 1,
+            bucket: b.as_bytes().to_vec(),
+            key: k.as_bytes().to_vec(),
+        }
+    }
+
+    /// Test format 2: every object value gains the suffix "+v2", and the step counts its runs
+    /// and notes its place in the order in meta, inside the same atomic batch.
+    fn to_v2(b: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+        let mut ops = rewrite_objects(b, b"+v2")?;
+        ops.extend(note_run(b, "2")?);
+        Ok(ops)
+    }
+
+    /// Test format 3: relies on format 2 having run first.
+    fn to_v3(b: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+        let mut ops = rewrite_objects(b, b"+v3")?;
+        ops.extend(note_run(b, "3")?);
+        Ok(ops)
+    }
+
+    fn rewrite_objects(b: &dyn Backend, suffix: &[u8]) -> Result<Vec<RawOp>, StorageError> {
+        let mut ops = Vec::new();
+        b.raw_scan(Cf::Objects, &[], &mut |k, v| {
+            if let Ok(p) = record::open(v) {
+                let mut p = p.to_vec();
+                p.extend_from_slice(suffix);
+                ops.push(RawOp::Put(Cf::Objects, k.to_vec(), record::seal(&p)));
+            }
+            Flow::Continue
+        })?;
+        Ok(ops)
+    }
+
+    fn note_run(b: &dyn Backend, tag: &str) -> Result<Vec<RawOp>, StorageError> {
+        let key = b"test.migration_runs".to_vec();
+        let mut runs = match b.raw_get(Cf::Meta, &key)? {
+            Some(raw) => record::open(&raw)
+                .map_err(|d| StorageError::Migration(d.to_string()))?
+                .to_vec(),
+            None => Vec::new(),
+        };
+        runs.extend_from_slice(tag.as_bytes());
+        Ok(vec![RawOp::Put(Cf::Meta, key, record::seal(&runs))])
+    }
+
+    fn with_test_steps() -> Vec<Migration> {
+        let mut list = embedded().unwrap();
+        for (version, step) in [
+            (FORMAT_VERSION + 1, to_v2 as StepFn),
+            (FORMAT_VERSION + 2, to_v3 as StepFn),
+        ] {
+            list.push(Migration {
+                version,
+                description: format!("test format {version}"),
+                step_name: format!("to_v{version}"),
+                step,
+            });
+        }
+        list
+    }
+
+    #[test]
+    fn multi_step_upgrade_runs_each_step_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStorage::open(dir.path()).unwrap();
+            assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
+            let mut b = WriteBatch::new();
+            b.put_object(ok("b", "k1"), b"one".to_vec())
+                .put_object(ok("b", "k2"), b"two".to_vec());
+            s.write(b, true).unwrap();
+        }
+        let list = with_test_steps();
+        {
+            let (s, applied) = RocksStorage::open_with_migrations(dir.path(), &list).unwrap();
+            assert_eq!(applied, vec![FORMAT_VERSION + 1, FORMAT_VERSION + 2]);
+            assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION + 2));
+            assert_eq!(
+                s.get_object(&ok("b", "k1")).unwrap(),
+                Some(b"one+v2+v3".to_vec())
+            );
+            assert_eq!(
+                s.get_object(&ok("b", "k2")).unwrap(),
+                Some(b"two+v2+v3".to_vec())
+            );
+            assert_eq!(
+                s.get_meta("test.migration_runs").unwrap(),
+                Some(b"23".to_vec())
+            );
+        }
+        // Reopening at the same version is idempotent: no step runs again.
+        {
+            let (s, applied) = RocksStorage::open_with_migrations(dir.path(), &list).unwrap();
+            assert!(applied.is_empty());
+            assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION + 2));
+            assert_eq!(
+                s.get_object(&ok("b", "k1")).unwrap(),
+                Some(b"one+v2+v3".to_vec())
+            );
+            assert_eq!(
+                s.get_meta("test.migration_runs").unwrap(),
+                Some(b"23".to_vec())
+            );
+        }
+        // The shipped binary, which knows only its own formats, refuses the upgraded data dir.
+        match RocksStorage::open(dir.path()) {
+            Err(StorageError::NewerFormat { found, supported }) => {
+                assert_eq!((found, supported), (FORMAT_VERSION + 2, FORMAT_VERSION));
+            }
+            other => panic!("expected NewerFormat, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn upgrade_from_an_intermediate_version_runs_only_the_rest() {
+        let s = MemoryStorage::new();
+        s.write(
+            {
+                let mut b = WriteBatch::new();
+                b.put_object(ok("b", "k"), b"x".to_vec());
+                b
+            },
+            false,
+        )
+        .unwrap();
+        let list = with_test_steps();
+        let n = list.len();
+        assert_eq!(
+            run(s.backend(), &list[..n - 1]).unwrap(),
+            vec![FORMAT_VERSION + 1]
+        );
+        assert_eq!(run(s.backend(), &list).unwrap(), vec![FORMAT_VERSION + 2]);
+        assert_eq!(run(s.backend(), &list).unwrap(), Vec::<u32>::new());
+        assert_eq!(
+            s.get_object(&ok("b", "k")).unwrap(),
+            Some(b"x+v2+v3".to_vec())
+        );
+        assert_eq!(
+            s.get_meta("test.migration_runs").unwrap(),
+            Some(b"23".to_vec())
+        );
+    }
+
+    #[test]
+    fn newer_format_is_refused_without_writing() {
+        let s = MemoryStorage::new();
+        s.backend().raw_write(vec![version_op(7)], false).unwrap();
+        let before = s
+            .backend()
+            .raw_get(Cf::Meta, VERSION_KEY.as_bytes())
+            .unwrap();
+        match run(s.backend(), &embedded().unwrap()) {
+            Err(e @ StorageError::NewerFormat { .. }) => assert_eq!(
+                e.to_string(),
+                "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 2"
+            ),
+            other => panic!("expected NewerFormat, got {other:?}"),
+        }
+        assert_eq!(
+            s.backend()
+                .raw_get(Cf::Meta, VERSION_KEY.as_bytes())
+                .unwrap(),
+            before
+        );
+    }
+
+    #[test]
+    fn data_without_a_version_is_refused() {
+        let s = MemoryStorage::new();
+        s.backend()
+            .raw_write(
+                vec![RawOp::Delete(Cf::Meta, VERSION_KEY.as_bytes().to_vec())],
+                false,
+            )
+            .unwrap();
+        // Empty and unversioned: treated as brand new.
+        assert_eq!(run(s.backend(), &embedded().unwrap()).unwrap(), vec![1, 2]);
+        s.backend()
+            .raw_write(
+                vec![RawOp::Delete(Cf::Meta, VERSION_KEY.as_bytes().to_vec())],
+                false,
+            )
+            .unwrap();
+        let mut b = WriteBatch::new();
+        b.put_aae(b"t".to_vec(), b"x".to_vec());
+        s.write(b, false).unwrap();
+        assert!(matches!(
+            run(s.backend(), &embedded().unwrap()),
+            Err(StorageError::Migration(m)) if m.contains("no on-disk format version")
+        ));
+    }
+
+    #[test]
+    fn damaged_version_is_corrupt_not_guessed() {
+        let s = MemoryStorage::new();
+        s.raw_put_for_test(Cf::Meta, VERSION_KEY.as_bytes(), b"\x01junk")
+            .unwrap();
+        assert!(matches!(
+            run(s.backend(), &embedded().unwrap()),
+            Err(StorageError::Corrupt { .. })
+        ));
+        s.raw_put_for_test(Cf::Meta, VERSION_KEY.as_bytes(), &record::seal(b"12345"))
+            .unwrap();
+        assert!(matches!(
+            run(s.backend(), &embedded().unwrap()),
+            Err(StorageError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn reserved_meta_names_are_refused() {
+        let s = MemoryStorage::new();
+        let mut b = WriteBatch::new();
+        b.put_meta(VERSION_KEY, 9u32.to_be_bytes().to_vec());
+        assert!(matches!(s.write(b, false), Err(StorageError::Invalid(_))));
+        assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
+    }
+}

@@ -1,0 +1,343 @@
+//! The record store: key layout, checksummed envelopes and damage handling over a raw backend.
+
+use super::backend::{Backend, Cf, Flow, RawOp};
+use super::keys::{self, show};
+use super::record;
+use super::{
+    BatchOp, Entries, HintEntries, HintKey, ObjectEntries, ObjectKey, Storage, StorageError,
+    WriteBatch, migrate,
+};
+use crate::types::{NodeId, PartitionId};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A [`Storage`] over any raw [`Backend`]; `RocksStorage` and `MemoryStorage` are instances.
+#[derive(Debug)]
+pub struct RecordStore<B: Backend> {
+    backend: B,
+    corrupt: AtomicU64,
+}
+
+impl<B: Backend> RecordStore<B> {
+    pub(crate) fn from_backend(backend: B) -> Self {
+        RecordStore {
+            backend,
+            corrupt: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The on-disk format version recorded in `meta`, if any.
+    pub fn format_version(&self) -> Result<Option<u32>, StorageError> {
+        migrate::read_version(&self.backend)
+    }
+
+    /// Overwrites one raw record, bypassing keys and envelopes, so tests can damage data
+    /// "on disk" through the real engine.
+    #[doc(hidden)]
+    pub fn raw_put_for_test(
+        &self,
+        cf: Cf,
+        raw_key: &[u8],
+        raw_value: &[u8],
+    ) -> Result<(), StorageError> {
+        self.backend.raw_write(
+            vec![RawOp::Put(cf, raw_key.to_vec(), raw_value.to_vec())],
+            false,
+        )
+    }
+
+    /// Reads one raw record as stored (envelope included).
+    #[doc(hidden)]
+    pub fn raw_get_for_test(
+        &self,
+        cf: Cf,
+        raw_key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.backend.raw_get(cf, raw_key)
+    }
+
+    fn damaged(&self, what: String) -> StorageError {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%what, "damaged storage record");
+        StorageError::Corrupt { what }
+    }
+
+    /// Opens a sealed record read by a point lookup; damage is an error.
+    fn unseal(
+        &self,
+        raw: Option<Vec<u8>>,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        match raw {
+            None => Ok(None),
+            Some(raw) => match record::open(&raw) {
+                Ok(payload) => Ok(Some(payload.to_vec())),
+                Err(d) => Err(self.damaged(format!("{}: {d}", what()))),
+            },
+        }
+    }
+
+    /// Scans `cf` from `from` (skipping `from` itself when `exclusive`) while keys start with
+    /// `prefix`, decoding each entry with `decode`. Damaged entries are counted, logged and
+    /// skipped; they never shorten a page below `limit` while more good entries follow.
+    fn scan<T>(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        exclusive: bool,
+        limit: usize,
+        mut decode: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Result<Vec<(T, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.backend.raw_scan(cf, from, &mut |k, v| {
+            if !k.starts_with(prefix) {
+                return Flow::Stop;
+            }
+            if exclusive && k == from {
+                return Flow::Continue;
+            }
+            let Some(key) = decode(k) else {
+                let _ = self.damaged(format!("{} key {}: undecodable key", cf.name(), show(k)));
+                return Flow::Continue;
+            };
+            match record::open(v) {
+                Ok(payload) => out.push((key, payload.to_vec())),
+                Err(d) => {
+                    let _ = self.damaged(format!("{} key {}: {d}", cf.name(), show(k)));
+                    return Flow::Continue;
+                }
+            }
+            if out.len() >= limit {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Turns a batch into raw ops, validating everything before anything is written.
+    fn to_raw(batch: WriteBatch) -> Result<Vec<RawOp>, StorageError> {
+        batch
+            .into_ops()
+            .into_iter()
+            .map(|op| {
+                Ok(match op {
+                    BatchOp::PutObject(k, v) => {
+                        RawOp::Put(Cf::Objects, keys::encode_object(&k)?, record::seal(&v))
+                    }
+                    BatchOp::DeleteObject(k) => {
+                        RawOp::Delete(Cf::Objects, keys::encode_object(&k)?)
+                    }
+                    BatchOp::PutHint(k, v) => {
+                        RawOp::Put(Cf::Hints, keys::encode_hint(&k)?, record::seal(&v))
+                    }
+                    BatchOp::DeleteHint(k) => RawOp::Delete(Cf::Hints, keys::encode_hint(&k)?),
+                    BatchOp::PutMeta(name, v) => {
+                        RawOp::Put(Cf::Meta, meta_key(&name)?, record::seal(&v))
+                    }
+                    BatchOp::DeleteMeta(name) => RawOp::Delete(Cf::Meta, meta_key(&name)?),
+                    BatchOp::PutAae(k, v) => RawOp::Put(Cf::Aae, k, record::seal(&v)),
+                    BatchOp::DeleteAae(k) => RawOp::Delete(Cf::Aae, k),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Meta names under this prefix belong to the storage layer itself (format version).
+pub const RESERVED_META_PREFIX: &str = "storage.";
+
+fn meta_key(name: &str) -> Result<Vec<u8>, StorageError> {
+    if name.starts_with(RESERVED_META_PREFIX) {
+        return Err(StorageError::Invalid(format!(
+            "meta name {name:?} is reserved for the storage layer"
+        )));
+    }
+    Ok(name.as_bytes().to_vec())
+}
+
+impl<B: Backend> Storage for RecordStore<B> {
+    fn get_object(&self, k: &ObjectKey) -> Result<Option<Vec<u8>>, StorageError> {
+        let raw = self
+            .backend
+            .raw_get(Cf::Objects, &keys::encode_object(k)?)?;
+        self.unseal(raw, || {
+            format!(
+                "object partition {} bucket {} key {}",
+                k.partition,
+                show(&k.bucket),
+                show(&k.key)
+            )
+        })
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ops = Self::to_raw(batch)?;
+        self.backend.raw_write(ops, sync)
+    }
+
+    fn scan_partition(
+        &self,
+        partition: PartitionId,
+        after: Option<(&[u8], &[u8])>,
+        limit: usize,
+    ) -> Result<ObjectEntries, StorageError> {
+        let prefix = keys::partition_prefix(partition);
+        let (from, exclusive) = match after {
+            Some((bucket, key)) => (keys::object_key(partition, bucket, key)?, true),
+            None => (prefix.clone(), false),
+        };
+        self.scan(
+            Cf::Objects,
+            &prefix,
+            &from,
+            exclusive,
+            limit,
+            keys::decode_object,
+        )
+    }
+
+    fn list_bucket(
+        &self,
+        partition: PartitionId,
+        bucket: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StorageError> {
+        let prefix = keys::bucket_prefix(partition, bucket)?;
+        let mut from = prefix.clone();
+        if let Some(a) = after {
+            from.extend_from_slice(a);
+        }
+        let plen = prefix.len();
+        self.scan(Cf::Objects, &prefix, &from, after.is_some(), limit, |k| {
+            Some(k[plen..].to_vec())
+        })
+    }
+
+    fn count_partition(&self, partition: PartitionId) -> Result<u64, StorageError> {
+        let prefix = keys::partition_prefix(partition);
+        let mut n = 0u64;
+        self.backend.raw_scan(Cf::Objects, &prefix, &mut |k, v| {
+            if !k.starts_with(&prefix) {
+                return Flow::Stop;
+            }
+            match (keys::decode_object(k), record::open(v)) {
+                (Some(_), Ok(_)) => n += 1,
+                (None, _) => {
+                    let _ = self.damaged(format!("objects key {}: undecodable key", show(k)));
+                }
+                (_, Err(d)) => {
+                    let _ = self.damaged(format!("objects key {}: {d}", show(k)));
+                }
+            }
+            Flow::Continue
+        })?;
+        Ok(n)
+    }
+
+    fn get_hint(&self, k: &HintKey) -> Result<Option<Vec<u8>>, StorageError> {
+        let raw = self.backend.raw_get(Cf::Hints, &keys::encode_hint(k)?)?;
+        self.unseal(raw, || {
+            format!(
+                "hint for {} partition {} bucket {} key {}",
+                k.target,
+                k.partition,
+                show(&k.bucket),
+                show(&k.key)
+            )
+        })
+    }
+
+    fn scan_hints(
+        &self,
+        target: &NodeId,
+        after: Option<&HintKey>,
+        limit: usize,
+    ) -> Result<HintEntries, StorageError> {
+        let prefix = keys::target_prefix(target)?;
+        let (from, exclusive) = match after {
+            Some(a) if &a.target != target => {
+                return Err(StorageError::Invalid(format!(
+                    "hint scan for {target} continued after a hint for {}",
+                    a.target
+                )));
+            }
+            Some(a) => (keys::encode_hint(a)?, true),
+            None => (prefix.clone(), false),
+        };
+        self.scan(
+            Cf::Hints,
+            &prefix,
+            &from,
+            exclusive,
+            limit,
+            keys::decode_hint,
+        )
+    }
+
+    fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError> {
+        let mut counts: BTreeMap<NodeId, u64> = BTreeMap::new();
+        self.backend.raw_scan(Cf::Hints, &[], &mut |k, v| {
+            match (keys::decode_hint(k), record::open(v)) {
+                (Some(h), Ok(_)) => *counts.entry(h.target).or_default() += 1,
+                (None, _) => {
+                    let _ = self.damaged(format!("hints key {}: undecodable key", show(k)));
+                }
+                (_, Err(d)) => {
+                    let _ = self.damaged(format!("hints key {}: {d}", show(k)));
+                }
+            }
+            Flow::Continue
+        })?;
+        Ok(counts.into_iter().collect())
+    }
+
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let raw = self.backend.raw_get(Cf::Meta, name.as_bytes())?;
+        self.unseal(raw, || format!("meta {name:?}"))
+    }
+
+    fn get_aae(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let raw = self.backend.raw_get(Cf::Aae, k)?;
+        self.unseal(raw, || format!("aae key {}", show(k)))
+    }
+
+    fn scan_aae_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StorageError> {
+        self.scan(Cf::Aae, prefix, prefix, false, limit, |k| Some(k.to_vec()))
+    }
+
+    fn approximate_bytes(&self) -> u64 {
+        self.backend.approximate_bytes()
+    }
+
+    fn corrupt_records(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.backend.flush()
+    }
+
+    #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
+    fn damage_objects_for_test(
+        &self,
+        bucket: &[u8],
+        key: Option<&[u8]>,
+        fraction: f64,
+    ) -> Result<super::damage::Damage, StorageError> {
+        self.damage_objects(bucket, key, fraction, &mut rand::thread_rng())
+    }
+}

@@ -1,0 +1,349 @@
+//! Admin and operations endpoints: status, ring, preference lists, this node's own copy of a
+//! key, leave and remove, health, readiness and metrics.
+
+use super::AppState;
+use super::error::{ApiError, Code};
+use super::params;
+use super::render::{LocalJson, TokenSigner, read_json};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use riftkv_cluster::membership::admin as madmin;
+use riftkv_core::membership::state::MembershipError;
+use riftkv_core::storage::{HintKey, ObjectKey};
+use riftkv_core::types::NodeId;
+use riftkv_core::version::Object;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
+
+/// One member in `/v1/admin/status`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MemberBody {
+    pub node_id: String,
+    pub api_addr: String,
+    pub peer_addr: String,
+    pub zone: Option<String>,
+    /// `joining`, `valid` or `leaving`.
+    pub status: String,
+    /// Whether this node's failure detector believes the member is up.
+    pub reachable: bool,
+}
+
+/// `GET /v1/admin/status`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct StatusBody {
+    pub node_id: String,
+    pub cluster_name: String,
+    pub ring_version: u64,
+    pub ring_size: u32,
+    pub members: Vec<MemberBody>,
+    pub owned_partitions: u64,
+    pub hints_pending: u64,
+    pub handoffs_pending: u64,
+    /// Every member valid, no transfer pending, every reachable member on this ring version.
+    pub ring_settled: bool,
+}
+
+impl From<madmin::StatusView> for StatusBody {
+    fn from(v: madmin::StatusView) -> StatusBody {
+        StatusBody {
+            node_id: v.node_id.0,
+            cluster_name: v.cluster_name,
+            ring_version: v.ring_version,
+            ring_size: v.ring_size,
+            members: v
+                .members
+                .into_iter()
+                .map(|m| MemberBody {
+                    node_id: m.node_id.0,
+                    api_addr: m.api_addr,
+                    peer_addr: m.peer_addr,
+                    zone: m.zone,
+                    status: m.status.as_str().to_string(),
+                    reachable: m.reachable,
+                })
+                .collect(),
+            owned_partitions: v.owned_partitions as u64,
+            hints_pending: v.hints_pending,
+            handoffs_pending: v.handoffs_pending as u64,
+            ring_settled: v.ring_settled,
+        }
+    }
+}
+
+/// One partition in `/v1/admin/ring`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PartitionBody {
+    pub id: u32,
+    pub owner: String,
+    pub preference_list: Vec<String>,
+}
+
+/// `GET /v1/admin/ring`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RingBody {
+    pub ring_version: u64,
+    pub ring_size: u32,
+    /// The replication the preference lists below are computed for.
+    pub n: u32,
+    pub partitions: Vec<PartitionBody>,
+}
+
+impl From<madmin::RingView> for RingBody {
+    fn from(v: madmin::RingView) -> RingBody {
+        RingBody {
+            ring_version: v.ring_version,
+            ring_size: v.ring_size,
+            n: v.n,
+            partitions: v
+                .partitions
+                .into_iter()
+                .map(|p| PartitionBody {
+                    id: p.id,
+                    owner: p.owner.0,
+                    preference_list: ids(p.preference_list),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /v1/admin/preflist/{bucket}/{key}`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PreflistBody {
+    pub partition: u32,
+    /// The key's primary owners (for its bucket's `n`).
+    pub primaries: Vec<String>,
+    /// The nodes that would serve it now, fallbacks included.
+    pub serving: Vec<String>,
+}
+
+impl From<madmin::PreflistView> for PreflistBody {
+    fn from(v: madmin::PreflistView) -> PreflistBody {
+        PreflistBody {
+            partition: v.partition,
+            primaries: ids(v.primaries),
+            serving: ids(v.serving),
+        }
+    }
+}
+
+/// Answer of the leave and remove commands.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AcceptedBody {
+    /// What the cluster does next.
+    pub message: String,
+}
+
+/// `GET /health` and `GET /ready`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct HealthBody {
+    /// `ok`, or `not_ready`.
+    pub status: String,
+}
+
+fn ids(v: Vec<NodeId>) -> Vec<String> {
+    v.into_iter().map(|n| n.0).collect()
+}
+
+impl From<MembershipError> for ApiError {
+    fn from(e: MembershipError) -> ApiError {
+        let code = match &e {
+            MembershipError::UnknownMember(_) => Code::NotFound,
+            MembershipError::CannotRemoveSelf => Code::BadRequest,
+            MembershipError::Removed(_)
+            | MembershipError::OnlyMember
+            | MembershipError::AlreadyLeaving(_)
+            | MembershipError::NotJoined
+            | MembershipError::OtherCluster { .. }
+            | MembershipError::Refused(_) => Code::Conflict,
+            MembershipError::Persist(_) => Code::Internal,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// Runs blocking storage work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
+}
+
+#[utoipa::path(get, path = "/v1/admin/status", tag = "admin",
+    responses((status = 200, description = "This node's view of the cluster", body = StatusBody)))]
+pub async fn status(State(node): State<AppState>, uri: Uri) -> Result<Json<StatusBody>, ApiError> {
+    params::no_query(uri.query())?;
+    let view = blocking(move || madmin::status(&node).map_err(ApiError::from)).await?;
+    Ok(Json(view.into()))
+}
+
+#[utoipa::path(get, path = "/v1/admin/ring", tag = "admin",
+    responses((status = 200, description = "The committed ring", body = RingBody)))]
+pub async fn ring(State(node): State<AppState>, uri: Uri) -> Result<Json<RingBody>, ApiError> {
+    params::no_query(uri.query())?;
+    Ok(Json(madmin::ring_view(&node).into()))
+}
+
+#[utoipa::path(get, path = "/v1/admin/preflist/{bucket}/{key}", tag = "admin",
+    params(("bucket" = String, Path, description = "1..=255 bytes, URL-encoded"),
+           ("key" = String, Path, description = "1..=1024 bytes, URL-encoded")),
+    responses((status = 200, description = "Where the key lives", body = PreflistBody),
+              (status = 400, description = "Bad bucket or key", body = super::error::ErrorBody)))]
+pub async fn preflist(
+    State(node): State<AppState>,
+    uri: Uri,
+) -> Result<Json<PreflistBody>, ApiError> {
+    let (bucket, key) = params::bucket_and_key(uri.path(), 3)?;
+    params::no_query(uri.query())?;
+    Ok(Json(madmin::preflist_view(&node, &bucket, &key).into()))
+}
+
+/// This node's own stored copy of a key: its objects copy first, else a hint it holds.
+fn local_copy(
+    node: &riftkv_cluster::node::Node,
+    bucket: &[u8],
+    key: &[u8],
+) -> Result<Option<(u32, Object, Option<NodeId>)>, ApiError> {
+    let ring_size = node.state.read().ring_size();
+    let partition = riftkv_core::ring::partition_for(bucket, key, ring_size);
+    let k = ObjectKey::new(partition, bucket, key);
+    if let Some(o) = node.local_object(&k)?.filter(|o| !o.is_empty()) {
+        return Ok(Some((partition, o, None)));
+    }
+    for (target, _) in node.storage.hint_counts()? {
+        let hk = HintKey::for_object(target.clone(), &k);
+        if let Some(bytes) = node.storage.get_hint(&hk)? {
+            let o = Object::decode(&bytes)
+                .map_err(|e| ApiError::internal(format!("stored hint is damaged: {e}")))?;
+            if !o.is_empty() {
+                return Ok(Some((partition, o, Some(target))));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[utoipa::path(get, path = "/v1/admin/local/{bucket}/{key}", tag = "admin",
+    params(("bucket" = String, Path, description = "1..=255 bytes, URL-encoded"),
+           ("key" = String, Path, description = "1..=1024 bytes, URL-encoded")),
+    responses((status = 200, description = "This node's copy, without quorum or repair", body = LocalJson),
+              (status = 404, description = "This node holds nothing for the key", body = super::error::ErrorBody)))]
+pub async fn local(State(node): State<AppState>, uri: Uri) -> Result<Json<LocalJson>, ApiError> {
+    let (bucket, key) = params::bucket_and_key(uri.path(), 3)?;
+    params::no_query(uri.query())?;
+    let (n, b, k) = (node.clone(), bucket.clone(), key.clone());
+    let found = blocking(move || local_copy(&n, &b, &k)).await?;
+    let Some((partition, obj, hinted_for)) = found else {
+        return Err(ApiError::not_found("this node holds no copy of this key"));
+    };
+    let signer = TokenSigner {
+        ctx_key: &node.context_key,
+        bucket: &bucket,
+        key: &key,
+    };
+    let env = read_json(&obj, &signer);
+    Ok(Json(LocalJson {
+        context: env.context,
+        siblings: env.siblings,
+        partition,
+        hinted_for: hinted_for.map(|n| n.0),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/admin/leave", tag = "admin",
+    responses((status = 202, description = "The node hands its partitions off, then leaves", body = AcceptedBody),
+              (status = 409, description = "The node cannot leave (only member, not joined)", body = super::error::ErrorBody)))]
+pub async fn leave(State(node): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    params::no_query(uri.query())?;
+    blocking(move || madmin::leave(&node).map_err(ApiError::from)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(AcceptedBody {
+            message: "leaving: partitions are handed off, then the node stops".into(),
+        }),
+    )
+        .into_response())
+}
+
+#[utoipa::path(post, path = "/v1/admin/remove/{node_id}", tag = "admin",
+    params(("node_id" = String, Path, description = "The member to drop")),
+    responses((status = 202, description = "The member is removed; its partitions are reassigned", body = AcceptedBody),
+              (status = 404, description = "No such member", body = super::error::ErrorBody),
+              (status = 400, description = "A node cannot remove itself", body = super::error::ErrorBody)))]
+pub async fn remove(State(node): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    params::no_query(uri.query())?;
+    let raw = params::path_segments(uri.path())
+        .into_iter()
+        .nth(3)
+        .unwrap_or_default();
+    let id =
+        String::from_utf8(raw).map_err(|_| ApiError::bad_request("a node id is UTF-8 text"))?;
+    if id.is_empty() {
+        return Err(ApiError::bad_request("a node id must not be empty"));
+    }
+    let target = NodeId(id.clone());
+    blocking(move || madmin::remove(&node, &target).map_err(ApiError::from)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(AcceptedBody {
+            message: format!("node {id} removed; its partitions are being reassigned"),
+        }),
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process serves", body = HealthBody)))]
+pub async fn health() -> Json<HealthBody> {
+    Json(HealthBody {
+        status: "ok".into(),
+    })
+}
+
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Joined with a known ring", body = HealthBody),
+              (status = 503, description = "Not joined yet", body = HealthBody)))]
+pub async fn ready(State(node): State<AppState>) -> Response {
+    if node.joined.load(Ordering::SeqCst) && node.state.read().ring_size() > 0 {
+        Json(HealthBody {
+            status: "ok".into(),
+        })
+        .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthBody {
+                status: "not_ready".into(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn metrics(State(node): State<AppState>) -> Response {
+    let n = node.clone();
+    let bytes = tokio::task::spawn_blocking(move || n.storage.approximate_bytes())
+        .await
+        .unwrap_or(0);
+    node.metrics
+        .storage_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    node.metrics
+        .partitions_owned
+        .set(node.state.read().ring.partitions_of(&node.id).len() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(node.metrics.content_type()),
+        )],
+        node.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,1055 @@
+//! The API served over real HTTP (127.0.0.1) by a one-node cluster in this process.
+
+use super::multipart;
+use super::render::ReadJson;
+use base64::Engine;
+use reqwest::StatusCode;
+use riftkv_cluster::dispatch::RpcHandler;
+use riftkv_cluster::metrics::Metrics;
+use riftkv_cluster::node::{Node, NodeSettings};
+use riftkv_core::net::SimNetwork;
+use riftkv_core::storage::{MemoryStorage, ObjectKey};
+use riftkv_core::types::{NodeId, SystemClock};
+use riftkv_core::version::{ConflictMode, Object, Sibling, VersionVector};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub(crate) const LIMIT: usize = 64;
+
+pub(crate) struct TestApi {
+    pub node: Arc<Node>,
+    pub base: String,
+    pub http: reqwest::Client,
+    _net: SimNetwork,
+}
+
+impl TestApi {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+/// A one-node cluster (n = 1) with a small value limit, its API on an ephemeral port.
+pub(crate) async fn start() -> TestApi {
+    start_with(super::router).await
+}
+
+async fn start_with(make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
+    start_node(1, make).await
+}
+
+/// As [`start`], with a ring that replicates `n_val` (one node still holds every replica).
+async fn start_replicating(n_val: u32) -> TestApi {
+    start_node(n_val, super::router).await
+}
+
+async fn start_node(n_val: u32, make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
+    let net = SimNetwork::new(7);
+    let transport = net.endpoint("n1:1", NodeId::from("n1"));
+    let mut settings = NodeSettings::for_test("n1", "n1:1", "api-test");
+    settings.n_val = n_val;
+    settings.limits.max_value_bytes = LIMIT;
+    let node = Node::new(
+        settings,
+        Arc::new(MemoryStorage::new()),
+        transport.clone(),
+        Arc::new(SystemClock),
+        Metrics::new(),
+    )
+    .unwrap();
+    transport.set_handler(Arc::new(RpcHandler(node.clone())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = make(node.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TestApi {
+        node,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap(),
+        _net: net,
+    }
+}
+
+async fn json_of(r: reqwest::Response) -> Value {
+    let text = r.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+async fn error_of(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json",
+        "error bodies are JSON"
+    );
+    let v = json_of(r).await;
+    assert_eq!(v["error"], code, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    v
+}
+
+/// A PUT with `Transfer-Encoding: chunked` (no declared length), over a raw socket.
+async fn raw_chunked_put(api: &TestApi, path: &str, chunks: &[&[u8]]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = api.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for c in chunks {
+        req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend_from_slice(c);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    // The server may answer and close before reading everything; that is fine.
+    let _ = s.write_all(&req).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn ctx_of(r: &reqwest::Response) -> String {
+    r.headers()["x-riftkv-context"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn put_get_delete_round_trip() {
+    let api = start().await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b/k1"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let put_ctx = ctx_of(&r);
+    assert!(!put_ctx.is_empty());
+
+    let r = api.http.get(api.url("/v1/kv/b/k1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert!(r.headers().contains_key("etag"));
+    let lm = r.headers()["last-modified"].to_str().unwrap().to_string();
+    assert!(httpdate::parse_http_date(&lm).is_ok());
+    assert_eq!(ctx_of(&r), put_ctx);
+    assert_eq!(r.text().await.unwrap(), "hello");
+
+    // Default content type.
+    let r = api
+        .http
+        .post(api.url("/v1/kv/b/k2"))
+        .body(vec![0u8, 255])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.http.get(api.url("/v1/kv/b/k2")).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), vec![0u8, 255]);
+
+    let r = api
+        .http
+        .delete(api.url("/v1/kv/b/k1"))
+        .header("x-riftkv-context", &put_ctx)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.http.get(api.url("/v1/kv/b/k1")).send().await.unwrap();
+    assert!(
+        r.headers().contains_key("x-riftkv-context"),
+        "tombstone context"
+    );
+    error_of(r, 404, "not_found").await;
+
+    // Never written: 404 without a context; deleting it is still a 204.
+    let r = api
+        .http
+        .get(api.url("/v1/kv/b/never"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("x-riftkv-context"));
+    error_of(r, 404, "not_found").await;
+    let r = api
+        .http
+        .delete(api.url("/v1/kv/b/never"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn concurrent_writes_are_siblings_until_a_write_with_context() {
+    let api = start().await;
+    for v in ["a", "b"] {
+        let r = api
+            .http
+            .put(api.url("/v1/kv/s/k"))
+            .header("content-type", format!("text/{v}"))
+            .body(v)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let r = api.http.get(api.url("/v1/kv/s/k")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+    let ctx = ctx_of(&r);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let boundary = multipart::boundary_of(&ct).expect("multipart content type");
+    let parts = multipart::parse(&boundary, &r.bytes().await.unwrap()).unwrap();
+    let mut got: Vec<(String, Vec<u8>)> = parts
+        .iter()
+        .map(|p| {
+            (
+                p.header("content-type").unwrap().to_string(),
+                p.body.clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("text/a".into(), b"a".to_vec()),
+            ("text/b".into(), b"b".to_vec())
+        ]
+    );
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.header("etag").is_some() && p.header("last-modified").is_some())
+    );
+
+    let r = api
+        .http
+        .get(api.url("/v1/kv/s/k"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+    let env: ReadJson = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(env.siblings.len(), 2);
+    assert_eq!(env.context, ctx);
+    let values: Vec<Vec<u8>> = env
+        .siblings
+        .iter()
+        .map(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&s.value_base64)
+                .unwrap()
+        })
+        .collect();
+    assert!(values.contains(&b"a".to_vec()) && values.contains(&b"b".to_vec()));
+
+    // A write with the read's context resolves both; returnbody answers like a GET.
+    let r = api
+        .http
+        .put(api.url("/v1/kv/s/k?returnbody=true"))
+        .header("x-riftkv-context", &ctx)
+        .body("merged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("x-riftkv-context"));
+    assert_eq!(r.text().await.unwrap(), "merged");
+}
+
+#[tokio::test]
+async fn write_errors() {
+    let api = start().await;
+    // Forged / malformed context.
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b/k"))
+        .header("x-riftkv-context", "AQID-not-a-token")
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "invalid_context").await;
+    let r = api
+        .http
+        .delete(api.url("/v1/kv/b/k"))
+        .header("x-riftkv-context", "####")
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "invalid_context").await;
+
+    // If-None-Match: *
+    let put = |body: &'static str| {
+        api.http
+            .put(api.url("/v1/kv/b/once"))
+            .header("if-none-match", "*")
+            .body(body)
+            .send()
+    };
+    assert_eq!(put("first").await.unwrap().status(), StatusCode::NO_CONTENT);
+    error_of(put("second").await.unwrap(), 412, "precondition_failed").await;
+
+    // Too large: declared length, and a chunked body without a length.
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b/big"))
+        .body(vec![7u8; LIMIT + 1])
+        .send()
+        .await
+        .unwrap();
+    let v = error_of(r, 413, "too_large").await;
+    assert_eq!(v["limit"], LIMIT as u64);
+    let (status, body) = raw_chunked_put(&api, "/v1/kv/b/big", &[&[1u8; LIMIT], &[2u8; 8]]).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("\"too_large\""), "{body}");
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b/fits"))
+        .body(vec![1u8; LIMIT])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    // Parameters.
+    for q in [
+        "w=2",
+        "w=banana",
+        "dw=2",
+        "timeout=0",
+        "returnbody=maybe",
+        "nope=1",
+    ] {
+        let r = api
+            .http
+            .put(api.url(&format!("/v1/kv/b/k?{q}")))
+            .body("v")
+            .send()
+            .await
+            .unwrap();
+        error_of(r, 400, "bad_request").await;
+    }
+    for q in ["r=2", "pr=2", "r=0", "returnbody=true"] {
+        let r = api
+            .http
+            .get(api.url(&format!("/v1/kv/b/k?{q}")))
+            .send()
+            .await
+            .unwrap();
+        error_of(r, 400, "bad_request").await;
+    }
+    let r = api
+        .http
+        .get(api.url("/v1/kv/b/k?r=one&pr=0&timeout=500"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn paths_are_raw_bytes_with_length_limits() {
+    let api = start().await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b%20x/a%2Fb%FF"))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let p = riftkv_core::ring::partition_for(b"b x", b"a/b\xff", api.node.state.read().ring_size());
+    let stored = api
+        .node
+        .local_object(&ObjectKey::new(p, &b"b x"[..], &b"a/b\xff"[..]))
+        .unwrap();
+    assert!(stored.is_some(), "stored under the decoded bytes");
+    let r = api
+        .http
+        .get(api.url("/v1/kv/b%20x/a%2Fb%FF"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "v");
+
+    let long_key = "k".repeat(1025);
+    let r = api
+        .http
+        .get(api.url(&format!("/v1/kv/b/{long_key}")))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "bad_request").await;
+    let long_bucket = "b".repeat(256);
+    let r = api
+        .http
+        .put(api.url(&format!("/v1/kv/{long_bucket}/k")))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "bad_request").await;
+    let max = format!("/v1/kv/{}/{}", "b".repeat(255), "k".repeat(1024));
+    let r = api.http.put(api.url(&max)).body("v").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn listing_pages_through_live_keys() {
+    let api = start().await;
+    for k in ["k1", "k2", "k3", "k4", "k5"] {
+        let r = api
+            .http
+            .put(api.url(&format!("/v1/kv/lb/{k}")))
+            .body("v")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    api.http
+        .delete(api.url("/v1/kv/lb/k3"))
+        .send()
+        .await
+        .unwrap();
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/kv/lb?keys=true&limit=2"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["keys"], serde_json::json!(["k1", "k2"]));
+    assert_eq!(v["next"], "k2");
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/kv/lb?keys=true&limit=2&after=k2"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["keys"], serde_json::json!(["k4", "k5"]));
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/kv/lb?keys=true"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["keys"], serde_json::json!(["k1", "k2", "k4", "k5"]));
+    assert_eq!(v["next"], Value::Null);
+    for q in [
+        "",
+        "?keys=true&limit=10001",
+        "?keys=true&limit=0",
+        "?keys=false",
+        "?keys=true&x=1",
+    ] {
+        let r = api
+            .http
+            .get(api.url(&format!("/v1/kv/lb{q}")))
+            .send()
+            .await
+            .unwrap();
+        error_of(r, 400, "bad_request").await;
+    }
+}
+
+#[tokio::test]
+async fn bucket_props() {
+    // A ring replicating 2, so n can change within it.
+    let api = start_replicating(2).await;
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/buckets/p/props"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        v,
+        serde_json::json!({"n": 2, "r": "quorum", "w": "quorum", "dw": 0, "pr": 0, "pw": 0,
+            "conflict": "siblings"})
+    );
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/p/props"))
+        .json(&serde_json::json!({"conflict": "lww", "w": "one"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = json_of(r).await;
+    assert_eq!(v["conflict"], "lww");
+    assert_eq!(v["w"], "one");
+    assert_eq!(
+        api.node.state.read().bucket_props(b"p").conflict,
+        ConflictMode::Lww
+    );
+
+    for bad in ["not json", r#"{"bogus": 1}"#, r#"{"n": 0}"#, r#"{"w": 3}"#] {
+        let r = api
+            .http
+            .put(api.url("/v1/buckets/p/props"))
+            .body(bad)
+            .send()
+            .await
+            .unwrap();
+        error_of(r, 400, "bad_request").await;
+    }
+    // n may change while the bucket is empty (within the ring's 2), not once it holds data.
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/p/props"))
+        .body(r#"{"n": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await["n"], 1);
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/p/props"))
+        .body(r#"{"n": 3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r, 400, "bad_request").await["limit"], 2);
+    let r = api
+        .http
+        .put(api.url("/v1/kv/p/k"))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/p/props"))
+        .body(r#"{"n": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn routing_errors_are_json() {
+    let api = start().await;
+    let r = api.http.get(api.url("/v2/nothing")).send().await.unwrap();
+    error_of(r, 404, "not_found").await;
+    let r = api.http.patch(api.url("/v1/kv/b/k")).send().await.unwrap();
+    error_of(r, 405, "method_not_allowed").await;
+    let r = api
+        .http
+        .get(api.url("/v1/admin/leave"))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn request_ids_and_metrics() {
+    let api = start().await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/m/k"))
+        .header("x-request-id", "req-42")
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-42");
+    let r = api.http.get(api.url("/v1/kv/m/k")).send().await.unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok());
+
+    let r = api.http.get(api.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(r#"riftkv_requests_total{code="204",op="put"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"riftkv_requests_total{code="200",op="get"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"riftkv_request_duration_seconds_count{op="get"} 1"#));
+    assert!(text.contains("riftkv_storage_bytes"));
+}
+
+#[tokio::test]
+async fn handler_panic_is_a_json_500_and_the_server_lives_on() {
+    async fn boom() -> &'static str {
+        panic!("deliberate test panic")
+    }
+    let api = start_with(|node| {
+        axum::Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .route("/health", axum::routing::get(super::admin::health))
+            .layer(axum::middleware::from_fn_with_state(
+                node.clone(),
+                super::observe,
+            ))
+            .with_state(node)
+    })
+    .await;
+    let r = api.http.get(api.url("/boom")).send().await.unwrap();
+    assert!(r.headers().contains_key("x-request-id"));
+    error_of(r, 500, "internal").await;
+    let r = api.http.get(api.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admin_endpoints() {
+    let api = start().await;
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/admin/status"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["node_id"], "n1");
+    assert_eq!(v["cluster_name"], "api-test");
+    assert_eq!(v["members"][0]["status"], "valid");
+    assert_eq!(v["members"][0]["reachable"], true);
+    for f in [
+        "ring_version",
+        "ring_size",
+        "owned_partitions",
+        "hints_pending",
+        "handoffs_pending",
+        "ring_settled",
+    ] {
+        assert!(v.get(f).is_some(), "{f}");
+    }
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/admin/ring"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        v["partitions"].as_array().unwrap().len() as u64,
+        v["ring_size"].as_u64().unwrap()
+    );
+    assert_eq!(v["partitions"][0]["owner"], "n1");
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/admin/preflist/b/k"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["primaries"], serde_json::json!(["n1"]));
+    assert_eq!(v["serving"], serde_json::json!(["n1"]));
+
+    // Local copy: objects first, then hints.
+    let r = api
+        .http
+        .get(api.url("/v1/admin/local/b/k"))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 404, "not_found").await;
+    api.http
+        .put(api.url("/v1/kv/b/k"))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/admin/local/b/k"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["hinted_for"], Value::Null);
+    assert_eq!(v["siblings"][0]["value_base64"], "dg==");
+    let ring_size = api.node.state.read().ring_size();
+    assert_eq!(
+        v["partition"],
+        riftkv_core::ring::partition_for(b"b", b"k", ring_size)
+    );
+    let p = riftkv_core::ring::partition_for(b"b", b"h", ring_size);
+    let obj = Object::update(
+        None,
+        &VersionVector::new(),
+        NodeId::from("n1"),
+        Sibling::new(&b"hinted"[..], "text/plain", 5),
+        ConflictMode::Siblings,
+        &Default::default(),
+    )
+    .unwrap();
+    api.node
+        .merge_hint(
+            &ObjectKey::new(p, &b"b"[..], &b"h"[..]),
+            &NodeId::from("n9"),
+            &obj,
+            ConflictMode::Siblings,
+            false,
+        )
+        .unwrap();
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/admin/local/b/h"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["hinted_for"], "n9");
+
+    // Membership commands: the only member cannot leave; unknown members cannot be removed.
+    let r = api
+        .http
+        .post(api.url("/v1/admin/leave"))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 409, "conflict").await;
+    let r = api
+        .http
+        .post(api.url("/v1/admin/remove/ghost"))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 404, "not_found").await;
+    let r = api
+        .http
+        .post(api.url("/v1/admin/remove/n1"))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "bad_request").await;
+
+    assert_eq!(
+        api.http
+            .get(api.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.http
+            .get(api.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    api.node
+        .joined
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        api.http
+            .get(api.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(v["paths"]["/v1/kv/{bucket}/{key}"]["put"].is_object());
+}
+
+/// Keys written twice without a context hold two siblings.
+async fn two_siblings(api: &TestApi, path: &str) {
+    for v in ["one", "two"] {
+        let r = api.http.put(api.url(path)).body(v).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+}
+
+async fn sibling_count(api: &TestApi, path: &str) -> usize {
+    let r = api
+        .http
+        .get(api.url(path))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let env: ReadJson = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    env.siblings.len()
+}
+
+#[tokio::test]
+async fn a_context_is_bound_to_its_bucket_and_key() {
+    let api = start().await;
+    two_siblings(&api, "/v1/kv/ctx/b").await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/ctx/a"))
+        .body("a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.http.get(api.url("/v1/kv/ctx/a")).send().await.unwrap();
+    let ctx_a = ctx_of(&r);
+
+    // A's context on B: refused, and B keeps both siblings.
+    let r = api
+        .http
+        .put(api.url("/v1/kv/ctx/b"))
+        .header("x-riftkv-context", &ctx_a)
+        .body("overwrite")
+        .send()
+        .await
+        .unwrap();
+    let v = error_of(r, 400, "invalid_context").await;
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("another") && msg.contains("forged"), "{msg}");
+    let r = api
+        .http
+        .delete(api.url("/v1/kv/ctx/b"))
+        .header("x-riftkv-context", &ctx_a)
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "invalid_context").await;
+    assert_eq!(sibling_count(&api, "/v1/kv/ctx/b").await, 2);
+
+    // A version-1 token proves no key: refused, with a message saying what to do.
+    let mut vv = VersionVector::new();
+    vv.observe(&riftkv_core::version::Actor::from("n1"), 2);
+    let v1 = riftkv_core::version::legacy_v1_token(&vv, &api.node.context_key);
+    let r = api
+        .http
+        .put(api.url("/v1/kv/ctx/b"))
+        .header("x-riftkv-context", &v1)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let v = error_of(r, 400, "invalid_context").await;
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("context token from an older RiftKV version; read the key again"),
+        "{msg}"
+    );
+    assert_eq!(sibling_count(&api, "/v1/kv/ctx/b").await, 2);
+
+    // The same key name in another bucket, and the same bytes split differently.
+    two_siblings(&api, "/v1/kv/other/a").await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/other/a"))
+        .header("x-riftkv-context", &ctx_a)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "invalid_context").await;
+    assert_eq!(sibling_count(&api, "/v1/kv/other/a").await, 2);
+    two_siblings(&api, "/v1/kv/c/tx").await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/ct/x"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let ctx_split = ctx_of(&r);
+    let r = api
+        .http
+        .put(api.url("/v1/kv/c/tx"))
+        .header("x-riftkv-context", &ctx_split)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "invalid_context").await;
+    assert_eq!(sibling_count(&api, "/v1/kv/c/tx").await, 2);
+
+    // Keys that need URL-encoding: the context of a read (GET, returnbody, the admin view)
+    // resolves the siblings of exactly that key.
+    let path = "/v1/kv/ctx/a%2Fb%FF%20c";
+    two_siblings(&api, path).await;
+    let r = api.http.get(api.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+    let ctx = ctx_of(&r);
+    let r = api
+        .http
+        .put(api.url(&format!("{path}?returnbody=true")))
+        .header("x-riftkv-context", &ctx)
+        .body("merged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    two_siblings(&api, path).await;
+    assert_eq!(sibling_count(&api, path).await, 3);
+    let local = json_of(
+        api.http
+            .get(api.url("/v1/admin/local/ctx/a%2Fb%FF%20c"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let r = api
+        .http
+        .delete(api.url(path))
+        .header("x-riftkv-context", local["context"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.http.get(api.url(path)).send().await.unwrap();
+    error_of(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn bucket_n_above_the_cluster_replication_is_refused() {
+    // The test node's ring replicates 1.
+    let api = start().await;
+    let r = api
+        .http
+        .put(api.url("/v1/buckets/wide/props"))
+        .body(r#"{"n": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    let v = error_of(r, 400, "bad_request").await;
+    assert_eq!(v["limit"], 1, "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("n=2 is above this cluster's replication of 1"),
+        "{msg}"
+    );
+    let v = json_of(
+        api.http
+            .get(api.url("/v1/buckets/wide/props"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["n"], 1);
+}
+
+/// The corrupt hook is test-only: a default (release) build must not route it.
+#[cfg(not(feature = "fault-injection"))]
+#[tokio::test]
+async fn default_build_has_no_fault_routes() {
+    let api = start().await;
+    for method in [reqwest::Method::POST, reqwest::Method::GET] {
+        let r = api
+            .http
+            .request(
+                method,
+                api.url("/v1/admin/fault/corrupt?bucket=b&fraction=1"),
+            )
+            .send()
+            .await
+            .unwrap();
+        error_of(r, 404, "not_found").await;
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn corrupt_route_damages_stored_records() {
+    let api = start().await;
+    for k in ["k1", "k2", "k3", "k4"] {
+        let r = api
+            .http
+            .put(api.url(&format!("/v1/kv/b/{k}")))
+            .body("v")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let corrupt = |q: &str| {
+        api.http
+            .post(api.url(&format!("/v1/admin/fault/corrupt?{q}")))
+    };
+    // fraction=0 is the harness's probe: it damages nothing.
+    let v = json_of(corrupt("bucket=b&fraction=0").send().await.unwrap()).await;
+    assert_eq!(
+        (v["matched"].as_u64(), v["damaged"].as_u64()),
+        (Some(4), Some(0))
+    );
+    assert_eq!(v["node_id"], "n1");
+    let v = json_of(corrupt("bucket=b&fraction=0.5").send().await.unwrap()).await;
+    assert_eq!(
+        (v["matched"].as_u64(), v["damaged"].as_u64()),
+        (Some(4), Some(2))
+    );
+    let v = json_of(corrupt("bucket=b&key=k1").send().await.unwrap()).await;
+    assert!(v["matched"].as_u64() <= Some(1));
+    let ring_size = api.node.state.read().ring_size();
+    let broken = ["k1", "k2", "k3", "k4"]
+        .iter()
+        .filter(|k| {
+            let key = ObjectKey::new(
+                riftkv_core::ring::partition_for(b"b", k.as_bytes(), ring_size),
+                "b",
+                **k,
+            );
+            matches!(
+                api.node.storage.get_object(&key),
+                Err(riftkv_core::storage::StorageError::Corrupt { .. })
+            )
+        })
+        .count();
+    assert_eq!(broken as u64, 2 + v["damaged"].as_u64().unwrap());
+    let r = corrupt("fraction=1").send().await.unwrap();
+    error_of(r, 400, "bad_request").await;
+    let r = corrupt("bucket=b&fraction=3").send().await.unwrap();
+    error_of(r, 400, "bad_request").await;
+}

@@ -1,0 +1,7 @@
+//! The RiftKV server process: the REST API ([`api`]), configuration from flags, environment
+//! and TOML ([`config`]), and the assembly of one node from storage, transport, ring state
+//! and its background duties ([`server`]).
+
+pub mod api;
+pub mod config;
+pub mod server;
