@@ -1,12 +1,15 @@
 //! Add-wins observed-remove set (ORSWOT).
 
+use crate::Actor;
 use crate::clock::{Context, VClock};
-use crate::dots::Members;
+use crate::dots::{Members, member_add, member_remove, members_join};
 use crate::error::CrdtError;
 use crate::limits::Limits;
-use crate::map::Deferred;
+use crate::map::{
+    Deferred, RemovePath, Target, check_grow, defer, join_deferred, pending_after_join,
+};
 use crate::op::SetOp;
-use crate::Actor;
+use std::collections::BTreeSet;
 
 /// Members with the dots of the adds that keep them, the clock of everything seen, and the
 /// removes whose context is ahead of this replica (applied again once the clock catches up).
@@ -32,19 +35,73 @@ impl<A: Actor> OrSet<A> {
         Self::default()
     }
 
+    /// Remove `op.remove` as far as `context` saw them, then add `op.add` as one new write of
+    /// `actor`. Adds win over removes that did not see them; a remove without a context is
+    /// refused, since "remove what I saw" is all a remove can mean here.
     pub fn apply(
         &mut self,
-        _actor: &A,
-        _op: &SetOp,
-        _context: Option<&Context<A>>,
+        actor: &A,
+        op: &SetOp,
+        context: Option<&Context<A>>,
         _now_ms: u64,
-        _limits: &Limits,
+        limits: &Limits,
     ) -> Result<(), CrdtError> {
-        todo!()
+        validate_set_op(op, limits)?;
+        let mut next = self.clone();
+        if !op.remove.is_empty() {
+            let ctx = context.ok_or(CrdtError::ContextRequired("removing set members"))?;
+            let paths: BTreeSet<RemovePath> = op
+                .remove
+                .iter()
+                .map(|m| RemovePath {
+                    fields: Vec::new(),
+                    target: Target::Member(m.clone()),
+                })
+                .collect();
+            for p in &paths {
+                next.remove_path(p, ctx);
+            }
+            defer(&mut next.deferred, &next.clock, ctx, paths);
+        }
+        if !op.add.is_empty() {
+            let dot = next.clock.next_dot(actor)?;
+            for m in &op.add {
+                member_add(&mut next.members, m, &dot);
+            }
+        }
+        check_grow(
+            "set members",
+            self.members.len(),
+            next.members.len(),
+            limits.max_set_members,
+        )?;
+        crate::wire::check_encoded_size(
+            || crate::wire::encode_set(self),
+            || crate::wire::encode_set(&next),
+            limits,
+        )?;
+        *self = next;
+        Ok(())
     }
 
-    pub fn join(&mut self, _other: &OrSet<A>) {
-        todo!()
+    /// Least upper bound with another replica's set.
+    pub fn join(&mut self, other: &OrSet<A>) {
+        self.members = members_join(&self.members, &self.clock, &other.members, &other.clock);
+        self.clock.join(&other.clock);
+        join_deferred(&mut self.deferred, &other.deferred);
+        // Pending removes also cover what the other replica brought; those whose context is
+        // now fully seen are done and dropped.
+        for (ctx, paths) in pending_after_join(&mut self.deferred, &self.clock) {
+            for p in &paths {
+                self.remove_path(p, &ctx);
+            }
+        }
+    }
+
+    fn remove_path(&mut self, p: &RemovePath, ctx: &VClock<A>) {
+        if let (true, Target::Member(m)) = (p.fields.is_empty(), &p.target) {
+            member_remove(&mut self.members, m, ctx);
+        }
     }
 
     pub fn context(&self) -> Context<A> {
@@ -68,7 +125,25 @@ impl<A: Actor> OrSet<A> {
         self.members.keys().map(|s| s.as_str())
     }
 
+    /// Sorted array of the members.
     pub fn value_json(&self) -> serde_json::Value {
-        todo!()
+        serde_json::Value::Array(
+            self.members
+                .keys()
+                .map(|m| serde_json::Value::String(m.clone()))
+                .collect(),
+        )
     }
+}
+
+pub(crate) fn validate_set_op(op: &SetOp, limits: &Limits) -> Result<(), CrdtError> {
+    if let Some(m) = op.add.intersection(&op.remove).next() {
+        return Err(CrdtError::bad(format!(
+            "set operation: member {m:?} is both added and removed"
+        )));
+    }
+    for m in &op.add {
+        check_grow("a set member's bytes", 0, m.len(), limits.max_member_bytes)?;
+    }
+    Ok(())
 }

@@ -51,7 +51,10 @@ fn parses_the_contract_shapes() {
     )
     .unwrap();
     let mut update = BTreeMap::new();
-    update.insert("c".to_string(), FieldOp::Counter(CounterOp { increment: 1 }));
+    update.insert(
+        "c".to_string(),
+        FieldOp::Counter(CounterOp { increment: 1 }),
+    );
     update.insert(
         "s".to_string(),
         FieldOp::Set(SetOp {
@@ -77,45 +80,147 @@ fn parses_the_contract_shapes() {
         })
     );
     assert!(m.needs_context());
-    assert!(!parse(DataType::Set, json!({"add": ["a"]})).unwrap().needs_context());
+    assert!(
+        !parse(DataType::Set, json!({"add": ["a"]}))
+            .unwrap()
+            .needs_context()
+    );
 }
 
 #[test]
 fn refuses_wrong_shapes_with_precise_messages() {
     let cases: Vec<(DataType, serde_json::Value, &str)> = vec![
-        (DataType::Counter, json!(5), "counter operation: expected an object"),
+        (
+            DataType::Counter,
+            json!(5),
+            "counter operation: expected an object",
+        ),
         (DataType::Counter, json!({}), "\"increment\" is required"),
-        (DataType::Counter, json!({"incr": 1}), "unknown key \"incr\""),
-        (DataType::Counter, json!({"increment": 1.5}), "\"increment\" must be an integer"),
-        (DataType::Counter, json!({"increment": "1"}), "\"increment\" must be an integer"),
-        (DataType::Counter, json!({"increment": u64::MAX}), "\"increment\" must be an integer"),
+        (
+            DataType::Counter,
+            json!({"incr": 1}),
+            "unknown key \"incr\"",
+        ),
+        (
+            DataType::Counter,
+            json!({"increment": 1.5}),
+            "\"increment\" must be an integer",
+        ),
+        (
+            DataType::Counter,
+            json!({"increment": "1"}),
+            "\"increment\" must be an integer",
+        ),
+        (
+            DataType::Counter,
+            json!({"increment": u64::MAX}),
+            "\"increment\" must be an integer",
+        ),
         (DataType::Set, json!({}), "needs \"add\" or \"remove\""),
-        (DataType::Set, json!({"add": "x"}), "\"add\" must be an array of strings"),
-        (DataType::Set, json!({"add": ["x", 1]}), "\"add\"[1] must be a string"),
-        (DataType::Set, json!({"add": ["x"], "remove": ["x"]}), "\"x\" is both added and removed"),
-        (DataType::Set, json!({"add": [], "del": []}), "unknown key \"del\""),
-        (DataType::Map, json!([]), "map operation: expected an object"),
+        (
+            DataType::Set,
+            json!({"add": "x"}),
+            "\"add\" must be an array of strings",
+        ),
+        (
+            DataType::Set,
+            json!({"add": ["x", 1]}),
+            "\"add\"[1] must be a string",
+        ),
+        (
+            DataType::Set,
+            json!({"add": ["x"], "remove": ["x"]}),
+            "\"x\" is both added and removed",
+        ),
+        (
+            DataType::Set,
+            json!({"add": [], "del": []}),
+            "unknown key \"del\"",
+        ),
+        (
+            DataType::Map,
+            json!([]),
+            "map operation: expected an object",
+        ),
         (DataType::Map, json!({}), "needs \"update\" or \"remove\""),
-        (DataType::Map, json!({"update": []}), "\"update\" must be an object"),
-        (DataType::Map, json!({"update": {"f": {}}}), "update.\"f\": expected an object with one of"),
-        (DataType::Map, json!({"update": {"f": {"counter": {"increment": 1}, "flag": "enable"}}}), "update.\"f\": expected an object with one of"),
-        (DataType::Map, json!({"update": {"f": {"gauge": 1}}}), "update.\"f\": unknown type \"gauge\""),
-        (DataType::Map, json!({"update": {"f": {"flag": true}}}), "update.\"f\".flag: must be \"enable\" or \"disable\""),
-        (DataType::Map, json!({"update": {"f": {"register": "v"}}}), "update.\"f\".register: expected an object"),
-        (DataType::Map, json!({"update": {"f": {"register": {"assign": 1}}}}), "\"assign\" must be a string"),
-        (DataType::Map, json!({"update": {"f": {"register": {"set": "v"}}}}), "unknown key \"set\""),
-        (DataType::Map, json!({"update": {"f": {"set": {"add": [1]}}}}), "update.\"f\".set: \"add\"[0] must be a string"),
-        (DataType::Map, json!({"update": {"f": {"map": {"update": {"g": {"counter": {}}}}}}}), "update.\"f\".map.update.\"g\".counter: \"increment\" is required"),
-        (DataType::Map, json!({"update": {"f": {"flag": "enable"}}, "remove": ["f"]}), "field \"f\" is both updated and removed"),
-        (DataType::Map, json!({"remove": "f"}), "\"remove\" must be an array of strings"),
-        (DataType::Map, json!({"update": {}, "delete": ["f"]}), "unknown key \"delete\""),
+        (
+            DataType::Map,
+            json!({"update": []}),
+            "\"update\" must be an object",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {}}}),
+            "update.\"f\": expected an object with one of",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"counter": {"increment": 1}, "flag": "enable"}}}),
+            "update.\"f\": expected an object with one of",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"gauge": 1}}}),
+            "update.\"f\": unknown type \"gauge\"",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"flag": true}}}),
+            "update.\"f\".flag: must be \"enable\" or \"disable\"",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"register": "v"}}}),
+            "update.\"f\".register: expected an object",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"register": {"assign": 1}}}}),
+            "\"assign\" must be a string",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"register": {"set": "v"}}}}),
+            "unknown key \"set\"",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"set": {"add": [1]}}}}),
+            "update.\"f\".set: \"add\"[0] must be a string",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"map": {"update": {"g": {"counter": {}}}}}}}),
+            "update.\"f\".map.update.\"g\".counter: \"increment\" is required",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {"f": {"flag": "enable"}}, "remove": ["f"]}),
+            "field \"f\" is both updated and removed",
+        ),
+        (
+            DataType::Map,
+            json!({"remove": "f"}),
+            "\"remove\" must be an array of strings",
+        ),
+        (
+            DataType::Map,
+            json!({"update": {}, "delete": ["f"]}),
+            "unknown key \"delete\"",
+        ),
     ];
     for (t, v, want) in cases {
         let msg = err(t, v.clone());
-        assert!(msg.contains(want), "{v}: got {msg:?}, want it to contain {want:?}");
+        assert!(
+            msg.contains(want),
+            "{v}: got {msg:?}, want it to contain {want:?}"
+        );
     }
     // "context" is accepted only at the top level of the body.
-    let msg = err(DataType::Map, json!({"update": {"f": {"map": {"context": "x", "remove": []}}}}));
+    let msg = err(
+        DataType::Map,
+        json!({"update": {"f": {"map": {"context": "x", "remove": []}}}}),
+    );
     assert!(msg.contains("unknown key \"context\""), "{msg}");
     let e = Op::from_json_str(DataType::Set, "{not json").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BadRequest);
