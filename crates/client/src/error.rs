@@ -16,31 +16,31 @@ pub enum Error {
     #[error("{response}")]
     NotFound {
         context: Option<String>,
-        response: ServerError,
+        response: Box<ServerError>,
     },
     /// `412`: `If-None-Match: *` found a live value.
     #[error("{0}")]
-    PreconditionFailed(ServerError),
+    PreconditionFailed(Box<ServerError>),
     /// `503`: the cluster could not answer now (`quorum_unavailable`, `timeout`,
     /// `overloaded`). `needed` and `got` come from the body when it has them.
     #[error("{response}")]
     Unavailable {
         needed: Option<u64>,
         got: Option<u64>,
-        response: ServerError,
+        response: Box<ServerError>,
     },
     /// `400`: a bad parameter or context (`bad_request`, `invalid_context`).
     #[error("{0}")]
-    BadRequest(ServerError),
+    BadRequest(Box<ServerError>),
     /// `401`: no token, or an unknown, revoked or expired one.
     #[error("{0}")]
-    Unauthorized(ServerError),
+    Unauthorized(Box<ServerError>),
     /// `403`: a valid token without the permission.
     #[error("{0}")]
-    Forbidden(ServerError),
+    Forbidden(Box<ServerError>),
     /// Any other refusal (`409`, `413`, `405`, `5xx` but `503`, an unexpected status).
     #[error("{0}")]
-    Server(ServerError),
+    Server(Box<ServerError>),
     /// The client stopped waiting (`connect: true` when it never got a connection).
     #[error("{0}")]
     Timeout(TransportError),
@@ -57,13 +57,13 @@ impl Error {
     pub fn server(&self) -> Option<&ServerError> {
         match self {
             Error::NotFound { response, .. } | Error::Unavailable { response, .. } => {
-                Some(response)
+                Some(&**response)
             }
             Error::PreconditionFailed(r)
             | Error::BadRequest(r)
             | Error::Unauthorized(r)
             | Error::Forbidden(r)
-            | Error::Server(r) => Some(r),
+            | Error::Server(r) => Some(&**r),
             _ => None,
         }
     }

@@ -27,5 +27,7 @@ pub use error::{Error, ServerError, Stage, TransportError};
 pub use request::{
     CONTEXT_HEADER, Endpoint, MAX_BUCKET_BYTES, MAX_KEY_BYTES, Options, Request, encode_segment,
 };
+pub use reqwest::Method;
+pub use reqwest::header;
 pub use response::{KeyPage, Object, Preflist, RawResponse, Sibling, WriteResult};
 pub use riftkv_types::{NodeId, Quorum};

@@ -350,6 +350,17 @@ impl Endpoint {
             .body(props.to_string()))
     }
 
+    /// Any other route: `{method} {base}{path}?{query}`, with no headers (e.g. test-only
+    /// routes of a fault-injection build).
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Request, Error> {
+        Ok(Request::new(method, self.url(path, &[], query)?))
+    }
+
     /// `GET {path}` of an admin endpoint (`/v1/admin/status`, `/v1/admin/ring`).
     pub fn admin_get(&self, path: &str) -> Result<Request, Error> {
         let url = self.url(path, &[], &[])?;

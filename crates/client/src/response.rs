@@ -179,7 +179,7 @@ pub struct Preflist {
 
 /// The typed error of a refusal, by status.
 pub fn error_of(resp: &RawResponse) -> Error {
-    let e = ServerError::from_body(resp.status, &resp.body);
+    let e = Box::new(ServerError::from_body(resp.status, &resp.body));
     match resp.status {
         400 => Error::BadRequest(e),
         401 => Error::Unauthorized(e),
