@@ -1,34 +1,24 @@
-//! The client subcommands: `put`, `get`, `delete`, `status`, `ring` over the REST API.
+//! The client subcommands: `put`, `get`, `delete`, `status`, `ring` over the REST API, through
+//! the blocking [`riftkv_client`].
 
 use clap::{Args, ValueEnum};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
-use reqwest::blocking::{Client as Http, RequestBuilder, Response};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, LAST_MODIFIED};
+use riftkv_client::blocking::Client;
+use riftkv_client::request::validate_name;
+use riftkv_client::{
+    ClientBuilder, Error as ClientError, MAX_BUCKET_BYTES, MAX_KEY_BYTES, Object, Options, Quorum,
+    Sibling,
+};
 use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
 use super::CliError;
-use super::output::{self, ObjectView, SiblingView};
+use super::output;
 
-/// Header carrying the causal context token.
-pub const CONTEXT_HEADER: &str = "X-RiftKV-Context";
-/// Longest bucket name, in bytes.
-pub const MAX_BUCKET_BYTES: usize = 255;
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
 /// Client-side wait when `--timeout` is not given; the server's own timeout answers earlier.
 const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Extra time given to the server to answer its own timeout before the client gives up.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
-
-/// Everything but RFC 3986 unreserved characters is escaped, so a bucket or key is always
-/// exactly one path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Where the server is and how long to wait for it.
 #[derive(Args, Clone, Debug)]
@@ -47,46 +37,26 @@ pub struct ConnOpts {
     pub timeout: Option<u64>,
 }
 
-/// A consistency parameter: a replica count, or a name the server resolves against n.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Quorum {
-    Count(u32),
-    One,
-    Quorum,
-    All,
-}
-
-impl Quorum {
-    /// Parses `integer|one|quorum|all`; `min` is the smallest count allowed.
-    pub fn parse(s: &str, min: u32) -> Result<Quorum, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "one" => Ok(Quorum::One),
-            "quorum" => Ok(Quorum::Quorum),
-            "all" => Ok(Quorum::All),
-            other => match other.parse::<u32>() {
-                Ok(n) if n >= min => Ok(Quorum::Count(n)),
-                Ok(n) => Err(format!("{n} is below the minimum of {min}")),
-                Err(_) => Err(format!("'{s}' is not a count or one of: one, quorum, all")),
-            },
-        }
-    }
-
-    /// The query-string form.
-    pub fn as_query(&self) -> String {
-        match self {
-            Quorum::Count(n) => n.to_string(),
-            Quorum::One => "one".into(),
-            Quorum::Quorum => "quorum".into(),
-            Quorum::All => "all".into(),
-        }
+/// Parses `integer|one|quorum|all` (any case) into the one quorum type; `min` is the
+/// smallest count allowed.
+pub fn parse_quorum(s: &str, min: u32) -> Result<Quorum, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "one" => Ok(Quorum::One),
+        "quorum" => Ok(Quorum::Quorum),
+        "all" => Ok(Quorum::All),
+        other => match other.parse::<u32>() {
+            Ok(n) if n >= min => Ok(Quorum::Count(n)),
+            Ok(n) => Err(format!("{n} is below the minimum of {min}")),
+            Err(_) => Err(format!("'{s}' is not a count or one of: one, quorum, all")),
+        },
     }
 }
 
 fn quorum_min1(s: &str) -> Result<Quorum, String> {
-    Quorum::parse(s, 1)
+    parse_quorum(s, 1)
 }
 fn quorum_min0(s: &str) -> Result<Quorum, String> {
-    Quorum::parse(s, 0)
+    parse_quorum(s, 0)
 }
 
 /// `--r --w --dw --pr --pw`; absent ones take the bucket's defaults on the server.
@@ -110,20 +80,19 @@ pub struct QuorumOpts {
 }
 
 impl QuorumOpts {
-    /// Query parameters of the flags given. Every object command takes all five (CONTRACT
-    /// §1): the server applies each where it matters — a delete without a context, for
-    /// instance, first reads at `r`.
-    pub fn query(&self) -> Vec<(&'static str, String)> {
-        [
-            ("r", self.r),
-            ("pr", self.pr),
-            ("w", self.w),
-            ("dw", self.dw),
-            ("pw", self.pw),
-        ]
-        .into_iter()
-        .filter_map(|(name, v)| v.map(|v| (name, v.as_query())))
-        .collect()
+    /// Request options of the flags given, with `--timeout`. Every object command sends all
+    /// five (CONTRACT §1): the server applies each where it matters — a delete without a
+    /// context, for instance, first reads at `r`.
+    pub fn options(&self, conn: &ConnOpts) -> Options {
+        Options {
+            r: self.r,
+            pr: self.pr,
+            w: self.w,
+            dw: self.dw,
+            pw: self.pw,
+            timeout: conn.timeout.map(Duration::from_millis),
+            ..Options::default()
+        }
     }
 }
 
@@ -213,23 +182,6 @@ pub struct AdminArgs {
     pub quorum: QuorumOpts,
 }
 
-/// Checks the size limits of the contract and the two names a URL path cannot carry.
-pub fn validate_name(what: &str, s: &str, max: usize) -> Result<(), CliError> {
-    if s.is_empty() || s.len() > max {
-        return Err(CliError::Usage(format!(
-            "{what} must be 1 to {max} bytes, got {}",
-            s.len()
-        )));
-    }
-    // URL normalisation removes "." and ".." segments even when percent-encoded.
-    if s == "." || s == ".." {
-        return Err(CliError::Usage(format!(
-            "{what} '{s}' cannot be sent as a URL path segment"
-        )));
-    }
-    Ok(())
-}
-
 /// Parses `--url`: plain http (this build has no TLS), no query or fragment.
 pub fn parse_base_url(s: &str) -> Result<Url, CliError> {
     let url =
@@ -247,224 +199,37 @@ pub fn parse_base_url(s: &str) -> Result<Url, CliError> {
     Ok(url)
 }
 
-/// Joins a base URL, literal path parts, and percent-encoded segments, then adds the query.
-fn build_url(
-    base: &Url,
-    literal: &str,
-    segments: &[&str],
-    query: &[(&str, String)],
-) -> Result<Url, CliError> {
-    let mut s = base.as_str().trim_end_matches('/').to_string();
-    s.push_str(literal);
-    for seg in segments {
-        s.push('/');
-        s.extend(utf8_percent_encode(seg, SEGMENT));
-    }
-    let mut url =
-        Url::parse(&s).map_err(|e| CliError::Usage(format!("cannot build a URL: {e}")))?;
-    if !query.is_empty() {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in query {
-            q.append_pair(k, v);
-        }
-    }
-    Ok(url)
+/// A blocking client of the node `--url` names, waiting as long as `--timeout` asks.
+fn connect(conn: &ConnOpts) -> Result<Client, CliError> {
+    let base = parse_base_url(&conn.url)?;
+    let wait = conn
+        .timeout
+        .map(|ms| Duration::from_millis(ms) + TIMEOUT_GRACE)
+        .unwrap_or(DEFAULT_HTTP_TIMEOUT);
+    ClientBuilder::new(base.as_str())
+        .timeout(wait)
+        .timeout_grace(TIMEOUT_GRACE)
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("riftkv-cli/", env!("CARGO_PKG_VERSION")))
+        .build_blocking()
+        .map_err(cli_error)
 }
 
-/// `{base}/v1/kv/{bucket}/{key}?{query}`.
-pub fn object_url(
-    base: &Url,
-    bucket: &str,
-    key: &str,
-    query: &[(&str, String)],
-) -> Result<Url, CliError> {
-    validate_name("bucket", bucket, MAX_BUCKET_BYTES)?;
-    validate_name("key", key, MAX_KEY_BYTES)?;
-    build_url(base, "/v1/kv", &[bucket, key], query)
-}
-
-/// `{base}{path}` for admin endpoints.
-pub fn admin_url(base: &Url, path: &str) -> Result<Url, CliError> {
-    build_url(base, path, &[], &[])
-}
-
-/// A blocking HTTP client bound to one node.
-struct Client {
-    base: Url,
-    http: Http,
-    timeout: Option<u64>,
-}
-
-impl Client {
-    fn new(conn: &ConnOpts) -> Result<Client, CliError> {
-        let base = parse_base_url(&conn.url)?;
-        let wait = conn
-            .timeout
-            .map(|ms| Duration::from_millis(ms) + TIMEOUT_GRACE)
-            .unwrap_or(DEFAULT_HTTP_TIMEOUT);
-        let http = Http::builder()
-            .timeout(wait)
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("riftkv-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| CliError::Connection(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(Client {
-            base,
-            http,
-            timeout: conn.timeout,
-        })
+/// The exit-code class of a client failure: a "no" from the server is 1, the rest 2.
+pub fn cli_error(e: ClientError) -> CliError {
+    match e {
+        ClientError::InvalidRequest(m) => CliError::Usage(m),
+        ClientError::Timeout(t) | ClientError::Connection(t) => CliError::Connection(t.to_string()),
+        ClientError::UnexpectedResponse(m) => CliError::BadResponse(m),
+        other => match other.server() {
+            Some(s) => CliError::Server {
+                status: s.status,
+                code: s.code.clone(),
+                message: s.detail(),
+            },
+            None => CliError::BadResponse(other.to_string()),
+        },
     }
-
-    fn object_url(
-        &self,
-        bucket: &str,
-        key: &str,
-        mut query: Vec<(&'static str, String)>,
-    ) -> Result<Url, CliError> {
-        if let Some(ms) = self.timeout {
-            query.push(("timeout", ms.to_string()));
-        }
-        object_url(&self.base, bucket, key, &query)
-    }
-
-    fn send(&self, req: RequestBuilder) -> Result<Response, CliError> {
-        req.send().map_err(|e| connection_error(&self.base, &e))
-    }
-}
-
-fn connection_error(base: &Url, e: &reqwest::Error) -> CliError {
-    let what = if e.is_timeout() {
-        "timed out waiting for"
-    } else if e.is_connect() {
-        "cannot connect to"
-    } else {
-        "request failed to"
-    };
-    // reqwest's Display hides the cause chain, which holds the useful part.
-    let mut detail = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        detail = s.to_string();
-        src = s.source();
-    }
-    if detail.is_empty() {
-        CliError::Connection(format!("{what} {base}"))
-    } else {
-        CliError::Connection(format!("{what} {base}: {detail}"))
-    }
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Reads a non-success answer into the server's "no": its JSON error when there is one.
-pub fn server_error(status: u16, body: &[u8]) -> CliError {
-    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let obj = json.as_ref().and_then(|v| v.as_object());
-    let code = obj
-        .and_then(|o| o.get("error"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    let mut message = obj
-        .and_then(|o| o.get("message"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let first = text.lines().next().unwrap_or("").trim();
-            if first.is_empty() {
-                default_reason(status).to_string()
-            } else {
-                first.chars().take(200).collect()
-            }
-        });
-    if let Some(o) = obj {
-        // Sorted by name so the line is the same whatever order the server used.
-        let mut fields: Vec<_> = o.iter().collect();
-        fields.sort_by(|a, b| a.0.cmp(b.0));
-        let extras: Vec<String> = fields
-            .into_iter()
-            .filter(|(k, _)| k.as_str() != "error" && k.as_str() != "message")
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}: {s}"),
-                other => format!("{k}: {other}"),
-            })
-            .collect();
-        if !extras.is_empty() {
-            message = format!("{message} ({})", extras.join(", "));
-        }
-    }
-    CliError::Server {
-        status,
-        code,
-        message,
-    }
-}
-
-fn default_reason(status: u16) -> &'static str {
-    match status {
-        404 => "not found",
-        412 => "precondition failed",
-        503 => "service unavailable",
-        s if s >= 500 => "server error",
-        _ => "request refused",
-    }
-}
-
-fn read_body(resp: Response) -> Result<(u16, HeaderMap, Vec<u8>), CliError> {
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.bytes().map_err(|e| {
-        CliError::Connection(format!("connection broke while reading the answer: {e}"))
-    })?;
-    Ok((status, headers, body.to_vec()))
-}
-
-/// Reads a GET answer (JSON envelope, multipart siblings, or one raw value) into a view.
-pub fn decode_object(
-    headers: &HeaderMap,
-    status: u16,
-    body: &[u8],
-) -> Result<ObjectView, CliError> {
-    let ctype = header(headers, CONTENT_TYPE.as_str()).unwrap_or_default();
-    let context = header(headers, CONTEXT_HEADER);
-    let mime = ctype
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime == "application/json"
-        && let Ok(mut view) = ObjectView::from_json(body)
-    {
-        if view.context.is_none() {
-            view.context = context;
-        }
-        return Ok(view);
-    }
-    if mime == "multipart/mixed" {
-        let siblings = output::parse_multipart(&ctype, body).map_err(CliError::BadResponse)?;
-        return Ok(ObjectView { context, siblings });
-    }
-    if status == 300 {
-        return Err(CliError::BadResponse(format!(
-            "300 Multiple Choices with content type '{ctype}'"
-        )));
-    }
-    Ok(ObjectView {
-        context,
-        siblings: vec![SiblingView {
-            value: body.to_vec(),
-            content_type: (!ctype.is_empty()).then_some(ctype),
-            etag: header(headers, ETAG.as_str()),
-            last_modified: header(headers, LAST_MODIFIED.as_str()),
-            deleted: false,
-        }],
-    })
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
@@ -503,24 +268,21 @@ fn read_value(arg: Option<&str>) -> Result<Vec<u8>, CliError> {
 
 /// `riftkv put`.
 pub fn put(args: &PutArgs) -> Result<(), CliError> {
-    let client = Client::new(&args.conn)?;
-    let url = client.object_url(&args.bucket, &args.key, args.quorum.query())?;
+    let client = connect(&args.conn)?;
+    // Refuse bad names before waiting for a value on stdin.
+    validate_name("bucket", &args.bucket, MAX_BUCKET_BYTES).map_err(cli_error)?;
+    validate_name("key", &args.key, MAX_KEY_BYTES).map_err(cli_error)?;
     let value = read_value(args.value.as_deref())?;
-    let mut req = client.http.put(url).body(value);
-    if let Some(ct) = &args.content_type {
-        req = req.header(CONTENT_TYPE, ct);
-    }
-    if let Some(ctx) = &args.context {
-        req = req.header(CONTEXT_HEADER, ctx);
-    }
-    if args.if_none_match {
-        req = req.header(reqwest::header::IF_NONE_MATCH, "*");
-    }
-    let (status, headers, body) = read_body(client.send(req)?)?;
-    if !(200..300).contains(&status) {
-        return Err(server_error(status, &body));
-    }
-    if let Some(ctx) = header(&headers, CONTEXT_HEADER) {
+    let opts = Options {
+        content_type: args.content_type.clone(),
+        context: args.context.clone(),
+        if_none_match: args.if_none_match,
+        ..args.quorum.options(&args.conn)
+    };
+    let written = client
+        .put(&args.bucket, &args.key, value, &opts)
+        .map_err(cli_error)?;
+    if let Some(ctx) = written.context {
         write_stdout(format!("context: {ctx}\n").as_bytes())?;
     }
     Ok(())
@@ -528,25 +290,27 @@ pub fn put(args: &PutArgs) -> Result<(), CliError> {
 
 /// `riftkv get`.
 pub fn get(args: &GetArgs) -> Result<(), CliError> {
-    let client = Client::new(&args.conn)?;
-    let url = client.object_url(&args.bucket, &args.key, args.quorum.query())?;
-    let req = client.http.get(url).header(ACCEPT, "application/json");
-    let (status, headers, body) = read_body(client.send(req)?)?;
-    if status != 200 && status != 300 {
-        if status == 404
-            && let Some(ctx) = header(&headers, CONTEXT_HEADER)
-        {
+    let client = connect(&args.conn)?;
+    let opts = args.quorum.options(&args.conn);
+    match client.get(&args.bucket, &args.key, &opts) {
+        Ok(obj) => print_object(&obj, args.output),
+        Err(ClientError::NotFound {
+            context: Some(ctx),
+            response,
+        }) => {
             // A tombstone's context lets the next write supersede the delete.
             write_stdout(format!("context: {ctx}\n").as_bytes())?;
+            Err(cli_error(ClientError::NotFound {
+                context: Some(ctx),
+                response,
+            }))
         }
-        return Err(server_error(status, &body));
+        Err(e) => Err(cli_error(e)),
     }
-    let view = decode_object(&headers, status, &body)?;
-    print_object(&view, args.output)
 }
 
 /// Prints a read in the chosen format.
-fn print_object(view: &ObjectView, format: GetOutput) -> Result<(), CliError> {
+fn print_object(view: &Object, format: GetOutput) -> Result<(), CliError> {
     match format {
         GetOutput::Human => write_stdout(output::render_object(view).as_bytes()),
         GetOutput::Json => {
@@ -560,7 +324,7 @@ fn print_object(view: &ObjectView, format: GetOutput) -> Result<(), CliError> {
 }
 
 /// The one live version, for raw output; siblings must be resolved first.
-pub fn single_value(view: &ObjectView) -> Result<&SiblingView, CliError> {
+pub fn single_value(view: &Object) -> Result<&Sibling, CliError> {
     match view.siblings.as_slice() {
         [one] if !one.deleted => Ok(one),
         [_] => Err(CliError::Refused("the only version is a deletion".into())),
@@ -573,29 +337,14 @@ pub fn single_value(view: &ObjectView) -> Result<&SiblingView, CliError> {
 
 /// `riftkv delete`.
 pub fn delete(args: &DeleteArgs) -> Result<(), CliError> {
-    let client = Client::new(&args.conn)?;
-    let url = client.object_url(&args.bucket, &args.key, args.quorum.query())?;
-    let mut req = client.http.delete(url);
-    if let Some(ctx) = &args.context {
-        req = req.header(CONTEXT_HEADER, ctx);
-    }
-    let (status, _, body) = read_body(client.send(req)?)?;
-    if !(200..300).contains(&status) {
-        return Err(server_error(status, &body));
-    }
-    Ok(())
-}
-
-fn admin_get(args: &AdminArgs, path: &str) -> Result<serde_json::Value, CliError> {
-    let client = Client::new(&args.conn)?;
-    let url = admin_url(&client.base, path)?;
-    let req = client.http.get(url).header(ACCEPT, "application/json");
-    let (status, _, body) = read_body(client.send(req)?)?;
-    if !(200..300).contains(&status) {
-        return Err(server_error(status, &body));
-    }
-    serde_json::from_slice(&body)
-        .map_err(|e| CliError::BadResponse(format!("invalid JSON from {path}: {e}")))
+    let client = connect(&args.conn)?;
+    let opts = Options {
+        context: args.context.clone(),
+        ..args.quorum.options(&args.conn)
+    };
+    client
+        .delete(&args.bucket, &args.key, &opts)
+        .map_err(cli_error)
 }
 
 fn print_admin(
@@ -617,51 +366,22 @@ fn print_admin(
 
 /// `riftkv status`.
 pub fn status(args: &AdminArgs) -> Result<(), CliError> {
-    let v = admin_get(args, "/v1/admin/status")?;
+    let v = connect(&args.conn)?.status().map_err(cli_error)?;
     print_admin(&v, args.output, output::render_status)
 }
 
 /// `riftkv ring`.
 pub fn ring(args: &AdminArgs) -> Result<(), CliError> {
-    let v = admin_get(args, "/v1/admin/ring")?;
+    let v = connect(&args.conn)?.ring().map_err(cli_error)?;
     print_admin(&v, args.output, output::render_ring)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn base() -> Url {
-        parse_base_url("http://127.0.0.1:8701").unwrap()
-    }
-
-    #[test]
-    fn object_urls_encode_bucket_and_key_as_single_segments() {
-        let u = object_url(&base(), "my bucket", "a/b?c#d%e", &[]).unwrap();
-        assert_eq!(
-            u.as_str(),
-            "http://127.0.0.1:8701/v1/kv/my%20bucket/a%2Fb%3Fc%23d%25e"
-        );
-        let u = object_url(&base(), "b", "ключ", &[]).unwrap();
-        assert_eq!(u.path(), "/v1/kv/b/%D0%BA%D0%BB%D1%8E%D1%87");
-        let u = object_url(&base(), "b", "a.b-c_d~e", &[]).unwrap();
-        assert_eq!(u.path(), "/v1/kv/b/a.b-c_d~e");
-        // A key with dots inside survives URL normalisation.
-        let u = object_url(&base(), "b", "...", &[]).unwrap();
-        assert_eq!(u.path(), "/v1/kv/b/...");
-    }
-
-    #[test]
-    fn base_url_with_path_and_trailing_slash() {
-        let b = parse_base_url("http://localhost:9000/riftkv/").unwrap();
-        let u = object_url(&b, "b", "k", &[("r", "2".into())]).unwrap();
-        assert_eq!(u.as_str(), "http://localhost:9000/riftkv/v1/kv/b/k?r=2");
-        assert_eq!(
-            admin_url(&base(), "/v1/admin/status").unwrap().as_str(),
-            "http://127.0.0.1:8701/v1/admin/status"
-        );
-    }
+    use reqwest::header::{HeaderMap, HeaderValue};
+    use riftkv_client::RawResponse;
+    use riftkv_client::response::{decode_get, error_of};
 
     #[test]
     fn bad_base_urls_are_usage_errors() {
@@ -675,32 +395,51 @@ mod tests {
             let e = parse_base_url(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}");
         }
+        assert!(parse_base_url("http://localhost:9000/riftkv/").is_ok());
     }
 
     #[test]
-    fn names_are_length_checked() {
-        assert!(object_url(&base(), "", "k", &[]).is_err());
-        assert!(object_url(&base(), "b", "", &[]).is_err());
-        assert!(object_url(&base(), &"b".repeat(255), &"k".repeat(1024), &[]).is_ok());
-        assert!(object_url(&base(), &"b".repeat(256), "k", &[]).is_err());
-        let e = object_url(&base(), "b", &"k".repeat(1025), &[]).unwrap_err();
-        assert!(matches!(e, CliError::Usage(_)));
-        assert!(object_url(&base(), "b", "..", &[]).is_err());
-        assert!(object_url(&base(), ".", "k", &[]).is_err());
+    fn names_out_of_bounds_are_usage_errors() {
+        let args = |bucket: &str, key: &str| DeleteArgs {
+            bucket: bucket.into(),
+            key: key.into(),
+            context: None,
+            conn: ConnOpts {
+                url: "http://127.0.0.1:1".into(),
+                timeout: None,
+            },
+            quorum: QuorumOpts::default(),
+        };
+        let e = delete(&args("b", &"k".repeat(1025))).unwrap_err();
+        assert_eq!(
+            e,
+            CliError::Usage("key must be 1 to 1024 bytes, got 1025".into())
+        );
+        assert_eq!(e.exit_code(), 2);
+        assert!(matches!(delete(&args("", "k")), Err(CliError::Usage(_))));
+        assert!(matches!(delete(&args("b", "..")), Err(CliError::Usage(_))));
     }
 
     #[test]
     fn quorum_values_parse() {
-        assert_eq!(Quorum::parse("quorum", 1), Ok(Quorum::Quorum));
-        assert_eq!(Quorum::parse("ALL", 1), Ok(Quorum::All));
-        assert_eq!(Quorum::parse("one", 1), Ok(Quorum::One));
-        assert_eq!(Quorum::parse("3", 1), Ok(Quorum::Count(3)));
-        assert_eq!(Quorum::parse("0", 0), Ok(Quorum::Count(0)));
-        assert!(Quorum::parse("0", 1).is_err());
-        assert!(Quorum::parse("-1", 0).is_err());
-        assert!(Quorum::parse("most", 0).is_err());
-        assert_eq!(Quorum::Count(2).as_query(), "2");
-        assert_eq!(Quorum::Quorum.as_query(), "quorum");
+        assert_eq!(parse_quorum("quorum", 1), Ok(Quorum::Quorum));
+        assert_eq!(parse_quorum("ALL", 1), Ok(Quorum::All));
+        assert_eq!(parse_quorum("one", 1), Ok(Quorum::One));
+        assert_eq!(parse_quorum("3", 1), Ok(Quorum::Count(3)));
+        assert_eq!(parse_quorum("0", 0), Ok(Quorum::Count(0)));
+        assert!(parse_quorum("0", 1).is_err());
+        assert!(parse_quorum("-1", 0).is_err());
+        assert!(parse_quorum("most", 0).is_err());
+        assert_eq!(
+            parse_quorum("0", 1),
+            Err("0 is below the minimum of 1".to_string())
+        );
+        assert_eq!(
+            parse_quorum("most", 0),
+            Err("'most' is not a count or one of: one, quorum, all".to_string())
+        );
+        assert_eq!(Quorum::Count(2).to_string(), "2");
+        assert_eq!(Quorum::Quorum.to_string(), "quorum");
     }
 
     #[test]
@@ -712,8 +451,12 @@ mod tests {
             dw: Some(Quorum::Count(0)),
             pw: Some(Quorum::One),
         };
+        let conn = ConnOpts {
+            url: "http://127.0.0.1:8701".into(),
+            timeout: None,
+        };
         assert_eq!(
-            q.query(),
+            q.options(&conn).query(),
             vec![
                 ("r", "quorum".to_string()),
                 ("pr", "1".to_string()),
@@ -722,19 +465,15 @@ mod tests {
                 ("pw", "one".to_string())
             ]
         );
-        assert!(QuorumOpts::default().query().is_empty());
+        assert!(QuorumOpts::default().options(&conn).query().is_empty());
     }
 
-    #[test]
-    fn query_parameters_are_encoded() {
-        let u = object_url(
-            &base(),
-            "b",
-            "k",
-            &[("w", "quorum".into()), ("timeout", "250".into())],
-        )
-        .unwrap();
-        assert_eq!(u.query(), Some("w=quorum&timeout=250"));
+    fn server_error(status: u16, body: &[u8]) -> CliError {
+        cli_error(error_of(&RawResponse::new(
+            status,
+            HeaderMap::new(),
+            body.to_vec(),
+        )))
     }
 
     #[test]
@@ -757,6 +496,9 @@ mod tests {
             "server answered 502: <html>bad gateway</html>"
         );
         assert_eq!(e.exit_code(), 1);
+        for status in [400, 401, 403, 409, 412, 413, 500] {
+            assert_eq!(server_error(status, b"{}").exit_code(), 1, "{status}");
+        }
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -776,7 +518,7 @@ mod tests {
             ("content-type", "application/json"),
             ("x-riftkv-context", "c9"),
         ]);
-        let v = decode_object(&h, 300, body).unwrap();
+        let v = decode_get(&RawResponse::new(300, h, body.to_vec())).unwrap();
         assert_eq!(v.context.as_deref(), Some("c9"));
         assert_eq!(v.siblings.len(), 2);
         assert_eq!(v.siblings[1].value, b"b");
@@ -794,7 +536,7 @@ mod tests {
             ("etag", "\"e\""),
             ("last-modified", "Wed, 01 May 2024 10:00:00 GMT"),
         ]);
-        let v = decode_object(&h, 200, b"hello").unwrap();
+        let v = decode_get(&RawResponse::new(200, h, b"hello".to_vec())).unwrap();
         assert_eq!(v.context.as_deref(), Some("ctx"));
         let one = single_value(&v).unwrap();
         assert_eq!(one.value, b"hello");
@@ -803,29 +545,11 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_json_value_is_not_mistaken_for_an_envelope() {
-        let h = headers(&[("content-type", "application/json")]);
-        let v = decode_object(&h, 200, br#"{"name":"x"}"#).unwrap();
-        assert_eq!(single_value(&v).unwrap().value, br#"{"name":"x"}"#);
-    }
-
-    #[test]
-    fn decodes_multipart_siblings() {
-        let h = headers(&[
-            ("content-type", "multipart/mixed; boundary=b0"),
-            ("x-riftkv-context", "ctx2"),
-        ]);
-        let body = b"--b0\r\nContent-Type: text/plain\r\n\r\none\r\n--b0\r\nX-RiftKV-Deleted: true\r\n\r\n\r\n--b0--\r\n";
-        let v = decode_object(&h, 300, body).unwrap();
-        assert_eq!(v.context.as_deref(), Some("ctx2"));
-        assert_eq!(v.siblings.len(), 2);
-        assert_eq!(v.siblings[0].value, b"one");
-        assert!(v.siblings[1].deleted);
+    fn an_unreadable_answer_exits_2() {
         let h = headers(&[("content-type", "text/plain")]);
-        assert!(matches!(
-            decode_object(&h, 300, b"x"),
-            Err(CliError::BadResponse(_))
-        ));
+        let e = cli_error(decode_get(&RawResponse::new(300, h, b"x".to_vec())).unwrap_err());
+        assert!(matches!(e, CliError::BadResponse(_)), "{e:?}");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

@@ -1,196 +1,12 @@
 //! Turning server answers into what the client subcommands print.
 //!
-//! A GET answer arrives in one of three shapes: the JSON envelope (what the client asks for), a
-//! raw single value, or `multipart/mixed` siblings (if a server or proxy ignores `Accept`). All
-//! three are read into the same [`ObjectView`] so printing does not care which came back.
+//! Answers arrive decoded by [`riftkv_client`] (a read is an [`Object`] whichever of its three
+//! shapes came back); this module only decides how they look on a terminal.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::{Deserialize, Serialize};
+use riftkv_client::{Object, Sibling};
 use std::fmt::Write as _;
-
-/// The JSON form of a GET answer (CONTRACT §2).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Envelope {
-    #[serde(default)]
-    pub context: Option<String>,
-    pub siblings: Vec<EnvelopeSibling>,
-}
-
-/// One sibling of the JSON envelope.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub struct EnvelopeSibling {
-    #[serde(default)]
-    pub value_base64: Option<String>,
-    #[serde(default)]
-    pub content_type: Option<String>,
-    #[serde(default)]
-    pub etag: Option<String>,
-    #[serde(default)]
-    pub last_modified: Option<String>,
-    #[serde(default)]
-    pub deleted: bool,
-}
-
-/// A decoded sibling.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SiblingView {
-    pub value: Vec<u8>,
-    pub content_type: Option<String>,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    pub deleted: bool,
-}
-
-/// A decoded GET answer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObjectView {
-    pub context: Option<String>,
-    pub siblings: Vec<SiblingView>,
-}
-
-impl ObjectView {
-    /// Decodes the JSON envelope.
-    pub fn from_json(body: &[u8]) -> Result<ObjectView, String> {
-        let env: Envelope =
-            serde_json::from_slice(body).map_err(|e| format!("invalid JSON object body: {e}"))?;
-        let mut siblings = Vec::with_capacity(env.siblings.len());
-        for (i, s) in env.siblings.into_iter().enumerate() {
-            let value = match &s.value_base64 {
-                Some(b) => B64
-                    .decode(b.as_bytes())
-                    .map_err(|e| format!("sibling {}: invalid value_base64: {e}", i + 1))?,
-                None => Vec::new(),
-            };
-            siblings.push(SiblingView {
-                value,
-                content_type: s.content_type,
-                etag: s.etag,
-                last_modified: s.last_modified,
-                deleted: s.deleted,
-            });
-        }
-        Ok(ObjectView {
-            context: env.context,
-            siblings,
-        })
-    }
-
-    /// Back to the JSON envelope, for `--output json`.
-    pub fn to_envelope(&self) -> Envelope {
-        Envelope {
-            context: self.context.clone(),
-            siblings: self
-                .siblings
-                .iter()
-                .map(|s| EnvelopeSibling {
-                    value_base64: if s.deleted {
-                        None
-                    } else {
-                        Some(B64.encode(&s.value))
-                    },
-                    content_type: s.content_type.clone(),
-                    etag: s.etag.clone(),
-                    last_modified: s.last_modified.clone(),
-                    deleted: s.deleted,
-                })
-                .collect(),
-        }
-    }
-
-    /// Live (not deleted) siblings.
-    pub fn live(&self) -> impl Iterator<Item = &SiblingView> {
-        self.siblings.iter().filter(|s| !s.deleted)
-    }
-}
-
-/// Finds a parameter (e.g. `boundary`) of a header value like `multipart/mixed; boundary=x`.
-pub fn header_param(value: &str, name: &str) -> Option<String> {
-    value.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        if k.trim().eq_ignore_ascii_case(name) {
-            Some(v.trim().trim_matches('"').to_string())
-        } else {
-            None
-        }
-    })
-}
-
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || from > hay.len() {
-        return None;
-    }
-    hay[from..]
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-/// Parses a `multipart/mixed` sibling body (one part per sibling, each with its own headers).
-pub fn parse_multipart(content_type: &str, body: &[u8]) -> Result<Vec<SiblingView>, String> {
-    let boundary = header_param(content_type, "boundary")
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| format!("multipart answer without a boundary: {content_type}"))?;
-    let delim = format!("--{boundary}").into_bytes();
-    let mut pos = find(body, &delim, 0).ok_or("multipart body without its boundary")? + delim.len();
-    let mut parts = Vec::new();
-    // Bounded by the body: every iteration moves `pos` forward past a delimiter.
-    loop {
-        if body[pos..].starts_with(b"--") {
-            break;
-        }
-        // Skip the rest of the delimiter line.
-        let line_end = find(body, b"\n", pos).ok_or("multipart part without a line break")?;
-        let start = line_end + 1;
-        let mut next_delim = Vec::with_capacity(delim.len() + 2);
-        next_delim.extend_from_slice(b"\n");
-        next_delim.extend_from_slice(&delim);
-        let next = find(body, &next_delim, start).ok_or("multipart body is not terminated")?;
-        let mut end = next;
-        if end > start && body[end - 1] == b'\r' {
-            end -= 1;
-        }
-        parts.push(parse_part(&body[start..end.max(start)])?);
-        pos = next + next_delim.len();
-        if pos > body.len() {
-            return Err("multipart body is truncated".into());
-        }
-    }
-    Ok(parts)
-}
-
-fn parse_part(part: &[u8]) -> Result<SiblingView, String> {
-    let (head, value) = if part.starts_with(b"\r\n") {
-        (&part[..0], &part[2..])
-    } else if part.starts_with(b"\n") {
-        (&part[..0], &part[1..])
-    } else if let Some(i) = find(part, b"\r\n\r\n", 0) {
-        (&part[..i], &part[i + 4..])
-    } else if let Some(i) = find(part, b"\n\n", 0) {
-        (&part[..i], &part[i + 2..])
-    } else {
-        (part, &part[part.len()..])
-    };
-    let head = std::str::from_utf8(head).map_err(|_| "multipart part headers are not UTF-8")?;
-    let mut s = SiblingView::default();
-    for line in head.lines() {
-        let Some((name, v)) = line.split_once(':') else {
-            continue;
-        };
-        let v = v.trim().to_string();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-type" => s.content_type = Some(v),
-            "etag" => s.etag = Some(v),
-            "last-modified" => s.last_modified = Some(v),
-            "x-riftkv-deleted" => s.deleted = v.eq_ignore_ascii_case("true"),
-            _ => {}
-        }
-    }
-    if !s.deleted {
-        s.value = value.to_vec();
-    }
-    Ok(s)
-}
 
 /// Largest binary value shown inline as base64 in human output.
 const MAX_INLINE_BINARY: usize = 4096;
@@ -226,7 +42,7 @@ fn render_value(out: &mut String, value: &[u8]) {
     }
 }
 
-fn render_meta(out: &mut String, s: &SiblingView) {
+fn render_meta(out: &mut String, s: &Sibling) {
     if let Some(ct) = &s.content_type {
         let _ = writeln!(out, "content-type: {ct}");
     }
@@ -239,7 +55,7 @@ fn render_meta(out: &mut String, s: &SiblingView) {
 }
 
 /// The human form of a GET answer: the context, then each sibling's metadata and value.
-pub fn render_object(view: &ObjectView) -> String {
+pub fn render_object(view: &Object) -> String {
     let mut out = String::new();
     if let Some(ctx) = &view.context {
         let _ = writeln!(out, "context: {ctx}");
@@ -437,7 +253,7 @@ mod tests {
 
     #[test]
     fn json_envelope_decodes_and_renders_every_sibling() {
-        let v = ObjectView::from_json(TWO_SIBLINGS.as_bytes()).unwrap();
+        let v = Object::from_json(TWO_SIBLINGS.as_bytes()).unwrap();
         assert_eq!(v.context.as_deref(), Some("ctx-abc"));
         assert_eq!(v.siblings.len(), 2);
         assert_eq!(v.siblings[0].value, b"hello");
@@ -454,24 +270,10 @@ mod tests {
     }
 
     #[test]
-    fn envelope_round_trips() {
-        let v = ObjectView::from_json(TWO_SIBLINGS.as_bytes()).unwrap();
-        let back = serde_json::to_vec(&v.to_envelope()).unwrap();
-        assert_eq!(ObjectView::from_json(&back).unwrap(), v);
-    }
-
-    #[test]
-    fn bad_base64_is_an_error() {
-        let body = r#"{"context":"c","siblings":[{"value_base64":"!!!"}]}"#;
-        assert!(ObjectView::from_json(body.as_bytes()).is_err());
-        assert!(ObjectView::from_json(b"{}").is_err());
-    }
-
-    #[test]
     fn single_value_renders_metadata_then_value() {
-        let v = ObjectView {
+        let v = Object {
             context: Some("c1".into()),
-            siblings: vec![SiblingView {
+            siblings: vec![Sibling {
                 value: b"v".to_vec(),
                 content_type: Some("text/plain".into()),
                 etag: Some("\"x\"".into()),
@@ -487,48 +289,22 @@ mod tests {
 
     #[test]
     fn binary_values_are_base64() {
-        let v = ObjectView {
+        let v = Object {
             context: None,
-            siblings: vec![SiblingView {
+            siblings: vec![Sibling {
                 value: vec![0, 159, 146, 150],
                 ..Default::default()
             }],
         };
         assert!(render_object(&v).contains("<binary value, 4 bytes; base64: AJ+Slg==>"));
-        let big = ObjectView {
+        let big = Object {
             context: None,
-            siblings: vec![SiblingView {
+            siblings: vec![Sibling {
                 value: vec![0; 10_000],
                 ..Default::default()
             }],
         };
         assert!(render_object(&big).contains("10000 bytes; use --output value"));
-    }
-
-    #[test]
-    fn multipart_siblings_parse() {
-        let body = b"--XyZ\r\nContent-Type: text/plain\r\nETag: \"a\"\r\nLast-Modified: Wed, 01 May 2024 10:00:00 GMT\r\n\r\nfirst\r\nline\r\n--XyZ\r\nETag: \"b\"\r\nX-RiftKV-Deleted: true\r\n\r\n\r\n--XyZ\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01--XyZ-not\r\n--XyZ--\r\n";
-        let parts = parse_multipart("multipart/mixed; boundary=\"XyZ\"", body).unwrap();
-        assert_eq!(parts.len(), 3);
-        assert_eq!(parts[0].value, b"first\r\nline");
-        assert_eq!(parts[0].content_type.as_deref(), Some("text/plain"));
-        assert_eq!(parts[0].etag.as_deref(), Some("\"a\""));
-        assert!(parts[0].last_modified.is_some());
-        assert!(parts[1].deleted);
-        assert!(parts[1].value.is_empty());
-        assert_eq!(parts[2].value, b"\x00\x01--XyZ-not");
-    }
-
-    #[test]
-    fn malformed_multipart_is_an_error_not_a_panic() {
-        assert!(parse_multipart("multipart/mixed", b"--a\r\n\r\nx\r\n--a--").is_err());
-        assert!(parse_multipart("multipart/mixed; boundary=a", b"nothing").is_err());
-        assert!(parse_multipart("multipart/mixed; boundary=a", b"--a\r\n\r\nx").is_err());
-        assert!(parse_multipart("multipart/mixed; boundary=a", b"--a").is_err());
-        assert_eq!(
-            parse_multipart("multipart/mixed; boundary=a", b"--a--").unwrap(),
-            vec![]
-        );
     }
 
     #[test]
@@ -582,14 +358,5 @@ mod tests {
             line.split_whitespace().collect::<Vec<_>>(),
             ["1", "b", "b,a"]
         );
-    }
-
-    #[test]
-    fn header_params_are_found() {
-        assert_eq!(
-            header_param("multipart/mixed; charset=x; Boundary=\"q r\"", "boundary").as_deref(),
-            Some("q r")
-        );
-        assert_eq!(header_param("text/plain", "boundary"), None);
     }
 }

@@ -1,8 +1,7 @@
-//! A small blocking RiftKV REST client that classifies every outcome the way the history
-//! needs it: done, certainly not done, or unknown.
+//! The harness's view of the REST API, on the blocking `riftkv-client`: every outcome
+//! classified the way the history needs it: done, certainly not done, or unknown.
 
-use base64::Engine;
-use serde::Deserialize;
+use riftkv_client::{ClientBuilder, Error, Object, Options, Quorum, Stage, blocking};
 use std::time::Duration;
 
 /// How a request failed.
@@ -29,20 +28,19 @@ pub struct Read {
     pub values: Vec<Vec<u8>>,
 }
 
-#[derive(Deserialize)]
-struct JsonSibling {
-    #[serde(default)]
-    value_base64: Option<String>,
-    #[serde(default)]
-    deleted: bool,
-}
-
-#[derive(Deserialize)]
-struct JsonObject {
-    #[serde(default)]
-    context: Option<String>,
-    #[serde(default)]
-    siblings: Vec<JsonSibling>,
+impl Read {
+    /// The live values of a decoded object (tombstones dropped).
+    fn of(obj: Object) -> Read {
+        Read {
+            values: obj
+                .siblings
+                .into_iter()
+                .filter(|s| !s.deleted)
+                .map(|s| s.value)
+                .collect(),
+            context: obj.context,
+        }
+    }
 }
 
 /// One stored copy from `/v1/admin/local`, reduced to what convergence compares.
@@ -53,53 +51,13 @@ pub struct LocalCopy {
     pub hinted_for: Option<String>,
 }
 
+/// A client of every node: one connection pool, the node chosen per call by its base URL.
 pub struct Client {
-    http: reqwest::blocking::Client,
+    http: blocking::Client,
 }
 
-/// Percent-encodes a path segment (keys and buckets here are plain ASCII words, but a name
-/// with other bytes must still make a valid URL).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn object_url(base: &str, bucket: &str, key: &str) -> String {
-    format!(
-        "{base}/v1/kv/{}/{}",
-        encode_segment(bucket),
-        encode_segment(key)
-    )
-}
-
-fn parse_object(body: &str) -> Result<Read, String> {
-    let o: JsonObject =
-        serde_json::from_str(body).map_err(|e| format!("unreadable object JSON: {e}"))?;
-    let mut values = Vec::new();
-    for s in o.siblings.iter().filter(|s| !s.deleted) {
-        let b64 = s.value_base64.as_deref().unwrap_or("");
-        let v = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| format!("bad value_base64: {e}"))?;
-        values.push(v);
-    }
-    Ok(Read {
-        context: o.context,
-        values,
-    })
-}
-
-/// Reduces a `/v1/admin/local` body to its comparable content.
-pub fn parse_local(body: &str) -> Result<LocalCopy, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("unreadable local copy: {e}"))?;
+/// Reduces a `/v1/admin/local` answer to its comparable content.
+pub fn parse_local(v: &serde_json::Value) -> LocalCopy {
     let mut siblings: Vec<(String, bool)> = v
         .get("siblings")
         .and_then(|s| s.as_array())
@@ -118,72 +76,95 @@ pub fn parse_local(body: &str) -> Result<LocalCopy, String> {
         })
         .unwrap_or_default();
     siblings.sort();
-    Ok(LocalCopy {
+    LocalCopy {
         siblings,
         hinted_for: v
             .get("hinted_for")
             .and_then(|h| h.as_str())
             .map(str::to_string),
-    })
+    }
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
+/// One line for a failure: `{what} answered {status}: {body}` when the server said no, the
+/// whole cause chain when it could not be asked.
+fn describe(what: &str, e: &Error) -> String {
+    match (e.server(), e.transport()) {
+        (Some(s), _) => format!("{what} answered {}: {}", s.status, short(&s.body)),
+        (_, Some(t)) => t.full_chain(),
+        _ => e.to_string(),
     }
-    s
+}
+
+/// The outcome of a write that did not return `Ok`. Refused before the coordinator wrote
+/// (no connection, or a 4xx) is definite; anything after may have been stored.
+pub fn classify_write(e: &Error) -> Result<(), Failure> {
+    match e {
+        // Nothing was sent.
+        Error::InvalidRequest(m) => Err(Failure::Definite(m.clone())),
+        Error::Timeout(t) | Error::Connection(t) => {
+            if t.connect {
+                return Err(Failure::Definite(t.full_chain()));
+            }
+            match (t.stage, t.status) {
+                // The status arrived and only the (unused) body broke: the status decides.
+                (Stage::Body, Some(s)) if (200..300).contains(&s) => Ok(()),
+                (Stage::Body, Some(s)) if (400..500).contains(&s) => {
+                    Err(Failure::Definite(format!("write answered {s}: ")))
+                }
+                (Stage::Body, Some(s)) => {
+                    Err(Failure::Indeterminate(format!("write answered {s}: ")))
+                }
+                _ => Err(Failure::Indeterminate(t.full_chain())),
+            }
+        }
+        // Only a 2xx answer's echoed body can be unreadable: the write was acknowledged.
+        Error::UnexpectedResponse(_) => Ok(()),
+        other => match other.status() {
+            Some(s) if (400..500).contains(&s) => Err(Failure::Definite(describe("write", other))),
+            _ => Err(Failure::Indeterminate(describe("write", other))),
+        },
+    }
 }
 
 impl Client {
-    pub fn new(timeout: Duration) -> Result<Client, reqwest::Error> {
-        let http = reqwest::blocking::Client::builder()
+    pub fn new(timeout: Duration) -> Result<Client, Error> {
+        let http = ClientBuilder::new(&crate::cluster::api_url(1))
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_millis(1000)))
             .pool_max_idle_per_host(2)
-            .build()?;
+            .build_blocking()?;
         Ok(Client { http })
     }
 
-    /// GET with `Accept: application/json`; a 404 is an empty read. Nothing is written by a
-    /// read, so every failure is definite for the purposes of the operation it belongs to.
-    pub fn read(&self, base: &str, bucket: &str, key: &str, query: &str) -> Result<Read, Failure> {
-        let mut url = object_url(base, bucket, key);
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(query);
-        }
-        let r = self
-            .http
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .map_err(|e| Failure::Definite(describe(&e)))?;
-        let status = r.status().as_u16();
-        let ctx = r
-            .headers()
-            .get("x-riftkv-context")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = r.text().map_err(|e| Failure::Definite(describe(&e)))?;
-        match status {
-            200 | 300 => parse_object(&body).map_err(Failure::Definite),
-            404 => Ok(Read {
-                context: ctx,
+    fn at(&self, base: &str) -> Result<blocking::Client, Error> {
+        self.http.at(base)
+    }
+
+    /// GET with `Accept: application/json` at read quorum `r` (the bucket's default when
+    /// `None`); a 404 is an empty read. Nothing is written by a read, so every failure is
+    /// definite for the purposes of the operation it belongs to.
+    pub fn read(
+        &self,
+        base: &str,
+        bucket: &str,
+        key: &str,
+        r: Option<Quorum>,
+    ) -> Result<Read, Failure> {
+        let opts = Options {
+            r,
+            ..Options::default()
+        };
+        match self.at(base).and_then(|c| c.get(bucket, key, &opts)) {
+            Ok(obj) => Ok(Read::of(obj)),
+            Err(Error::NotFound { context, .. }) => Ok(Read {
+                context,
                 values: Vec::new(),
             }),
-            s => Err(Failure::Definite(format!(
-                "read answered {s}: {}",
-                short(&body)
-            ))),
+            Err(e) => Err(Failure::Definite(describe("read", &e))),
         }
     }
 
-    /// PUT `value` with an optional context. A refusal that happens before the coordinator
-    /// writes (connection refused, 4xx) is definite; anything after it may have been stored.
+    /// PUT `value` with an optional context, classified by [`classify_write`].
     pub fn write(
         &self,
         base: &str,
@@ -192,86 +173,40 @@ impl Client {
         value: &[u8],
         context: Option<&str>,
     ) -> Result<(), Failure> {
-        let mut req = self
-            .http
-            .put(object_url(base, bucket, key))
-            .header("content-type", "application/json")
-            .body(value.to_vec());
-        if let Some(c) = context {
-            req = req.header("x-riftkv-context", c);
-        }
-        let r = req.send().map_err(|e| {
-            if e.is_connect() {
-                Failure::Definite(describe(&e))
-            } else {
-                Failure::Indeterminate(describe(&e))
-            }
-        })?;
-        let status = r.status().as_u16();
-        let body = r.text().unwrap_or_default();
-        match status {
-            200..=299 => Ok(()),
-            400..=499 => Err(Failure::Definite(format!(
-                "write answered {status}: {}",
-                short(&body)
-            ))),
-            _ => Err(Failure::Indeterminate(format!(
-                "write answered {status}: {}",
-                short(&body)
-            ))),
+        let opts = Options {
+            content_type: Some("application/json".into()),
+            context: context.map(str::to_string),
+            ..Options::default()
+        };
+        match self
+            .at(base)
+            .and_then(|c| c.put(bucket, key, value.to_vec(), &opts))
+        {
+            Ok(_) => Ok(()),
+            Err(e) => classify_write(&e),
         }
     }
 
     /// This node's own copy of a key (`None` when it holds nothing).
     pub fn local(&self, base: &str, bucket: &str, key: &str) -> Result<Option<LocalCopy>, String> {
-        let url = format!(
-            "{base}/v1/admin/local/{}/{}",
-            encode_segment(bucket),
-            encode_segment(key)
-        );
-        let r = self.http.get(url).send().map_err(|e| describe(&e))?;
-        let status = r.status().as_u16();
-        let body = r.text().map_err(|e| describe(&e))?;
-        match status {
-            200 => parse_local(&body).map(Some),
-            404 => Ok(None),
-            s => Err(format!("local copy answered {s}: {}", short(&body))),
+        match self.at(base).and_then(|c| c.local(bucket, key)) {
+            Ok(v) => Ok(Some(parse_local(&v))),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(describe("local copy", &e)),
         }
     }
 
     /// Primary owners of a key.
     pub fn primaries(&self, base: &str, bucket: &str, key: &str) -> Result<Vec<String>, String> {
-        let url = format!(
-            "{base}/v1/admin/preflist/{}/{}",
-            encode_segment(bucket),
-            encode_segment(key)
-        );
-        let r = self.http.get(url).send().map_err(|e| describe(&e))?;
-        if !r.status().is_success() {
-            return Err(format!("preflist answered {}", r.status()));
-        }
-        let v: serde_json::Value = r.json().map_err(|e| describe(&e))?;
-        Ok(v.get("primaries")
-            .and_then(|p| p.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
+        self.at(base)
+            .and_then(|c| c.preflist(bucket, key))
+            .map(|p| p.primaries.into_iter().map(|n| n.0).collect())
+            .map_err(|e| describe("preflist", &e))
     }
 
     /// `/v1/admin/status`, if the node answers.
     pub fn status_json(&self, base: &str) -> Option<serde_json::Value> {
-        let r = self
-            .http
-            .get(format!("{base}/v1/admin/status"))
-            .send()
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().ok()
+        self.at(base).and_then(|c| c.status()).ok()
     }
 
     /// Sets bucket properties (JSON).
@@ -281,33 +216,16 @@ impl Client {
         bucket: &str,
         props: &serde_json::Value,
     ) -> Result<(), String> {
-        let url = format!("{base}/v1/buckets/{}/props", encode_segment(bucket));
-        let r = self
-            .http
-            .put(url)
-            .header("content-type", "application/json")
-            .body(props.to_string())
-            .send()
-            .map_err(|e| describe(&e))?;
-        if r.status().is_success() {
-            Ok(())
-        } else {
-            let s = r.status();
-            Err(format!(
-                "props answered {s}: {}",
-                short(&r.text().unwrap_or_default())
-            ))
-        }
+        self.at(base)
+            .and_then(|c| c.set_bucket_props(bucket, props))
+            .map_err(|e| describe("props", &e))
     }
 
     /// Bucket properties as a node reports them.
     pub fn props(&self, base: &str, bucket: &str) -> Result<serde_json::Value, String> {
-        let url = format!("{base}/v1/buckets/{}/props", encode_segment(bucket));
-        let r = self.http.get(url).send().map_err(|e| describe(&e))?;
-        if !r.status().is_success() {
-            return Err(format!("props answered {}", r.status()));
-        }
-        r.json().map_err(|e| describe(&e))
+        self.at(base)
+            .and_then(|c| c.bucket_props(bucket))
+            .map_err(|e| describe("props", &e))
     }
 }
 
@@ -323,6 +241,14 @@ fn short(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use riftkv_client::response::{decode_get, decode_put, error_of};
+    use riftkv_client::{RawResponse, TransportError, header::HeaderMap};
+
+    fn answer(status: u16, body: &str) -> RawResponse {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        RawResponse::new(status, h, body.as_bytes().to_vec())
+    }
 
     #[test]
     fn objects_parse_and_skip_tombstones() {
@@ -330,26 +256,117 @@ mod tests {
             {"value_base64":"WzEsMl0=","content_type":"application/json","etag":"a","last_modified":"x","deleted":false},
             {"value_base64":null,"deleted":true},
             {"value_base64":"WzNd","deleted":false}]}"#;
-        let r = parse_object(body).unwrap();
+        let r = Read::of(decode_get(&answer(300, body)).unwrap());
         assert_eq!(r.context.as_deref(), Some("CTX"));
         assert_eq!(r.values, vec![b"[1,2]".to_vec(), b"[3]".to_vec()]);
-        assert!(parse_object("nope").is_err());
-        assert!(parse_object(r#"{"siblings":[{"value_base64":"!!"}]}"#).is_err());
+        assert!(Object::from_json(b"nope").is_err());
+        assert!(Object::from_json(br#"{"siblings":[{"value_base64":"!!"}]}"#).is_err());
     }
 
     #[test]
     fn local_copies_compare_by_content() {
-        let a = parse_local(r#"{"context":"x","partition":3,"hinted_for":null,"siblings":[{"value_base64":"Yg==","deleted":false},{"value_base64":"YQ==","deleted":false}]}"#).unwrap();
-        let b = parse_local(r#"{"context":"y","partition":3,"hinted_for":null,"siblings":[{"value_base64":"YQ==","deleted":false},{"value_base64":"Yg==","deleted":false}]}"#).unwrap();
+        let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        let a = parse_local(&json(
+            r#"{"context":"x","partition":3,"hinted_for":null,"siblings":[{"value_base64":"Yg==","deleted":false},{"value_base64":"YQ==","deleted":false}]}"#,
+        ));
+        let b = parse_local(&json(
+            r#"{"context":"y","partition":3,"hinted_for":null,"siblings":[{"value_base64":"YQ==","deleted":false},{"value_base64":"Yg==","deleted":false}]}"#,
+        ));
         assert_eq!(a, b);
         assert_eq!(a.hinted_for, None);
-        let h = parse_local(r#"{"hinted_for":"n2","siblings":[]}"#).unwrap();
+        let h = parse_local(&json(r#"{"hinted_for":"n2","siblings":[]}"#));
         assert_eq!(h.hinted_for.as_deref(), Some("n2"));
     }
 
+    fn transport(stage: Stage, connect: bool, timeout: bool, status: Option<u16>) -> Error {
+        let t = TransportError {
+            stage,
+            base: "http://10.77.0.1:8700/".into(),
+            connect,
+            timeout,
+            status,
+            chain: vec!["error sending request".into(), "cause".into()],
+        };
+        if timeout {
+            Error::Timeout(t)
+        } else {
+            Error::Connection(t)
+        }
+    }
+
     #[test]
-    fn segments_are_encoded() {
-        assert_eq!(encode_segment("set-1"), "set-1");
-        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    fn writes_are_indeterminate_unless_certainly_refused() {
+        let definite = |r: Result<(), Failure>| matches!(r, Err(Failure::Definite(_)));
+        let unknown = |r: Result<(), Failure>| matches!(r, Err(Failure::Indeterminate(_)));
+        // Never connected: nothing was sent.
+        assert!(definite(classify_write(&transport(
+            Stage::Send,
+            true,
+            false,
+            None
+        ))));
+        assert!(definite(classify_write(&transport(
+            Stage::Send,
+            true,
+            true,
+            None
+        ))));
+        // Sent, then no answer: it may have been stored.
+        let e = transport(Stage::Send, false, true, None);
+        assert_eq!(
+            classify_write(&e),
+            Err(Failure::Indeterminate(
+                "error sending request: cause".into()
+            ))
+        );
+        assert!(unknown(classify_write(&transport(
+            Stage::Send,
+            false,
+            false,
+            None
+        ))));
+        // The status arrived, the body broke: the status decides.
+        assert_eq!(
+            classify_write(&transport(Stage::Body, false, false, Some(204))),
+            Ok(())
+        );
+        assert!(definite(classify_write(&transport(
+            Stage::Body,
+            false,
+            false,
+            Some(412)
+        ))));
+        assert!(unknown(classify_write(&transport(
+            Stage::Body,
+            false,
+            true,
+            Some(503)
+        ))));
+        // The server's answers.
+        let refused = |status: u16, body: &str| {
+            classify_write(&decode_put(&answer(status, body)).unwrap_err())
+        };
+        assert_eq!(
+            refused(400, r#"{"error":"invalid_context","message":"no"}"#),
+            Err(Failure::Definite(
+                r#"write answered 400: {"error":"invalid_context","message":"no"}"#.into()
+            ))
+        );
+        assert!(definite(refused(412, "{}")));
+        assert!(definite(refused(413, "{}")));
+        assert!(unknown(refused(
+            503,
+            r#"{"error":"quorum_unavailable","needed":2,"got":1}"#
+        )));
+        assert!(unknown(refused(503, r#"{"error":"timeout"}"#)));
+        assert!(unknown(refused(500, "")));
+        assert!(unknown(refused(300, "")));
+        assert!(definite(classify_write(&Error::InvalidRequest("x".into()))));
+        assert_eq!(
+            classify_write(&Error::UnexpectedResponse("x".into())),
+            Ok(())
+        );
+        let e = error_of(&answer(404, ""));
+        assert!(definite(classify_write(&e)));
     }
 }

@@ -12,6 +12,7 @@
 use crate::hosts::{node_ip, ns_name};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use riftkv_client::{ClientBuilder, Method, blocking};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -210,15 +211,15 @@ pub fn tail(path: &Path, n: usize) -> String {
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     opts: NodeOptions,
-    http: reqwest::blocking::Client,
+    http: blocking::Client,
 }
 
 impl Cluster {
-    pub fn new(count: usize, opts: NodeOptions) -> Result<Cluster, reqwest::Error> {
-        let http = reqwest::blocking::Client::builder()
+    pub fn new(count: usize, opts: NodeOptions) -> Result<Cluster, riftkv_client::Error> {
+        let http = ClientBuilder::new(&api_url(1))
             .timeout(Duration::from_secs(2))
             .connect_timeout(Duration::from_millis(500))
-            .build()?;
+            .build_blocking()?;
         let nodes = (1..=count)
             .map(|i| {
                 let data_dir = opts.data_root.join(node_id(i));
@@ -361,33 +362,38 @@ impl Cluster {
             node: node_id(i),
             reason,
         };
-        let fraction = fraction.to_string();
-        let r = self
-            .http
-            .post(format!("{}{CORRUPT_PATH}", api_url(i)))
-            .query(&[("bucket", bucket), ("fraction", fraction.as_str())])
-            .timeout(Duration::from_secs(30))
-            .send()
-            .map_err(|e| fail(e.to_string()))?;
-        let status = r.status();
-        if !status.is_success() {
-            let body = r.text().unwrap_or_default();
-            return Err(fail(format!("{status}: {}", body.trim())));
+        let query = [
+            ("bucket", bucket.to_string()),
+            ("fraction", fraction.to_string()),
+        ];
+        let node = self.http.at(&api_url(i)).map_err(|e| fail(e.to_string()))?;
+        let req = node
+            .endpoint()
+            .request(Method::POST, CORRUPT_PATH, &query)
+            .map_err(|e| fail(e.to_string()))?
+            .wait(Some(Duration::from_secs(30)));
+        let resp = node.execute(req).map_err(|e| fail(e.to_string()))?;
+        if !resp.is_success() {
+            let body = String::from_utf8_lossy(&resp.body);
+            return Err(fail(format!("{}: {}", resp.status, body.trim())));
         }
-        r.json::<Damage>()
+        serde_json::from_slice::<Damage>(&resp.body)
             .map_err(|e| fail(format!("unreadable answer: {e}")))
     }
 
     /// Whether node `i` runs a fault-injection build: it has the corrupt route, probed with a
     /// request that damages nothing. `None` when the answer says neither.
     pub fn is_fault_build(&self, i: usize, bucket: &str) -> Option<bool> {
-        let r = self
-            .http
-            .post(format!("{}{CORRUPT_PATH}", api_url(i)))
-            .query(&[("bucket", bucket), ("fraction", "0")])
-            .send()
+        let node = self.http.at(&api_url(i)).ok()?;
+        let query = [
+            ("bucket", bucket.to_string()),
+            ("fraction", "0".to_string()),
+        ];
+        let req = node
+            .endpoint()
+            .request(Method::POST, CORRUPT_PATH, &query)
             .ok()?;
-        match r.status().as_u16() {
+        match node.execute(req).ok()?.status {
             200 => Some(true),
             404 => Some(false),
             _ => None,
@@ -457,15 +463,7 @@ impl Cluster {
 
     /// `/v1/admin/status` of node `i`, if it answers.
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
-        let r = self
-            .http
-            .get(format!("{}/v1/admin/status", api_url(i)))
-            .send()
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().ok()
+        self.http.at(&api_url(i)).ok()?.status().ok()
     }
 
     /// Starts every node (the founder first) and waits until each reports a settled ring with

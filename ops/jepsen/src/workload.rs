@@ -10,6 +10,7 @@ use crate::client::{Client, Failure, Read};
 use crate::history::{OpType, Process, Recorder, op};
 use rand::Rng;
 use rand::rngs::StdRng;
+use riftkv_client::Quorum;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -189,7 +190,7 @@ pub fn set_add(shared: &Shared, client: &Client, process: u64, node: usize, key:
         None,
     ));
     let bucket = shared.workload.bucket();
-    let read = match client.read(&base(node), bucket, key, "") {
+    let read = match client.read(&base(node), bucket, key, None) {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("read before write: {}", e.message());
@@ -228,7 +229,7 @@ fn register_read(shared: &Shared, client: &Client, process: u64, node: usize, ke
         &node_name(node),
         None,
     ));
-    match client.read(&base(node), shared.workload.bucket(), key, "") {
+    match client.read(&base(node), shared.workload.bucket(), key, None) {
         Ok(r) => complete(
             shared,
             OpType::Ok,
@@ -269,7 +270,7 @@ fn register_write(
     ));
     let bucket = shared.workload.bucket();
     let (ctx, seen) = if with_context {
-        match client.read(&base(node), bucket, key, "") {
+        match client.read(&base(node), bucket, key, None) {
             Ok(r) => {
                 let seen = values_as_strings(&r);
                 (r.context, Some(seen))
@@ -328,7 +329,11 @@ pub fn final_reads(
                 attempt += 1;
                 // r=all first (every replica answers, read repair follows); fall back to
                 // the bucket default if a replica keeps failing.
-                let query = if attempt <= 5 { "r=all" } else { "" };
+                let r = if attempt <= 5 {
+                    Some(Quorum::All)
+                } else {
+                    None
+                };
                 recorder.record(op(
                     OpType::Invoke,
                     "read",
@@ -337,7 +342,7 @@ pub fn final_reads(
                     &node_name(i),
                     None,
                 ));
-                match client.read(&base(i), workload.bucket(), key, query) {
+                match client.read(&base(i), workload.bucket(), key, r) {
                     Ok(r) => {
                         let shown = if workload.is_set_like() {
                             match union_of(&r) {
