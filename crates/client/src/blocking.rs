@@ -3,7 +3,6 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::builder::ClientBuilder;
 use crate::error::{Error, Stage, TransportError};
 use crate::request::{Endpoint, Options, Request, parse_base};
 use crate::response::{self, KeyPage, Object, Preflist, RawResponse, WriteResult};
@@ -17,15 +16,6 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the node at `base` with the default settings.
-    pub fn new(base: &str) -> Result<Client, Error> {
-        ClientBuilder::new(base).build_blocking()
-    }
-
-    pub fn builder(base: &str) -> ClientBuilder {
-        ClientBuilder::new(base)
-    }
-
     pub(crate) fn from_parts(http: reqwest::blocking::Client, endpoint: Endpoint) -> Client {
         Client { http, endpoint }
     }
@@ -145,6 +135,7 @@ impl Client {
 mod tests {
     use super::*;
     use crate::Quorum;
+    use crate::builder::ClientBuilder;
     use std::io::{Read as _, Write as _};
     use std::time::Duration;
 

@@ -100,3 +100,16 @@ impl ClientBuilder {
         Ok(blocking::Client::from_parts(http, endpoint))
     }
 }
+
+// The blocking client's constructors live beside the builder they use, so the transport
+// module does not name the builder that names it.
+impl blocking::Client {
+    /// A client of the node at `base` with the default settings.
+    pub fn new(base: &str) -> Result<blocking::Client, Error> {
+        ClientBuilder::new(base).build_blocking()
+    }
+
+    pub fn builder(base: &str) -> ClientBuilder {
+        ClientBuilder::new(base)
+    }
+}

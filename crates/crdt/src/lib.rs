@@ -78,6 +78,7 @@ pub mod error;
 pub mod limits;
 pub mod map;
 pub mod op;
+mod removal;
 pub mod set;
 mod wire;
 
@@ -163,15 +164,27 @@ impl<A: Actor> Crdt<A> {
         now_ms: u64,
         limits: &Limits,
     ) -> Result<(), CrdtError> {
-        match (self, op) {
-            (Crdt::Counter(c), Op::Counter(o)) => c.apply(actor, o, context, now_ms, limits),
-            (Crdt::Set(s), Op::Set(o)) => s.apply(actor, o, context, now_ms, limits),
-            (Crdt::Map(m), Op::Map(o)) => m.apply(actor, o, context, now_ms, limits),
-            (me, op) => Err(CrdtError::TypeMismatch {
-                expected: op.data_type().as_str(),
-                actual: me.data_type().as_str(),
-            }),
+        let before = self.clone();
+        match (&mut *self, op) {
+            (Crdt::Counter(c), Op::Counter(o)) => c.apply(actor, o, context, now_ms, limits)?,
+            (Crdt::Set(s), Op::Set(o)) => s.apply(actor, o, context, now_ms, limits)?,
+            (Crdt::Map(m), Op::Map(o)) => m.apply(actor, o, context, now_ms, limits)?,
+            (me, op) => {
+                return Err(CrdtError::TypeMismatch {
+                    expected: op.data_type().as_str(),
+                    actual: me.data_type().as_str(),
+                });
+            }
         }
+        // The whole value's encoded size is checked here, above the types, since only the
+        // encoding knows it.
+        if let Err(e) =
+            wire::check_encoded_size(|| wire::encode(&before), || wire::encode(self), limits)
+        {
+            *self = before;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Least upper bound with another replica's value of the same type.

@@ -9,18 +9,13 @@ use crate::dots::{
 use crate::error::CrdtError;
 use crate::limits::Limits;
 use crate::op::{FieldOp, FieldType, MapOp};
+pub use crate::removal::FieldKey;
+use crate::removal::{
+    Deferred, RemovePath, Target, check_grow, defer, join_deferred, pending_after_join,
+};
 use crate::set::validate_set_op;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// A field's identity: its name and its type.
-#[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct FieldKey {
-    pub name: String,
-    pub kind: FieldType,
-}
 
 /// Fields of one map level.
 pub(crate) type Fields<A> = BTreeMap<FieldKey, Field<A>>;
@@ -52,23 +47,6 @@ pub(crate) struct CounterEntry {
     pub(crate) n: u64,
 }
 
-/// What a deferred remove targets: a member of the set field at `fields`, or every field
-/// named `name` in the map at `fields` (empty `fields` = the top level).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub(crate) struct RemovePath {
-    pub(crate) fields: Vec<FieldKey>,
-    pub(crate) target: Target,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub(crate) enum Target {
-    Member(String),
-    Field(String),
-}
-
-/// Removes whose context names events this replica has not seen yet, by context.
-pub(crate) type Deferred<A> = BTreeMap<VClock<A>, BTreeSet<RemovePath>>;
-
 /// A map whose fields are counters, sets, registers, flags or maps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Map<A: Actor> {
@@ -94,6 +72,8 @@ impl<A: Actor> Map<A> {
 
     /// Apply removes (as far as `context` saw them) then updates, all as one new write of
     /// `actor`. Every updated field, and every map above it, is kept present by that write.
+    /// Counts and depth are checked here; the encoded size of the whole value by
+    /// [`crate::Crdt::apply`].
     pub fn apply(
         &mut self,
         actor: &A,
@@ -132,11 +112,6 @@ impl<A: Actor> Map<A> {
             fields_before,
             fields_after,
             limits.max_map_fields,
-        )?;
-        crate::wire::check_encoded_size(
-            || crate::wire::encode_map(self),
-            || crate::wire::encode_map(&next),
-            limits,
         )?;
         *self = next;
         Ok(())
@@ -508,57 +483,4 @@ fn fields_json<A: Actor>(fields: &Fields<A>) -> Result<Value, CrdtError> {
         }
     }
     Ok(Value::Object(obj))
-}
-
-/// Refuse growth past a limit; a measure already over it (after a merge) may still shrink.
-pub(crate) fn check_grow(
-    what: &'static str,
-    before: usize,
-    after: usize,
-    limit: usize,
-) -> Result<(), CrdtError> {
-    if after > limit && after > before {
-        Err(CrdtError::TooLarge {
-            what,
-            size: after,
-            limit,
-        })
-    } else {
-        Ok(())
-    }
-}
-
-/// Keep a remove for later if its context names events this replica has not seen: they may
-/// still arrive, and must then be removed too.
-pub(crate) fn defer<A: Actor>(
-    deferred: &mut Deferred<A>,
-    clock: &VClock<A>,
-    ctx: &VClock<A>,
-    paths: BTreeSet<RemovePath>,
-) {
-    if !clock.descends(ctx) {
-        deferred.entry(ctx.clone()).or_default().extend(paths);
-    }
-}
-
-pub(crate) fn join_deferred<A: Actor>(into: &mut Deferred<A>, other: &Deferred<A>) {
-    for (ctx, paths) in other {
-        into.entry(ctx.clone())
-            .or_default()
-            .extend(paths.iter().cloned());
-    }
-}
-
-/// Every pending remove (to apply to what a join brought in); those whose context the clock
-/// now covers are complete and dropped.
-pub(crate) fn pending_after_join<A: Actor>(
-    deferred: &mut Deferred<A>,
-    clock: &VClock<A>,
-) -> Vec<(VClock<A>, BTreeSet<RemovePath>)> {
-    let all = deferred
-        .iter()
-        .map(|(c, p)| (c.clone(), p.clone()))
-        .collect();
-    deferred.retain(|ctx, _| !clock.descends(ctx));
-    all
 }

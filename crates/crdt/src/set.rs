@@ -5,10 +5,10 @@ use crate::clock::{Context, VClock};
 use crate::dots::{Members, member_add, member_remove, members_join};
 use crate::error::CrdtError;
 use crate::limits::Limits;
-use crate::map::{
+use crate::op::SetOp;
+use crate::removal::{
     Deferred, RemovePath, Target, check_grow, defer, join_deferred, pending_after_join,
 };
-use crate::op::SetOp;
 use std::collections::BTreeSet;
 
 /// Members with the dots of the adds that keep them, the clock of everything seen, and the
@@ -37,7 +37,8 @@ impl<A: Actor> OrSet<A> {
 
     /// Remove `op.remove` as far as `context` saw them, then add `op.add` as one new write of
     /// `actor`. Adds win over removes that did not see them; a remove without a context is
-    /// refused, since "remove what I saw" is all a remove can mean here.
+    /// refused, since "remove what I saw" is all a remove can mean here. Member counts are
+    /// checked here; the encoded size of the whole value by [`crate::Crdt::apply`].
     pub fn apply(
         &mut self,
         actor: &A,
@@ -74,11 +75,6 @@ impl<A: Actor> OrSet<A> {
             self.members.len(),
             next.members.len(),
             limits.max_set_members,
-        )?;
-        crate::wire::check_encoded_size(
-            || crate::wire::encode_set(self),
-            || crate::wire::encode_set(&next),
-            limits,
         )?;
         *self = next;
         Ok(())

@@ -10,8 +10,9 @@ use crate::counter::{Counter, Pn};
 use crate::dots::{DotSet, Members};
 use crate::error::CrdtError;
 use crate::limits::Limits;
-use crate::map::{CounterEntry, Deferred, Field, FieldKey, Fields, Map, RemovePath, Store, Target};
+use crate::map::{CounterEntry, Field, Fields, Map, Store};
 use crate::op::FieldType;
+use crate::removal::{Deferred, FieldKey, RemovePath, Target};
 use crate::set::OrSet;
 use crate::{Actor, Crdt};
 use serde::{Deserialize, Serialize};
@@ -174,7 +175,7 @@ pub(crate) fn check_encoded_size(
     if after <= limits.max_encoded_bytes {
         return Ok(());
     }
-    crate::map::check_grow(
+    crate::removal::check_grow(
         "the encoded value's bytes",
         before()?.len(),
         after,
