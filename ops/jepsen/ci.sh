@@ -20,8 +20,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 echo "== riftkv-jepsen: build"
-cargo build --quiet -p riftkv --bin riftkv
-cargo build --quiet -p riftkv-jepsen
+# The same invocation as ops/test.sh, so after its build this is a no-op: a `-p` build selects
+# other features (no dev-dependency features) and recompiles the workspace crates.
+cargo build --quiet --workspace --all-targets
 HARNESS="$CARGO_TARGET_DIR/debug/riftkv-jepsen"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-jepsen-ci.XXXXXX")
 chmod 755 "$WORK"
@@ -57,10 +58,10 @@ if ! grep -Eq '"lost": [1-9]' "$WORK/control/results.json"; then
 fi
 
 echo "== riftkv-jepsen: planted bug is found; a SIGKILLed run is cleaned up by the next"
-cargo test --quiet -p riftkv-jepsen --test planted_bug --test cleanup -- --ignored --test-threads 1
+cargo test --quiet --workspace --test planted_bug --test cleanup -- --ignored --test-threads 1
 
 echo "== riftkv-jepsen: a nemesis that needs a fault-injection build is refused without one"
-cargo test --quiet -p riftkv-jepsen --test disk_nemeses -- --ignored --exact \
+cargo test --quiet --workspace --test disk_nemeses -- --ignored --exact \
     named_fault_build_nemesis_needs_a_fault_build
 
 echo "== riftkv-jepsen: all partition tests passed"
