@@ -771,25 +771,7 @@ mod tests {
             held.iter()
                 .all(|p| !unreplicated_partitions(&s, &id("d")).contains(p))
         );
-        let s = {
-            let mut s = s;
-            for _ in 0..5 {
-                if let Some(plan) = s.plan.clone() {
-                    for t in &plan.transfers {
-                        s.mark_transfer_done(
-                            &t.from,
-                            TransferDone {
-                                plan: plan.id,
-                                partition: t.partition,
-                                to: t.to.clone(),
-                            },
-                        );
-                    }
-                }
-                s.claimant_step(&id("a"));
-            }
-            s
-        };
+        settle(&mut s);
         assert!(s.plan.is_none());
         assert_eq!(
             unreplicated_partitions(&s, &id("d")).len(),

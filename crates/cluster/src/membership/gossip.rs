@@ -450,7 +450,7 @@ fn check_removed(node: &Node) -> bool {
 mod tests {
     use super::*;
     use riftkv_core::membership::state::TransferDone;
-    use riftkv_core::membership::state::fixtures::info;
+    use riftkv_core::membership::state::fixtures::{info, settle};
 
     fn id(s: &str) -> NodeId {
         NodeId::from(s)
@@ -477,21 +477,7 @@ mod tests {
         for i in ["b", "c", "d"] {
             s.add_member(info(i)).unwrap();
         }
-        for _ in 0..10 {
-            s.claimant_step(&id("a"));
-            if let Some(plan) = s.plan.clone() {
-                for t in &plan.transfers {
-                    s.mark_transfer_done(
-                        &t.from,
-                        TransferDone {
-                            plan: plan.id,
-                            partition: t.partition,
-                            to: t.to.clone(),
-                        },
-                    );
-                }
-            }
-        }
+        settle(&mut s);
         assert!(s.locally_settled());
         assert!(!leave_complete(&s, &id("b"), false, 0), "not leaving");
         s.set_status(&id("b"), MemberStatus::Leaving).unwrap();
