@@ -240,7 +240,9 @@ async fn coordinate(
     };
     let is_delete = matches!(op.change, Change::Delete);
     if op.if_none_match || (is_delete && op.context.is_none()) {
-        let rq = ConsistencyParams::default().read(&pl.props)?;
+        // The request's r/pr (bucket defaults only where absent): a client asking for r=one
+        // on a short serving set must not be refused for the bucket's default r.
+        let rq = op.params.read(&pl.props)?;
         let seen = super::get::read_quorum(node, pl, &op.bucket, &op.key, rq, deadline).await?;
         if op.if_none_match && seen.as_ref().is_some_and(|o| !o.live_siblings().is_empty()) {
             return Err(KvError::PreconditionFailed);
