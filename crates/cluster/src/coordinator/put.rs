@@ -128,7 +128,8 @@ async fn route(node: &Arc<Node>, op: WriteOp) -> Result<Object, KvError> {
             return Err(KvError::Timeout);
         }
         match forward(node, candidate, &op, deadline).await {
-            Forwarded::Done(r) => return r,
+            Forwarded::Stored(o) => return Ok(o),
+            Forwarded::Failed(e) | Forwarded::Unknown(e) => return Err(e),
             Forwarded::TryNext(why) => errors.push((candidate.clone(), why)),
         }
     }
@@ -169,10 +170,45 @@ pub async fn handle_forwarded(
     }
 }
 
-enum Forwarded {
-    Done(Result<Object, KvError>),
-    /// The candidate certainly did not coordinate the write.
+/// What a forwarded write's RPC outcome means for the forwarding node.
+#[derive(Debug)]
+pub(crate) enum Forwarded {
+    /// The remote coordinator stored the write: this is the object it stored.
+    Stored(Object),
+    /// The remote coordinator answered with an error (or an object we cannot read): final.
+    Failed(KvError),
+    /// The candidate certainly did not coordinate the write: another may.
     TryNext(String),
+    /// Sent, but the outcome is unknown: retrying elsewhere could apply the write twice.
+    Unknown(KvError),
+}
+
+/// Decides from a forwarded write's RPC outcome whether to answer, try the next serving
+/// node, or report an unknown outcome. Pure, so every case is tested: a wrong `TryNext`
+/// here can apply one client write twice.
+pub(crate) fn forward_decision(
+    to: &NodeId,
+    outcome: Result<Result<Vec<u8>, WireKvError>, RpcError>,
+) -> Forwarded {
+    match outcome {
+        Ok(Ok(bytes)) => match Object::decode(&bytes) {
+            Ok(o) => Forwarded::Stored(o),
+            Err(e) => Forwarded::Failed(KvError::Internal(format!(
+                "coordinator answered a bad object: {e}"
+            ))),
+        },
+        Ok(Err(WireKvError::NotReplica)) => {
+            Forwarded::TryNext("not a replica in its view of the ring".into())
+        }
+        Ok(Err(e)) => Forwarded::Failed(e.into()),
+        Err(e) if e.never_delivered() => Forwarded::TryNext(e.to_string()),
+        // The peer could not decode or handle the request: it wrote nothing.
+        Err(e @ (RpcError::Remote(_) | RpcError::Codec(_))) => Forwarded::TryNext(e.to_string()),
+        Err(RpcError::Net(NetError::Timeout)) => Forwarded::Unknown(KvError::Timeout),
+        Err(e) => Forwarded::Unknown(KvError::Internal(format!(
+            "forwarded write to {to} has an unknown outcome: {e}"
+        ))),
+    }
 }
 
 async fn forward(node: &Arc<Node>, to: &NodeId, op: &WriteOp, deadline: Instant) -> Forwarded {
@@ -180,24 +216,7 @@ async fn forward(node: &Arc<Node>, to: &NodeId, op: &WriteOp, deadline: Instant)
     let mut op = op.clone();
     op.timeout_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
     let req = CoordinateRequest::Put(op);
-    match node.call(to, req, left + FORWARD_GRACE).await {
-        Ok(Ok(bytes)) => Forwarded::Done(
-            Object::decode(&bytes)
-                .map_err(|e| KvError::Internal(format!("coordinator answered a bad object: {e}"))),
-        ),
-        Ok(Err(WireKvError::NotReplica)) => {
-            Forwarded::TryNext("not a replica in its view of the ring".into())
-        }
-        Ok(Err(e)) => Forwarded::Done(Err(e.into())),
-        Err(e) if e.never_delivered() => Forwarded::TryNext(e.to_string()),
-        // The peer could not decode or handle the request: it wrote nothing.
-        Err(e @ (RpcError::Remote(_) | RpcError::Codec(_))) => Forwarded::TryNext(e.to_string()),
-        // Sent, but the outcome is unknown: retrying elsewhere could apply the write twice.
-        Err(RpcError::Net(NetError::Timeout)) => Forwarded::Done(Err(KvError::Timeout)),
-        Err(e) => Forwarded::Done(Err(KvError::Internal(format!(
-            "forwarded write to {to} has an unknown outcome: {e}"
-        )))),
-    }
+    forward_decision(to, node.call(to, req, left + FORWARD_GRACE).await)
 }
 
 /// A write forwarded by another node: coordinated here when this node serves the key in its
@@ -240,7 +259,9 @@ async fn coordinate(
     };
     let is_delete = matches!(op.change, Change::Delete);
     if op.if_none_match || (is_delete && op.context.is_none()) {
-        let rq = ConsistencyParams::default().read(&pl.props)?;
+        // The request's r/pr (bucket defaults only where absent): a client asking for r=one
+        // on a short serving set must not be refused for the bucket's default r.
+        let rq = op.params.read(&pl.props)?;
         let seen = super::get::read_quorum(node, pl, &op.bucket, &op.key, rq, deadline).await?;
         if op.if_none_match && seen.as_ref().is_some_and(|o| !o.live_siblings().is_empty()) {
             return Err(KvError::PreconditionFailed);
@@ -319,5 +340,126 @@ async fn coordinate(
             }
             Err(_) => return Err(KvError::Timeout),
         }
+    }
+}
+
+#[cfg(test)]
+mod forward_tests {
+    use super::*;
+
+    fn decide(outcome: Result<Result<Vec<u8>, WireKvError>, RpcError>) -> Forwarded {
+        forward_decision(&NodeId::from("b"), outcome)
+    }
+
+    fn net(e: NetError) -> Forwarded {
+        decide(Err(RpcError::Net(e)))
+    }
+
+    #[test]
+    fn a_stored_object_is_the_answer() {
+        let obj = Object::default();
+        match decide(Ok(Ok(obj.encode()))) {
+            Forwarded::Stored(o) => assert_eq!(o, obj),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_object_is_a_final_internal_error() {
+        assert!(matches!(
+            decide(Ok(Ok(vec![0xff, 0x00, 0x13]))),
+            Forwarded::Failed(KvError::Internal(m)) if m.contains("bad object")
+        ));
+    }
+
+    #[test]
+    fn not_replica_tries_the_next_node() {
+        assert!(matches!(
+            decide(Ok(Err(WireKvError::NotReplica))),
+            Forwarded::TryNext(_)
+        ));
+    }
+
+    #[test]
+    fn remote_coordinator_errors_are_final() {
+        assert!(matches!(
+            decide(Ok(Err(WireKvError::PreconditionFailed))),
+            Forwarded::Failed(KvError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            decide(Ok(Err(WireKvError::Timeout))),
+            Forwarded::Failed(KvError::Timeout)
+        ));
+        assert!(matches!(
+            decide(Ok(Err(WireKvError::Quorum {
+                needed: 2,
+                got: 1,
+                which: "w".into(),
+                errors: vec![]
+            }))),
+            Forwarded::Failed(KvError::Quorum {
+                needed: 2,
+                got: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decide(Ok(Err(WireKvError::BadRequest("x".into())))),
+            Forwarded::Failed(KvError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn undelivered_or_unhandled_requests_try_the_next_node() {
+        assert!(matches!(
+            net(NetError::Unreachable("down".into())),
+            Forwarded::TryNext(_)
+        ));
+        assert!(matches!(
+            net(NetError::Refused("auth".into())),
+            Forwarded::TryNext(_)
+        ));
+        assert!(matches!(
+            net(NetError::FrameTooLarge { size: 9, limit: 1 }),
+            Forwarded::TryNext(_)
+        ));
+        assert!(matches!(
+            decide(Err(RpcError::UnknownPeer(NodeId::from("b")))),
+            Forwarded::TryNext(_)
+        ));
+        assert!(matches!(
+            decide(Err(RpcError::Remote("panic".into()))),
+            Forwarded::TryNext(_)
+        ));
+        assert!(matches!(
+            decide(Err(RpcError::Codec("bad frame".into()))),
+            Forwarded::TryNext(_)
+        ));
+    }
+
+    #[test]
+    fn ambiguous_failures_report_an_unknown_outcome() {
+        assert!(matches!(
+            net(NetError::Timeout),
+            Forwarded::Unknown(KvError::Timeout)
+        ));
+        for e in [
+            NetError::Closed,
+            NetError::ShuttingDown,
+            NetError::Codec("x".into()),
+            NetError::Remote("x".into()),
+            NetError::Bind("x".into()),
+        ] {
+            match net(e) {
+                Forwarded::Unknown(KvError::Internal(m)) => {
+                    assert!(m.contains("unknown outcome"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            decide(Err(RpcError::Unexpected("coordinate_put"))),
+            Forwarded::Unknown(KvError::Internal(_))
+        ));
     }
 }

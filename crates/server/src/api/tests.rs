@@ -1053,3 +1053,42 @@ async fn corrupt_route_damages_stored_records() {
     let r = corrupt("bucket=b&fraction=3").send().await.unwrap();
     error_of(r, 400, "bad_request").await;
 }
+
+/// The read behind `If-None-Match` and a context-less delete runs at the request's `r`/`pr`,
+/// not the bucket's defaults: one node of a ring replicating 3 can serve `r=one`.
+#[tokio::test]
+async fn conditional_put_and_contextless_delete_read_at_the_requests_r() {
+    let api = start_replicating(3).await;
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b/k?r=one&w=one"))
+        .header("if-none-match", "*")
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b/k?r=one&w=one"))
+        .header("if-none-match", "*")
+        .body("v2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let r = api
+        .http
+        .delete(api.url("/v1/kv/b/k?r=one&w=one"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = api
+        .http
+        .get(api.url("/v1/kv/b/k?r=one"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
