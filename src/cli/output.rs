@@ -189,6 +189,25 @@ pub fn render_status(v: &serde_json::Value) -> String {
         ]);
     }
     out.push_str(&table(&rows));
+    // Older servers send no workers: print nothing rather than an empty table.
+    if let Some(workers) = field(v, "workers").as_array().filter(|w| !w.is_empty()) {
+        let _ = writeln!(out, "\nworkers: {}", workers.len());
+        let mut rows = vec![vec![
+            "WORKER".to_string(),
+            "STATE".into(),
+            "STEPS".into(),
+            "LAST ERROR".into(),
+        ]];
+        for w in workers {
+            rows.push(vec![
+                text(field(w, "name")),
+                text(field(w, "state")),
+                text(field(w, "steps")),
+                text(field(w, "last_error")),
+            ]);
+        }
+        out.push_str(&table(&rows));
+    }
     out
 }
 
@@ -305,6 +324,26 @@ mod tests {
             }],
         };
         assert!(render_object(&big).contains("10000 bytes; use --output value"));
+    }
+
+    #[test]
+    fn status_renders_workers() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"node_id":"node1","members":[],"workers":[
+            {"name":"gossip","state":"active","last_error":null,"steps":12},
+            {"name":"reaper","state":"error","last_error":"peer down","steps":3}]}"#,
+        )
+        .unwrap();
+        let text = render_status(&v);
+        assert!(text.contains("workers: 2"), "{text}");
+        let row = |name: &str| {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        assert_eq!(row("gossip"), "gossip active 12 -");
+        assert_eq!(row("reaper"), "reaper error 3 peer down");
+        let without: serde_json::Value = serde_json::from_str(r#"{"members":[]}"#).unwrap();
+        assert!(!render_status(&without).contains("workers"));
     }
 
     #[test]

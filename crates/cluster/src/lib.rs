@@ -2,7 +2,7 @@
 //! this list, and `riftkv-core`):
 //!
 //! - [`metrics`], [`trace`] (request ids), [`rpc`] (the message envelope), [`preflist`]
-//!   (who serves a key, in which role);
+//!   (who serves a key, in which role), [`worker`] (the one model of background duties);
 //! - [`node`]: the shared handle of one node (settings, storage, transport, ring state,
 //!   failure detector, clock, incarnation) and its outgoing calls;
 //! - [`replica`]: what a node does with its own copies, and the one local write path;
@@ -28,3 +28,4 @@ mod sim;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod trace;
+pub mod worker;

@@ -17,6 +17,7 @@ use crate::node::Node;
 use crate::replica::reap::delete_if_unchanged;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
 use crate::replica::{ReplicaError, blocking};
+use crate::worker::{Step, Worker};
 use riftkv_core::storage::ObjectKey;
 use riftkv_core::types::NodeId;
 use riftkv_core::version::Object;
@@ -42,22 +43,39 @@ pub fn all_copies_match(local: &Object, copies: &[Option<Object>]) -> bool {
 
 /// Starts the reaper: one round every minute (or every ten gossip rounds, when faster).
 pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let period = (node.settings.gossip_interval * 10).min(Duration::from_secs(60));
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = node.shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
+    let worker = ReaperWorker { node: node.clone() };
+    crate::worker::spawn(&node.workers, &node.shutdown, worker).0
+}
+
+/// The reaper as a worker: busy when a round reaped something.
+struct ReaperWorker {
+    node: Arc<Node>,
+}
+
+impl Worker for ReaperWorker {
+    fn name(&self) -> &'static str {
+        "reaper"
+    }
+    fn period(&self) -> Duration {
+        (self.node.settings.gossip_interval * 10).min(Duration::from_secs(60))
+    }
+    /// A round is bounded by [`MAX_CANDIDATES_PER_ROUND`]; it finishes before the worker stops.
+    fn cancel_step_on_shutdown(&self) -> bool {
+        false
+    }
+    async fn step(&mut self) -> Result<Step, String> {
+        match reap_once(&self.node).await {
+            Ok(0) => Ok(Step::Idle),
+            Ok(n) => {
+                tracing::debug!(reaped = n, "reaped tombstones");
+                Ok(Step::Busy)
             }
-            match reap_once(&node).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(reaped = n, "reaped tombstones"),
-                Err(e) => tracing::warn!(error = %e, "tombstone reaping round failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "tombstone reaping round failed");
+                Err(e.to_string())
             }
         }
-    })
+    }
 }
 
 /// True when the whole cluster is quiet enough for reaping: settled ring, every member

@@ -258,7 +258,8 @@ fn boot_id() -> Option<String> {
 }
 
 /// Starts the node's background duties (membership, ownership handoff, hint delivery,
-/// tombstone reaping, anti-entropy); each stops on the node's shutdown token.
+/// tombstone reaping, anti-entropy): each a `riftkv_cluster::worker`, listed in
+/// `/v1/admin/status` and stopped by the node's shutdown token.
 fn start_background(node: &Arc<Node>) -> Vec<JoinHandle<()>> {
     let mut duties = riftkv_cluster::membership::start_background(node.clone());
     duties.push(riftkv_cluster::handoff::hints::spawn(node.clone()));

@@ -31,6 +31,7 @@ use crate::replica::copy::store_copy;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
 use crate::replica::store::StoreError;
 use crate::rpc::RpcError;
+use crate::worker::{FirstTick, Step, Worker};
 use futures::StreamExt;
 use merkle::{KeyHash, MerkleError, MerkleTree};
 use riftkv_core::merkle;
@@ -98,34 +99,53 @@ pub struct ExchangeReport {
 /// Starts the exchange loop: one exchange every `aae_interval`, stopped by the node's
 /// shutdown token.
 pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let period = node.settings.aae_interval.max(Duration::from_millis(10));
-        let start = tokio::time::Instant::now() + period;
-        let mut ticker = tokio::time::interval_at(start, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = node.shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            let r = tokio::select! {
-                _ = node.shutdown.cancelled() => break,
-                r = exchange_once(&node) => r,
-            };
-            match r {
-                Ok(Some(rep)) if rep.keys_differing > 0 => tracing::info!(
+    let worker = AaeWorker { node: node.clone() };
+    crate::worker::spawn(&node.workers, &node.shutdown, worker).0
+}
+
+/// Anti-entropy as a worker: the first exchange one period after start.
+struct AaeWorker {
+    node: Arc<Node>,
+}
+
+impl Worker for AaeWorker {
+    fn name(&self) -> &'static str {
+        "anti_entropy"
+    }
+    fn period(&self) -> Duration {
+        self.node
+            .settings
+            .aae_interval
+            .max(Duration::from_millis(10))
+    }
+    fn first_tick(&self) -> FirstTick {
+        FirstTick::AfterPeriod
+    }
+    async fn step(&mut self) -> Result<Step, String> {
+        match exchange_once(&self.node).await {
+            Ok(Some(rep)) if rep.keys_differing > 0 => {
+                tracing::info!(
                     partition = rep.partition,
                     peer = %rep.peer,
                     differing = rep.keys_differing,
                     repaired = rep.keys_repaired,
                     failed = rep.keys_failed,
                     "anti-entropy exchange repaired keys"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "anti-entropy exchange skipped"),
+                );
+                Ok(Step::Busy)
+            }
+            Ok(_) => Ok(Step::Idle),
+            // A ring in motion is a reason to wait, not a failure.
+            Err(AaeError::Ring(why)) => {
+                tracing::debug!(error = %why, "anti-entropy exchange skipped");
+                Ok(Step::Idle)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "anti-entropy exchange skipped");
+                Err(e.to_string())
             }
         }
-    })
+    }
 }
 
 async fn run_blocking<T: Send + 'static>(

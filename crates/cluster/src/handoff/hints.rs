@@ -7,15 +7,17 @@
 //! delivered on a later tick).
 //!
 //! The server starts this with `crate::handoff::hints::spawn(node.clone())` after the node is
-//! built; it stops on the node's shutdown token.
+//! built: a worker (`crate::worker`) named `hinted_handoff`, stopped by the node's shutdown token.
 
 use crate::handoff::rpc::{HandoffRequest, HandoffResponse, ObjectEntry};
 use crate::node::Node;
 use crate::replica::locks::lock_keys;
+use crate::worker::{Step, Worker};
 use riftkv_core::storage::{HintKey, ObjectKey, StorageError, WriteBatch};
 use riftkv_core::types::NodeId;
 use riftkv_core::version::Object;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// Hints sent in one message.
@@ -34,24 +36,41 @@ pub enum HintError {
 /// Starts the delivery loop: every `handoff_interval`, when `hinted_handoff` is enabled.
 /// The `hints_pending` gauge is refreshed every tick either way.
 pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(node.settings.handoff_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = node.shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            let r = if node.settings.hinted_handoff {
-                deliver_once(&node).await.map(|_| ())
-            } else {
-                refresh_pending(&node).await.map(|_| ())
-            };
-            if let Err(e) = r {
+    let worker = HintWorker { node: node.clone() };
+    crate::worker::spawn(&node.workers, &node.shutdown, worker).0
+}
+
+/// Hint delivery as a worker: busy when it delivered something.
+struct HintWorker {
+    node: Arc<Node>,
+}
+
+impl Worker for HintWorker {
+    fn name(&self) -> &'static str {
+        "hinted_handoff"
+    }
+    fn period(&self) -> Duration {
+        self.node.settings.handoff_interval
+    }
+    /// A round is bounded by [`MAX_BATCHES_PER_TICK`]; it finishes before the worker stops.
+    fn cancel_step_on_shutdown(&self) -> bool {
+        false
+    }
+    async fn step(&mut self) -> Result<Step, String> {
+        let r = if self.node.settings.hinted_handoff {
+            deliver_once(&self.node).await
+        } else {
+            refresh_pending(&self.node).await.map(|_| 0)
+        };
+        match r {
+            Ok(0) => Ok(Step::Idle),
+            Ok(_) => Ok(Step::Busy),
+            Err(e) => {
                 tracing::warn!(error = %e, "hinted handoff tick failed");
+                Err(e.to_string())
             }
         }
-    })
+    }
 }
 
 async fn run_blocking<T: Send + 'static>(

@@ -15,6 +15,7 @@
 use crate::handoff::rpc::{HandoffEntry, HandoffRequest, HandoffResponse};
 use crate::node::{Node, NodeError};
 use crate::rpc::RpcError;
+use crate::worker::{Step, Worker};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use riftkv_core::membership::state::{RingState, Transfer, TransferDone};
@@ -335,27 +336,41 @@ pub fn pending_handoffs(node: &Node) -> Result<usize, StorageError> {
 
 /// Starts the ownership handoff duty; it stops on the node's shutdown.
 pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let cursors = Arc::new(CursorStore::load(node.storage.clone()));
-        let mut ticker = tokio::time::interval(node.settings.handoff_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = node.shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            if *node.left.borrow() {
-                break;
-            }
-            if !node.joined.load(Ordering::SeqCst) {
-                continue;
-            }
-            tokio::select! {
-                _ = node.shutdown.cancelled() => break,
-                _ = tick(&node, &cursors) => {}
-            }
+    let worker = OwnershipWorker {
+        cursors: Arc::new(CursorStore::load(node.storage.clone())),
+        node: node.clone(),
+    };
+    crate::worker::spawn(&node.workers, &node.shutdown, worker).0
+}
+
+/// Ownership handoff as a worker: one [`tick`] per `handoff_interval` once joined.
+struct OwnershipWorker {
+    node: Arc<Node>,
+    cursors: Arc<CursorStore>,
+}
+
+impl Worker for OwnershipWorker {
+    fn name(&self) -> &'static str {
+        "ownership_handoff"
+    }
+    fn period(&self) -> Duration {
+        self.node.settings.handoff_interval
+    }
+    async fn step(&mut self) -> Result<Step, String> {
+        if *self.node.left.borrow() {
+            return Ok(Step::Done);
         }
-    })
+        if !self.node.joined.load(Ordering::SeqCst) {
+            return Ok(Step::Idle);
+        }
+        tick(&self.node, &self.cursors).await;
+        // `tick` logs and retries its own failures; the gauge it sets tells busy from idle.
+        if self.node.metrics.handoffs_pending.get() > 0 {
+            Ok(Step::Busy)
+        } else {
+            Ok(Step::Idle)
+        }
+    }
 }
 
 /// One round: plan the jobs, then run them, [`MAX_CONCURRENT`] at a time.

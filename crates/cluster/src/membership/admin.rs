@@ -31,6 +31,8 @@ pub struct StatusView {
     pub hints_pending: u64,
     pub handoffs_pending: usize,
     pub ring_settled: bool,
+    /// The node's background workers and their latest state.
+    pub workers: Vec<crate::worker::WorkerStatus>,
 }
 
 /// One partition of `/v1/admin/ring`.
@@ -128,6 +130,7 @@ pub fn status(node: &Node) -> Result<StatusView, MembershipError> {
         hints_pending,
         handoffs_pending,
         ring_settled,
+        workers: node.workers.list(),
     })
 }
 
@@ -344,6 +347,7 @@ mod tests {
             hints_pending: 0,
             handoffs_pending: 0,
             ring_settled: true,
+            workers: Vec::new(),
         };
         let j = serde_json::to_value(&v).unwrap();
         for f in [
@@ -356,6 +360,7 @@ mod tests {
             "hints_pending",
             "handoffs_pending",
             "ring_settled",
+            "workers",
         ] {
             assert!(j.get(f).is_some(), "missing {f}");
         }

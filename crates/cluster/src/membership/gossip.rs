@@ -6,6 +6,7 @@
 use crate::membership::rpc::{MembershipRequest, MembershipResponse};
 use crate::node::Node;
 use crate::rpc::RpcError;
+use crate::worker::{Step, Worker};
 use futures::StreamExt;
 use rand::seq::SliceRandom;
 use riftkv_core::membership::state::{MemberStatus, RingState};
@@ -23,24 +24,33 @@ const FAREWELL_PEERS: usize = 2;
 
 /// Starts the membership duty; it stops on the node's shutdown or once the node has left.
 pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(node.settings.gossip_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut joiner = JoinBackoff::new(node.settings.gossip_interval);
-        loop {
-            tokio::select! {
-                _ = node.shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            let done = tokio::select! {
-                _ = node.shutdown.cancelled() => true,
-                done = tick(&node, &mut joiner) => done,
-            };
-            if done {
-                break;
-            }
+    let worker = GossipWorker {
+        joiner: JoinBackoff::new(node.settings.gossip_interval),
+        node: node.clone(),
+    };
+    crate::worker::spawn(&node.workers, &node.shutdown, worker).0
+}
+
+/// The membership duty as a worker: one [`tick`] per `gossip_interval`.
+struct GossipWorker {
+    node: Arc<Node>,
+    joiner: JoinBackoff,
+}
+
+impl Worker for GossipWorker {
+    fn name(&self) -> &'static str {
+        "gossip"
+    }
+    fn period(&self) -> Duration {
+        self.node.settings.gossip_interval
+    }
+    async fn step(&mut self) -> Result<Step, String> {
+        if tick(&self.node, &mut self.joiner).await {
+            Ok(Step::Done)
+        } else {
+            Ok(Step::Busy)
         }
-    })
+    }
 }
 
 /// Retry pacing of joins: doubling pauses, capped.

@@ -1,6 +1,6 @@
 //! One RiftKV node assembled from its parts: storage, transport, the replicated ring state,
 //! the failure detector, metrics and clock. Background duties (gossip, claimant, handoff, hint
-//! delivery) run as tasks that stop on the node's shutdown token.
+//! delivery) run as workers (`crate::worker`) that stop on the node's shutdown token.
 
 mod call;
 pub mod fence;
@@ -114,6 +114,8 @@ pub struct Node {
     /// Ring version each peer last reported (for `ring_settled`).
     pub peer_ring_versions: Mutex<HashMap<NodeId, u64>>,
     pub shutdown: CancellationToken,
+    /// The background duties running on this node and their latest state.
+    pub workers: Arc<crate::worker::Workers>,
     /// Set once the node has joined a cluster and knows a ring (for `/ready`).
     pub joined: std::sync::atomic::AtomicBool,
     /// Becomes true once this node has left the cluster (or was removed): the process exits.
@@ -177,12 +179,13 @@ impl Node {
             state: RwLock::new(state),
             detector: Mutex::new(Detector::default()),
             metrics,
-            clock,
+            clock: clock.clone(),
             context_key,
             incarnation,
             reap_fence: fence::ReapFence::default(),
             peer_ring_versions: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            workers: Arc::new(crate::worker::Workers::new(clock.clone())),
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
             left: tokio::sync::watch::channel(false).0,
         });

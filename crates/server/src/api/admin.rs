@@ -31,6 +31,23 @@ pub struct MemberBody {
     pub reachable: bool,
 }
 
+/// One background worker in `/v1/admin/status`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct WorkerBody {
+    /// `gossip`, `hinted_handoff`, `ownership_handoff`, `anti_entropy` or `reaper`.
+    pub name: String,
+    /// `active`, `idle`, `error` or `stopped`.
+    pub state: String,
+    /// The most recent failed step; kept after later successes (`state` tells the present).
+    pub last_error: Option<String>,
+    /// When `last_error` happened, ms since the Unix epoch.
+    pub last_error_at_ms: Option<u64>,
+    /// Steps run since the process started.
+    pub steps: u64,
+    /// Steps that failed since the process started.
+    pub errors: u64,
+}
+
 /// `GET /v1/admin/status`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct StatusBody {
@@ -44,6 +61,7 @@ pub struct StatusBody {
     pub handoffs_pending: u64,
     /// Every member valid, no transfer pending, every reachable member on this ring version.
     pub ring_settled: bool,
+    pub workers: Vec<WorkerBody>,
 }
 
 impl From<madmin::StatusView> for StatusBody {
@@ -69,6 +87,18 @@ impl From<madmin::StatusView> for StatusBody {
             hints_pending: v.hints_pending,
             handoffs_pending: v.handoffs_pending as u64,
             ring_settled: v.ring_settled,
+            workers: v
+                .workers
+                .into_iter()
+                .map(|w| WorkerBody {
+                    name: w.name,
+                    state: w.state.as_str().to_string(),
+                    last_error: w.last_error,
+                    last_error_at_ms: w.last_error_at_ms,
+                    steps: w.steps,
+                    errors: w.errors,
+                })
+                .collect(),
         }
     }
 }

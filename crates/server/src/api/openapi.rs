@@ -43,6 +43,7 @@ use utoipa::OpenApi;
         buckets::KeysBody,
         admin::StatusBody,
         admin::MemberBody,
+        admin::WorkerBody,
         admin::RingBody,
         admin::PartitionBody,
         admin::PreflistBody,

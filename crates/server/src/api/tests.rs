@@ -635,6 +635,62 @@ async fn handler_panic_is_a_json_500_and_the_server_lives_on() {
 }
 
 #[tokio::test]
+async fn admin_status_lists_the_workers() {
+    let api = start().await;
+    let status = || async {
+        json_of(
+            api.http
+                .get(api.url("/v1/admin/status"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    assert_eq!(status().await["workers"], serde_json::json!([]));
+    let _hints = riftkv_cluster::handoff::hints::spawn(api.node.clone());
+    let _gossip = riftkv_cluster::membership::gossip::spawn(api.node.clone());
+    let mut v = status().await;
+    for _ in 0..200 {
+        let stepped = v["workers"].as_array().is_some_and(|w| {
+            w.len() == 2 && w.iter().all(|w| w["steps"].as_u64().unwrap_or(0) > 0)
+        });
+        if stepped {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        v = status().await;
+    }
+    let names: Vec<&str> = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hinted_handoff", "gossip"], "{v}");
+    let hints = &v["workers"][0];
+    // No hints to deliver: idle, or active while a step happens to run.
+    assert!(
+        matches!(hints["state"].as_str(), Some("idle" | "active")),
+        "{v}"
+    );
+    assert_eq!(hints["last_error"], Value::Null);
+    assert_eq!(hints["last_error_at_ms"], Value::Null);
+    assert_eq!(hints["errors"], 0);
+    assert!(hints["steps"].as_u64().unwrap() > 0, "{v}");
+    api.node.stop();
+    for _ in 0..200 {
+        v = status().await;
+        if v["workers"][0]["state"] == "stopped" && v["workers"][1]["state"] == "stopped" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(v["workers"][0]["state"], "stopped", "{v}");
+    assert_eq!(v["workers"][1]["state"], "stopped", "{v}");
+}
+
+#[tokio::test]
 async fn admin_endpoints() {
     let api = start().await;
     let v = json_of(
