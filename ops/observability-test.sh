@@ -148,7 +148,7 @@ VALUE_MARKER="obs-value-$RANDOM$RANDOM"
 export RIFTKV_CLUSTER_SECRET="obs-secret-$RANDOM$RANDOM"
 # Debug for the API and the inter-node handler: every request, and every call made for it on
 # another node, is logged with its request id.
-export RUST_LOG="info,riftkv::api=debug,riftkv::node::rpc=debug"
+export RUST_LOG="info,riftkv_server::api=debug,riftkv_cluster::dispatch=debug"
 api_url() { echo "http://127.0.0.1:$((BASE + $1))"; }
 peer_addr() { echo "127.0.0.1:$((BASE + 100 + $1))"; }
 
