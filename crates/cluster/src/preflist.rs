@@ -3,25 +3,63 @@
 
 use riftkv_core::types::NodeId;
 
+/// The part a serving node plays for one key (riak_core tags its preference lists the same
+/// way). A fallback keeps what it receives as a hint for `for_node`, never as its own copy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Primary,
+    Fallback { for_node: NodeId },
+}
+
+impl Role {
+    /// The wire and storage form: the primary a fallback holds data for (None = primary).
+    pub fn from_hinted_for(hinted_for: Option<NodeId>) -> Role {
+        match hinted_for {
+            None => Role::Primary,
+            Some(for_node) => Role::Fallback { for_node },
+        }
+    }
+
+    /// The primary this node stands in for, or None when it is one.
+    pub fn hinted_for(&self) -> Option<&NodeId> {
+        match self {
+            Role::Primary => None,
+            Role::Fallback { for_node } => Some(for_node),
+        }
+    }
+
+    pub fn is_primary(&self) -> bool {
+        matches!(self, Role::Primary)
+    }
+}
+
+/// The nodes serving one key, primaries first, each with its role.
+pub type Serving = Vec<(NodeId, Role)>;
+
 /// The nodes that serve a request (sloppy quorum): the reachable primaries, and for each
 /// unreachable primary the next reachable node of the walk beyond the primaries, which holds
-/// the write as a hint for that primary. Returns (node, Some(primary it stands in for)).
+/// the write as a hint for that primary.
 pub fn serving_set(
     primaries: &[NodeId],
     walk: &[NodeId],
     reachable: impl Fn(&NodeId) -> bool,
-) -> Vec<(NodeId, Option<NodeId>)> {
-    let mut out: Vec<(NodeId, Option<NodeId>)> = primaries
+) -> Serving {
+    let mut out: Serving = primaries
         .iter()
         .filter(|p| reachable(p))
-        .map(|p| (p.clone(), None))
+        .map(|p| (p.clone(), Role::Primary))
         .collect();
     let mut fallbacks = walk
         .iter()
         .filter(|x| !primaries.contains(x) && reachable(x));
     for down in primaries.iter().filter(|p| !reachable(p)) {
         match fallbacks.next() {
-            Some(f) => out.push((f.clone(), Some(down.clone()))),
+            Some(f) => out.push((
+                f.clone(),
+                Role::Fallback {
+                    for_node: down.clone(),
+                },
+            )),
             None => break,
         }
     }
@@ -45,7 +83,11 @@ mod tests {
         );
         assert_eq!(
             s,
-            vec![("a".into(), None), ("b".into(), None), ("c".into(), None)]
+            vec![
+                ("a".into(), Role::Primary),
+                ("b".into(), Role::Primary),
+                ("c".into(), Role::Primary)
+            ]
         );
     }
 
@@ -60,9 +102,19 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                ("a".into(), None),
-                ("e".into(), Some("b".into())),
-                ("f".into(), Some("c".into()))
+                ("a".into(), Role::Primary),
+                (
+                    "e".into(),
+                    Role::Fallback {
+                        for_node: "b".into()
+                    }
+                ),
+                (
+                    "f".into(),
+                    Role::Fallback {
+                        for_node: "c".into()
+                    }
+                )
             ]
         );
     }

@@ -51,6 +51,29 @@ impl Default for ClusterOptions {
     }
 }
 
+impl ClusterOptions {
+    /// Nodes that also deliver hinted handoff (besides gossip), for tests of fallbacks.
+    pub fn with_hint_delivery(mut self) -> Self {
+        self.duties = Some(Arc::new(|node: Arc<Node>| {
+            let mut v = crate::membership::start_background(node.clone());
+            v.push(crate::handoff::hints::spawn(node));
+            v
+        }));
+        self
+    }
+}
+
+/// The live values of an object as text, sorted: what tests compare a read against.
+pub fn live_values(o: &riftkv_core::version::Object) -> Vec<String> {
+    let mut v: Vec<String> = o
+        .live_siblings()
+        .iter()
+        .map(|(_, s)| String::from_utf8_lossy(&s.value).into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 struct Slot {
     settings: NodeSettings,
     clock: Arc<dyn Clock>,

@@ -1,7 +1,7 @@
 //! Bucket properties: per-bucket replication and consistency defaults, carried as cluster
 //! metadata in the ring state so every node answers the same way.
 
-pub use crate::types::quorum::{Quorum, QuorumError};
+pub use crate::types::quorum::{InvalidQuorum, Quorum};
 use crate::version::ConflictMode;
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,7 @@ pub enum PropsError {
     #[error("n={n} is above this cluster's replication of {limit}")]
     OverReplication { n: u32, limit: u32 },
     #[error("{0}")]
-    Quorum(#[from] QuorumError),
+    Quorum(#[from] InvalidQuorum),
 }
 
 impl BucketProps {

@@ -2,7 +2,7 @@
 
 pub mod quorum;
 
-pub use quorum::{Quorum, QuorumError};
+pub use quorum::{InvalidQuorum, Quorum};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -14,8 +14,10 @@ pub enum Quorum {
     Count(u32),
 }
 
+/// A quorum value that cannot be used: unparsable, or out of `min..=n`. (A requirement that
+/// is valid but cannot be met by the replicas is the coordinator's `QuorumError`.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QuorumError {
+pub enum InvalidQuorum {
     #[error("'{0}' is not a quorum: use an integer, one, quorum or all")]
     Unparsable(String),
     #[error("{name}={value} is more than n={n}")]
@@ -40,20 +42,25 @@ impl Quorum {
     }
 
     /// Resolves and checks the contract's bounds: `min` (1 for r/w, 0 for dw/pr/pw) ..= n.
-    pub fn resolve_checked(self, name: &'static str, n: u32, min: u32) -> Result<u32, QuorumError> {
+    pub fn resolve_checked(
+        self,
+        name: &'static str,
+        n: u32,
+        min: u32,
+    ) -> Result<u32, InvalidQuorum> {
         let v = self.resolve(n);
         if v < min {
-            return Err(QuorumError::UnderMin { name, min });
+            return Err(InvalidQuorum::UnderMin { name, min });
         }
         if v > n {
-            return Err(QuorumError::OverN { name, value: v, n });
+            return Err(InvalidQuorum::OverN { name, value: v, n });
         }
         Ok(v)
     }
 }
 
 impl FromStr for Quorum {
-    type Err = QuorumError;
+    type Err = InvalidQuorum;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "one" => Ok(Quorum::One),
@@ -62,7 +69,7 @@ impl FromStr for Quorum {
             other => other
                 .parse::<u32>()
                 .map(Quorum::Count)
-                .map_err(|_| QuorumError::Unparsable(other.chars().take(64).collect())),
+                .map_err(|_| InvalidQuorum::Unparsable(other.chars().take(64).collect())),
         }
     }
 }

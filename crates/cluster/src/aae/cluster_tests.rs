@@ -46,7 +46,7 @@ fn put_req(bucket: &str, key: &str, value: &str, w: Option<&str>) -> PutRequest 
         context: None,
         if_none_match: false,
         params: ConsistencyParams {
-            w: w.map(str::to_string),
+            w: w.map(|w| w.parse().unwrap()),
             ..ConsistencyParams::default()
         },
         timeout: None,
@@ -65,15 +65,7 @@ fn key_of(c: &TestCluster, bucket: &str, key: &str) -> ObjectKey {
 /// Live values of node `i`'s copy, sorted; empty when missing or unreadable.
 fn values(c: &TestCluster, i: usize, k: &ObjectKey) -> Vec<String> {
     match c.node(i).local_object(k) {
-        Ok(Some(o)) => {
-            let mut v: Vec<String> = o
-                .live_siblings()
-                .iter()
-                .map(|(_, s)| String::from_utf8_lossy(&s.value).into_owned())
-                .collect();
-            v.sort();
-            v
-        }
+        Ok(Some(o)) => crate::testkit::live_values(&o),
         _ => Vec::new(),
     }
 }
@@ -289,7 +281,7 @@ async fn keys_of_buckets_the_peer_does_not_replicate_are_left_alone() {
         &obj,
         ConflictMode::Siblings,
         false,
-        None,
+        &crate::preflist::Role::Primary,
     )
     .unwrap();
 

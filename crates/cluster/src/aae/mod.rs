@@ -504,7 +504,7 @@ async fn repair_key(node: &Arc<Node>, peer: &NodeId, k: ObjectKey) -> Result<boo
     if local_changed {
         let (n, kk, m) = (node.clone(), k.clone(), merged.clone());
         run_blocking(move || {
-            store_copy(&n, &kk, &m, mode, false, None)
+            store_copy(&n, &kk, &m, mode, false, &crate::preflist::Role::Primary)
                 .map(|_| ())
                 .map_err(|e| AaeError::Repair(e.to_string()))
         })

@@ -14,7 +14,8 @@ use std::time::Duration;
 pub struct DeleteRequest {
     pub bucket: Vec<u8>,
     pub key: Vec<u8>,
-    pub context: Option<String>,
+    /// The causal context of an earlier read (decoded at the edge), if any.
+    pub context: Option<riftkv_core::version::VersionVector>,
     pub params: ConsistencyParams,
     pub timeout: Option<Duration>,
 }

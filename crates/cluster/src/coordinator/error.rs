@@ -11,9 +11,6 @@ pub enum KvError {
     /// A malformed or out-of-range request parameter.
     #[error("{0}")]
     BadRequest(String),
-    /// The causal context token is malformed, forged or of an unknown version.
-    #[error("invalid context: {0}")]
-    InvalidContext(String),
     /// `If-None-Match: *` and a live value is visible at the read quorum.
     #[error("a live value already exists for this key")]
     PreconditionFailed,
@@ -42,7 +39,6 @@ impl KvError {
     pub fn kind(&self) -> &'static str {
         match self {
             KvError::BadRequest(_) => "bad_request",
-            KvError::InvalidContext(_) => "invalid_context",
             KvError::PreconditionFailed => "precondition_failed",
             KvError::TooLarge { .. } => "too_large",
             KvError::TooManySiblings { .. } => "too_many_siblings",
@@ -105,7 +101,6 @@ fn static_which(s: &str) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireKvError {
     BadRequest(String),
-    InvalidContext(String),
     PreconditionFailed,
     TooLarge {
         size: u64,
@@ -131,7 +126,6 @@ impl From<&KvError> for WireKvError {
     fn from(e: &KvError) -> Self {
         match e.clone() {
             KvError::BadRequest(m) => WireKvError::BadRequest(m),
-            KvError::InvalidContext(m) => WireKvError::InvalidContext(m),
             KvError::PreconditionFailed => WireKvError::PreconditionFailed,
             KvError::TooLarge { size, limit } => WireKvError::TooLarge {
                 size: size as u64,
@@ -163,7 +157,6 @@ impl From<WireKvError> for KvError {
         let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         match e {
             WireKvError::BadRequest(m) => KvError::BadRequest(m),
-            WireKvError::InvalidContext(m) => KvError::InvalidContext(m),
             WireKvError::PreconditionFailed => KvError::PreconditionFailed,
             WireKvError::TooLarge { size, limit } => KvError::TooLarge {
                 size: clamp(size),
@@ -201,7 +194,6 @@ mod tests {
     fn wire_round_trip_keeps_every_field() {
         let all = vec![
             KvError::BadRequest("x".into()),
-            KvError::InvalidContext("y".into()),
             KvError::PreconditionFailed,
             KvError::TooLarge { size: 9, limit: 8 },
             KvError::TooManySiblings {

@@ -7,6 +7,7 @@ use super::get_core::{GetCore, GetStatus, ReadReply};
 use super::placement::{Placement, check_names, place};
 use super::quorum::{ConsistencyParams, ReadQuorum, check_read};
 use crate::node::Node;
+use crate::preflist::Role;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
 use crate::replica::{blocking, read_copy};
 use riftkv_core::storage::ObjectKey;
@@ -92,27 +93,25 @@ async fn drive_read(
     answer: oneshot::Sender<Result<Option<Object>, KvError>>,
 ) {
     let mode = pl.props.conflict;
-    let mut core = GetCore::new(pl.serving.clone(), pl.primaries.clone(), rq.r, rq.pr).mode(mode);
+    let mut core = GetCore::new(pl.serving.clone(), rq.r, rq.pr).mode(mode);
     let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, ReadReply)>();
     let left = deadline.saturating_duration_since(Instant::now());
-    for (peer, hinted_for) in &pl.serving {
-        let (node, peer, hinted_for, tx, k) = (
+    for (peer, role) in &pl.serving {
+        let (node, peer, role, tx, k) = (
             node.clone(),
             peer.clone(),
-            hinted_for.clone(),
+            role.clone(),
             tx.clone(),
             k.clone(),
         );
         tokio::spawn(crate::trace::traced(async move {
             let r = if peer == node.id {
                 let n = node.clone();
-                blocking(move || {
-                    read_copy(&n, &k, hinted_for.as_ref(), mode).map_err(KvError::from)
-                })
-                .await
-                .map_err(|e| e.to_string())
+                blocking(move || read_copy(&n, &k, &role, mode).map_err(KvError::from))
+                    .await
+                    .map_err(|e| e.to_string())
             } else {
-                ask(&node, &peer, k, hinted_for, left).await
+                ask(&node, &peer, k, &role, left).await
             };
             let _ = tx.send((peer, r));
         }));
@@ -152,14 +151,14 @@ async fn ask(
     node: &Arc<Node>,
     peer: &NodeId,
     k: ObjectKey,
-    hinted_for: Option<NodeId>,
+    role: &Role,
     timeout: Duration,
 ) -> ReadReply {
     let req = ReplicaRequest::ReplicaGet {
         partition: k.partition,
         bucket: k.bucket,
         key: k.key,
-        hinted_for,
+        hinted_for: role.hinted_for().cloned(),
     };
     match crate::replica::rpc::call(node, peer, req, timeout).await {
         Ok(ReplicaResponse::Object(None)) => Ok(None),

@@ -3,10 +3,11 @@
 //!
 //! A "not found" reply is an answer like any other (it counts toward `r`); errors do not count.
 
-use super::quorum::QuorumError;
+use super::quorum::{QuorumError, ReadQuorum};
+use super::tracker::{Decision, QuorumTracker};
+use crate::preflist::{Role, Serving};
 use riftkv_core::types::NodeId;
 use riftkv_core::version::{ConflictMode, Object};
-use std::collections::BTreeMap;
 
 /// One node's answer to a replica read: its copy (None = not found) or why it failed.
 pub type ReadReply = Result<Option<Object>, String>;
@@ -22,39 +23,27 @@ pub enum GetStatus {
     Failed(QuorumError),
 }
 
-/// A replica read repair must update, and the primary it holds data for when it is a fallback.
+/// A replica read repair must update, in the role it holds the key in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepairTarget {
     pub node: NodeId,
-    pub hinted_for: Option<NodeId>,
+    pub role: Role,
 }
 
 #[derive(Clone, Debug)]
 pub struct GetCore {
-    serving: Vec<(NodeId, Option<NodeId>)>,
-    primaries: Vec<NodeId>,
-    r: usize,
-    pr: usize,
+    tracker: QuorumTracker<Option<Object>>,
     mode: ConflictMode,
-    replies: BTreeMap<NodeId, ReadReply>,
 }
 
 impl GetCore {
-    /// A read over `serving` (node, primary it stands in for) needing `r` answers, `pr` of them
-    /// from `primaries` serving as themselves. Merges in `Siblings` mode unless [`Self::mode`].
-    pub fn new(
-        serving: Vec<(NodeId, Option<NodeId>)>,
-        primaries: Vec<NodeId>,
-        r: u32,
-        pr: u32,
-    ) -> GetCore {
+    /// A read over `serving` needing `r` answers, `pr` of them from primaries serving as
+    /// themselves. Merges in `Siblings` mode unless [`Self::mode`].
+    pub fn new(serving: Serving, r: u32, pr: u32) -> GetCore {
+        let q = ReadQuorum { n: 0, r, pr };
         GetCore {
-            serving,
-            primaries,
-            r: r as usize,
-            pr: pr as usize,
+            tracker: QuorumTracker::new(serving, q.needs(), |_| false),
             mode: ConflictMode::Siblings,
-            replies: BTreeMap::new(),
         }
     }
 
@@ -64,99 +53,36 @@ impl GetCore {
         self
     }
 
-    fn serving_entry(&self, node: &NodeId) -> Option<&Option<NodeId>> {
-        self.serving.iter().find(|(n, _)| n == node).map(|(_, h)| h)
-    }
-
-    fn is_primary(&self, node: &NodeId) -> bool {
-        matches!(self.serving_entry(node), Some(None)) && self.primaries.contains(node)
-    }
-
     /// Records one node's reply. Replies from nodes outside the serving set, and second
     /// replies from a node, are ignored (returns false).
     pub fn add_reply(&mut self, node: NodeId, reply: ReadReply) -> bool {
-        if self.serving_entry(&node).is_none() || self.replies.contains_key(&node) {
-            return false;
-        }
-        self.replies.insert(node, reply);
-        true
+        self.tracker.add(node, reply)
     }
 
     /// True once every serving node has replied.
     pub fn all_replied(&self) -> bool {
-        self.replies.len() >= self.serving.len()
+        self.tracker.all_replied()
     }
 
     /// Nodes that have not replied yet.
     pub fn waiting_for(&self) -> Vec<NodeId> {
-        self.serving
-            .iter()
-            .filter(|(n, _)| !self.replies.contains_key(n))
-            .map(|(n, _)| n.clone())
-            .collect()
-    }
-
-    fn counts(&self) -> (usize, usize) {
-        let mut ok = 0;
-        let mut primary_ok = 0;
-        for (node, reply) in &self.replies {
-            if reply.is_ok() {
-                ok += 1;
-                if self.is_primary(node) {
-                    primary_ok += 1;
-                }
-            }
-        }
-        (ok, primary_ok)
-    }
-
-    fn errors(&self) -> Vec<(NodeId, String)> {
-        self.replies
-            .iter()
-            .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.clone())))
-            .collect()
+        self.tracker.waiting_for()
     }
 
     /// Decided or not; once `Done` or `Failed` it stays so (a later reply only refines the
     /// merged object of `Done`).
     pub fn status(&self) -> GetStatus {
-        let (ok, primary_ok) = self.counts();
-        if ok >= self.r && primary_ok >= self.pr {
-            return GetStatus::Done(self.merged());
+        match self.tracker.decision() {
+            Decision::Met => GetStatus::Done(self.merged()),
+            Decision::Unmet(q) => GetStatus::Failed(q),
+            Decision::Pending => GetStatus::Pending,
         }
-        let pending: Vec<&NodeId> = self
-            .serving
-            .iter()
-            .map(|(n, _)| n)
-            .filter(|n| !self.replies.contains_key(*n))
-            .collect();
-        let pending_primaries = pending.iter().filter(|n| self.is_primary(n)).count();
-        let fail = |which, needed: usize, got: usize| {
-            GetStatus::Failed(QuorumError {
-                which,
-                needed: needed as u32,
-                got: got as u32,
-                errors: self.errors(),
-            })
-        };
-        if ok + pending.len() < self.r {
-            return fail("r", self.r, ok + pending.len());
-        }
-        if primary_ok + pending_primaries < self.pr {
-            return fail("pr", self.pr, primary_ok + pending_primaries);
-        }
-        GetStatus::Pending
     }
 
     /// The merge of every copy received so far (None when every answer was "not found").
     pub fn merged(&self) -> Option<Object> {
         let mut out: Option<Object> = None;
-        for obj in self
-            .replies
-            .values()
-            .filter_map(|r| r.as_ref().ok())
-            .flatten()
-        {
+        for obj in self.tracker.answers().flatten() {
             out = Some(match out {
                 None => obj.resolve(self.mode),
                 Some(acc) => acc.sync_mode(obj, self.mode),
@@ -172,16 +98,17 @@ impl GetCore {
         let Some(merged) = self.merged() else {
             return Vec::new();
         };
-        self.serving
+        self.tracker
+            .serving()
             .iter()
-            .filter(|(node, _)| match self.replies.get(node) {
+            .filter(|(node, _)| match self.tracker.reply(node) {
                 Some(Ok(None)) => true,
                 Some(Ok(Some(copy))) => copy != &merged,
                 _ => false,
             })
-            .map(|(node, h)| RepairTarget {
+            .map(|(node, role)| RepairTarget {
                 node: node.clone(),
-                hinted_for: h.clone(),
+                role: role.clone(),
             })
             .collect()
     }
@@ -210,8 +137,11 @@ mod tests {
 
     fn three_primaries() -> GetCore {
         GetCore::new(
-            vec![(id("a"), None), (id("b"), None), (id("c"), None)],
-            vec![id("a"), id("b"), id("c")],
+            vec![
+                (id("a"), Role::Primary),
+                (id("b"), Role::Primary),
+                (id("c"), Role::Primary),
+            ],
             2,
             0,
         )
@@ -278,11 +208,10 @@ mod tests {
     fn pr_counts_only_primaries_serving_as_themselves() {
         let mut g = GetCore::new(
             vec![
-                (id("a"), None),
-                (id("d"), Some(id("b"))),
-                (id("e"), Some(id("c"))),
+                (id("a"), Role::Primary),
+                (id("d"), Role::from_hinted_for(Some(id("b")))),
+                (id("e"), Role::from_hinted_for(Some(id("c")))),
             ],
-            vec![id("a"), id("b"), id("c")],
             2,
             1,
         );
@@ -293,8 +222,10 @@ mod tests {
         assert_eq!(g.status(), GetStatus::Done(None));
 
         let mut g = GetCore::new(
-            vec![(id("a"), None), (id("d"), Some(id("b")))],
-            vec![id("a"), id("b"), id("c")],
+            vec![
+                (id("a"), Role::Primary),
+                (id("d"), Role::from_hinted_for(Some(id("b")))),
+            ],
             1,
             1,
         );
@@ -320,8 +251,10 @@ mod tests {
     fn fallback_repairs_carry_the_primary() {
         let v = write(None, "a", "v");
         let mut g = GetCore::new(
-            vec![(id("a"), None), (id("d"), Some(id("b")))],
-            vec![id("a"), id("b")],
+            vec![
+                (id("a"), Role::Primary),
+                (id("d"), Role::from_hinted_for(Some(id("b")))),
+            ],
             1,
             0,
         );
@@ -331,7 +264,7 @@ mod tests {
             g.repairs(),
             vec![RepairTarget {
                 node: id("d"),
-                hinted_for: Some(id("b"))
+                role: Role::from_hinted_for(Some(id("b")))
             }]
         );
     }
@@ -364,18 +297,13 @@ mod tests {
             ) {
                 let k = nodes.len() as u32;
                 let (r, pr) = (1 + r_seed % k, pr_seed % (k + 1));
-                let serving: Vec<(NodeId, Option<NodeId>)> = nodes
+                let serving: Serving = nodes
                     .iter()
                     .enumerate()
                     .map(|(i, (primary, _))| {
                         let id = NodeId::new(format!("n{i}"));
-                        (id, if *primary { None } else { Some(NodeId::from("p")) })
+                        (id, Role::from_hinted_for(if *primary { None } else { Some(NodeId::from("p")) }))
                     })
-                    .collect();
-                let primaries: Vec<NodeId> = serving
-                    .iter()
-                    .filter(|(_, h)| h.is_none())
-                    .map(|(n, _)| n.clone())
                     .collect();
                 let v1 = Object::update(
                     None, &Default::default(), NodeId::from("a"),
@@ -385,7 +313,7 @@ mod tests {
                     Some(&v1), &v1.context(), NodeId::from("a"),
                     Sibling::new(b"2".to_vec(), "t", 2), ConflictMode::Siblings, &Limits::default(),
                 ).unwrap();
-                let mut core = GetCore::new(serving.clone(), primaries, r, pr);
+                let mut core = GetCore::new(serving.clone(), r, pr);
                 let mut decided: Option<GetStatus> = None;
                 let (mut ok, mut prim) = (0u32, 0u32);
                 let mut stale = Vec::new();
@@ -404,7 +332,7 @@ mod tests {
                     }
                     if reply.is_ok() {
                         ok += 1;
-                        prim += u32::from(h.is_none());
+                        prim += u32::from(h.is_primary());
                     }
                     core.add_reply(id.clone(), reply);
                     let st = core.status();

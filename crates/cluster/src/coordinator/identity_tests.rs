@@ -10,7 +10,7 @@ use crate::testkit::{ClusterOptions, TestCluster, id_of};
 use bytes::Bytes;
 use riftkv_core::storage::ObjectKey;
 use riftkv_core::types::{NodeId, PartitionId};
-use riftkv_core::version::{Object, encode_context};
+use riftkv_core::version::{Object, VersionVector};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +25,7 @@ async fn cluster(nodes: usize, seed: u64, old_rule: bool, hints: bool) -> TestCl
         ..ClusterOptions::default()
     };
     if hints {
-        opts.duties = Some(Arc::new(|node: Arc<crate::node::Node>| {
-            let mut v = crate::membership::start_background(node.clone());
-            v.push(crate::handoff::hints::spawn(node));
-            v
-        }));
+        opts = opts.with_hint_delivery();
     }
     let c = TestCluster::start_with(nodes, seed, opts);
     if let Err(e) = c.wait_settled(SETTLE).await {
@@ -38,11 +34,16 @@ async fn cluster(nodes: usize, seed: u64, old_rule: bool, hints: bool) -> TestCl
     c
 }
 
+/// A quorum as a client spells it, parsed as the API does.
+fn quorum(text: &str) -> riftkv_core::bucket::Quorum {
+    text.parse().unwrap()
+}
+
 fn params(r: Option<&str>, w: Option<&str>, dw: Option<&str>) -> ConsistencyParams {
     ConsistencyParams {
-        r: r.map(str::to_string),
-        w: w.map(str::to_string),
-        dw: dw.map(str::to_string),
+        r: r.map(quorum),
+        w: w.map(quorum),
+        dw: dw.map(quorum),
         ..ConsistencyParams::default()
     }
 }
@@ -52,7 +53,7 @@ async fn put_via(
     i: usize,
     key: &str,
     value: &str,
-    context: Option<String>,
+    context: Option<VersionVector>,
     w: &str,
     dw: &str,
 ) -> Object {
@@ -72,7 +73,7 @@ async fn put_via(
     }
 }
 
-async fn delete_via(c: &TestCluster, i: usize, key: &str, context: Option<String>) {
+async fn delete_via(c: &TestCluster, i: usize, key: &str, context: Option<VersionVector>) {
     let req = DeleteRequest {
         bucket: b"b".to_vec(),
         key: key.as_bytes().to_vec(),
@@ -176,12 +177,23 @@ async fn wiped_disk(old_rule: bool) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_disk_never_reissues_a_dot() {
-    assert_eq!(wiped_disk(false).await, vec_of(&["v1", "v2"]));
-    let old = wiped_disk(true).await;
-    eprintln!("wiped_disk: the old dot rule keeps {old:?}");
+    keeps_and_old_rule_loses("wiped_disk", wiped_disk, &["v1", "v2"]).await;
+}
+
+/// Runs `scenario` under the current dot rule, which must keep exactly `expect`, and under
+/// the old rule (node id as actor), which must lose a write: proof the scenario really
+/// exercises the bug it guards against.
+async fn keeps_and_old_rule_loses<F, Fut>(name: &str, scenario: F, expect: &[&str])
+where
+    F: Fn(bool) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    assert_eq!(scenario(false).await, vec_of(expect));
+    let old = scenario(true).await;
+    eprintln!("{name}: the old dot rule keeps {old:?}");
     assert_ne!(
         old,
-        vec_of(&["v1", "v2"]),
+        vec_of(expect),
         "the old dot rule should lose a write here"
     );
 }
@@ -200,14 +212,12 @@ async fn damaged_at_coordinator(old_rule: bool) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_local_record_never_reissues_a_dot() {
-    assert_eq!(damaged_at_coordinator(false).await, vec_of(&["v1", "v2"]));
-    let old = damaged_at_coordinator(true).await;
-    eprintln!("damaged_at_coordinator: the old dot rule keeps {old:?}");
-    assert_ne!(
-        old,
-        vec_of(&["v1", "v2"]),
-        "the old dot rule should lose a write here"
-    );
+    keeps_and_old_rule_loses(
+        "damaged_at_coordinator",
+        damaged_at_coordinator,
+        &["v1", "v2"],
+    )
+    .await;
 }
 
 // ---- a damaged record replaced by a lagging replica's copy (riak_kv#1643) ----------------
@@ -219,7 +229,7 @@ async fn damaged_then_replaced(old_rule: bool) -> Vec<String> {
     let v1 = put_via(&c, x, "lag", "v1", None, "all", "0").await;
     // x writes v1b while y cannot hear it: only x and z hold it.
     c.partition(&[x], &[y]);
-    let ctx = encode_context(&v1.context(), b"b", b"lag", &c.node(x).context_key);
+    let ctx = v1.context();
     put_via(&c, x, "lag", "v1b", Some(ctx.clone()), "2", "0").await;
     // x's record is damaged; y (which never saw v1b) writes over v1 and sends it to x.
     assert!(c.damage(x, b"b", b"lag"));
@@ -237,17 +247,12 @@ async fn damaged_then_replaced(old_rule: bool) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_replaced_by_a_lagging_copy_never_reissues_a_dot() {
-    assert_eq!(
-        damaged_then_replaced(false).await,
-        vec_of(&["v1b", "v2", "vy"])
-    );
-    let old = damaged_then_replaced(true).await;
-    eprintln!("damaged_then_replaced: the old dot rule keeps {old:?}");
-    assert_ne!(
-        old,
-        vec_of(&["v1b", "v2", "vy"]),
-        "the old dot rule should lose a write here"
-    );
+    keeps_and_old_rule_loses(
+        "damaged_then_replaced",
+        damaged_then_replaced,
+        &["v1b", "v2", "vy"],
+    )
+    .await;
 }
 
 // ---- a fallback's second outage ------------------------------------------------------------
@@ -280,7 +285,7 @@ async fn fallback_second_outage(old_rule: bool) -> Vec<String> {
         // The first serving fallback coordinates (as a non-primary would forward to it).
         let serving = c.node(others[0]).serving(p, 3);
         let f = index_of(&serving[0].0);
-        assert!(serving[0].1.is_some(), "n{f} serves as a fallback");
+        assert!(!serving[0].1.is_primary(), "n{f} serves as a fallback");
         put_via(&c, f, "fb", round, None, "1", "0").await;
         for i in &prim {
             c.restart(*i);
@@ -298,14 +303,12 @@ async fn fallback_second_outage(old_rule: bool) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fallback_coordinating_again_after_delivery_never_reissues_a_dot() {
-    assert_eq!(fallback_second_outage(false).await, vec_of(&["v1", "v2"]));
-    let old = fallback_second_outage(true).await;
-    eprintln!("fallback_second_outage: the old dot rule keeps {old:?}");
-    assert_ne!(
-        old,
-        vec_of(&["v1", "v2"]),
-        "the old dot rule should lose a write here"
-    );
+    keeps_and_old_rule_loses(
+        "fallback_second_outage",
+        fallback_second_outage,
+        &["v1", "v2"],
+    )
+    .await;
 }
 
 // ---- a power cut that drops the unsynced WAL tail ------------------------------------------
@@ -317,7 +320,7 @@ async fn power_cut(old_rule: bool) -> Vec<String> {
     // v1 is durable everywhere; v1b reaches every replica but x never syncs it.
     let v1 = put_via(&c, x, "pwr", "v1", None, "all", "all").await;
     c.track_durability(x);
-    let ctx = encode_context(&v1.context(), b"b", b"pwr", &c.node(x).context_key);
+    let ctx = v1.context();
     put_via(&c, x, "pwr", "v1b", Some(ctx), "all", "0").await;
     let lost = c.power_cut(x, 0);
     assert!(lost > 0, "the power cut dropped writes");
@@ -331,14 +334,7 @@ async fn power_cut(old_rule: bool) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_losing_the_wal_tail_never_reissues_a_dot() {
-    assert_eq!(power_cut(false).await, vec_of(&["v1b", "v2"]));
-    let old = power_cut(true).await;
-    eprintln!("power_cut: the old dot rule keeps {old:?}");
-    assert_ne!(
-        old,
-        vec_of(&["v1b", "v2"]),
-        "the old dot rule should lose a write here"
-    );
+    keeps_and_old_rule_loses("power_cut", power_cut, &["v1b", "v2"]).await;
 }
 
 // ---- a reaped tombstone still held by an old replica ("doomstone") -------------------------
@@ -370,14 +366,7 @@ async fn doomstone(old_rule: bool) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewrite_after_reaping_is_not_swallowed_by_an_old_tombstone() {
-    assert_eq!(doomstone(false).await, vec_of(&["v2"]));
-    let old = doomstone(true).await;
-    eprintln!("doomstone: the old dot rule keeps {old:?}");
-    assert_ne!(
-        old,
-        vec_of(&["v2"]),
-        "the old dot rule should lose a write here"
-    );
+    keeps_and_old_rule_loses("doomstone", doomstone, &["v2"]).await;
 }
 
 // ---- clocks stay bounded ---------------------------------------------------------------------
@@ -388,17 +377,12 @@ async fn clock_stays_bounded_over_a_thousand_restarts() {
     let (p, prim) = primaries(&c, "bound");
     let x = prim[0];
     let k = ObjectKey::new(p, b"b".to_vec(), b"bound".to_vec());
-    let mut ctx: Option<String> = None;
+    let mut ctx: Option<VersionVector> = None;
     for round in 0..1000 {
         // The process dies and starts again on the same boot: the disk kept every write.
         c.restart(x);
         let obj = put_via(&c, x, "bound", &format!("v{round}"), ctx.take(), "1", "0").await;
-        ctx = Some(encode_context(
-            &obj.context(),
-            b"b",
-            b"bound",
-            &c.node(x).context_key,
-        ));
+        ctx = Some(obj.context());
     }
     let local = c.node(x).local_object(&k).unwrap().unwrap();
     let mine = local.actors().filter(|a| a.node == id_of(x)).count();
@@ -409,12 +393,7 @@ async fn clock_stays_bounded_over_a_thousand_restarts() {
     for round in 0..10 {
         c.power_cut(x, usize::MAX);
         let obj = put_via(&c, x, "bound", &format!("p{round}"), ctx.take(), "1", "0").await;
-        ctx = Some(encode_context(
-            &obj.context(),
-            b"b",
-            b"bound",
-            &c.node(x).context_key,
-        ));
+        ctx = Some(obj.context());
     }
     let local = c.node(x).local_object(&k).unwrap().unwrap();
     assert_eq!(local.clock_entries(), 11);
@@ -481,7 +460,7 @@ async fn lww_through_a_lagging_clock(fixed: bool) -> Vec<String> {
     c.restart(y);
     wait_all_reachable(&c).await;
     let v1 = put_via(&c, x, "lww", "v1", None, "all", "0").await;
-    let ctx = encode_context(&v1.context(), b"b", b"lww", &c.node(y).context_key);
+    let ctx = v1.context();
     if fixed {
         put_via(&c, y, "lww", "v2", Some(ctx), "all", "0").await;
     } else {

@@ -1,7 +1,8 @@
 //! Key-value request coordination: which nodes serve a key, the quorum cores for get, put
 //! and delete (plain data and functions), their async drivers, and read repair.
 //!
-//! - pure: [`quorum`] (parameters, fail-fast checks), [`get_core`], [`put_core`],
+//! - pure: [`tracker`] (the one quorum tracker), [`quorum`] (parameters, fail-fast checks),
+//!   [`get_core`], [`put_core`],
 //!   [`list::merge_pages`] / [`list::assign_partitions`], [`crate::preflist::serving_set`];
 //! - drivers: [`get()`], [`put()`], [`delete()`], [`list_keys`], [`read_repair`];
 //! - forwarding a write to a replica of its key: [`put::CoordinateRequest`].
@@ -22,6 +23,7 @@ pub mod put;
 pub mod put_core;
 pub mod quorum;
 pub mod read_repair;
+pub mod tracker;
 
 pub use delete::{DeleteRequest, delete};
 pub use error::{KvError, WireKvError};

@@ -3,6 +3,7 @@
 
 use super::error::KvError;
 use crate::node::Node;
+use crate::preflist::{Role, Serving};
 use riftkv_core::bucket::BucketProps;
 use riftkv_core::types::{NodeId, PartitionId};
 
@@ -16,18 +17,14 @@ pub struct Placement {
     pub partition: PartitionId,
     pub props: BucketProps,
     pub primaries: Vec<NodeId>,
-    /// (node, the primary it stands in for when it is a fallback), primaries first.
-    pub serving: Vec<(NodeId, Option<NodeId>)>,
+    /// The serving nodes with their roles, primaries first.
+    pub serving: Serving,
 }
 
 impl Placement {
-    /// This node's role for the key: `Some(None)` primary, `Some(Some(p))` fallback for `p`,
-    /// `None` not serving.
-    pub fn role_of(&self, id: &NodeId) -> Option<Option<NodeId>> {
-        self.serving
-            .iter()
-            .find(|(n, _)| n == id)
-            .map(|(_, h)| h.clone())
+    /// This node's role for the key; `None` when it does not serve it.
+    pub fn role_of(&self, id: &NodeId) -> Option<&Role> {
+        self.serving.iter().find(|(n, _)| n == id).map(|(_, r)| r)
     }
 }
 

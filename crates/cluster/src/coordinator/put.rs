@@ -8,6 +8,7 @@ use super::placement::{Placement, check_names, place};
 use super::put_core::{PutCore, PutStatus};
 use super::quorum::{ConsistencyParams, WriteQuorum, check_write};
 use crate::node::Node;
+use crate::preflist::Role;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
 use crate::replica::{blocking, coordinate_write};
 use crate::rpc::{Endpoint, Message, RpcError};
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use riftkv_core::net::NetError;
 use riftkv_core::storage::ObjectKey;
 use riftkv_core::types::NodeId;
-use riftkv_core::version::{Object, Sibling, VersionVector, decode_context};
+use riftkv_core::version::{Object, Sibling, VersionVector};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +30,8 @@ pub struct PutRequest {
     pub key: Vec<u8>,
     pub value: Bytes,
     pub content_type: String,
-    /// The `X-RiftKV-Context` token of an earlier read, if any.
-    pub context: Option<String>,
+    /// The causal context of an earlier read (decoded from its token at the edge), if any.
+    pub context: Option<VersionVector>,
     /// `If-None-Match: *`: refuse when a live value is visible at the read quorum.
     pub if_none_match: bool,
     pub params: ConsistencyParams,
@@ -62,7 +63,8 @@ pub struct WriteOp {
     pub bucket: Vec<u8>,
     pub key: Vec<u8>,
     pub change: Change,
-    pub context: Option<String>,
+    /// What the client had seen; peers are authenticated, so the decoded vector travels.
+    pub context: Option<VersionVector>,
     pub if_none_match: bool,
     pub params: ConsistencyParams,
     pub timeout_ms: u64,
@@ -116,13 +118,13 @@ async fn route(node: &Arc<Node>, op: WriteOp) -> Result<Object, KvError> {
     let pl = place(node, &op.bucket, &op.key);
     let wq = op.params.write(&pl.props)?;
     check_write(&pl.serving, &wq)?;
-    if let Some(None) = pl.role_of(&node.id) {
-        return coordinate(node, &op, &pl, wq, None, deadline).await;
+    if let Some(Role::Primary) = pl.role_of(&node.id) {
+        return coordinate(node, &op, &pl, wq, &Role::Primary, deadline).await;
     }
     let mut errors: Vec<(NodeId, String)> = Vec::new();
     for (candidate, role) in &pl.serving {
         if candidate == &node.id {
-            return coordinate(node, &op, &pl, wq, role.clone(), deadline).await;
+            return coordinate(node, &op, &pl, wq, role, deadline).await;
         }
         if Instant::now() >= deadline {
             return Err(KvError::Timeout);
@@ -243,20 +245,16 @@ pub(crate) async fn coordinate_forwarded(
     }
 }
 
-/// The coordinator's side of a write; `role` is Some(primary) when coordinating as a fallback.
+/// The coordinator's side of a write, in this node's `role` for the key.
 async fn coordinate(
     node: &Arc<Node>,
     op: &WriteOp,
     pl: &Placement,
     wq: WriteQuorum,
-    role: Option<NodeId>,
+    role: &Role,
     deadline: Instant,
 ) -> Result<Object, KvError> {
-    let mut ctx = match &op.context {
-        Some(token) => decode_context(token, &op.bucket, &op.key, &node.context_key)
-            .map_err(|e| KvError::InvalidContext(e.to_string()))?,
-        None => VersionVector::new(),
-    };
+    let mut ctx = op.context.clone().unwrap_or_default();
     let is_delete = matches!(op.change, Change::Delete);
     if op.if_none_match || (is_delete && op.context.is_none()) {
         // The request's r/pr (bucket defaults only where absent): a client asking for r=one
@@ -285,15 +283,13 @@ async fn coordinate(
     let k = ObjectKey::new(pl.partition, op.bucket.clone(), op.key.clone());
     let obj = {
         let (n, k, role, limits) = (node.clone(), k.clone(), role.clone(), node.settings.limits);
-        blocking(move || {
-            coordinate_write(&n, &k, &ctx, sibling, mode, &limits, sync, role.as_ref())
-        })
-        .await?
+        blocking(move || coordinate_write(&n, &k, &ctx, sibling, mode, &limits, sync, &role))
+            .await?
     };
     node.metrics
         .clock_entries
         .observe(obj.clock_entries() as f64);
-    if pl.serving.iter().any(|(_, h)| h.is_some()) {
+    if pl.serving.iter().any(|(_, role)| !role.is_primary()) {
         node.metrics.sloppy_writes_total.inc();
     }
 
@@ -302,14 +298,14 @@ async fn coordinate(
     let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, Result<bool, String>)>();
     let bytes = obj.encode();
     let left = deadline.saturating_duration_since(Instant::now());
-    for (peer, hinted_for) in pl.serving.iter().filter(|(n, _)| n != &node.id) {
+    for (peer, role) in pl.serving.iter().filter(|(n, _)| n != &node.id) {
         let req = ReplicaRequest::ReplicaPut {
             partition: pl.partition,
             bucket: op.bucket.clone(),
             key: op.key.clone(),
             object: bytes.clone(),
             sync,
-            hinted_for: hinted_for.clone(),
+            hinted_for: role.hinted_for().cloned(),
         };
         let (node, peer, tx) = (node.clone(), peer.clone(), tx.clone());
         // Not cancelled when the answer leaves: stragglers still receive the write.

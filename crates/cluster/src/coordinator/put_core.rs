@@ -2,9 +2,10 @@
 //! decided. `w` counts every ack (fallbacks included: sloppy quorum), `dw` the acks made
 //! durable, `pw` the acks of primaries serving as themselves.
 
-use super::quorum::QuorumError;
+use super::quorum::{QuorumError, WriteQuorum};
+use super::tracker::{Decision, QuorumTracker};
+use crate::preflist::Serving;
 use riftkv_core::types::NodeId;
-use std::collections::BTreeMap;
 
 /// One node's answer to a replica write: `Ok(durable)` or why it failed.
 pub type WriteReply = Result<bool, String>;
@@ -20,106 +21,50 @@ pub enum PutStatus {
 
 #[derive(Clone, Debug)]
 pub struct PutCore {
-    serving: Vec<(NodeId, Option<NodeId>)>,
-    w: usize,
-    dw: usize,
-    pw: usize,
-    replies: BTreeMap<NodeId, WriteReply>,
+    tracker: QuorumTracker<bool>,
 }
 
 impl PutCore {
-    pub fn new(serving: Vec<(NodeId, Option<NodeId>)>, w: u32, dw: u32, pw: u32) -> PutCore {
+    pub fn new(serving: Serving, w: u32, dw: u32, pw: u32) -> PutCore {
+        let q = WriteQuorum { n: 0, w, dw, pw };
         PutCore {
-            serving,
-            w: w as usize,
-            dw: dw as usize,
-            pw: pw as usize,
-            replies: BTreeMap::new(),
+            tracker: QuorumTracker::new(serving, q.needs(), |durable| *durable),
         }
-    }
-
-    fn is_primary(&self, node: &NodeId) -> bool {
-        self.serving.iter().any(|(n, h)| n == node && h.is_none())
     }
 
     /// Records one node's answer; stray and repeated answers are ignored (returns false).
     pub fn add_ack(&mut self, node: NodeId, reply: WriteReply) -> bool {
-        if !self.serving.iter().any(|(n, _)| n == &node) || self.replies.contains_key(&node) {
-            return false;
-        }
-        self.replies.insert(node, reply);
-        true
+        self.tracker.add(node, reply)
     }
 
     pub fn all_replied(&self) -> bool {
-        self.replies.len() >= self.serving.len()
-    }
-
-    fn errors(&self) -> Vec<(NodeId, String)> {
-        self.replies
-            .iter()
-            .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.clone())))
-            .collect()
+        self.tracker.all_replied()
     }
 
     pub fn status(&self) -> PutStatus {
-        let (mut ok, mut durable, mut primary_ok) = (0, 0, 0);
-        for (node, r) in &self.replies {
-            if let Ok(d) = r {
-                ok += 1;
-                if *d {
-                    durable += 1;
-                }
-                if self.is_primary(node) {
-                    primary_ok += 1;
-                }
-            }
+        match self.tracker.decision() {
+            Decision::Pending => PutStatus::Pending,
+            Decision::Met => PutStatus::Done,
+            Decision::Unmet(q) => PutStatus::Failed(q),
         }
-        if ok >= self.w && durable >= self.dw && primary_ok >= self.pw {
-            return PutStatus::Done;
-        }
-        let pending = self
-            .serving
-            .iter()
-            .filter(|(n, _)| !self.replies.contains_key(n));
-        let (mut pend, mut pend_primary) = (0, 0);
-        for (_, h) in pending {
-            pend += 1;
-            if h.is_none() {
-                pend_primary += 1;
-            }
-        }
-        let fail = |which, needed: usize, got: usize| {
-            PutStatus::Failed(QuorumError {
-                which,
-                needed: needed as u32,
-                got: got as u32,
-                errors: self.errors(),
-            })
-        };
-        if ok + pend < self.w {
-            return fail("w", self.w, ok + pend);
-        }
-        if durable + pend < self.dw {
-            return fail("dw", self.dw, durable + pend);
-        }
-        if primary_ok + pend_primary < self.pw {
-            return fail("pw", self.pw, primary_ok + pend_primary);
-        }
-        PutStatus::Pending
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preflist::Role;
 
     fn id(s: &str) -> NodeId {
         NodeId::from(s)
     }
 
-    fn prim3() -> Vec<(NodeId, Option<NodeId>)> {
-        vec![(id("a"), None), (id("b"), None), (id("c"), None)]
+    fn prim3() -> Serving {
+        vec![
+            (id("a"), Role::Primary),
+            (id("b"), Role::Primary),
+            (id("c"), Role::Primary),
+        ]
     }
 
     #[test]
@@ -166,9 +111,9 @@ mod tests {
     #[test]
     fn fallback_acks_count_for_w_not_pw() {
         let serving = vec![
-            (id("a"), None),
-            (id("d"), Some(id("b"))),
-            (id("e"), Some(id("c"))),
+            (id("a"), Role::Primary),
+            (id("d"), Role::from_hinted_for(Some(id("b")))),
+            (id("e"), Role::from_hinted_for(Some(id("c")))),
         ];
         let mut p = PutCore::new(serving.clone(), 2, 0, 0);
         p.add_ack(id("d"), Ok(false));
@@ -209,6 +154,7 @@ mod tests {
 
     mod props {
         use super::super::*;
+        use crate::preflist::Role;
         use proptest::prelude::*;
 
         proptest! {
@@ -220,12 +166,12 @@ mod tests {
             ) {
                 let k = nodes.len() as u32;
                 let (w, dw, pw) = (1 + w_seed % k, dw_seed % (k + 1), pw_seed % (k + 1));
-                let serving: Vec<(NodeId, Option<NodeId>)> = nodes
+                let serving: Serving = nodes
                     .iter()
                     .enumerate()
                     .map(|(i, (primary, _))| {
                         let id = NodeId::new(format!("n{i}"));
-                        (id, if *primary { None } else { Some(NodeId::from("p")) })
+                        (id, Role::from_hinted_for(if *primary { None } else { Some(NodeId::from("p")) }))
                     })
                     .collect();
                 let mut core = PutCore::new(serving.clone(), w, dw, pw);
@@ -240,7 +186,7 @@ mod tests {
                     if let Ok(d) = &reply {
                         ok += 1;
                         durable += u32::from(*d);
-                        prim += u32::from(h.is_none());
+                        prim += u32::from(h.is_primary());
                     }
                     core.add_ack(id.clone(), reply);
                     let st = core.status();

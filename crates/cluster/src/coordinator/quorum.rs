@@ -3,18 +3,21 @@
 //! request the currently serving nodes cannot satisfy before anything is sent.
 
 use super::error::KvError;
+pub use super::tracker::QuorumError;
+use super::tracker::{Counts, Decision, Need, QuorumTracker};
+use crate::preflist::Serving;
 use riftkv_core::bucket::{BucketProps, Quorum};
-use riftkv_core::types::NodeId;
 use serde::{Deserialize, Serialize};
 
-/// The consistency parameters as the client wrote them (`None` = bucket default).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The consistency parameters as the client gave them, parsed at the edge (`None` = the
+/// bucket's default). Resolved against the bucket's `n` only here, where the props are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsistencyParams {
-    pub r: Option<String>,
-    pub w: Option<String>,
-    pub dw: Option<String>,
-    pub pr: Option<String>,
-    pub pw: Option<String>,
+    pub r: Option<Quorum>,
+    pub w: Option<Quorum>,
+    pub dw: Option<Quorum>,
+    pub pr: Option<Quorum>,
+    pub pw: Option<Quorum>,
 }
 
 /// Concrete read requirements: `r` answers in total, `pr` of them from primaries.
@@ -23,6 +26,16 @@ pub struct ReadQuorum {
     pub n: u32,
     pub r: u32,
     pub pr: u32,
+}
+
+impl ReadQuorum {
+    /// The requirements of a read, in the order a failure reports them.
+    pub fn needs(&self) -> Vec<Need> {
+        vec![
+            Need::new("r", self.r, Counts::Answers),
+            Need::new("pr", self.pr, Counts::Primaries),
+        ]
+    }
 }
 
 /// Concrete write requirements: `w` acks, `dw` durable, `pw` from primaries.
@@ -34,21 +47,27 @@ pub struct WriteQuorum {
     pub pw: u32,
 }
 
+impl WriteQuorum {
+    /// The requirements of a write, in the order a failure reports them.
+    pub fn needs(&self) -> Vec<Need> {
+        vec![
+            Need::new("w", self.w, Counts::Answers),
+            Need::new("dw", self.dw, Counts::Durable),
+            Need::new("pw", self.pw, Counts::Primaries),
+        ]
+    }
+}
+
 fn one(
     name: &'static str,
-    given: &Option<String>,
+    given: Option<Quorum>,
     default: Quorum,
     n: u32,
     min: u32,
 ) -> Result<u32, KvError> {
-    let q = match given {
-        None => default,
-        Some(s) => s
-            .trim()
-            .parse::<Quorum>()
-            .map_err(|e| KvError::BadRequest(format!("{name}: {e}")))?,
-    };
-    q.resolve_checked(name, n, min)
+    given
+        .unwrap_or(default)
+        .resolve_checked(name, n, min)
         .map_err(|e| KvError::BadRequest(e.to_string()))
 }
 
@@ -57,8 +76,8 @@ impl ConsistencyParams {
     pub fn read(&self, props: &BucketProps) -> Result<ReadQuorum, KvError> {
         Ok(ReadQuorum {
             n: props.n,
-            r: one("r", &self.r, props.r, props.n, 1)?,
-            pr: one("pr", &self.pr, props.pr, props.n, 0)?,
+            r: one("r", self.r, props.r, props.n, 1)?,
+            pr: one("pr", self.pr, props.pr, props.n, 0)?,
         })
     }
 
@@ -66,20 +85,11 @@ impl ConsistencyParams {
     pub fn write(&self, props: &BucketProps) -> Result<WriteQuorum, KvError> {
         Ok(WriteQuorum {
             n: props.n,
-            w: one("w", &self.w, props.w, props.n, 1)?,
-            dw: one("dw", &self.dw, props.dw, props.n, 0)?,
-            pw: one("pw", &self.pw, props.pw, props.n, 0)?,
+            w: one("w", self.w, props.w, props.n, 1)?,
+            dw: one("dw", self.dw, props.dw, props.n, 0)?,
+            pw: one("pw", self.pw, props.pw, props.n, 0)?,
         })
     }
-}
-
-/// A quorum requirement that cannot be met, with what it needed and what it could get.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuorumError {
-    pub which: &'static str,
-    pub needed: u32,
-    pub got: u32,
-    pub errors: Vec<(NodeId, String)>,
 }
 
 impl From<QuorumError> for KvError {
@@ -93,77 +103,58 @@ impl From<QuorumError> for KvError {
     }
 }
 
-fn count_u32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// How many of the serving nodes are primaries serving as themselves.
-pub fn primaries_serving(serving: &[(NodeId, Option<NodeId>)]) -> usize {
-    serving.iter().filter(|(_, h)| h.is_none()).count()
+/// The tracker's verdict before any reply: unmet when even every serving node answering
+/// could not satisfy the request.
+fn fail_fast<T>(tracker: QuorumTracker<T>) -> Result<(), QuorumError> {
+    match tracker.decision() {
+        Decision::Unmet(q) => Err(q),
+        Decision::Met | Decision::Pending => Ok(()),
+    }
 }
 
 /// Refuses a read the serving set cannot satisfy even if every node answers.
-pub fn check_read(serving: &[(NodeId, Option<NodeId>)], q: &ReadQuorum) -> Result<(), QuorumError> {
-    let total = count_u32(serving.len());
-    let prim = count_u32(primaries_serving(serving));
-    if total < q.r {
-        return Err(unavailable("r", q.r, total));
-    }
-    if prim < q.pr {
-        return Err(unavailable("pr", q.pr, prim));
-    }
-    Ok(())
+pub fn check_read(serving: &Serving, q: &ReadQuorum) -> Result<(), QuorumError> {
+    let needs = q.needs();
+    fail_fast(QuorumTracker::<()>::new(serving.clone(), needs, |_| false))
 }
 
 /// Refuses a write the serving set cannot satisfy, so no replica receives a write that would
 /// then be answered with a quorum failure.
-pub fn check_write(
-    serving: &[(NodeId, Option<NodeId>)],
-    q: &WriteQuorum,
-) -> Result<(), QuorumError> {
-    let total = count_u32(serving.len());
-    let prim = count_u32(primaries_serving(serving));
-    if total < q.w {
-        return Err(unavailable("w", q.w, total));
-    }
-    if total < q.dw {
-        return Err(unavailable("dw", q.dw, total));
-    }
-    if prim < q.pw {
-        return Err(unavailable("pw", q.pw, prim));
-    }
-    Ok(())
-}
-
-fn unavailable(which: &'static str, needed: u32, got: u32) -> QuorumError {
-    QuorumError {
-        which,
-        needed,
-        got,
-        errors: Vec::new(),
-    }
+pub fn check_write(serving: &Serving, q: &WriteQuorum) -> Result<(), QuorumError> {
+    let needs = q.needs();
+    fail_fast(QuorumTracker::<bool>::new(serving.clone(), needs, |_| true))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preflist::Role;
+    use riftkv_core::types::NodeId;
+
+    /// A value as a client spells it, parsed as the API does.
+    fn quorum(text: &str) -> Quorum {
+        text.parse().unwrap()
+    }
 
     fn params(r: Option<&str>, w: Option<&str>) -> ConsistencyParams {
         ConsistencyParams {
-            r: r.map(String::from),
-            w: w.map(String::from),
+            r: r.map(quorum),
+            w: w.map(quorum),
             ..Default::default()
         }
     }
 
-    fn serving(prim: &[&str], fallbacks: &[(&str, &str)]) -> Vec<(NodeId, Option<NodeId>)> {
+    fn serving(prim: &[&str], fallbacks: &[(&str, &str)]) -> Serving {
         prim.iter()
-            .map(|p| (NodeId::from(*p), None))
-            .chain(
-                fallbacks
-                    .iter()
-                    .map(|(f, p)| (NodeId::from(*f), Some(NodeId::from(*p)))),
-            )
+            .map(|p| (NodeId::from(*p), Role::Primary))
+            .chain(fallbacks.iter().map(|(f, p)| {
+                (
+                    NodeId::from(*f),
+                    Role::Fallback {
+                        for_node: NodeId::from(*p),
+                    },
+                )
+            }))
             .collect()
     }
 
@@ -190,9 +181,9 @@ mod tests {
         let q = params(Some("all"), Some("one")).read(&props).unwrap();
         assert_eq!(q.r, 5);
         let w = ConsistencyParams {
-            w: Some("quorum".into()),
-            dw: Some("2".into()),
-            pw: Some("one".into()),
+            w: Some(quorum("quorum")),
+            dw: Some(quorum("2")),
+            pw: Some(quorum("one")),
             ..Default::default()
         }
         .write(&props)
@@ -211,24 +202,28 @@ mod tests {
     #[test]
     fn out_of_range_and_garbage_are_bad_requests() {
         let props = BucketProps::with_n(3);
-        for bad in ["4", "0", "two", "-1", ""] {
+        for bad in ["4", "0"] {
             let e = params(Some(bad), None).read(&props).unwrap_err();
             assert!(matches!(e, KvError::BadRequest(_)), "r={bad:?} gave {e:?}");
+        }
+        // Garbage never reaches the coordinator: it fails to parse at the edge.
+        for bad in ["two", "-1", ""] {
+            assert!(bad.parse::<Quorum>().is_err(), "{bad:?} parsed");
         }
         assert!(matches!(
             params(None, Some("0")).write(&props),
             Err(KvError::BadRequest(_))
         ));
         let dw_zero = ConsistencyParams {
-            dw: Some("0".into()),
-            pw: Some("0".into()),
-            pr: Some("0".into()),
+            dw: Some(quorum("0")),
+            pw: Some(quorum("0")),
+            pr: Some(quorum("0")),
             ..Default::default()
         };
         assert!(dw_zero.write(&props).is_ok());
         assert!(dw_zero.read(&props).is_ok());
         let pw_over = ConsistencyParams {
-            pw: Some("4".into()),
+            pw: Some(quorum("4")),
             ..Default::default()
         };
         assert!(matches!(pw_over.write(&props), Err(KvError::BadRequest(_))));

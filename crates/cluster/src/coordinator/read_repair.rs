@@ -30,8 +30,7 @@ pub async fn repair(node: &Arc<Node>, pl: &Placement, k: &ObjectKey, core: &GetC
             tasks.spawn(async move {
                 let n = node.clone();
                 let r = blocking(move || {
-                    store_copy(&n, &k, &merged, mode, false, t.hinted_for.as_ref())
-                        .map_err(super::KvError::from)
+                    store_copy(&n, &k, &merged, mode, false, &t.role).map_err(super::KvError::from)
                 })
                 .await;
                 (node, t.node, r.map(|_| ()).map_err(|e| e.to_string()))
@@ -43,7 +42,7 @@ pub async fn repair(node: &Arc<Node>, pl: &Placement, k: &ObjectKey, core: &GetC
                 key: k.key,
                 object: bytes.clone(),
                 sync: false,
-                hinted_for: t.hinted_for,
+                hinted_for: t.role.hinted_for().cloned(),
             };
             tasks.spawn(crate::trace::traced(async move {
                 let timeout = node.settings.rpc_timeout;

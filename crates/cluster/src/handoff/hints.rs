@@ -175,8 +175,15 @@ async fn send_batch(
                 let obj = Object::decode(&e.object).map_err(|e| e.to_string())?;
                 let mode = n.state.read().bucket_props(&e.bucket).conflict;
                 let k = ObjectKey::new(e.partition, e.bucket, e.key);
-                crate::replica::copy::store_copy(&n, &k, &obj, mode, true, None)
-                    .map_err(|e| e.to_string())?;
+                crate::replica::copy::store_copy(
+                    &n,
+                    &k,
+                    &obj,
+                    mode,
+                    true,
+                    &crate::preflist::Role::Primary,
+                )
+                .map_err(|e| e.to_string())?;
             }
             Ok(())
         })

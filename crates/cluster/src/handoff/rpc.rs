@@ -140,7 +140,14 @@ fn store_entries(node: &Node, entries: Vec<ObjectEntry>) -> Result<u32, ReplicaE
     let last = decoded.len().saturating_sub(1);
     for (i, (k, obj)) in decoded.iter().enumerate() {
         let mode = node.state.read().bucket_props(&k.bucket).conflict;
-        store_copy(node, k, obj, mode, i == last, None)?;
+        store_copy(
+            node,
+            k,
+            obj,
+            mode,
+            i == last,
+            &crate::preflist::Role::Primary,
+        )?;
     }
     Ok(u32::try_from(decoded.len()).unwrap_or(u32::MAX))
 }

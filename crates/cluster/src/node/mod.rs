@@ -230,8 +230,8 @@ impl Node {
     }
 
     /// Replicas and fallbacks of a partition: the first `n` reachable nodes of its walk, each
-    /// with the primary it stands in for (None for a primary serving itself).
-    pub fn serving(&self, partition: PartitionId, n: usize) -> Vec<(NodeId, Option<NodeId>)> {
+    /// with its role.
+    pub fn serving(&self, partition: PartitionId, n: usize) -> crate::preflist::Serving {
         let s = self.state.read();
         let primaries = s.ring.preference_list(partition, n).to_vec();
         let walk = s.ring.walk(partition);

@@ -5,9 +5,9 @@
 use super::error::ReplicaError;
 use super::locks::lock_key;
 use crate::node::Node;
+use crate::preflist::Role;
 use crate::replica::store::StoreError;
 use riftkv_core::storage::{HintKey, ObjectKey};
-use riftkv_core::types::NodeId;
 use riftkv_core::version::identity;
 use riftkv_core::version::{
     Actor, ConflictMode, Custody, Limits, Object, Sibling, StoredCopy, VersionVector,
@@ -49,19 +49,19 @@ pub async fn blocking<T: Send + 'static, E: From<ReplicaError> + Send + 'static>
         .map_err(|e| E::from(ReplicaError::Internal(format!("storage task failed: {e}"))))?
 }
 
-/// This node's copy of `k` in the role given by `hinted_for`: as a fallback, the hint held for
-/// that primary merged with any `objects` copy; as a primary, the `objects` copy.
+/// This node's copy of `k` in `role`: as a fallback, the hint held for that primary merged
+/// with any `objects` copy; as a primary, the `objects` copy.
 ///
 /// A damaged record reads as missing: the reader then sees this replica as lacking the key, so
 /// read repair (and anti-entropy) write the merged copy back over the damage.
 pub fn read_copy(
     node: &Node,
     k: &ObjectKey,
-    hinted_for: Option<&NodeId>,
+    role: &Role,
     mode: ConflictMode,
 ) -> Result<Option<Object>, StoreError> {
     let own = undamaged(node.local_copy(k))?.map(|c| c.object);
-    let Some(primary) = hinted_for else {
+    let Role::Fallback { for_node: primary } = role else {
         return Ok(own);
     };
     let hk = HintKey::for_object(primary.clone(), k);
@@ -87,20 +87,20 @@ fn undamaged(r: Result<Option<StoredCopy>, StoreError>) -> Result<Option<StoredC
     }
 }
 
-/// Merges `incoming` into this node's copy in the role given by `hinted_for`, under the key's
-/// lock. Returns the stored result.
+/// Merges `incoming` into this node's copy in `role`, under the key's lock. Returns the
+/// stored result.
 pub fn store_copy(
     node: &Node,
     k: &ObjectKey,
     incoming: &Object,
     mode: ConflictMode,
     sync: bool,
-    hinted_for: Option<&NodeId>,
+    role: &Role,
 ) -> Result<Object, StoreError> {
     let _guard = lock_key(k);
-    match hinted_for {
-        None => node.merge_local(k, incoming, mode, sync),
-        Some(primary) => node.merge_hint(k, primary, incoming, mode, sync),
+    match role {
+        Role::Primary => node.merge_local(k, incoming, mode, sync),
+        Role::Fallback { for_node } => node.merge_hint(k, for_node, incoming, mode, sync),
     }
 }
 
@@ -111,11 +111,11 @@ pub fn store_copy(
 fn read_for_write(
     node: &Node,
     k: &ObjectKey,
-    hinted_for: Option<&NodeId>,
+    role: &Role,
     mode: ConflictMode,
 ) -> Result<(Option<Object>, Option<Custody>), ReplicaError> {
     let own = undamaged(node.local_copy(k))?;
-    let Some(primary) = hinted_for else {
+    let Role::Fallback { for_node: primary } = role else {
         return Ok(match own {
             Some(c) => (Some(c.object), c.custody),
             None => (None, None),
@@ -142,10 +142,10 @@ pub fn coordinate_write(
     mode: ConflictMode,
     limits: &Limits,
     sync: bool,
-    hinted_for: Option<&NodeId>,
+    role: &Role,
 ) -> Result<Object, ReplicaError> {
     let _guard = lock_key(k);
-    let (stored, custody) = read_for_write(node, k, hinted_for, mode)?;
+    let (stored, custody) = read_for_write(node, k, role, mode)?;
     let w = if node.settings.faults.old_dot_rule() {
         // Planted bug for the simulation's self-test: the pre-epoch rule (node id as actor).
         identity::Writer {
@@ -183,7 +183,7 @@ pub fn coordinate_write(
         // Planted bug for the harness: acknowledge without storing.
         return Ok(obj);
     }
-    Ok(node.store_written(k, hinted_for, &obj, w.custody, mode, sync)?)
+    Ok(node.store_written(k, role, &obj, w.custody, mode, sync)?)
 }
 
 /// Live keys of `bucket` in `partitions` after `after`, merged in byte order, at most `limit`;

@@ -4,6 +4,7 @@ use super::copy::{blocking, fault_drop_write, live_keys, read_copy, store_copy};
 use super::error::ReplicaError;
 use super::reap::delete_if_unchanged;
 use crate::node::Node;
+use crate::preflist::Role;
 use crate::rpc::{Endpoint, Message, RpcError};
 use riftkv_core::storage::ObjectKey;
 use riftkv_core::types::NodeId;
@@ -109,7 +110,8 @@ pub async fn handle(
             let k = ObjectKey::new(partition, bucket, key);
             let n = node.clone();
             let o = blocking(move || {
-                read_copy(&n, &k, hinted_for.as_ref(), mode).map_err(ReplicaError::from)
+                read_copy(&n, &k, &Role::from_hinted_for(hinted_for), mode)
+                    .map_err(ReplicaError::from)
             })
             .await?;
             Ok(ReplicaResponse::Object(o.map(|o| o.encode())))
@@ -133,7 +135,7 @@ pub async fn handle(
             let k = ObjectKey::new(partition, bucket, key);
             let n = node.clone();
             blocking(move || {
-                store_copy(&n, &k, &obj, mode, sync, hinted_for.as_ref())
+                store_copy(&n, &k, &obj, mode, sync, &Role::from_hinted_for(hinted_for))
                     .map_err(ReplicaError::from)
             })
             .await?;

@@ -81,15 +81,17 @@ impl Node {
     pub(crate) fn store_written(
         &self,
         k: &ObjectKey,
-        hinted_for: Option<&NodeId>,
+        role: &crate::preflist::Role,
         obj: &Object,
         custody: Custody,
         mode: ConflictMode,
         sync: bool,
     ) -> Result<Object, StoreError> {
-        match hinted_for {
-            None => self.merge_into(Slot::Object(k), obj, mode, sync, Some(custody)),
-            Some(target) => {
+        match role {
+            crate::preflist::Role::Primary => {
+                self.merge_into(Slot::Object(k), obj, mode, sync, Some(custody))
+            }
+            crate::preflist::Role::Fallback { for_node: target } => {
                 let hk = HintKey::for_object(target.clone(), k);
                 self.merge_into(Slot::Hint(&hk), obj, mode, sync, Some(custody))
             }

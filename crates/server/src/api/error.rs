@@ -198,9 +198,6 @@ impl From<KvError> for ApiError {
     fn from(e: KvError) -> ApiError {
         match e {
             KvError::BadRequest(m) => ApiError::bad_request(m),
-            KvError::InvalidContext(m) => {
-                ApiError::invalid_context(format!("X-RiftKV-Context is not usable: {m}"))
-            }
             KvError::PreconditionFailed => ApiError::new(
                 Code::PreconditionFailed,
                 "a live value already exists for this key (If-None-Match: *)",
@@ -248,8 +245,8 @@ impl From<KvError> for ApiError {
     }
 }
 
-impl From<riftkv_core::bucket::QuorumError> for ApiError {
-    fn from(e: riftkv_core::bucket::QuorumError) -> ApiError {
+impl From<riftkv_core::bucket::InvalidQuorum> for ApiError {
+    fn from(e: riftkv_core::bucket::InvalidQuorum) -> ApiError {
         ApiError::bad_request(e.to_string())
     }
 }
@@ -377,11 +374,6 @@ mod tests {
             (
                 KvError::BadRequest("w=9 is more than n=3".into()),
                 "bad_request",
-                400,
-            ),
-            (
-                KvError::InvalidContext("bad mac".into()),
-                "invalid_context",
                 400,
             ),
             (KvError::PreconditionFailed, "precondition_failed", 412),

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::params::{self, CONTEXT_HEADER};
+use super::params;
 use super::render::{ReadJson, TokenSigner, context_header, read_answer};
 use axum::body::Body;
 use axum::extract::State;
@@ -165,9 +165,8 @@ async fn write_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), true)?;
-    // Checked here (cheaply, before the body is read) so a bad token is always a 400.
-    params::context_from(&headers, &bucket, &key, &node.context_key)?;
-    let context = raw_context(&headers);
+    // Decoded here, once, before the body is read, so a bad token is always a 400.
+    let context = params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let if_none_match = params::if_none_match(&headers)?;
     let content_type = params::content_type(&headers)?;
     let json = params::wants_json(&headers);
@@ -197,13 +196,6 @@ async fn write_object(
     Ok((StatusCode::NO_CONTENT, h).into_response())
 }
 
-fn raw_context(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(CONTEXT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
-}
-
 #[utoipa::path(delete, path = "/v1/kv/{bucket}/{key}", tag = "objects",
     params(("bucket" = String, Path, description = "1..=255 bytes, URL-encoded"),
            ("key" = String, Path, description = "1..=1024 bytes, URL-encoded"),
@@ -221,13 +213,13 @@ pub async fn delete_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), false)?;
-    params::context_from(&headers, &bucket, &key, &node.context_key)?;
+    let context = params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let outcome = coordinator::delete(
         &node,
         coordinator::DeleteRequest {
             bucket: bucket.clone(),
             key: key.clone(),
-            context: raw_context(&headers),
+            context,
             params: q.consistency.to_params(),
             timeout: q.consistency.timeout,
         },

@@ -142,16 +142,15 @@ pub struct Consistency {
 }
 
 impl Consistency {
-    /// The coordinator's form: each value as its canonical text (resolved and checked against
-    /// the bucket's `n` by the coordinator, whose `bad_request` names the value).
+    /// The coordinator's form, still typed: resolved and checked against the bucket's `n` by
+    /// the coordinator, whose `bad_request` names the value.
     pub fn to_params(&self) -> riftkv_cluster::coordinator::ConsistencyParams {
-        let text = |q: &Option<Quorum>| q.map(|q| q.to_string());
         riftkv_cluster::coordinator::ConsistencyParams {
-            r: text(&self.r),
-            w: text(&self.w),
-            dw: text(&self.dw),
-            pr: text(&self.pr),
-            pw: text(&self.pw),
+            r: self.r,
+            w: self.w,
+            dw: self.dw,
+            pr: self.pr,
+            pw: self.pw,
         }
     }
 }
