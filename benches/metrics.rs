@@ -54,6 +54,7 @@ async fn put_get(node: &Arc<Node>, i: u64) {
             if_none_match: false,
             params: ConsistencyParams::default(),
             timeout: None,
+            ttl: None,
         },
     )
     .await

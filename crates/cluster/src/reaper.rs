@@ -1,8 +1,11 @@
-//! Tombstone reaping: a deleted key's tombstone is removed once it can no longer hide a live
-//! version anywhere. Keeping tombstones forever grows storage with every delete; dropping one
-//! too early lets an older copy of the value come back (delete resurrection, a classic pain of
-//! Dynamo-style stores). A tombstone is reaped only when
-//! - it is older than the grace delay (`--tombstone-grace-ms`), and
+//! Reaping dead keys: a deleted key's tombstone, or a key whose versions have all expired, is
+//! removed once it can no longer hide a live version anywhere. Keeping tombstones forever grows
+//! storage with every delete; dropping one too early lets an older copy of the value come back
+//! (delete resurrection, a classic pain of Dynamo-style stores). Expired versions are the same
+//! case: a version with a TTL may have superseded an older value that a stale replica still
+//! holds, so they go through the same checks. A dead key is reaped only when
+//! - every version has been dead (deleted, or past its expiry) for the grace delay
+//!   (`--tombstone-grace-ms`), and
 //! - every primary replica of its key holds exactly this tombstone, and
 //! - no node of the cluster holds hints or pending ownership handoffs (either may carry an
 //!   older version of the key), every member is reachable, and no ring change is in flight.
@@ -10,17 +13,23 @@
 //! The partition's owner runs the check and then asks each primary to delete its copy only if
 //! it is still exactly the tombstone that was checked (compare-and-delete under the key's lock),
 //! so a write racing with the reap is never dropped.
+//!
+//! Tombstones are found by scanning the owned partitions; expired keys by the expiry index
+//! (`storage::Storage::scan_expiry`), a range read of the entries due by now minus the grace,
+//! so finding them costs no scan of live data.
 
 use crate::handoff::held_elsewhere;
 use crate::handoff::rpc::{HandoffRequest, HandoffResponse};
 use crate::node::Node;
+use crate::replica::locks::lock_key;
 use crate::replica::reap::delete_if_unchanged;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
 use crate::replica::{ReplicaError, blocking};
 use crate::worker::{Step, Worker};
-use riftkv_core::storage::ObjectKey;
-use riftkv_core::types::NodeId;
+use riftkv_core::storage::{ObjectKey, WriteBatch};
+use riftkv_core::types::{NodeId, PartitionId};
 use riftkv_core::version::Object;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -29,10 +38,16 @@ use tokio::task::JoinHandle;
 pub const MAX_CANDIDATES_PER_ROUND: usize = 256;
 /// Objects scanned per storage read.
 const SCAN_CHUNK: usize = 256;
+/// Expiry index entries read per round at most (entries of partitions this node does not own
+/// stay for their owner to reap; the bound keeps a round short whatever they number).
+pub const MAX_EXPIRY_ENTRIES_PER_ROUND: usize = 4096;
 
-/// Whether an object is a tombstone old enough to reap (pure).
+/// Whether an object is dead (every version a tombstone or expired) and has been for the
+/// grace delay (pure). A version dead only by a clock ahead of `now_ms` does not count.
 pub fn is_reapable(obj: &Object, now_ms: u64, grace_ms: u64) -> bool {
-    obj.all_deleted() && now_ms.saturating_sub(obj.max_last_modified_ms()) >= grace_ms
+    obj.dead_since_ms()
+        .and_then(|t| now_ms.checked_sub(t))
+        .is_some_and(|dead_for| dead_for >= grace_ms)
 }
 
 /// Whether every replica's copy is exactly the local tombstone (pure). A missing, damaged or
@@ -118,8 +133,11 @@ pub async fn reap_once(node: &Arc<Node>) -> Result<u64, ReplicaError> {
     let grace_ms = u64::try_from(node.settings.tombstone_grace.as_millis()).unwrap_or(u64::MAX);
     let now = node.clock.now_ms();
     let partitions = node.state.read().ring.partitions_of(&node.id);
-    let mut candidates: Vec<(ObjectKey, Object)> = Vec::new();
+    let mut candidates = expired_candidates(node, &partitions, now, grace_ms).await?;
     'scan: for p in partitions {
+        if candidates.len() >= MAX_CANDIDATES_PER_ROUND {
+            break;
+        }
         let mut after: Option<(Vec<u8>, Vec<u8>)> = None;
         loop {
             let (n, a) = (node.clone(), after.clone());
@@ -136,7 +154,9 @@ pub async fn reap_once(node: &Arc<Node>) -> Result<u64, ReplicaError> {
             let full = chunk.len() >= SCAN_CHUNK;
             for (k, bytes) in chunk {
                 after = Some((k.bucket.clone(), k.key.clone()));
+                // Keys with expiring versions come from the expiry index, not from here.
                 if let Ok(obj) = Object::decode(&bytes)
+                    && obj.expiry_index_ms().is_none()
                     && is_reapable(&obj, now, grace_ms)
                 {
                     candidates.push((k, obj));
@@ -159,7 +179,58 @@ pub async fn reap_once(node: &Arc<Node>) -> Result<u64, ReplicaError> {
     Ok(reaped)
 }
 
-/// Checks every primary's copy of one tombstone, then compare-and-deletes it everywhere.
+/// Reapable expired keys of the partitions this node owns, from the expiry index entries due
+/// by `now_ms - grace_ms`. Entries whose object is gone or no longer listed at that instant
+/// are stale and dropped (under the key's lock, so a write listing the key again is kept).
+async fn expired_candidates(
+    node: &Arc<Node>,
+    owned: &[PartitionId],
+    now_ms: u64,
+    grace_ms: u64,
+) -> Result<Vec<(ObjectKey, Object)>, ReplicaError> {
+    let owned: HashSet<PartitionId> = owned.iter().copied().collect();
+    let n = node.clone();
+    blocking(move || {
+        let mut out = Vec::new();
+        let due = n
+            .storage
+            .scan_expiry(
+                None,
+                now_ms.saturating_sub(grace_ms),
+                MAX_EXPIRY_ENTRIES_PER_ROUND,
+            )
+            .map_err(|e| ReplicaError::Internal(e.to_string()))?;
+        for (at, k) in due {
+            let _guard = lock_key(&k);
+            let obj = match n.local_object(&k) {
+                Ok(o) => o,
+                // A damaged copy is left to repair; its listing stays.
+                Err(_) => continue,
+            };
+            match obj {
+                Some(o) if o.expiry_index_ms() == Some(at) => {
+                    if owned.contains(&k.partition)
+                        && is_reapable(&o, now_ms, grace_ms)
+                        && out.len() < MAX_CANDIDATES_PER_ROUND
+                    {
+                        out.push((k, o));
+                    }
+                }
+                _ => {
+                    let mut batch = WriteBatch::default();
+                    batch.delete_expiry(at, k);
+                    n.storage
+                        .write(batch, false)
+                        .map_err(|e| ReplicaError::Internal(e.to_string()))?;
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// Checks every primary's copy of one dead key, then compare-and-deletes it everywhere.
 async fn reap_one(node: &Arc<Node>, k: &ObjectKey, obj: &Object) -> Result<bool, ReplicaError> {
     let (primaries, ring_version) = {
         let s = node.state.read();
@@ -244,6 +315,40 @@ mod tests {
         // A concurrent write beside the tombstone keeps the key.
         let both = write(Some(&dead), &VersionVector::new(), Some("y"), 2_100);
         assert!(!is_reapable(&both, 10_000_000, 0));
+    }
+
+    #[test]
+    fn expired_keys_are_reapable_after_the_grace_delay() {
+        let sib = |v: &str, ts, at| {
+            Sibling::new(bytes::Bytes::from(v.to_string()), "text/plain", ts).expiring(at)
+        };
+        let obj = |s: Sibling| {
+            Object::update(
+                None,
+                &VersionVector::new(),
+                NodeId::from("a"),
+                s,
+                ConflictMode::Siblings,
+                &Limits::default(),
+            )
+            .unwrap()
+        };
+        let exp = obj(sib("x", 1_000, Some(5_000)));
+        assert!(!is_reapable(&exp, 4_999, 0), "not expired yet");
+        assert!(!is_reapable(&exp, 5_500, 1_000), "inside the grace delay");
+        assert!(is_reapable(&exp, 6_000, 1_000));
+        // A value that never expires keeps the key, whatever else expired beside it.
+        assert!(!is_reapable(&obj(sib("y", 1, None)), u64::MAX, 0));
+        let both = Object::update(
+            Some(&exp),
+            &VersionVector::new(),
+            NodeId::from("b"),
+            sib("y", 2_000, None),
+            ConflictMode::Siblings,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(!is_reapable(&both, u64::MAX, 0));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use riftkv_core::net::{NetError, Transport};
 use riftkv_core::net::{SimNetwork, SimTransport};
 use riftkv_core::storage::{
-    Entries, HintEntries, HintKey, MemoryStorage, ObjectEntries, ObjectKey, Storage, StorageError,
-    WriteBatch,
+    Entries, ExpiryEntries, HintEntries, HintKey, MemoryStorage, ObjectEntries, ObjectKey, Storage,
+    StorageError, WriteBatch,
 };
 use riftkv_core::types::PartitionId;
 use riftkv_core::types::{Clock, NodeId, SystemClock};
@@ -63,11 +63,14 @@ impl ClusterOptions {
     }
 }
 
-/// The live values of an object as text, sorted: what tests compare a read against.
+/// The live values of an object as text, sorted: what tests compare a read against. Objects
+/// the coordinator answers are already what a reader sees (expired versions hidden), so every
+/// version that is not a tombstone counts.
 pub fn live_values(o: &riftkv_core::version::Object) -> Vec<String> {
     let mut v: Vec<String> = o
-        .live_siblings()
+        .siblings()
         .iter()
+        .filter(|(_, s)| !s.deleted)
         .map(|(_, s)| String::from_utf8_lossy(&s.value).into_owned())
         .collect();
     v.sort();
@@ -500,6 +503,15 @@ impl Storage for GatedStorage {
     }
     fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError> {
         self.gate.run(|| self.inner.hint_counts())
+    }
+    fn scan_expiry(
+        &self,
+        after: Option<(u64, &ObjectKey)>,
+        up_to_ms: u64,
+        limit: usize,
+    ) -> Result<ExpiryEntries, StorageError> {
+        self.gate
+            .run(|| self.inner.scan_expiry(after, up_to_ms, limit))
     }
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.gate.run(|| self.inner.get_meta(name))

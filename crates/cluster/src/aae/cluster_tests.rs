@@ -50,6 +50,7 @@ fn put_req(bucket: &str, key: &str, value: &str, w: Option<&str>) -> PutRequest 
             ..ConsistencyParams::default()
         },
         timeout: None,
+        ttl: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn put_req(key: &str, value: &str, context: Option<VersionVector>) -> PutRequest
         if_none_match: false,
         params: ConsistencyParams::default(),
         timeout: None,
+        ttl: None,
     }
 }
 
@@ -99,7 +100,7 @@ async fn put_then_get_round_trips_through_any_node() {
         let got = get(&c.node(i), get_req("k1")).await.unwrap();
         let o = got.object.expect("the value is found");
         assert_eq!(values(&o), vec!["hello"]);
-        assert_eq!(o.live_siblings()[0].1.content_type, "text/plain");
+        assert_eq!(o.live_siblings(u64::MAX)[0].1.content_type, "text/plain");
     }
     let missing = get(&c.node(2), get_req("never")).await.unwrap();
     assert_eq!(missing.object, None);
@@ -550,6 +551,30 @@ fn has_copy(c: &TestCluster, i: usize, p: PartitionId, key: &str) -> bool {
     matches!(c.node(i).local_object(&k), Ok(Some(_)))
 }
 
+/// With `lagging` (down, holding "old") missing the dead version of `key`: no reap while it
+/// is down, none after it returns with its different copy.
+async fn not_reaped_until_the_lagging_copy_matches(
+    c: &mut TestCluster,
+    owner: usize,
+    lagging: usize,
+    p: PartitionId,
+    key: &str,
+) {
+    assert_eq!(
+        crate::reaper::reap_once(&c.node(owner)).await.unwrap(),
+        0,
+        "a member is down"
+    );
+    c.restart(lagging);
+    wait_reachability(c, owner, &[lagging], true).await;
+    assert_eq!(local_values(c, lagging, p, key), vec!["old"]);
+    assert_eq!(
+        crate::reaper::reap_once(&c.node(owner)).await.unwrap(),
+        0,
+        "copies differ"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tombstones_are_reaped_only_when_every_primary_holds_them() {
     let mut c = reaping_cluster(31, Duration::from_millis(300)).await;
@@ -594,19 +619,7 @@ async fn tombstones_are_reaped_only_when_every_primary_holds_them() {
     wait_reachability(&c, owner, &[lagging], false).await;
     delete(&c.node(owner), delete_req(key, "2")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        crate::reaper::reap_once(&c.node(owner)).await.unwrap(),
-        0,
-        "a member is down"
-    );
-    c.restart(lagging);
-    wait_reachability(&c, owner, &[lagging], true).await;
-    assert_eq!(local_values(&c, lagging, p, key), vec!["old"]);
-    assert_eq!(
-        crate::reaper::reap_once(&c.node(owner)).await.unwrap(),
-        0,
-        "copies differ"
-    );
+    not_reaped_until_the_lagging_copy_matches(&mut c, owner, lagging, p, key).await;
     assert!(has_copy(&c, owner, p, key));
     // A quorum read repairs the lagging replica with the tombstone.
     let mut req = get_req(key);
@@ -626,4 +639,161 @@ async fn tombstones_are_reaped_only_when_every_primary_holds_them() {
     let mut req = get_req(key);
     req.params.r = Some(Quorum::Count(3));
     assert!(get(&c.node(1), req).await.unwrap().object.is_none());
+}
+
+fn ttl_put(key: &str, value: &str, ttl: Duration, context: Option<VersionVector>) -> PutRequest {
+    let mut req = put_req(key, value, context);
+    req.ttl = Some(ttl);
+    req.params.w = Some(Quorum::All);
+    req
+}
+
+/// Whether node `i` lists `key` in its expiry index.
+fn indexed(c: &TestCluster, i: usize, key: &str) -> bool {
+    c.node(i)
+        .storage
+        .scan_expiry(None, u64::MAX, 1000)
+        .unwrap()
+        .iter()
+        .any(|(_, k)| k.key == key.as_bytes())
+}
+
+/// A quorum read of every primary through node `via`.
+async fn read_all(c: &TestCluster, via: usize, key: &str) -> Option<Object> {
+    let mut req = get_req(key);
+    req.params.r = Some(Quorum::Count(3));
+    get(&c.node(via), req).await.unwrap().object
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_values_read_as_missing_everywhere_and_are_reaped_like_tombstones() {
+    let mut c = reaping_cluster(37, Duration::from_millis(300)).await;
+    let key = "expiring";
+    let (p, prim) = primaries(&c, key);
+    let owner = index_of(&prim[0]);
+    let before = c.node(owner).clock.now_ms();
+    let out = put(
+        &c.node(owner),
+        ttl_put(key, "v", Duration::from_millis(400), None),
+    )
+    .await
+    .unwrap();
+    let after = c.node(owner).clock.now_ms();
+    // The coordinator stamps one absolute expiry into the version; every copy carries it.
+    let stamped = out.object.siblings()[0].1.expires_at_ms.unwrap();
+    assert!((before + 400..=after + 400).contains(&stamped));
+    for i in 1..=3 {
+        let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
+        let o = c.node(i).local_object(&k).unwrap().unwrap();
+        assert_eq!(o.siblings()[0].1.expires_at_ms, Some(stamped), "n{i}");
+        assert!(
+            indexed(&c, i, key),
+            "n{i} lists the key in its expiry index"
+        );
+    }
+    assert_eq!(values(&read_all(&c, 1, key).await.unwrap()), vec!["v"]);
+    let (keys, _) = list_keys(&c.node(2), b"b", None, 100).await.unwrap();
+    assert_eq!(keys, vec![key.as_bytes().to_vec()]);
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    // Expired: missing on every node, absent from listings; the context still covers it.
+    for i in 1..=3 {
+        let got = read_all(&c, i, key).await.unwrap();
+        assert!(got.live_siblings(u64::MAX).is_empty(), "n{i} hides it");
+        assert_eq!(got.sibling_count(), 0);
+        assert!(got.context().covers(&out.object.siblings()[0].0));
+        let (keys, _) = list_keys(&c.node(i), b"b", None, 100).await.unwrap();
+        assert!(keys.is_empty(), "n{i} lists nothing");
+    }
+    // Inside the grace delay nothing goes; after it, every copy and its listing go.
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 1);
+    for i in 1..=3 {
+        assert!(!has_copy(&c, i, p, key), "n{i} dropped it");
+        assert!(!indexed(&c, i, key), "n{i} dropped its listing");
+    }
+    assert!(read_all(&c, 2, key).await.is_none());
+
+    // An expiring write superseded an older value a replica still holds while it is down: the
+    // key is not reaped while that replica is down, nor while its copy differs; once repaired
+    // it goes, and the old value never comes back.
+    let key = "superseded";
+    let (p, prim) = primaries(&c, key);
+    let owner = index_of(&prim[0]);
+    let lagging = index_of(&prim[2]);
+    let mut req = put_req(key, "old", None);
+    req.params.w = Some(Quorum::All);
+    let old = put(&c.node(owner), req).await.unwrap();
+    c.kill(lagging);
+    wait_reachability(&c, owner, &[lagging], false).await;
+    let mut req = ttl_put(
+        key,
+        "new",
+        Duration::from_millis(200),
+        Some(old.object.context()),
+    );
+    req.params.w = Some(Quorum::Count(2));
+    put(&c.node(owner), req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    not_reaped_until_the_lagging_copy_matches(&mut c, owner, lagging, p, key).await;
+    // A quorum read hides both (the old value is superseded, the new one expired) and
+    // repairs the lagging replica with the expired version.
+    let got = read_all(&c, owner, key).await.unwrap();
+    assert!(got.live_siblings(u64::MAX).is_empty());
+    c.wait_for(WAIT, "read repair delivered the expired version", |c| {
+        let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
+        matches!(c.node(lagging).local_object(&k), Ok(Some(o)) if values(&o) == vec!["new"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 1);
+    assert!(
+        !has_copy(&c, lagging, p, key),
+        "the old value did not come back"
+    );
+    assert!(read_all(&c, 1, key).await.is_none());
+    let (keys, _) = list_keys(&c.node(lagging), b"b", None, 100).await.unwrap();
+    assert!(keys.is_empty());
+}
+
+/// Expiry is an absolute instant read against each node's own clock: a node whose clock is
+/// behind keeps showing a value until its clock reaches the instant (up to the skew longer);
+/// correct nodes hide it on time. Reaping follows the owner's clock plus the grace, and takes
+/// the lagging node's copy too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_lagging_clock_shows_an_expired_value_up_to_its_skew_longer() {
+    let mut c = reaping_cluster(41, Duration::from_millis(0)).await;
+    let key = "skewed";
+    let (p, prim) = primaries(&c, key);
+    let owner = index_of(&prim[0]);
+    let behind = index_of(&prim[2]);
+    c.set_clock(behind, Arc::new(riftkv_core::types::OffsetClock(-60_000)));
+    c.kill(behind);
+    wait_reachability(&c, owner, &[behind], false).await;
+    c.restart(behind);
+    wait_reachability(&c, owner, &[behind], true).await;
+    put(
+        &c.node(owner),
+        ttl_put(key, "v", Duration::from_millis(300), None),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Correct clocks: gone. The lagging node, 60 s behind, still shows it.
+    assert!(
+        read_all(&c, owner, key)
+            .await
+            .unwrap()
+            .live_siblings(u64::MAX)
+            .is_empty()
+    );
+    assert_eq!(values(&read_all(&c, behind, key).await.unwrap()), vec!["v"]);
+    let (keys, _) = list_keys(&c.node(behind), b"b", None, 100).await.unwrap();
+    assert_eq!(keys, vec![key.as_bytes().to_vec()]);
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 1);
+    for i in 1..=3 {
+        assert!(!has_copy(&c, i, p, key), "n{i} dropped it");
+    }
+    assert!(read_all(&c, behind, key).await.is_none());
 }

@@ -28,8 +28,9 @@ pub struct GetRequest {
     pub timeout: Option<Duration>,
 }
 
-/// The merged object of the read quorum. `None`: no replica holds anything. An object whose
-/// siblings are all tombstones is a deleted key (404) that still has a context.
+/// The merged object of the read quorum as a reader at this node sees it: expired versions
+/// are left out (the clock still covers them). `None`: no replica holds anything. An object
+/// with no live version is a deleted or expired key (404) that still has a context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GetOutcome {
     pub object: Option<Object>,
@@ -52,7 +53,11 @@ pub async fn get(node: &Arc<Node>, req: GetRequest) -> Result<GetOutcome, KvErro
             .inc(),
         Err(_) => {}
     }
-    r.map(|object| GetOutcome { object })
+    // Expired versions are hidden from their instant on, by this node's clock.
+    let now = node.clock.now_ms();
+    r.map(|object| GetOutcome {
+        object: object.map(|o| o.visible_at(now)),
+    })
 }
 
 /// A quorum read of one key (also the read behind `If-None-Match` and context-less deletes).

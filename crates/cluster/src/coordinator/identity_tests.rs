@@ -66,6 +66,7 @@ async fn put_via(
         if_none_match: false,
         params: params(None, Some(w), Some(dw)),
         timeout: Some(Duration::from_secs(5)),
+        ttl: None,
     };
     match put(&c.node(i), req).await {
         Ok(o) => o.object,
@@ -111,7 +112,8 @@ async fn read_all(c: &TestCluster, i: usize, key: &str) -> Option<Object> {
 fn live(o: &Option<Object>) -> Vec<String> {
     let mut v: Vec<String> = o
         .iter()
-        .flat_map(|o| o.live_siblings())
+        .flat_map(|o| o.siblings())
+        .filter(|(_, s)| !s.deleted)
         .map(|(_, s)| String::from_utf8_lossy(&s.value).into_owned())
         .collect();
     v.sort();

@@ -37,10 +37,12 @@ pub struct PutRequest {
     pub params: ConsistencyParams,
     /// Overall deadline; the node's request timeout when absent.
     pub timeout: Option<Duration>,
+    /// The value expires this long after the coordinator's write time; `None`: never.
+    pub ttl: Option<Duration>,
 }
 
-/// A successful write: the object as the coordinator stored it (for `returnbody` and the
-/// new context token).
+/// A successful write: the object as the coordinator stored it, as a reader there sees it
+/// (expired versions hidden), for `returnbody` and the new context token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutOutcome {
     pub object: Object,
@@ -52,6 +54,8 @@ pub enum Change {
     Value {
         value: Vec<u8>,
         content_type: String,
+        /// Milliseconds after the coordinator's write time the value expires; `None`: never.
+        ttl_ms: Option<u64>,
     },
     /// A tombstone: a version like any other, marked deleted.
     Delete,
@@ -84,15 +88,18 @@ pub async fn put(node: &Arc<Node>, req: PutRequest) -> Result<PutOutcome, KvErro
         change: Change::Value {
             value: req.value.to_vec(),
             content_type: req.content_type,
+            ttl_ms: req
+                .ttl
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         },
         context: req.context,
         if_none_match: req.if_none_match,
         params: req.params,
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
     };
-    write(node, op, "put")
-        .await
-        .map(|object| PutOutcome { object })
+    write(node, op, "put").await.map(|object| PutOutcome {
+        object: object.visible_at(node.clock.now_ms()),
+    })
 }
 
 /// A client write (put or delete): routes it to a coordinator and counts quorum failures.
@@ -261,7 +268,11 @@ async fn coordinate(
         // on a short serving set must not be refused for the bucket's default r.
         let rq = op.params.read(&pl.props)?;
         let seen = super::get::read_quorum(node, pl, &op.bucket, &op.key, rq, deadline).await?;
-        if op.if_none_match && seen.as_ref().is_some_and(|o| !o.live_siblings().is_empty()) {
+        if op.if_none_match
+            && seen
+                .as_ref()
+                .is_some_and(|o| !o.live_siblings(node.clock.now_ms()).is_empty())
+        {
             return Err(KvError::PreconditionFailed);
         }
         if is_delete && op.context.is_none() {
@@ -270,12 +281,16 @@ async fn coordinate(
         }
     }
 
+    // The write time, from this coordinator's clock: the version's timestamp and, with a TTL,
+    // its absolute expiry, carried by every copy so no replica's clock decides it alone.
     let now = node.clock.now_ms();
     let sibling = match &op.change {
         Change::Value {
             value,
             content_type,
-        } => Sibling::new(Bytes::from(value.clone()), content_type.clone(), now),
+            ttl_ms,
+        } => Sibling::new(Bytes::from(value.clone()), content_type.clone(), now)
+            .expiring(ttl_ms.map(|t| now.saturating_add(t))),
         Change::Delete => Sibling::tombstone(now),
     };
     let mode = pl.props.conflict;

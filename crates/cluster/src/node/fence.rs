@@ -39,12 +39,13 @@ impl ReapFence {
         f.insert(k.clone(), (clock, now_ms.saturating_add(REAP_FENCE_MS)));
     }
 
-    /// Whether `incoming` for `k` is a stale copy of a tombstone reaped here.
+    /// Whether `incoming` for `k` is a stale copy of a key reaped here (tombstones and expired
+    /// versions alike: nothing in it is live at `now_ms`).
     pub fn holds_back(&self, k: &ObjectKey, incoming: &Object, now_ms: u64) -> bool {
         let f = self.fenced.lock();
         match f.get(k) {
             Some((clock, until)) if *until > now_ms => {
-                incoming.live_siblings().is_empty() && clock.descends(&incoming.context())
+                incoming.live_siblings(now_ms).is_empty() && clock.descends(&incoming.context())
             }
             _ => false,
         }

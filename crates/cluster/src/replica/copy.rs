@@ -187,7 +187,8 @@ pub fn coordinate_write(
 }
 
 /// Live keys of `bucket` in `partitions` after `after`, merged in byte order, at most `limit`;
-/// the flag says whether more live keys remain beyond them.
+/// the flag says whether more live keys remain beyond them. A key whose versions are all
+/// tombstones or expired (by this node's clock) is not live.
 pub fn live_keys(
     node: &Node,
     partitions: &[u32],
@@ -197,6 +198,8 @@ pub fn live_keys(
 ) -> Result<(Vec<Vec<u8>>, bool), ReplicaError> {
     let want = limit.saturating_add(1);
     let page = want.clamp(16, 1024);
+    // Expired versions are invisible from their instant on, by this node's clock.
+    let now = node.clock.now_ms();
     let mut all: Vec<Vec<u8>> = Vec::new();
     for &p in partitions {
         let mut cursor: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
@@ -212,7 +215,7 @@ pub fn live_keys(
             for (key, bytes) in batch {
                 cursor = Some(key.clone());
                 match Object::decode(&bytes) {
-                    Ok(o) if !o.live_siblings().is_empty() => {
+                    Ok(o) if !o.live_siblings(now).is_empty() => {
                         all.push(key);
                         found += 1;
                     }

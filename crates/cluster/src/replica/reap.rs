@@ -1,5 +1,6 @@
-//! The replica's half of reaping: delete a tombstone only if it is still exactly the one the
-//! reaper checked, then fence it (see `crate::reaper` for the whole protocol).
+//! The replica's half of reaping: delete a dead key (tombstones, expired versions) only if it
+//! is still exactly the copy the reaper checked, then fence it (see `crate::reaper` for the
+//! whole protocol).
 
 use super::error::ReplicaError;
 use super::locks::lock_key;
@@ -26,13 +27,20 @@ pub fn delete_if_unchanged(
     let current = node
         .local_object(k)
         .map_err(|e| ReplicaError::Internal(e.to_string()))?;
-    if current.as_ref() != Some(&expected) || !expected.all_deleted() {
+    // Only keys whose every version dies (tombstones, expiring values). Whether they have been
+    // dead for the grace delay is the reaper's check, by its clock: all copies go in one round
+    // even when this node's clock lags (it would show the value until its own clock passed
+    // the expiry; reaping ends that early, which hides nothing that should be seen).
+    if current.as_ref() != Some(&expected) || expected.dead_since_ms().is_none() {
         return Ok(false);
     }
     node.reap_fence
         .fence(k, expected.context(), node.clock.now_ms());
     let mut batch = WriteBatch::default();
     batch.delete_object(k.clone());
+    if let Some(t) = expected.expiry_index_ms() {
+        batch.delete_expiry(t, k.clone());
+    }
     node.storage
         .write(batch, false)
         .map_err(|e| ReplicaError::Internal(e.to_string()))?;

@@ -165,7 +165,17 @@ impl Node {
         let bytes = copy.encode();
         let mut batch = WriteBatch::default();
         match slot {
-            Slot::Object(k) => batch.put_object(k.clone(), bytes),
+            Slot::Object(k) => {
+                index_expiry(
+                    &mut batch,
+                    k,
+                    local.as_ref().map(|l| &l.object),
+                    &copy.object,
+                );
+                batch.put_object(k.clone(), bytes)
+            }
+            // Hints are not reaped (a node holding hints blocks reaping); the primary indexes
+            // the object once the hint is delivered.
             Slot::Hint(hk) => batch.put_hint(hk.clone(), bytes),
         };
         self.storage.write(batch, sync)?;
@@ -173,8 +183,80 @@ impl Node {
     }
 }
 
+/// Keeps the expiry index in step with the object written in `batch`: the new object listed
+/// at its instant, the old listing dropped when it moved. (Listings of objects dropped by other
+/// paths go stale and are dropped by the reaper when it finds them.)
+pub(crate) fn index_expiry(
+    batch: &mut WriteBatch,
+    k: &ObjectKey,
+    old: Option<&Object>,
+    new: &Object,
+) {
+    let (before, after) = (old.and_then(Object::expiry_index_ms), new.expiry_index_ms());
+    if let Some(t) = before
+        && before != after
+    {
+        batch.delete_expiry(t, k.clone());
+    }
+    if let Some(t) = after {
+        batch.put_expiry(t, k.clone());
+    }
+}
+
 /// Where a copy lives: the objects area, or the hints held for another node.
 enum Slot<'a> {
     Object(&'a ObjectKey),
     Hint(&'a HintKey),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use riftkv_core::storage::BatchOp;
+    use riftkv_core::version::{Limits, Sibling};
+
+    fn write(stored: Option<&Object>, at: Option<u64>) -> Object {
+        Object::update(
+            stored,
+            &stored.map(Object::context).unwrap_or_default(),
+            NodeId::from("a"),
+            Sibling::new(&b"v"[..], "t", 1).expiring(at),
+            ConflictMode::Siblings,
+            &Limits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_expiry_index_follows_the_object() {
+        let k = ObjectKey::new(1, b"b".to_vec(), b"k".to_vec());
+        let ops = |old: Option<&Object>, new: &Object| {
+            let mut b = WriteBatch::default();
+            index_expiry(&mut b, &k, old, new);
+            b.into_ops()
+        };
+        let first = write(None, Some(100));
+        assert_eq!(ops(None, &first), vec![BatchOp::PutExpiry(100, k.clone())]);
+        // Same instant again: listed once more (idempotent), nothing dropped.
+        assert_eq!(
+            ops(Some(&first), &first),
+            vec![BatchOp::PutExpiry(100, k.clone())]
+        );
+        // A later expiry moves the listing.
+        let later = write(Some(&first), Some(200));
+        assert_eq!(
+            ops(Some(&first), &later),
+            vec![
+                BatchOp::DeleteExpiry(100, k.clone()),
+                BatchOp::PutExpiry(200, k.clone())
+            ]
+        );
+        // A lasting value ends it; a copy that never expired lists nothing.
+        let lasting = write(Some(&later), None);
+        assert_eq!(
+            ops(Some(&later), &lasting),
+            vec![BatchOp::DeleteExpiry(200, k.clone())]
+        );
+        assert!(ops(None, &lasting).is_empty());
+    }
 }

@@ -351,6 +351,7 @@ impl Runner<'_> {
                         ..ConsistencyParams::default()
                     },
                     timeout: Some(REQUEST_TIMEOUT),
+                    ttl: None,
                 };
                 let idx = self.rec.start_write(Write {
                     id: *id,

@@ -16,10 +16,13 @@ pub enum Cf {
     Meta,
     /// Anti-entropy trees.
     Aae,
+    /// The expiry index: (instant, partition, bucket, key) -> nothing, so the reaper finds
+    /// expired objects by a range read up to "now" instead of a scan of every object.
+    Expiry,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 4] = [Cf::Objects, Cf::Hints, Cf::Meta, Cf::Aae];
+    pub const ALL: [Cf; 5] = [Cf::Objects, Cf::Hints, Cf::Meta, Cf::Aae, Cf::Expiry];
 
     /// Name of the RocksDB column family.
     pub fn name(self) -> &'static str {
@@ -28,6 +31,7 @@ impl Cf {
             Cf::Hints => "hints",
             Cf::Meta => "meta",
             Cf::Aae => "aae",
+            Cf::Expiry => "expiry",
         }
     }
 
@@ -37,6 +41,7 @@ impl Cf {
             Cf::Hints => 1,
             Cf::Meta => 2,
             Cf::Aae => 3,
+            Cf::Expiry => 4,
         }
     }
 }

@@ -566,6 +566,78 @@ fn survives_reopen<H: Harness>(h: &mut H) {
     assert_eq!(s.count_partition(1).unwrap(), 3);
 }
 
+/// The expiry index: written in the object's batch, read in (instant, key) order up to a
+/// bound, paged, deleted, damage skipped, kept across a reopen.
+fn expiry_index<H: Harness>(h: &mut H) {
+    let s = h.open();
+    assert!(s.scan_expiry(None, u64::MAX, 10).unwrap().is_empty());
+    let (a, b, c) = (ok(1, b"b", b"a"), ok(0, b"b", b"b"), ok(2, b"c", b"c"));
+    let mut batch = WriteBatch::new();
+    batch
+        .put_object(a.clone(), b"va".to_vec())
+        .put_expiry(200, a.clone())
+        .put_object(b.clone(), b"vb".to_vec())
+        .put_expiry(100, b.clone())
+        .put_expiry(200, c.clone())
+        .put_expiry(u64::MAX, c.clone());
+    s.write(batch, false).unwrap();
+    assert_eq!(s.get_object(&a).unwrap(), Some(b"va".to_vec()));
+    // Time order first, then key order within one instant; nothing past the bound.
+    assert_eq!(
+        s.scan_expiry(None, 200, 10).unwrap(),
+        vec![(100, b.clone()), (200, a.clone()), (200, c.clone())]
+    );
+    assert_eq!(
+        s.scan_expiry(None, 199, 10).unwrap(),
+        vec![(100, b.clone())]
+    );
+    assert!(s.scan_expiry(None, 99, 10).unwrap().is_empty());
+    assert!(s.scan_expiry(None, 200, 0).unwrap().is_empty());
+    // Paging strictly after a cursor.
+    let first = s.scan_expiry(None, u64::MAX, 2).unwrap();
+    assert_eq!(first, vec![(100, b.clone()), (200, a.clone())]);
+    let (at, k) = &first[1];
+    assert_eq!(
+        s.scan_expiry(Some((*at, k)), u64::MAX, 10).unwrap(),
+        vec![(200, c.clone()), (u64::MAX, c.clone())]
+    );
+    // A cursor that is not an entry still continues after its position.
+    assert_eq!(
+        s.scan_expiry(Some((150, &a)), 200, 10).unwrap(),
+        vec![(200, a.clone()), (200, c.clone())]
+    );
+    // Deleting entries (with their object, in one batch) and invalid keys.
+    let mut batch = WriteBatch::new();
+    batch
+        .delete_object(b.clone())
+        .delete_expiry(100, b.clone())
+        .delete_expiry(7, a.clone());
+    s.write(batch, false).unwrap();
+    assert_eq!(s.get_object(&b).unwrap(), None);
+    assert_eq!(
+        s.scan_expiry(None, 200, 10).unwrap(),
+        vec![(200, a.clone()), (200, c.clone())]
+    );
+    let mut bad = WriteBatch::new();
+    bad.put_object(ok(1, b"b", b"x"), b"x".to_vec())
+        .put_expiry(1, ok(1, b"", b"x"));
+    assert!(matches!(s.write(bad, false), Err(StorageError::Invalid(_))));
+    assert_eq!(s.get_object(&ok(1, b"b", b"x")).unwrap(), None);
+    // A damaged entry is skipped and counted, the rest still read.
+    let before = s.corrupt_records();
+    flip_last_byte(&s, Cf::Expiry, &keys::encode_expiry(200, &a).unwrap());
+    assert_eq!(
+        s.scan_expiry(None, 200, 10).unwrap(),
+        vec![(200, c.clone())]
+    );
+    assert_eq!(s.corrupt_records(), before + 1);
+    let s = h.reopen(s);
+    assert_eq!(
+        s.scan_expiry(None, u64::MAX, 10).unwrap(),
+        vec![(200, c.clone()), (u64::MAX, c.clone())]
+    );
+}
+
 fn damaged_records_are_isolated<H: Harness>(h: &mut H) {
     let s = h.open();
     let mut b = WriteBatch::new();
@@ -717,6 +789,10 @@ macro_rules! conformance {
                 super::survives_reopen(&mut $harness);
             }
             #[test]
+            fn expiry_index() {
+                super::expiry_index(&mut $harness);
+            }
+            #[test]
             fn damaged_records_are_isolated() {
                 super::damaged_records_are_isolated(&mut $harness);
             }
@@ -745,6 +821,7 @@ mod differential {
         ScanHints(String, Option<HintKey>, usize),
         HintCounts,
         ScanAae(Vec<u8>, usize),
+        ScanExpiry(Option<(u64, ObjectKey)>, u64, usize),
         Damage(ObjectKey),
     }
 
@@ -790,7 +867,12 @@ mod differential {
             1 => meta_name().prop_map(BatchOp::DeleteMeta),
             1 => (bytes(), bytes()).prop_map(|(k, v)| BatchOp::PutAae(k, v)),
             1 => bytes().prop_map(BatchOp::DeleteAae),
+            2 => (instant(), object_key()).prop_map(|(t, k)| BatchOp::PutExpiry(t, k)),
+            1 => (instant(), object_key()).prop_map(|(t, k)| BatchOp::DeleteExpiry(t, k)),
         ]
+    }
+    fn instant() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(0u64), Just(1), Just(2), Just(u64::MAX)]
     }
     fn op() -> impl Strategy<Value = Op> {
         let limit = 0usize..5;
@@ -808,7 +890,9 @@ mod differential {
             1 => (target(), prop::option::of(hint_key()), limit.clone())
                 .prop_map(|(t, a, l)| Op::ScanHints(t, a, l)),
             1 => Just(Op::HintCounts),
-            1 => (bytes(), limit).prop_map(|(p, l)| Op::ScanAae(p, l)),
+            1 => (bytes(), limit.clone()).prop_map(|(p, l)| Op::ScanAae(p, l)),
+            1 => (prop::option::of((instant(), object_key())), instant(), limit)
+                .prop_map(|(a, u, l)| Op::ScanExpiry(a, u, l)),
             1 => object_key().prop_map(Op::Damage),
         ]
     }
@@ -835,6 +919,9 @@ mod differential {
             Op::ScanHints(t, a, l) => show(s.scan_hints(&NodeId::new(t.as_str()), a.as_ref(), *l)),
             Op::HintCounts => show(s.hint_counts()),
             Op::ScanAae(p, l) => show(s.scan_aae_prefix(p, *l)),
+            Op::ScanExpiry(a, u, l) => {
+                show(s.scan_expiry(a.as_ref().map(|(t, k)| (*t, k)), *u, *l))
+            }
             Op::Damage(k) => match keys::encode_object(k) {
                 Ok(raw) => show(s.raw_put_for_test(Cf::Objects, &raw, b"\x01bad")),
                 Err(e) => format!("err {e}"),

@@ -5,6 +5,8 @@
 //!
 //! - objects: `partition u32 BE | bucket len u8 | bucket | key`
 //! - hints:   `target len u16 BE | target | partition u32 BE | bucket len u8 | bucket | key`
+//! - expiry:  `instant ms u64 BE | partition u32 BE | bucket len u8 | bucket | key` (an index:
+//!   big-endian instants sort in time order, so "everything due by t" is one range read)
 //!
 //! Length prefixes (rather than separators) make buckets that are prefixes of one another
 //! ("a", "ab") land in disjoint key ranges, whatever bytes the keys contain.
@@ -68,6 +70,19 @@ pub fn decode_object(raw: &[u8]) -> Option<ObjectKey> {
         bucket: bucket.to_vec(),
         key: key.to_vec(),
     })
+}
+
+/// Encodes an expiry index key: the instant the object can go, then its object key.
+pub fn encode_expiry(at_ms: u64, k: &ObjectKey) -> Result<Vec<u8>, StorageError> {
+    let mut out = at_ms.to_be_bytes().to_vec();
+    out.extend_from_slice(&encode_object(k)?);
+    Ok(out)
+}
+
+/// Decodes an expiry index key; `None` when the bytes cannot be one (a damaged key).
+pub fn decode_expiry(raw: &[u8]) -> Option<(u64, ObjectKey)> {
+    let at = u64::from_be_bytes(raw.get(0..8)?.try_into().ok()?);
+    Some((at, decode_object(raw.get(8..)?)?))
 }
 
 /// Prefix shared by every hint for one target node.
@@ -159,6 +174,11 @@ mod tests {
         assert_eq!(decode_object(&[0, 0, 0, 1, 0]), None);
         assert_eq!(decode_object(&[0, 0, 0, 1, 5, b'a']), None);
         assert_eq!(decode_hint(&[0, 9, b'n']), None);
+        assert_eq!(decode_expiry(&[0, 0, 0, 1]), None);
+        assert_eq!(
+            decode_expiry(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0]),
+            None
+        );
         assert_eq!(decode_hint(&[0, 1, 0xff, 0, 0, 0, 1, 1, b'b']), None);
     }
 
@@ -189,6 +209,16 @@ mod tests {
             let hk = HintKey { target: NodeId::new(t), partition: p, bucket: b, key: k };
             let raw = encode_hint(&hk).unwrap();
             prop_assert_eq!(decode_hint(&raw), Some(hk));
+        }
+
+        #[test]
+        fn expiry_keys_round_trip_in_time_order(t1 in any::<u64>(), t2 in any::<u64>(), p in any::<u32>(), b in bucket(), k in bytes()) {
+            let ok = ObjectKey { partition: p, bucket: b, key: k };
+            let e1 = encode_expiry(t1, &ok).unwrap();
+            prop_assert_eq!(decode_expiry(&e1), Some((t1, ok.clone())));
+            if t1 != t2 {
+                prop_assert_eq!(e1.cmp(&encode_expiry(t2, &ok).unwrap()), t1.cmp(&t2));
+            }
         }
 
         /// Within one (partition, bucket) encoded order is the byte order of keys.

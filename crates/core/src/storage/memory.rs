@@ -11,10 +11,13 @@ use std::collections::BTreeMap;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
-/// Four ordered maps behind one lock, so a batch is atomic to readers.
+/// One map per column family.
+const CFS: usize = Cf::ALL.len();
+
+/// One ordered map per column family behind one lock, so a batch is atomic to readers.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    cfs: RwLock<[Map; 4]>,
+    cfs: RwLock<[Map; CFS]>,
     /// When tracked: the state a power cut would leave (every synced batch and what preceded
     /// it) and the unsynced batches since, oldest first.
     durability: parking_lot::Mutex<Option<Durability>>,
@@ -22,11 +25,11 @@ pub struct MemoryBackend {
 
 #[derive(Debug, Default)]
 struct Durability {
-    durable: [Map; 4],
+    durable: [Map; CFS],
     unsynced: Vec<Vec<RawOp>>,
 }
 
-fn apply(cfs: &mut [Map; 4], ops: &[RawOp]) {
+fn apply(cfs: &mut [Map; CFS], ops: &[RawOp]) {
     for op in ops {
         match op {
             RawOp::Put(cf, k, v) => {

@@ -38,6 +38,10 @@ const FILES: &[(&str, &str)] = &[
         "0002_write_identities.toml",
         include_str!("../../../../migrations/0002_write_identities.toml"),
     ),
+    (
+        "0004_expiry.toml",
+        include_str!("../../../../migrations/0004_expiry.toml"),
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -53,6 +57,7 @@ fn step_by_name(name: &str) -> Option<StepFn> {
     match name {
         "initial_layout" => Some(initial_layout),
         "write_identities" => Some(write_identities),
+        "expiry" => Some(expiry),
         _ => None,
     }
 }
@@ -65,6 +70,13 @@ fn initial_layout(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
 /// Format 2: format-1 objects are read as they are (actors at epoch 0); only the version moves,
 /// so that an older binary refuses the data dir instead of taking new objects for damage.
 fn write_identities(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+    Ok(Vec::new())
+}
+
+/// Expiry (object encoding 3, the expiry index): older objects never expire, so nothing is
+/// rewritten or indexed; only the version moves, so an older binary refuses the data dir
+/// instead of taking encoding-3 objects for damage.
+fn expiry(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
     Ok(Vec::new())
 }
 
@@ -93,16 +105,19 @@ pub fn embedded() -> Result<Vec<Migration>, StorageError> {
     parse(FILES)
 }
 
-/// Versions must run 1, 2, 3, ... with no gap or repeat.
+/// Versions must start at 1 and strictly increase. A number may be skipped (formats are
+/// numbered when they are planned, so a format can land before one numbered below it); the
+/// runner applies every step above the stored version, in order.
 pub fn validate(list: &[Migration]) -> Result<(), StorageError> {
-    for (i, m) in list.iter().enumerate() {
-        let expected = i as u32 + 1;
-        if m.version != expected {
+    let mut previous = 0u32;
+    for m in list {
+        if (previous == 0 && m.version != 1) || m.version <= previous {
             return Err(StorageError::Migration(format!(
-                "migrations are not contiguous: expected version {expected}, found {}",
+                "migrations are out of order: version {} after {previous} (they start at 1 and increase)",
                 m.version
             )));
         }
+        previous = m.version;
     }
     Ok(())
 }
@@ -180,11 +195,14 @@ mod tests {
     use crate::storage::{MemoryStorage, ObjectKey, RocksStorage, Storage, WriteBatch};
 
     #[test]
-    fn embedded_files_parse_and_are_contiguous_from_one() {
+    fn embedded_files_parse_and_increase_from_one() {
         let list = embedded().unwrap();
         assert!(!list.is_empty());
-        for (i, m) in list.iter().enumerate() {
-            assert_eq!(m.version, i as u32 + 1);
+        assert_eq!(list[0].version, 1);
+        for w in list.windows(2) {
+            assert!(w[0].version < w[1].version);
+        }
+        for m in &list {
             assert!(!m.description.trim().is_empty());
         }
         assert_eq!(list.last().unwrap().version, FORMAT_VERSION);
@@ -201,11 +219,42 @@ mod tests {
             "version = 1\ndescription = \"d\"\nstep = \"nope\"",
         )]);
         assert!(matches!(unknown, Err(StorageError::Migration(s)) if s.contains("unknown step")));
-        let gap = parse(&[(
+        let late_start = parse(&[(
             "0002_x.toml",
             "version = 2\ndescription = \"d\"\nstep = \"initial_layout\"",
         )]);
-        assert!(matches!(gap, Err(StorageError::Migration(s)) if s.contains("not contiguous")));
+        assert!(
+            matches!(late_start, Err(StorageError::Migration(s)) if s.contains("out of order"))
+        );
+        let backwards = parse(&[
+            (
+                "0001_x.toml",
+                "version = 1\ndescription = \"d\"\nstep = \"initial_layout\"",
+            ),
+            (
+                "0003_x.toml",
+                "version = 3\ndescription = \"d\"\nstep = \"initial_layout\"",
+            ),
+            (
+                "0002_x.toml",
+                "version = 2\ndescription = \"d\"\nstep = \"initial_layout\"",
+            ),
+        ]);
+        assert!(matches!(backwards, Err(StorageError::Migration(s)) if s.contains("out of order")));
+        // A skipped number is fine: formats are numbered when planned.
+        assert!(
+            parse(&[
+                (
+                    "0001_x.toml",
+                    "version = 1\ndescription = \"d\"\nstep = \"initial_layout\"",
+                ),
+                (
+                    "0004_x.toml",
+                    "version = 4\ndescription = \"d\"\nstep = \"expiry\"",
+                ),
+            ])
+            .is_ok()
+        );
         let junk = parse(&[("0001_x.toml", "version = \"one\"")]);
         assert!(matches!(junk, Err(StorageError::Migration(s)) if s.contains("0001_x.toml")));
     }
@@ -379,7 +428,9 @@ mod tests {
         match run(s.backend(), &embedded().unwrap()) {
             Err(e @ StorageError::NewerFormat { .. }) => assert_eq!(
                 e.to_string(),
-                "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to 2"
+                format!(
+                    "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to {FORMAT_VERSION}"
+                )
             ),
             other => panic!("expected NewerFormat, got {other:?}"),
         }
@@ -401,7 +452,8 @@ mod tests {
             )
             .unwrap();
         // Empty and unversioned: treated as brand new.
-        assert_eq!(run(s.backend(), &embedded().unwrap()).unwrap(), vec![1, 2]);
+        let all: Vec<u32> = embedded().unwrap().iter().map(|m| m.version).collect();
+        assert_eq!(run(s.backend(), &embedded().unwrap()).unwrap(), all);
         s.backend()
             .raw_write(
                 vec![RawOp::Delete(Cf::Meta, VERSION_KEY.as_bytes().to_vec())],
@@ -432,6 +484,43 @@ mod tests {
             run(s.backend(), &embedded().unwrap()),
             Err(StorageError::Corrupt { .. })
         ));
+    }
+
+    /// A data dir at format 2 (before expiry) opens at the current format with its objects
+    /// intact and readable, and nothing in the expiry index.
+    #[test]
+    fn a_format_two_data_dir_opens_with_its_objects_intact() {
+        use crate::version::{Actor, Object};
+        // Object encoding 2 of one version "hello" (text/plain, 1000 ms) under dot (n1, 7):1,
+        // byte for byte as a format-2 binary wrote it.
+        let v2: &[u8] = &[
+            2, 1, 2, b'n', b'1', 7, 1, 1, 1, 5, b'h', b'e', b'l', b'l', b'o', 10, b't', b'e', b'x',
+            b't', b'/', b'p', b'l', b'a', b'i', b'n', 0xe8, 0x07, 0,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStorage::open(dir.path()).unwrap();
+            // Back to what a format-2 binary leaves: its version, no expiry index.
+            s.backend().raw_write(vec![version_op(2)], true).unwrap();
+            let mut b = WriteBatch::new();
+            b.put_object(ok("b", "k"), v2.to_vec());
+            s.write(b, true).unwrap();
+        }
+        let (s, applied) =
+            RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
+        assert_eq!(applied, vec![FORMAT_VERSION]);
+        assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
+        let bytes = s.get_object(&ok("b", "k")).unwrap().unwrap();
+        assert_eq!(bytes, v2, "the migration rewrites nothing");
+        let o = Object::decode(&bytes).unwrap();
+        let sibs = o.siblings();
+        assert_eq!(sibs.len(), 1);
+        assert_eq!(sibs[0].0.actor, Actor::new("n1", 7));
+        assert_eq!(sibs[0].1.value.as_ref(), b"hello");
+        assert_eq!(sibs[0].1.content_type, "text/plain");
+        assert_eq!(sibs[0].1.last_modified_ms, 1000);
+        assert_eq!(sibs[0].1.expires_at_ms, None);
+        assert!(s.scan_expiry(None, u64::MAX, 10).unwrap().is_empty());
     }
 
     #[test]

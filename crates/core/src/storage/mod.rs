@@ -32,7 +32,7 @@ pub use rocks::RocksBackend;
 pub use store::RecordStore;
 
 /// The on-disk format this binary writes; the last file in `migrations/`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Storage backed by RocksDB in a data dir.
 pub type RocksStorage = RecordStore<RocksBackend>;
@@ -120,6 +120,8 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub type ObjectEntries = Vec<(ObjectKey, Vec<u8>)>;
 /// Hints with their value bytes, as a hint scan returns them.
 pub type HintEntries = Vec<(HintKey, Vec<u8>)>;
+/// Expiry index entries: the instant (ms) and the object listed at it.
+pub type ExpiryEntries = Vec<(u64, ObjectKey)>;
 
 /// One change inside a [`WriteBatch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +134,9 @@ pub enum BatchOp {
     DeleteMeta(String),
     PutAae(Vec<u8>, Vec<u8>),
     DeleteAae(Vec<u8>),
+    /// Lists the object at `ObjectKey` in the expiry index at the instant (ms).
+    PutExpiry(u64, ObjectKey),
+    DeleteExpiry(u64, ObjectKey),
 }
 
 /// Changes applied all together or not at all; later ops win over earlier ones on one key.
@@ -171,6 +176,13 @@ impl WriteBatch {
     }
     pub fn delete_aae(&mut self, k: Vec<u8>) -> &mut Self {
         self.push(BatchOp::DeleteAae(k))
+    }
+    /// Lists `k` in the expiry index at `at_ms`; write it in the batch that stores the object.
+    pub fn put_expiry(&mut self, at_ms: u64, k: ObjectKey) -> &mut Self {
+        self.push(BatchOp::PutExpiry(at_ms, k))
+    }
+    pub fn delete_expiry(&mut self, at_ms: u64, k: ObjectKey) -> &mut Self {
+        self.push(BatchOp::DeleteExpiry(at_ms, k))
     }
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -228,6 +240,16 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<HintEntries, StorageError>;
     /// Every target node that has at least one pending hint, with its count, by node id.
     fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError>;
+    /// Expiry index entries due by `up_to_ms` (instant <= it), in (instant, key) order,
+    /// strictly after `after`, up to `limit`. The index lists objects whose versions all
+    /// expire or are tombstones; an entry may be stale (its object since rewritten or gone),
+    /// so callers check the object and drop stale entries.
+    fn scan_expiry(
+        &self,
+        after: Option<(u64, &ObjectKey)>,
+        up_to_ms: u64,
+        limit: usize,
+    ) -> Result<ExpiryEntries, StorageError>;
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
     fn get_aae(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// AAE entries whose key starts with `prefix`, in key order, up to `limit`.

@@ -4,8 +4,8 @@ use super::backend::{Backend, Cf, Flow, RawOp};
 use super::keys::{self, show};
 use super::record;
 use super::{
-    BatchOp, Entries, HintEntries, HintKey, ObjectEntries, ObjectKey, Storage, StorageError,
-    WriteBatch, migrate,
+    BatchOp, Entries, ExpiryEntries, HintEntries, HintKey, ObjectEntries, ObjectKey, Storage,
+    StorageError, WriteBatch, migrate,
 };
 use crate::types::{NodeId, PartitionId};
 use std::collections::BTreeMap;
@@ -81,13 +81,14 @@ impl<B: Backend> RecordStore<B> {
         }
     }
 
-    /// Scans `cf` from `from` (skipping `from` itself when `exclusive`) while keys start with
-    /// `prefix`, decoding each entry with `decode`. Damaged entries are counted, logged and
-    /// skipped; they never shorten a page below `limit` while more good entries follow.
+    /// Scans `cf` from `from` (skipping `from` itself when `exclusive`) while keys are
+    /// `within` the range, decoding each entry with `decode`. Damaged entries are counted,
+    /// logged and skipped; they never shorten a page below `limit` while more good entries
+    /// follow.
     fn scan<T>(
         &self,
         cf: Cf,
-        prefix: &[u8],
+        within: impl Fn(&[u8]) -> bool,
         from: &[u8],
         exclusive: bool,
         limit: usize,
@@ -98,7 +99,7 @@ impl<B: Backend> RecordStore<B> {
             return Ok(out);
         }
         self.backend.raw_scan(cf, from, &mut |k, v| {
-            if !k.starts_with(prefix) {
+            if !within(k) {
                 return Flow::Stop;
             }
             if exclusive && k == from {
@@ -147,6 +148,12 @@ impl<B: Backend> RecordStore<B> {
                     BatchOp::DeleteMeta(name) => RawOp::Delete(Cf::Meta, meta_key(&name)?),
                     BatchOp::PutAae(k, v) => RawOp::Put(Cf::Aae, k, record::seal(&v)),
                     BatchOp::DeleteAae(k) => RawOp::Delete(Cf::Aae, k),
+                    BatchOp::PutExpiry(at, k) => {
+                        RawOp::Put(Cf::Expiry, keys::encode_expiry(at, &k)?, record::seal(&[]))
+                    }
+                    BatchOp::DeleteExpiry(at, k) => {
+                        RawOp::Delete(Cf::Expiry, keys::encode_expiry(at, &k)?)
+                    }
                 })
             })
             .collect()
@@ -201,7 +208,7 @@ impl<B: Backend> Storage for RecordStore<B> {
         };
         self.scan(
             Cf::Objects,
-            &prefix,
+            |k| k.starts_with(&prefix),
             &from,
             exclusive,
             limit,
@@ -222,9 +229,14 @@ impl<B: Backend> Storage for RecordStore<B> {
             from.extend_from_slice(a);
         }
         let plen = prefix.len();
-        self.scan(Cf::Objects, &prefix, &from, after.is_some(), limit, |k| {
-            Some(k[plen..].to_vec())
-        })
+        self.scan(
+            Cf::Objects,
+            |k| k.starts_with(&prefix),
+            &from,
+            after.is_some(),
+            limit,
+            |k| Some(k[plen..].to_vec()),
+        )
     }
 
     fn count_partition(&self, partition: PartitionId) -> Result<u64, StorageError> {
@@ -280,7 +292,7 @@ impl<B: Backend> Storage for RecordStore<B> {
         };
         self.scan(
             Cf::Hints,
-            &prefix,
+            |k| k.starts_with(&prefix),
             &from,
             exclusive,
             limit,
@@ -305,6 +317,30 @@ impl<B: Backend> Storage for RecordStore<B> {
         Ok(counts.into_iter().collect())
     }
 
+    fn scan_expiry(
+        &self,
+        after: Option<(u64, &ObjectKey)>,
+        up_to_ms: u64,
+        limit: usize,
+    ) -> Result<ExpiryEntries, StorageError> {
+        let (from, exclusive) = match after {
+            Some((at, k)) => (keys::encode_expiry(at, k)?, true),
+            None => (Vec::new(), false),
+        };
+        // Instants sort first: the first entry past `up_to_ms` ends the range (an undecodable
+        // key does not end it; the scan counts and skips it).
+        let due = |k: &[u8]| keys::decode_expiry(k).is_none_or(|(at, _)| at <= up_to_ms);
+        let entries = self.scan(
+            Cf::Expiry,
+            due,
+            &from,
+            exclusive,
+            limit,
+            keys::decode_expiry,
+        )?;
+        Ok(entries.into_iter().map(|(e, _)| e).collect())
+    }
+
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let raw = self.backend.raw_get(Cf::Meta, name.as_bytes())?;
         self.unseal(raw, || format!("meta {name:?}"))
@@ -316,7 +352,14 @@ impl<B: Backend> Storage for RecordStore<B> {
     }
 
     fn scan_aae_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StorageError> {
-        self.scan(Cf::Aae, prefix, prefix, false, limit, |k| Some(k.to_vec()))
+        self.scan(
+            Cf::Aae,
+            |k| k.starts_with(prefix),
+            prefix,
+            false,
+            limit,
+            |k| Some(k.to_vec()),
+        )
     }
 
     fn approximate_bytes(&self) -> u64 {

@@ -16,11 +16,15 @@ use std::fmt;
 use std::str::FromStr;
 
 /// First byte of [`Object::encode`]; bump when the layout changes.
-/// 1: actors were bare node ids (read, never written); 2: actors are write identities.
-pub const OBJECT_ENCODING_VERSION: u8 = 2;
+/// 1: actors were bare node ids; 2: actors are write identities; 3: versions carry an
+/// optional expiry. 1 and 2 are read, never written.
+pub const OBJECT_ENCODING_VERSION: u8 = 3;
 
 /// The format-1 layout, read so that data written before write identities stays readable.
 const LEGACY_ENCODING_VERSION: u8 = 1;
+
+/// The format-2 layout (write identities, no expiry), read so format-2 data stays readable.
+const NO_EXPIRY_ENCODING_VERSION: u8 = 2;
 
 /// Largest counter accepted from outside the process. Far beyond any real key's write count,
 /// and low enough that `counter + 1` can never overflow.
@@ -325,11 +329,50 @@ impl Object {
             .collect()
     }
 
-    /// Versions that are not tombstones, in [`Object::siblings`] order.
-    pub fn live_siblings(&self) -> Vec<(Dot, &Sibling)> {
+    /// Versions a reader at `now_ms` sees (neither tombstones nor expired), in
+    /// [`Object::siblings`] order.
+    pub fn live_siblings(&self, now_ms: u64) -> Vec<(Dot, &Sibling)> {
         let mut v = self.siblings();
-        v.retain(|(_, s)| !s.deleted);
+        v.retain(|(_, s)| s.is_live(now_ms));
         v
+    }
+
+    /// True when versions exist and a reader at `now_ms` sees none of them: a deleted or
+    /// expired key, which reads like a missing one but still has a context.
+    pub fn nothing_live(&self, now_ms: u64) -> bool {
+        self.sibling_count() > 0 && !self.candidates().any(|c| c.sibling.is_live(now_ms))
+    }
+
+    /// What a reader at `now_ms` sees: this object without its expired versions, the clock
+    /// unchanged (so the context still covers them and a write carrying it supersedes them).
+    pub fn visible_at(&self, now_ms: u64) -> Object {
+        let mut out = self.clone();
+        for e in &mut out.entries {
+            // A dot the clock covers without a value reads as superseded: exactly right for
+            // a version no reader may see any more.
+            e.values.retain(|(_, s)| !s.is_expired(now_ms));
+        }
+        out
+    }
+
+    /// Since when every version is only history (tombstones and expired values), `None` when
+    /// some version never expires or there is none. Reaping waits a grace delay past this.
+    pub fn dead_since_ms(&self) -> Option<u64> {
+        let mut latest: Option<u64> = None;
+        for c in self.candidates() {
+            let t = c.sibling.dead_since_ms()?;
+            latest = Some(latest.map_or(t, |l| l.max(t)));
+        }
+        latest
+    }
+
+    /// When the expiry index must list this object: its [`Object::dead_since_ms`] if any of
+    /// its versions expires (pure tombstones are found by the reaper's scan, not the index).
+    pub fn expiry_index_ms(&self) -> Option<u64> {
+        let expires = self
+            .candidates()
+            .any(|c| !c.sibling.deleted && c.sibling.expires_at_ms.is_some());
+        if expires { self.dead_since_ms() } else { None }
     }
 
     /// Number of versions, tombstones included.
@@ -395,6 +438,18 @@ impl Object {
             .ok_or_else(|| VersionError::Decode("empty input".into()))?;
         match version {
             OBJECT_ENCODING_VERSION => take_all::<Object>(rest),
+            NO_EXPIRY_ENCODING_VERSION => {
+                let v2 = take_all::<Vec<NoExpiryEntry>>(rest)?;
+                let entries = v2
+                    .into_iter()
+                    .map(|e| Entry {
+                        actor: e.actor,
+                        counter: e.counter,
+                        values: no_expiry(e.values),
+                    })
+                    .collect();
+                Object::from_entries(entries).map_err(VersionError::Decode)
+            }
             LEGACY_ENCODING_VERSION => {
                 let legacy = take_all::<Vec<LegacyEntry>>(rest)?;
                 let entries = legacy
@@ -402,7 +457,7 @@ impl Object {
                     .map(|e| Entry {
                         actor: Actor::from(e.actor),
                         counter: e.counter,
-                        values: e.values,
+                        values: no_expiry(e.values),
                     })
                     .collect();
                 Object::from_entries(entries).map_err(VersionError::Decode)
@@ -522,7 +577,43 @@ pub(crate) type RawEntry = (Actor, u64, Vec<(u64, Sibling)>);
 struct LegacyEntry {
     actor: NodeId,
     counter: u64,
-    values: Vec<(u64, Sibling)>,
+    values: Vec<(u64, NoExpirySibling)>,
+}
+
+/// A format-2 clock entry: write identities, versions without expiry.
+#[derive(Deserialize)]
+struct NoExpiryEntry {
+    actor: Actor,
+    counter: u64,
+    values: Vec<(u64, NoExpirySibling)>,
+}
+
+/// A version as encodings 1 and 2 wrote it: no expiry field.
+#[derive(Deserialize)]
+struct NoExpirySibling {
+    #[serde(deserialize_with = "super::sibling::raw_bytes::deserialize")]
+    value: bytes::Bytes,
+    content_type: String,
+    last_modified_ms: u64,
+    deleted: bool,
+}
+
+fn no_expiry(values: Vec<(u64, NoExpirySibling)>) -> Vec<(u64, Sibling)> {
+    values
+        .into_iter()
+        .map(|(k, s)| {
+            (
+                k,
+                Sibling {
+                    value: s.value,
+                    content_type: s.content_type,
+                    last_modified_ms: s.last_modified_ms,
+                    deleted: s.deleted,
+                    expires_at_ms: None,
+                },
+            )
+        })
+        .collect()
 }
 
 /// Postcard-decodes `T` from all of `bytes`, refusing trailing bytes.
@@ -579,6 +670,29 @@ mod tests {
         .unwrap()
     }
 
+    /// A version as encodings 1 and 2 wrote it (no expiry), for building old bytes.
+    #[derive(Serialize)]
+    struct V2Sibling {
+        #[serde(serialize_with = "ser_bytes")]
+        value: Vec<u8>,
+        content_type: String,
+        last_modified_ms: u64,
+        deleted: bool,
+    }
+
+    fn ser_bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    fn v2(s: &Sibling) -> V2Sibling {
+        V2Sibling {
+            value: s.value.to_vec(),
+            content_type: s.content_type.clone(),
+            last_modified_ms: s.last_modified_ms,
+            deleted: s.deleted,
+        }
+    }
+
     fn values(o: &Object) -> Vec<String> {
         let mut v: Vec<String> = o
             .siblings()
@@ -593,9 +707,9 @@ mod tests {
     fn format_one_objects_read_with_legacy_actors() {
         // Encoding 1: actors were bare node ids.
         let sib = val("old", 7);
-        type Legacy = Vec<(String, u64, Vec<(u64, Sibling)>)>;
+        type Legacy = Vec<(String, u64, Vec<(u64, V2Sibling)>)>;
         let legacy: Legacy = vec![
-            ("a".into(), 2, vec![(2, sib.clone())]),
+            ("a".into(), 2, vec![(2, v2(&sib))]),
             ("b".into(), 1, vec![]),
         ];
         let mut bytes = vec![1u8];
@@ -609,10 +723,131 @@ mod tests {
         assert_eq!(again[0], OBJECT_ENCODING_VERSION);
         assert_eq!(Object::decode(&again).unwrap(), o);
         // A legacy object that breaks the clock's invariants is still refused.
-        let bad: Legacy = vec![("a".into(), 1, vec![(2, sib)])];
+        let bad: Legacy = vec![("a".into(), 1, vec![(2, v2(&sib))])];
         let mut bytes = vec![1u8];
         bytes.extend(postcard::to_allocvec(&bad).unwrap());
         assert!(Object::decode(&bytes).is_err());
+    }
+
+    /// Encoding 2 (format 2): siblings had no expiry.
+    #[test]
+    fn encoding_two_objects_read_without_expiry() {
+        type V2 = Vec<(Actor, u64, Vec<(u64, V2Sibling)>)>;
+        let v2_object: V2 = vec![
+            (Actor::new("a", 5), 2, vec![(2, v2(&val("old", 7)))]),
+            (Actor::new("b", 1), 1, vec![]),
+        ];
+        let mut bytes = vec![2u8];
+        bytes.extend(postcard::to_allocvec(&v2_object).unwrap());
+        let o = Object::decode(&bytes).unwrap();
+        assert_eq!(
+            o.siblings(),
+            vec![(Dot::new(Actor::new("a", 5), 2), &val("old", 7))]
+        );
+        assert_eq!(o.siblings()[0].1.expires_at_ms, None);
+        assert_eq!(o.counter_of(&Actor::new("b", 1)), 1);
+        let again = o.encode();
+        assert_eq!(again[0], 3);
+        assert_eq!(Object::decode(&again).unwrap(), o);
+        // An encoding-2 object that breaks the clock's invariants is still refused.
+        let bad: V2 = vec![(Actor::new("a", 5), 1, vec![(2, v2(&Sibling::tombstone(1)))])];
+        let mut bytes = vec![2u8];
+        bytes.extend(postcard::to_allocvec(&bad).unwrap());
+        assert!(Object::decode(&bytes).is_err());
+    }
+
+    fn expiring(v: &str, ts: u64, at: u64) -> Sibling {
+        val(v, ts).expiring(Some(at))
+    }
+
+    fn write(stored: Option<&Object>, ctx: &VersionVector, actor: &str, s: Sibling) -> Object {
+        Object::update(stored, ctx, n(actor), s, S, &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn expired_versions_are_not_live_from_their_instant_on() {
+        let e = VersionVector::new();
+        let o = write(None, &e, "a", expiring("gone", 1, 100));
+        let o = write(Some(&o), &e, "b", val("stays", 2));
+        assert_eq!(o.live_siblings(99).len(), 2);
+        let live = o.live_siblings(100);
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].1.value.as_ref(), b"stays");
+        assert!(!o.nothing_live(100));
+        // Only the expiring value: at its instant the key reads like a deleted one.
+        let only = write(None, &e, "a", expiring("gone", 1, 100));
+        assert!(!only.nothing_live(99));
+        assert!(only.nothing_live(100));
+        assert!(!only.all_deleted(), "expired is not deleted");
+        assert!(
+            !Object::new().nothing_live(0),
+            "never written is not deleted"
+        );
+    }
+
+    #[test]
+    fn a_write_whose_context_saw_an_expired_version_supersedes_it() {
+        let e = VersionVector::new();
+        let o = write(None, &e, "a", expiring("old", 1, 100));
+        let read = o.context();
+        let o2 = write(Some(&o), &read, "b", val("new", 200));
+        assert_eq!(values(&o2), ["new"]);
+        // Without the context the expired version stays, as history, beside the new one.
+        let o3 = write(Some(&o), &e, "b", val("new", 200));
+        assert_eq!(values(&o3), ["new", "old"]);
+        assert_eq!(o3.live_siblings(150).len(), 1);
+    }
+
+    #[test]
+    fn expiry_travels_with_its_version_through_sync() {
+        let e = VersionVector::new();
+        let a = write(None, &e, "a", expiring("x", 1, 100));
+        let b = write(None, &e, "b", val("y", 2));
+        for m in [a.sync(&b), b.sync(&a), a.sync_mode(&b, ConflictMode::Lww)] {
+            for (_, s) in m.siblings() {
+                if s.value.as_ref() == b"x" {
+                    assert_eq!(s.expires_at_ms, Some(100));
+                }
+            }
+        }
+        // LWW: an expiring winner hides the key once expired; it does not revive the loser.
+        let lww = ConflictMode::Lww;
+        let old = Object::update(None, &e, n("a"), val("old", 1), lww, &Limits::default()).unwrap();
+        let new = Object::update(
+            None,
+            &e,
+            n("b"),
+            expiring("new", 5, 50),
+            lww,
+            &Limits::default(),
+        )
+        .unwrap();
+        let m = old.sync_mode(&new, lww);
+        assert_eq!(values(&m), ["new"]);
+        assert!(m.nothing_live(50));
+        let enc = m.encode();
+        assert_eq!(Object::decode(&enc).unwrap(), m);
+    }
+
+    #[test]
+    fn dead_since_and_the_expiry_index_instant() {
+        let e = VersionVector::new();
+        let exp = write(None, &e, "a", expiring("x", 1, 100));
+        assert_eq!(exp.dead_since_ms(), Some(100));
+        assert_eq!(exp.expiry_index_ms(), Some(100));
+        // A tombstone beside it: dead once both are, at the later instant.
+        let both = write(Some(&exp), &e, "b", Sibling::tombstone(300));
+        assert_eq!(both.dead_since_ms(), Some(300));
+        assert_eq!(both.expiry_index_ms(), Some(300));
+        // A value that never expires keeps the key.
+        let kept = write(Some(&exp), &e, "b", val("y", 2));
+        assert_eq!(kept.dead_since_ms(), None);
+        assert_eq!(kept.expiry_index_ms(), None);
+        // Pure tombstones are dead but not indexed.
+        let tomb = write(None, &e, "a", Sibling::tombstone(5));
+        assert_eq!(tomb.dead_since_ms(), Some(5));
+        assert_eq!(tomb.expiry_index_ms(), None);
+        assert_eq!(Object::new().dead_since_ms(), None);
     }
 
     #[test]
@@ -702,7 +937,7 @@ mod tests {
         .unwrap();
         assert_eq!(t.sibling_count(), 1);
         assert!(t.all_deleted());
-        assert!(t.live_siblings().is_empty());
+        assert!(t.live_siblings(0).is_empty());
         assert!(t.descends(&o));
     }
 
@@ -724,7 +959,7 @@ mod tests {
         let m = deleted.sync(&written);
         assert_eq!(m.sibling_count(), 2);
         assert!(!m.all_deleted());
-        let live = m.live_siblings();
+        let live = m.live_siblings(0);
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].1.value.as_ref(), b"v2");
         // a later write that read both settles it

@@ -245,13 +245,19 @@ fn run(ops: &[Op], mode: ConflictMode) -> Result<Run, TestCaseError> {
 /// Objects no history need produce: any valid clock, and payloads that may even disagree
 /// under one dot (merging must stay lawful regardless).
 fn arb_object() -> impl Strategy<Value = Object> {
-    let sib = (0u8..3, 0u64..4, any::<bool>()).prop_map(|(v, ts, del)| {
-        if del {
-            Sibling::tombstone(ts)
-        } else {
-            Sibling::new(vec![v], "t", ts)
-        }
-    });
+    let sib = (
+        0u8..3,
+        0u64..4,
+        any::<bool>(),
+        proptest::option::of(0u64..4),
+    )
+        .prop_map(|(v, ts, del, exp)| {
+            if del {
+                Sibling::tombstone(ts)
+            } else {
+                Sibling::new(vec![v], "t", ts).expiring(exp)
+            }
+        });
     let entry = (1u64..6).prop_flat_map(move |counter| {
         (
             Just(counter),
@@ -274,12 +280,14 @@ fn arb_rich_object() -> impl Strategy<Value = Object> {
         "[ -~]{0,20}",
         any::<u64>(),
         any::<bool>(),
+        proptest::option::of(any::<u64>()),
     )
-        .prop_map(|(v, ct, ts, deleted)| Sibling {
+        .prop_map(|(v, ct, ts, deleted, expires_at_ms)| Sibling {
             value: v.into(),
             content_type: ct,
             last_modified_ms: ts,
             deleted,
+            expires_at_ms,
         });
     let entry = (1u64..=MAX_COUNTER).prop_flat_map(move |counter| {
         let lo = counter.saturating_sub(20).max(1);
@@ -419,8 +427,33 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = Object::decode(&bytes);
-        let mut with_version = vec![OBJECT_ENCODING_VERSION];
-        with_version.extend(bytes);
-        let _ = Object::decode(&with_version);
+        for version in [1u8, 2, OBJECT_ENCODING_VERSION] {
+            let mut with_version = vec![version];
+            with_version.extend(bytes.iter().copied());
+            let _ = Object::decode(&with_version);
+        }
+    }
+
+    /// A reader at `now` sees exactly the versions that are neither tombstones nor expired by
+    /// then, in the order of `siblings`; the key reads as deleted exactly when none is left.
+    #[test]
+    fn expired_versions_are_invisible_after_their_instant(o in arb_object(), now in 0u64..5) {
+        let live: Vec<Dot> = o.live_siblings(now).into_iter().map(|(d, _)| d).collect();
+        let want: Vec<Dot> = o
+            .siblings()
+            .into_iter()
+            .filter(|(_, s)| !s.deleted && s.expires_at_ms.is_none_or(|at| at > now))
+            .map(|(d, _)| d)
+            .collect();
+        prop_assert_eq!(&live, &want);
+        prop_assert_eq!(o.nothing_live(now), o.sibling_count() > 0 && live.is_empty());
+        // Dead since: defined exactly when every version is a tombstone or expires, and then
+        // nothing is live from that instant on.
+        let every_dies = o.sibling_count() > 0
+            && o.siblings().iter().all(|(_, s)| s.deleted || s.expires_at_ms.is_some());
+        prop_assert_eq!(o.dead_since_ms().is_some(), every_dies);
+        if let Some(t) = o.dead_since_ms() {
+            prop_assert!(o.live_siblings(t).is_empty());
+        }
     }
 }

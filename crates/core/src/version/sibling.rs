@@ -15,6 +15,11 @@ pub struct Sibling {
     pub content_type: String,
     pub last_modified_ms: u64,
     pub deleted: bool,
+    /// When this version stops being visible (ms since the Unix epoch), stamped once by the
+    /// coordinator from its own clock, so every replica carries the same instant and no
+    /// replica's clock decides alone when the value was written. `None`: never.
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
 }
 
 impl Sibling {
@@ -29,6 +34,34 @@ impl Sibling {
             content_type: content_type.into(),
             last_modified_ms,
             deleted: false,
+            expires_at_ms: None,
+        }
+    }
+
+    /// This version, expiring at `expires_at_ms` (ms since the Unix epoch; `None`: never).
+    pub fn expiring(mut self, expires_at_ms: Option<u64>) -> Sibling {
+        self.expires_at_ms = expires_at_ms;
+        self
+    }
+
+    /// True when the version has expired by `now_ms` (a tombstone never "expires": it is
+    /// already a delete).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        !self.deleted && self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+
+    /// True when a reader at `now_ms` sees this version: neither a tombstone nor expired.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        !self.deleted && !self.is_expired(now_ms)
+    }
+
+    /// Since when this version hides nothing but is only history: a tombstone since it was
+    /// written, an expiring value since its expiry; `None` for a value that never expires.
+    pub fn dead_since_ms(&self) -> Option<u64> {
+        if self.deleted {
+            Some(self.last_modified_ms)
+        } else {
+            self.expires_at_ms
         }
     }
 
@@ -39,6 +72,7 @@ impl Sibling {
             content_type: String::new(),
             last_modified_ms,
             deleted: true,
+            expires_at_ms: None,
         }
     }
 
@@ -51,12 +85,13 @@ impl Sibling {
             .then_with(|| self.deleted.cmp(&other.deleted))
             .then_with(|| self.value.as_ref().cmp(other.value.as_ref()))
             .then_with(|| self.content_type.cmp(&other.content_type))
+            .then_with(|| self.expires_at_ms.cmp(&other.expires_at_ms))
     }
 }
 
 /// Serialises `Bytes` as a byte string (one length prefix and a copy), not as a sequence of
 /// integers, which keeps postcard encoding of large values fast and compact.
-mod raw_bytes {
+pub(crate) mod raw_bytes {
     use bytes::Bytes;
     use serde::de::{self, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
@@ -115,6 +150,22 @@ mod tests {
         assert_eq!(postcard::from_bytes::<Sibling>(&bin).unwrap(), s);
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Sibling>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn expiry_hides_a_value_from_its_instant_on() {
+        let s = Sibling::new(&b"v"[..], "t", 10).expiring(Some(100));
+        assert!(s.is_live(99) && !s.is_expired(99));
+        assert!(s.is_expired(100) && !s.is_live(100));
+        assert_eq!(s.dead_since_ms(), Some(100));
+        let forever = Sibling::new(&b"v"[..], "t", 10);
+        assert!(forever.is_live(u64::MAX));
+        assert_eq!(forever.dead_since_ms(), None);
+        let t = Sibling::tombstone(7).expiring(Some(3));
+        assert!(!t.is_live(0) && !t.is_expired(10));
+        assert_eq!(t.dead_since_ms(), Some(7));
+        let bin = postcard::to_allocvec(&s).unwrap();
+        assert_eq!(postcard::from_bytes::<Sibling>(&bin).unwrap(), s);
     }
 
     #[test]

@@ -276,7 +276,8 @@ pub async fn local(State(node): State<AppState>, uri: Uri) -> Result<Json<LocalJ
         bucket: &bucket,
         key: &key,
     };
-    let env = read_json(&obj, &signer);
+    // The envelope of a GET: expired versions are hidden here as everywhere.
+    let env = read_json(&obj.visible_at(node.clock.now_ms()), &signer);
     Ok(Json(LocalJson {
         context: env.context,
         siblings: env.siblings,

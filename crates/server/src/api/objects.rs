@@ -86,7 +86,7 @@ pub async fn list(
         (status = 300, description = "Siblings: multipart/mixed, one part per version (deleted ones carry X-RiftKV-Deleted: true)",
          headers(("X-RiftKV-Context" = String, description = "Covers every version")),
          content((String = "multipart/mixed"), (ReadJson = "application/json"))),
-        (status = 404, description = "Nothing live; carries X-RiftKV-Context when a tombstone exists", body = super::error::ErrorBody),
+        (status = 404, description = "Nothing live (never written, deleted or expired); carries X-RiftKV-Context when a tombstone or expired version exists", body = super::error::ErrorBody),
         (status = 400, description = "Bad parameter", body = super::error::ErrorBody),
         (status = 503, description = "r or pr could not be met", body = super::error::ErrorBody)))]
 pub async fn get_object(
@@ -111,6 +111,7 @@ pub async fn get_object(
         outcome.object.as_ref(),
         &signer(&node, &bucket, &key),
         json,
+        node.clock.now_ms(),
     ))
 }
 
@@ -122,6 +123,8 @@ pub async fn get_object(
            ("pw" = Option<String>, Query, description = "Acks needed from primary owners"),
            ("timeout" = Option<u64>, Query, description = "Milliseconds"),
            ("returnbody" = Option<bool>, Query, description = "Answer like a GET"),
+           ("ttl" = Option<u64>, Query, description = "Seconds (1 to 315360000): the value expires that long after the coordinator's write time, then reads as missing everywhere"),
+           ("X-RiftKV-TTL" = Option<u64>, Header, description = "Same as ttl (both given: they must agree)"),
            ("X-RiftKV-Context" = Option<String>, Header, description = "Context of an earlier read of this key: the write supersedes exactly what it saw"),
            ("If-None-Match" = Option<String>, Header, description = "* = write only when no live value exists")),
     request_body(content = Vec<u8>, description = "The value, raw bytes; its Content-Type is stored", content_type = "application/octet-stream"),
@@ -168,6 +171,7 @@ async fn write_object(
     // Decoded here, once, before the body is read, so a bad token is always a 400.
     let context = params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let if_none_match = params::if_none_match(&headers)?;
+    let ttl = params::ttl(q.ttl, &headers)?;
     let content_type = params::content_type(&headers)?;
     let json = params::wants_json(&headers);
     let limit = node.settings.limits.max_value_bytes as u64;
@@ -183,12 +187,18 @@ async fn write_object(
             if_none_match,
             params: q.consistency.to_params(),
             timeout: q.consistency.timeout,
+            ttl,
         },
     )
     .await?;
     let signer = signer(&node, &bucket, &key);
     if q.returnbody {
-        return Ok(read_answer(Some(&outcome.object), &signer, json));
+        return Ok(read_answer(
+            Some(&outcome.object),
+            &signer,
+            json,
+            node.clock.now_ms(),
+        ));
     }
     let mut h = HeaderMap::new();
     let (n, v) = context_header(&outcome.object, &signer);

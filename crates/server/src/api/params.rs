@@ -18,6 +18,11 @@ pub const DEFAULT_LIST_LIMIT: usize = 1000;
 pub const MAX_LIST_LIMIT: usize = 10_000;
 /// Largest `timeout` accepted, in milliseconds (ten minutes).
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
+/// Longest TTL a write may carry, in seconds (ten years of 365 days): far beyond any cache
+/// lifetime, and small enough that the expiry instant never nears the end of `u64` ms.
+pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Header form of `?ttl=` on PUT/POST (seconds).
+pub const TTL_HEADER: &str = "x-riftkv-ttl";
 /// Longest Content-Type stored with a value.
 pub const MAX_CONTENT_TYPE_CHARS: usize = 256;
 /// Header carrying the causal context.
@@ -196,15 +201,45 @@ fn unknown(name: &str, allowed: &[&str]) -> ApiError {
 }
 
 /// Query of GET/PUT/POST/DELETE on an object. Every consistency name is accepted on every
-/// object operation (and validated); `returnbody` only where `allow_returnbody`.
+/// object operation (and validated); `returnbody` and `ttl` only on writes of a value
+/// (`allow_returnbody`: PUT and POST).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectQuery {
     pub consistency: Consistency,
     pub returnbody: bool,
+    /// `ttl=SECONDS`: the value expires that long after the coordinator's write time.
+    pub ttl: Option<Duration>,
+}
+
+/// A TTL in whole seconds, 1..=[`MAX_TTL_SECS`].
+fn parse_ttl(what: &str, value: &[u8]) -> Result<Duration, ApiError> {
+    let text = text_value(what, value)?;
+    match text.trim().parse::<u64>() {
+        Ok(s) if (1..=MAX_TTL_SECS).contains(&s) => Ok(Duration::from_secs(s)),
+        _ => Err(ApiError::bad_request(format!(
+            "{what}='{}' must be a whole number of seconds from 1 to {MAX_TTL_SECS}",
+            shorten(&text)
+        ))
+        .with("limit", MAX_TTL_SECS)),
+    }
+}
+
+/// The TTL of a write: `?ttl=` or the `X-RiftKV-TTL` header (both: they must agree).
+pub fn ttl(query_ttl: Option<Duration>, headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    let header = match headers.get(TTL_HEADER) {
+        None => None,
+        Some(v) => Some(parse_ttl("X-RiftKV-TTL", v.as_bytes())?),
+    };
+    match (query_ttl, header) {
+        (Some(q), Some(h)) if q != h => Err(ApiError::bad_request(
+            "ttl in the query and the X-RiftKV-TTL header disagree",
+        )),
+        (q, h) => Ok(q.or(h)),
+    }
 }
 
 pub fn object_query(query: Option<&str>, allow_returnbody: bool) -> Result<ObjectQuery, ApiError> {
-    const WITH_RB: &[&str] = &["r", "w", "dw", "pr", "pw", "timeout", "returnbody"];
+    const WITH_RB: &[&str] = &["r", "w", "dw", "pr", "pw", "timeout", "returnbody", "ttl"];
     const WITHOUT_RB: &[&str] = &["r", "w", "dw", "pr", "pw", "timeout"];
     let allowed = if allow_returnbody {
         WITH_RB
@@ -222,6 +257,7 @@ pub fn object_query(query: Option<&str>, allow_returnbody: bool) -> Result<Objec
             "pw" => c.pw = Some(parse_quorum("pw", &value)?),
             "timeout" => c.timeout = Some(parse_timeout(&value)?),
             "returnbody" if allow_returnbody => out.returnbody = parse_bool("returnbody", &value)?,
+            "ttl" if allow_returnbody => out.ttl = Some(parse_ttl("ttl", &value)?),
             other => return Err(unknown(other, allowed)),
         }
     }
@@ -440,6 +476,40 @@ mod tests {
         assert!(bucket_and_key("/v1/kv/b/", 2).is_err());
         assert!(bucket_only("/v1/buckets//props", 2).is_err());
         assert_eq!(bucket_only("/v1/buckets/x%2Fy/props", 2).unwrap(), b"x/y");
+    }
+
+    #[test]
+    fn ttl_parses_on_writes_only_within_its_range() {
+        let q = object_query(Some("ttl=60"), true).unwrap();
+        assert_eq!(q.ttl, Some(Duration::from_secs(60)));
+        assert_eq!(
+            object_query(Some(&format!("ttl={MAX_TTL_SECS}")), true)
+                .unwrap()
+                .ttl,
+            Some(Duration::from_secs(MAX_TTL_SECS))
+        );
+        for bad in [
+            "ttl=0",
+            "ttl=-5",
+            "ttl=x",
+            "ttl=",
+            "ttl=315360001",
+            "ttl=1e3",
+        ] {
+            assert!(object_query(Some(bad), true).is_err(), "{bad}");
+        }
+        assert!(object_query(Some("ttl=5"), false).is_err());
+        let mut h = HeaderMap::new();
+        assert_eq!(ttl(None, &h).unwrap(), None);
+        h.insert(TTL_HEADER, "7".parse().unwrap());
+        assert_eq!(ttl(None, &h).unwrap(), Some(Duration::from_secs(7)));
+        assert_eq!(
+            ttl(Some(Duration::from_secs(7)), &h).unwrap(),
+            Some(Duration::from_secs(7))
+        );
+        assert!(ttl(Some(Duration::from_secs(8)), &h).is_err());
+        h.insert(TTL_HEADER, "0".parse().unwrap());
+        assert!(ttl(None, &h).is_err());
     }
 
     #[test]

@@ -133,10 +133,11 @@ pub fn context_header(obj: &Object, signer: &TokenSigner) -> (HeaderName, Header
     )
 }
 
-/// The status of a read of `obj`: 404 when nothing is live, 200 for exactly one version,
-/// 300 when several versions (tombstones included) coexist beside a live one.
-pub fn read_status(obj: &Object) -> StatusCode {
-    let live = obj.live_siblings().len();
+/// The status of a read of `obj` at `now_ms`: 404 when nothing is live, 200 for exactly one
+/// version, 300 when several versions (tombstones included) coexist beside a live one.
+/// Expects the visible view ([`Object::visible_at`]): expired versions are not counted.
+pub fn read_status(obj: &Object, now_ms: u64) -> StatusCode {
+    let live = obj.live_siblings(now_ms).len();
     if live == 0 {
         StatusCode::NOT_FOUND
     } else if obj.sibling_count() == 1 {
@@ -156,12 +157,20 @@ pub fn not_found(obj: Option<&Object>, signer: &TokenSigner) -> ApiError {
     e
 }
 
-/// The full answer to a read of `obj` (None = nothing stored anywhere).
-pub fn read_answer(obj: Option<&Object>, signer: &TokenSigner, json: bool) -> Response {
+/// The full answer to a read of `obj` at `now_ms` (None = nothing stored anywhere). Expired
+/// versions are left out, as if already gone; the context still covers them.
+pub fn read_answer(
+    obj: Option<&Object>,
+    signer: &TokenSigner,
+    json: bool,
+    now_ms: u64,
+) -> Response {
     let Some(obj) = obj else {
         return not_found(None, signer).into_response();
     };
-    let status = read_status(obj);
+    let visible = obj.visible_at(now_ms);
+    let obj = &visible;
+    let status = read_status(obj, now_ms);
     if status == StatusCode::NOT_FOUND {
         return not_found(Some(obj), signer).into_response();
     }
@@ -283,7 +292,7 @@ mod tests {
             "a",
             Sibling::new(&b"v1"[..], "text/plain", 1_700_000_000_000),
         );
-        let r = read_answer(Some(&o), &signer(), false);
+        let r = read_answer(Some(&o), &signer(), false, 0);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain");
         assert_eq!(
@@ -323,7 +332,7 @@ mod tests {
     async fn siblings_are_a_300_multipart_with_one_part_each() {
         let o = siblings_with_tombstone();
         assert_eq!(o.sibling_count(), 3);
-        let r = read_answer(Some(&o), &signer(), false);
+        let r = read_answer(Some(&o), &signer(), false, 0);
         assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
         let ct = r.headers()[header::CONTENT_TYPE]
             .to_str()
@@ -359,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn json_form_keeps_the_status() {
         let o = siblings_with_tombstone();
-        let r = read_answer(Some(&o), &signer(), true);
+        let r = read_answer(Some(&o), &signer(), true, 0);
         assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
         let v: ReadJson = serde_json::from_slice(&body_of(r).await).unwrap();
@@ -400,14 +409,14 @@ mod tests {
             Sibling::new(&b"v"[..], "t/p", 1),
         );
         let o = write(Some(&o), &o.context(), "a", Sibling::tombstone(2));
-        let r = read_answer(Some(&o), &signer(), false);
+        let r = read_answer(Some(&o), &signer(), false, 0);
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         let ctx = r.headers()[CONTEXT_HEADER].to_str().unwrap().to_string();
         assert_eq!(open(&ctx), o.context());
         let v: serde_json::Value = serde_json::from_slice(&body_of(r).await).unwrap();
         assert_eq!(v["error"], "not_found");
         assert_eq!(v["context"], ctx);
-        let r = read_answer(None, &signer(), true);
+        let r = read_answer(None, &signer(), true, 0);
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(!r.headers().contains_key(CONTEXT_HEADER));
     }

@@ -9,7 +9,7 @@ use riftkv_cluster::metrics::Metrics;
 use riftkv_cluster::node::{Node, NodeSettings};
 use riftkv_core::net::SimNetwork;
 use riftkv_core::storage::{MemoryStorage, ObjectKey};
-use riftkv_core::types::{NodeId, SystemClock};
+use riftkv_core::types::{Clock, ManualClock, NodeId, SystemClock};
 use riftkv_core::version::{ConflictMode, Object, Sibling, VersionVector};
 use serde_json::Value;
 use std::sync::Arc;
@@ -44,6 +44,14 @@ async fn start_replicating(n_val: u32) -> TestApi {
 }
 
 async fn start_node(n_val: u32, make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
+    start_clocked(n_val, make, Arc::new(SystemClock)).await
+}
+
+async fn start_clocked(
+    n_val: u32,
+    make: impl FnOnce(Arc<Node>) -> axum::Router,
+    clock: Arc<dyn Clock>,
+) -> TestApi {
     let net = SimNetwork::new(7);
     let transport = net.endpoint("n1:1", NodeId::from("n1"));
     let mut settings = NodeSettings::for_test("n1", "n1:1", "api-test");
@@ -53,7 +61,7 @@ async fn start_node(n_val: u32, make: impl FnOnce(Arc<Node>) -> axum::Router) ->
         settings,
         Arc::new(MemoryStorage::new()),
         transport.clone(),
-        Arc::new(SystemClock),
+        clock,
         Metrics::new(),
     )
     .unwrap();
@@ -1147,4 +1155,121 @@ async fn conditional_put_and_contextless_delete_read_at_the_requests_r() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn ttl_writes_expire_and_read_as_missing() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let api = start_clocked(1, super::router, Arc::new(clock.clone())).await;
+    let put = |path: &str, ttl: Option<&str>| {
+        let mut r = api.http.put(api.url(path)).body("v");
+        if let Some(t) = ttl {
+            r = r.header("x-riftkv-ttl", t);
+        }
+        r
+    };
+    let r = put("/v1/kv/b/k?ttl=60", None).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = put("/v1/kv/b/h", Some("30")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.http.get(api.url("/v1/kv/b/k")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let list = |api: &TestApi| api.http.get(api.url("/v1/kv/b?keys=true")).send();
+    assert_eq!(
+        json_of(list(&api).await.unwrap()).await["keys"],
+        serde_json::json!(["h", "k"])
+    );
+
+    clock.advance(30_000);
+    // The header's 30 s are up; the query's 60 s are not.
+    let r = api.http.get(api.url("/v1/kv/b/h")).send().await.unwrap();
+    assert!(
+        r.headers().contains_key("x-riftkv-context"),
+        "expired keeps a context"
+    );
+    error_of(r, 404, "not_found").await;
+    assert_eq!(
+        json_of(list(&api).await.unwrap()).await["keys"],
+        serde_json::json!(["k"])
+    );
+    clock.advance(30_000);
+    let r = api
+        .http
+        .get(api.url("/v1/kv/b/k"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let ctx = ctx_of(&r);
+    error_of(r, 404, "not_found").await;
+    assert_eq!(
+        json_of(list(&api).await.unwrap()).await["keys"],
+        serde_json::json!([])
+    );
+    // A write with the expired read's context supersedes it: one value again, no siblings.
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b/k"))
+        .header("x-riftkv-context", &ctx)
+        .body("again")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(sibling_count(&api, "/v1/kv/b/k").await, 1);
+
+    // An expiring sibling beside a lasting one: 300 until it expires, then the other alone.
+    let r = put("/v1/kv/b/s", None).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = put("/v1/kv/b/s?ttl=10&returnbody=true", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+    clock.advance(10_000);
+    let r = api.http.get(api.url("/v1/kv/b/s")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // returnbody shows the write as a reader sees it: already-expired versions are left out.
+    let r = put("/v1/kv/b/s?returnbody=true", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+    assert_eq!(sibling_count(&api, "/v1/kv/b/s").await, 2);
+
+    // Bad TTLs are 400s, on writes of values only.
+    for q in [
+        "ttl=0",
+        "ttl=-1",
+        "ttl=1.5",
+        "ttl=abc",
+        "ttl=315360001",
+        "ttl=",
+    ] {
+        let r = put(&format!("/v1/kv/b/bad?{q}"), None)
+            .send()
+            .await
+            .unwrap();
+        error_of(r, 400, "bad_request").await;
+    }
+    let r = put("/v1/kv/b/bad", Some("0")).send().await.unwrap();
+    error_of(r, 400, "bad_request").await;
+    let r = put("/v1/kv/b/bad?ttl=5", Some("6")).send().await.unwrap();
+    error_of(r, 400, "bad_request").await;
+    let r = put("/v1/kv/b/agree?ttl=5", Some("5")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api
+        .http
+        .get(api.url("/v1/kv/b/k?ttl=5"))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "bad_request").await;
+    let r = api
+        .http
+        .delete(api.url("/v1/kv/b/k?ttl=5"))
+        .send()
+        .await
+        .unwrap();
+    error_of(r, 400, "bad_request").await;
 }
