@@ -91,6 +91,42 @@ fn round_trip_not_found_delete_and_listing() {
     assert_eq!(got, expected);
 }
 
+/// A value written with a TTL reads as missing on every node once expired, also after a
+/// restart (RocksDB holds the expiry in the version), and leaves the listing.
+#[test]
+fn expired_values_read_as_missing_on_every_node() {
+    let mut c = Cluster::start(3, ClusterOpts::default());
+    c.wait_settled(3, Duration::from_secs(60));
+    let r = put(&c.url(1), "ttl", "k", b"short-lived", "?ttl=1&w=3", None);
+    assert_eq!(r.status(), 204);
+    let r = put(&c.url(2), "ttl", "stays", b"v", "?w=3", None);
+    assert_eq!(r.status(), 204);
+    for i in 1..=3 {
+        let r = get_json(&c.url(i), "ttl", "k", "");
+        assert_eq!(r.status(), 200, "node {i} before expiry");
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    c.node(3).terminate();
+    c.node(3).start();
+    for i in [1, 3] {
+        wait_all_reachable(&c, i, Duration::from_secs(60));
+    }
+    for i in 1..=3 {
+        let r = get_json(&c.url(i), "ttl", "k", "");
+        assert_eq!(r.status(), 404, "node {i} after expiry");
+        assert!(r.headers().contains_key("x-riftkv-context"));
+        let local = local(&c.url(i), "ttl", "k").expect("the copy is kept until reaped");
+        assert!(values_of(&local).is_empty(), "node {i}: {local}");
+        let keys: Value = client()
+            .get(format!("{}/v1/kv/ttl?keys=true", c.url(i)))
+            .send()
+            .expect("list")
+            .json()
+            .expect("list json");
+        assert_eq!(keys["keys"], serde_json::json!(["stays"]), "node {i}");
+    }
+}
+
 #[test]
 fn siblings_and_their_resolution() {
     let mut c = Cluster::start(3, ClusterOpts::default());

@@ -147,7 +147,8 @@ pub fn read_status(obj: &Object, now_ms: u64) -> StatusCode {
     }
 }
 
-/// The 404 of a read: a JSON error, with the tombstones' context when there are any.
+/// The 404 of a read: a JSON error, with the context of the tombstones or expired versions
+/// when there are any.
 pub fn not_found(obj: Option<&Object>, signer: &TokenSigner) -> ApiError {
     let mut e = ApiError::not_found("no live value is stored under this key");
     if let Some(o) = obj.filter(|o| !o.is_empty()) {

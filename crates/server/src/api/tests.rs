@@ -1206,6 +1206,16 @@ async fn ttl_writes_expire_and_read_as_missing() {
         json_of(list(&api).await.unwrap()).await["keys"],
         serde_json::json!([])
     );
+    // Nothing live: a conditional create succeeds over the expired value.
+    let r = api
+        .http
+        .put(api.url("/v1/kv/b/h"))
+        .header("if-none-match", "*")
+        .body("fresh")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     // A write with the expired read's context supersedes it: one value again, no siblings.
     let r = api
         .http
