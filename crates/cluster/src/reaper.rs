@@ -192,14 +192,22 @@ async fn expired_candidates(
     let n = node.clone();
     blocking(move || {
         let mut out = Vec::new();
+        let cursor = n.expiry_cursor.lock().clone();
         let due = n
             .storage
             .scan_expiry(
-                None,
+                cursor.as_ref().map(|(at, k)| (*at, k)),
                 now_ms.saturating_sub(grace_ms),
                 MAX_EXPIRY_ENTRIES_PER_ROUND,
             )
             .map_err(|e| ReplicaError::Internal(e.to_string()))?;
+        // A full page: the next round continues after it; a short one reached the end of
+        // what is due, and the next round starts over.
+        *n.expiry_cursor.lock() = if due.len() >= MAX_EXPIRY_ENTRIES_PER_ROUND {
+            due.last().cloned()
+        } else {
+            None
+        };
         for (at, k) in due {
             let _guard = lock_key(&k);
             let obj = match n.local_object(&k) {

@@ -797,3 +797,49 @@ async fn a_node_with_a_lagging_clock_shows_an_expired_value_up_to_its_skew_longe
     }
     assert!(read_all(&c, behind, key).await.is_none());
 }
+
+/// More due expiry entries of other owners' keys than one round reads do not hide this
+/// owner's expired key: the next round continues where the last one stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expiry_walk_continues_past_keys_of_other_owners() {
+    use riftkv_core::storage::WriteBatch;
+    use riftkv_core::version::{ConflictMode, Limits, Sibling};
+    let c = reaping_cluster(43, Duration::from_millis(0)).await;
+    let key = "mine";
+    let (p, prim) = primaries(&c, key);
+    let owner = index_of(&prim[0]);
+    let node = c.node(owner);
+    let other = {
+        let s = node.state.read();
+        let owned = s.ring.partitions_of(&node.id);
+        (0..s.ring_size())
+            .find(|q| !owned.contains(q))
+            .expect("a partition owned elsewhere")
+    };
+    // Expired long ago, in a partition another node owns: valid entries this node keeps.
+    let expired = Object::update(
+        None,
+        &VersionVector::new(),
+        NodeId::from("x"),
+        Sibling::new(&b"v"[..], "t", 0).expiring(Some(1)),
+        ConflictMode::Siblings,
+        &Limits::default(),
+    )
+    .unwrap()
+    .encode();
+    let mut batch = WriteBatch::new();
+    for i in 0..crate::reaper::MAX_EXPIRY_ENTRIES_PER_ROUND {
+        let k = ObjectKey::new(other, b"b".to_vec(), format!("other-{i:05}").into_bytes());
+        batch
+            .put_object(k.clone(), expired.clone())
+            .put_expiry(1, k);
+    }
+    node.storage.write(batch, false).unwrap();
+    put(&node, ttl_put(key, "v", Duration::from_millis(50), None))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(crate::reaper::reap_once(&node).await.unwrap(), 0);
+    assert_eq!(crate::reaper::reap_once(&node).await.unwrap(), 1);
+    assert!(!has_copy(&c, owner, p, key));
+}

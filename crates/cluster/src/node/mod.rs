@@ -111,6 +111,9 @@ pub struct Node {
     pub incarnation: u64,
     /// Tombstones reaped here recently, so stale copies are not stored again.
     pub reap_fence: fence::ReapFence,
+    /// Where the reaper's last walk of the expiry index stopped (instant, key), so a long run
+    /// of entries it cannot reap (other owners' keys) does not hide the ones behind it.
+    pub expiry_cursor: parking_lot::Mutex<Option<(u64, riftkv_core::storage::ObjectKey)>>,
     /// Ring version each peer last reported (for `ring_settled`).
     pub peer_ring_versions: Mutex<HashMap<NodeId, u64>>,
     pub shutdown: CancellationToken,
@@ -183,6 +186,7 @@ impl Node {
             context_key,
             incarnation,
             reap_fence: fence::ReapFence::default(),
+            expiry_cursor: parking_lot::Mutex::new(None),
             peer_ring_versions: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             workers: Arc::new(crate::worker::Workers::new(clock.clone())),
