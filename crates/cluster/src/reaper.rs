@@ -6,12 +6,12 @@
 //! holds, so they go through the same checks. A dead key is reaped only when
 //! - every version has been dead (deleted, or past its expiry) for the grace delay
 //!   (`--tombstone-grace-ms`), and
-//! - every primary replica of its key holds exactly this tombstone, and
+//! - every primary replica of its key holds exactly this copy, and
 //! - no node of the cluster holds hints or pending ownership handoffs (either may carry an
 //!   older version of the key), every member is reachable, and no ring change is in flight.
 //!
 //! The partition's owner runs the check and then asks each primary to delete its copy only if
-//! it is still exactly the tombstone that was checked (compare-and-delete under the key's lock),
+//! it is still exactly the copy that was checked (compare-and-delete under the key's lock),
 //! so a write racing with the reap is never dropped.
 //!
 //! Tombstones are found by scanning the owned partitions; expired keys by the expiry index
