@@ -396,6 +396,27 @@ pub fn key_text(key: &[u8]) -> String {
     }
 }
 
+/// The bucket's datatype, refused with `400 bad_request` unless it is `want`: plain-value
+/// endpoints serve only plain buckets, type endpoints only typed ones (CONTRACT §6).
+pub fn require_datatype(
+    node: &riftkv_cluster::node::Node,
+    bucket: &[u8],
+    want: Option<riftkv_core::bucket::DataType>,
+) -> Result<Option<riftkv_core::bucket::DataType>, ApiError> {
+    let have = node.state.read().bucket_props(bucket).datatype;
+    let name = String::from_utf8_lossy(bucket);
+    match (have, want) {
+        (Some(h), None) => Err(ApiError::bad_request(format!(
+            "bucket {name:?} holds {} values: use /v1/types/{{bucket}}/{{key}}, not /v1/kv",
+            h.as_str()
+        ))),
+        (None, Some(_)) => Err(ApiError::bad_request(format!(
+            "bucket {name:?} holds plain values, not a data type: set its \"datatype\" prop (on an empty bucket) or use /v1/kv"
+        ))),
+        _ => Ok(have),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -558,6 +558,67 @@ async fn bucket_props() {
     error_of(r, 409, "conflict").await;
 }
 
+/// PUT `body` to a bucket's props; the answer.
+async fn put_props(api: &TestApi, bucket: &str, body: &str) -> reqwest::Response {
+    api.http
+        .put(api.url(&format!("/v1/buckets/{bucket}/props")))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn datatype_prop_needs_an_empty_bucket_and_separates_the_endpoints() {
+    let api = start().await;
+    let r = put_props(&api, "c", r#"{"datatype": "counter"}"#).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await["datatype"], "counter");
+    let props = json_of(
+        api.http
+            .get(api.url("/v1/buckets/c/props"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(props["datatype"], "counter");
+    // Plain-value endpoints refuse a typed bucket, saying why.
+    let put = api.http.put(api.url("/v1/kv/c/k")).body("v");
+    for req in [
+        put,
+        api.http.get(api.url("/v1/kv/c/k")),
+        api.http.delete(api.url("/v1/kv/c/k")),
+    ] {
+        let v = error_of(req.send().await.unwrap(), 400, "bad_request").await;
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("holds counter values") && msg.contains("/v1/types"),
+            "{msg}"
+        );
+    }
+    // Conflict mode last-write-wins would drop concurrent states: refused.
+    let r = put_props(&api, "c", r#"{"conflict": "lww"}"#).await;
+    error_of(r, 400, "bad_request").await;
+    let r = put_props(&api, "c", r#"{"datatype": "multiset"}"#).await;
+    error_of(r, 400, "bad_request").await;
+    // A bucket holding plain values cannot become typed.
+    let r = api
+        .http
+        .put(api.url("/v1/kv/plain/k"))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = put_props(&api, "plain", r#"{"datatype": "set"}"#).await;
+    let v = error_of(r, 409, "conflict").await;
+    assert!(v["message"].as_str().unwrap().contains("holds data"), "{v}");
+    // The type stays what it was; other props may still change.
+    let r = put_props(&api, "c", r#"{"w": 1}"#).await;
+    assert_eq!(json_of(r).await["datatype"], "counter");
+}
+
 #[tokio::test]
 async fn routing_errors_are_json() {
     let api = start().await;
