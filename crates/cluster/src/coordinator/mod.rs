@@ -4,7 +4,8 @@
 //! - pure: [`tracker`] (the one quorum tracker), [`quorum`] (parameters, fail-fast checks),
 //!   [`get_core`], [`put_core`],
 //!   [`list::merge_pages`] / [`list::assign_partitions`], [`crate::preflist::serving_set`];
-//! - drivers: [`get()`], [`put()`], [`delete()`], [`list_keys`], [`read_repair`];
+//! - drivers: [`get()`], [`put()`], [`delete()`], [`list_keys`], [`read_repair`], and the
+//!   data type [`update()`] and [`update::read`];
 //! - forwarding a write to a replica of its key: [`put::CoordinateRequest`].
 //!
 //! The replicas' side of every request lives in `crate::replica`.
@@ -24,6 +25,7 @@ pub mod put_core;
 pub mod quorum;
 pub mod read_repair;
 pub mod tracker;
+pub mod update;
 
 pub use delete::{DeleteRequest, delete};
 pub use error::{KvError, WireKvError};
@@ -33,3 +35,4 @@ pub use list::{KeyPage, MAX_LIST_LIMIT, list_keys};
 pub use put::{PutOutcome, PutRequest, put};
 pub use put_core::{PutCore, PutStatus};
 pub use quorum::{ConsistencyParams, QuorumError, ReadQuorum, WriteQuorum};
+pub use update::{UpdateRequest, update};

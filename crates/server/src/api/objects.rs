@@ -96,7 +96,7 @@ pub async fn get_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), false)?;
-    params::require_datatype(&node, &bucket, None)?;
+    params::require_plain(&node, &bucket)?;
     let json = params::wants_json(&headers);
     let outcome = coordinator::get(
         &node,
@@ -166,7 +166,7 @@ async fn write_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), true)?;
-    params::require_datatype(&node, &bucket, None)?;
+    params::require_plain(&node, &bucket)?;
     // Decoded here, once, before the body is read, so a bad token is always a 400.
     let context = params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let if_none_match = params::if_none_match(&headers)?;
@@ -215,7 +215,7 @@ pub async fn delete_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), false)?;
-    params::require_datatype(&node, &bucket, None)?;
+    params::require_plain(&node, &bucket)?;
     let context = params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let outcome = coordinator::delete(
         &node,
