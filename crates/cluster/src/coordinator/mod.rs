@@ -12,6 +12,8 @@
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod datatype_tests;
 pub mod delete;
 pub mod error;
 pub mod get;
