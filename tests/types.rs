@@ -145,11 +145,43 @@ fn counters_sets_and_maps_over_http() {
         .expect("props");
     assert_eq!(r.status(), 409);
 
+    // The CLI: counter, set and map subcommands against the same cluster.
+    let cli = |args: &[&str]| -> String {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args(["--url", &c.url(3)])
+            .output()
+            .expect("run riftkv");
+        assert!(
+            out.status.success(),
+            "riftkv {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        cli(&["counter", "hits", "page", "--increment", "-19"]),
+        "100"
+    );
+    assert_eq!(cli(&["counter", "hits", "page"]), "100");
+    assert_eq!(
+        cli(&["set", "tags", "cli", "--add", "x", "--add", "y"]),
+        r#"["x","y"]"#
+    );
+    // A remove without --context removes what a read just before it saw.
+    assert_eq!(cli(&["set", "tags", "cli", "--remove", "x"]), r#"["y"]"#);
+    let op = r#"{"update": {"n": {"counter": {"increment": 7}}}}"#;
+    assert_eq!(cli(&["map", "users", "cli", op]), r#"{"n":{"counter":7}}"#);
+    let full: Value =
+        serde_json::from_str(&cli(&["map", "users", "cli", "-o", "json"])).expect("json output");
+    assert_eq!(full["type"], "map");
+    assert!(full["context"].is_string());
+
     // A restarted node reads its props (and the data) back from its data dir.
     c.node(2).terminate();
     c.node(2).start();
     c.wait_settled(3, Duration::from_secs(60));
     wait_all_reachable(&c, 2, Duration::from_secs(30));
     assert_eq!(datatype_of(&c.url(2), "hits").as_deref(), Some("counter"));
-    assert_eq!(read(&c.url(2), "hits/page")["value"], 119);
+    assert_eq!(read(&c.url(2), "hits/page")["value"], 100);
 }
