@@ -4,7 +4,7 @@
 //! primaries). Replicas still writing when the answer leaves keep going in the background.
 
 use super::error::{KvError, WireKvError};
-use super::placement::{Placement, check_names, place};
+use super::placement::{Placement, check_names, data_type_of, place};
 use super::put_core::{PutCore, PutStatus};
 use super::quorum::{ConsistencyParams, WriteQuorum, check_write};
 use crate::node::Node;
@@ -291,11 +291,7 @@ async fn coordinate(
             op: type_op,
             context,
         } => {
-            let data_type = pl.props.datatype.ok_or_else(|| {
-                KvError::BadRequest(
-                    "the bucket holds plain values, not a data type: set its datatype first".into(),
-                )
-            })?;
+            let data_type = data_type_of(&pl.props)?;
             let (type_op, context) = (type_op.clone(), context.clone());
             let obj = blocking(move || {
                 coordinate_update(

@@ -7,7 +7,7 @@
 
 use super::error::KvError;
 use super::get::{GetRequest, get};
-use super::placement::check_names;
+use super::placement::{check_names, data_type_of};
 use super::put::{Change, WriteOp, write};
 use super::quorum::ConsistencyParams;
 use crate::node::Node;
@@ -29,15 +29,6 @@ pub struct UpdateRequest {
     pub context: Option<Context<Actor>>,
     pub params: ConsistencyParams,
     pub timeout: Option<Duration>,
-}
-
-/// The bucket's data type, or why the request cannot use one.
-pub fn data_type_of(props: &BucketProps) -> Result<DataType, KvError> {
-    props.datatype.ok_or_else(|| {
-        KvError::BadRequest(
-            "the bucket holds plain values, not a data type: set its datatype prop first".into(),
-        )
-    })
 }
 
 /// Checks an update before it is routed, so a malformed operation or a remove without a
