@@ -213,3 +213,32 @@ async fn wiped_counter(old_rule: bool) -> Vec<String> {
 async fn a_wiped_disk_loses_no_increment() {
     keeps_and_old_rule_loses("wiped_counter", wiped_counter, &["8"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_no_replica_forwards_updates_with_their_context() {
+    let c = cluster(4, 1205, false, false).await;
+    typed_bucket(&c, DataType::Set).await;
+    let (_, prim) = primaries(&c, "fwd");
+    let outsider = (1..=4)
+        .find(|i| !prim.contains(i))
+        .expect("four nodes, three replicas");
+    // Both the operation and the decoded context travel in the forwarded request.
+    let o = update_via(&c, outsider, "fwd", r#"{"add": ["a", "b"]}"#, None, "all").await;
+    assert_eq!(o.live_siblings().len(), 1);
+    let (_, seen, _) = read_all(&c, outsider, "fwd").await;
+    update_via(
+        &c,
+        outsider,
+        "fwd",
+        r#"{"remove": ["a"]}"#,
+        Some(seen),
+        "all",
+    )
+    .await;
+    let (value, _, _) = read_all(&c, prim[0], "fwd").await;
+    assert_eq!(value, serde_json::json!(["b"]));
+    // The outsider holds no copy: a replica coordinated both updates.
+    let p = riftkv_core::ring::partition_for(b"b", b"fwd", c.node(1).state.read().ring_size());
+    let k = riftkv_core::storage::ObjectKey::new(p, b"b".to_vec(), b"fwd".to_vec());
+    assert!(c.node(outsider).local_object(&k).unwrap().is_none());
+}
