@@ -14,6 +14,7 @@ pub mod backend;
 #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
 pub mod damage;
 pub mod keys;
+mod legacy_ring_state;
 pub mod memory;
 pub mod migrate;
 pub mod record;
@@ -32,7 +33,7 @@ pub use rocks::RocksBackend;
 pub use store::RecordStore;
 
 /// The on-disk format this binary writes; the last file in `migrations/`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Storage backed by RocksDB in a data dir.
 pub type RocksStorage = RecordStore<RocksBackend>;
