@@ -475,29 +475,18 @@ async fn bucket_props() {
 }
 
 /// PUT `body` to a bucket's props; the answer.
-async fn put_props(api: &TestApi, bucket: &str, body: &str) -> reqwest::Response {
-    api.http
-        .put(api.url(&format!("/v1/buckets/{bucket}/props")))
-        .body(body.to_string())
-        .send()
+async fn put_props(api: &TestApi, bucket: &str, body: &str) -> Resp {
+    api.put(&format!("/v1/buckets/{bucket}/props"), body.to_string())
         .await
-        .unwrap()
 }
 
 #[tokio::test]
 async fn datatype_prop_needs_an_empty_bucket_and_separates_the_endpoints() {
     let api = start().await;
     let r = put_props(&api, "c", r#"{"datatype": "counter"}"#).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(json_of(r).await["datatype"], "counter");
-    let props = json_of(
-        api.http
-            .get(api.url("/v1/buckets/c/props"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["datatype"], "counter");
+    let props = api.get("/v1/buckets/c/props").await.json();
     assert_eq!(props["datatype"], "counter");
     // Plain-value endpoints refuse a typed bucket, saying why.
     let put = api.http.put(api.url("/v1/kv/c/k")).body("v");
@@ -506,7 +495,7 @@ async fn datatype_prop_needs_an_empty_bucket_and_separates_the_endpoints() {
         api.http.get(api.url("/v1/kv/c/k")),
         api.http.delete(api.url("/v1/kv/c/k")),
     ] {
-        let v = error_of(req.send().await.unwrap(), 400, "bad_request").await;
+        let v = error_of(api.send(req).await, 400, "bad_request");
         let msg = v["message"].as_str().unwrap();
         assert!(
             msg.contains("holds counter values") && msg.contains("/v1/types"),
@@ -515,24 +504,20 @@ async fn datatype_prop_needs_an_empty_bucket_and_separates_the_endpoints() {
     }
     // Conflict mode last-write-wins would drop concurrent states: refused.
     let r = put_props(&api, "c", r#"{"conflict": "lww"}"#).await;
-    error_of(r, 400, "bad_request").await;
+    error_of(r, 400, "bad_request");
     let r = put_props(&api, "c", r#"{"datatype": "multiset"}"#).await;
-    error_of(r, 400, "bad_request").await;
+    error_of(r, 400, "bad_request");
     // A bucket holding plain values cannot become typed.
     let r = api
-        .http
-        .put(api.url("/v1/kv/plain/k"))
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        .send(api.http.put(api.url("/v1/kv/plain/k")).body("v"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = put_props(&api, "plain", r#"{"datatype": "set"}"#).await;
-    let v = error_of(r, 409, "conflict").await;
+    let v = error_of(r, 409, "conflict");
     assert!(v["message"].as_str().unwrap().contains("holds data"), "{v}");
     // The type stays what it was; other props may still change.
     let r = put_props(&api, "c", r#"{"w": 1}"#).await;
-    assert_eq!(json_of(r).await["datatype"], "counter");
+    assert_eq!(r.json()["datatype"], "counter");
 }
 
 #[tokio::test]
@@ -930,21 +915,13 @@ fn one_version(value: &'static [u8]) -> Object {
 }
 
 /// POST a data type operation; the answer.
-async fn post_type(api: &TestApi, path: &str, body: &str) -> reqwest::Response {
-    api.http
-        .post(api.url(&format!("/v1/types/{path}")))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
+async fn post_type(api: &TestApi, path: &str, body: &str) -> Resp {
+    let url = api.url(&format!("/v1/types/{path}"));
+    api.send(api.http.post(url).body(body.to_string())).await
 }
 
-async fn get_type(api: &TestApi, path: &str) -> reqwest::Response {
-    api.http
-        .get(api.url(&format!("/v1/types/{path}")))
-        .send()
-        .await
-        .unwrap()
+async fn get_type(api: &TestApi, path: &str) -> Resp {
+    api.get(&format!("/v1/types/{path}")).await
 }
 
 #[tokio::test]
@@ -952,41 +929,40 @@ async fn data_types_over_http_answer_every_status() {
     let api = start().await;
     for (bucket, t) in [("c", "counter"), ("s", "set"), ("m", "map")] {
         let r = put_props(&api, bucket, &format!(r#"{{"datatype": "{t}"}}"#)).await;
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.status, StatusCode::OK);
     }
     // Counter: 404 before the first update, 204 per update, the sum after.
-    error_of(get_type(&api, "c/k").await, 404, "not_found").await;
+    error_of(get_type(&api, "c/k").await, 404, "not_found");
     for n in [5, -2, 10] {
         let r = post_type(&api, "c/k", &format!(r#"{{"increment": {n}}}"#)).await;
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
     }
     let r = get_type(&api, "c/k").await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let v = json_of(r).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
     assert_eq!(
         (v["type"].as_str(), v["value"].as_i64()),
         (Some("counter"), Some(13))
     );
     assert!(v["context"].as_str().is_some());
     let r = api
-        .http
-        .post(api.url("/v1/types/c/k?returnbody=true&w=1"))
-        .body(r#"{"increment": 1}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(json_of(r).await["value"], 14);
+        .send(
+            api.http
+                .post(api.url("/v1/types/c/k?returnbody=true&w=1"))
+                .body(r#"{"increment": 1}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["value"], 14);
 
     // Set: adds, a remove without a context is refused, with the context of a read applied.
     let r = post_type(&api, "s/k", r#"{"add": ["b", "a"]}"#).await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     let v = error_of(
         post_type(&api, "s/k", r#"{"remove": ["a"]}"#).await,
         400,
         "bad_request",
-    )
-    .await;
+    );
     assert!(
         v["message"]
             .as_str()
@@ -994,50 +970,46 @@ async fn data_types_over_http_answer_every_status() {
             .contains("needs the context of a read"),
         "{v}"
     );
-    let read = json_of(get_type(&api, "s/k").await).await;
+    let read = get_type(&api, "s/k").await.json();
     assert_eq!(read["value"], serde_json::json!(["a", "b"]));
     let ctx = read["context"].as_str().unwrap().to_string();
     let body = serde_json::json!({"remove": ["a"], "context": ctx}).to_string();
     assert_eq!(
-        post_type(&api, "s/k", &body).await.status(),
+        post_type(&api, "s/k", &body).await.status,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        json_of(get_type(&api, "s/k").await).await["value"],
+        get_type(&api, "s/k").await.json()["value"],
         serde_json::json!(["b"])
     );
     // The context may come in the header instead.
-    let read = json_of(get_type(&api, "s/k").await).await;
+    let read = get_type(&api, "s/k").await.json();
     let r = api
-        .http
-        .post(api.url("/v1/types/s/k"))
-        .header("X-RiftKV-Context", read["context"].as_str().unwrap())
-        .body(r#"{"remove": ["b"]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        .send(
+            api.http
+                .post(api.url("/v1/types/s/k"))
+                .header("X-RiftKV-Context", read["context"].as_str().unwrap())
+                .body(r#"{"remove": ["b"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(
-        json_of(get_type(&api, "s/k").await).await["value"],
+        get_type(&api, "s/k").await.json()["value"],
         serde_json::json!([])
     );
     // A context read from another key, or an object's token, is not usable here.
-    let other = json_of(get_type(&api, "c/k").await).await["context"]
+    let other = get_type(&api, "c/k").await.json()["context"]
         .as_str()
         .unwrap()
         .to_string();
     let body = serde_json::json!({"remove": ["a"], "context": other}).to_string();
-    error_of(post_type(&api, "s/k", &body).await, 400, "invalid_context").await;
+    error_of(post_type(&api, "s/k", &body).await, 400, "invalid_context");
     let r = api
-        .http
-        .put(api.url("/v1/kv/plain/k"))
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    let object_token = ctx_of(&r);
+        .send(api.http.put(api.url("/v1/kv/plain/k")).body("v"))
+        .await;
+    let object_token = r.ctx();
     let body = serde_json::json!({"remove": ["a"], "context": object_token}).to_string();
-    let v = error_of(post_type(&api, "s/k", &body).await, 400, "invalid_context").await;
+    let v = error_of(post_type(&api, "s/k", &body).await, 400, "invalid_context");
     assert!(
         v["message"].as_str().unwrap().contains("plain value"),
         "{v}"
@@ -1051,17 +1023,17 @@ async fn data_types_over_http_answer_every_status() {
         ("m/k", r#"{"update": {"f": {"hll": 1}}}"#),
         ("c/k", r#"{"increment": 1.5}"#),
     ] {
-        error_of(post_type(&api, path, body).await, 400, "bad_request").await;
+        error_of(post_type(&api, path, body).await, 400, "bad_request");
     }
     let r = api
-        .http
-        .post(api.url("/v1/types/c/k?w=9"))
-        .body(r#"{"increment": 1}"#)
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "bad_request").await;
-    let v = error_of(get_type(&api, "plain/k").await, 400, "bad_request").await;
+        .send(
+            api.http
+                .post(api.url("/v1/types/c/k?w=9"))
+                .body(r#"{"increment": 1}"#),
+        )
+        .await;
+    error_of(r, 400, "bad_request");
+    let v = error_of(get_type(&api, "plain/k").await, 400, "bad_request");
     assert!(
         v["message"].as_str().unwrap().contains("plain values"),
         "{v}"
@@ -1070,14 +1042,13 @@ async fn data_types_over_http_answer_every_status() {
         post_type(&api, "plain/k", r#"{"increment": 1}"#).await,
         400,
         "bad_request",
-    )
-    .await;
+    );
 
     // 413: a value that would outgrow the (test's 64-byte) value limit, or a body over it.
     let mut too_large = None;
     for i in 0..16 {
         let r = post_type(&api, "s/big", &format!(r#"{{"add": ["member-{i}"]}}"#)).await;
-        if r.status() != StatusCode::NO_CONTENT {
+        if r.status != StatusCode::NO_CONTENT {
             too_large = Some(r);
             break;
         }
@@ -1086,13 +1057,12 @@ async fn data_types_over_http_answer_every_status() {
         too_large.expect("the set outgrew the limit"),
         413,
         "too_large",
-    )
-    .await;
+    );
     let big = format!(
         r#"{{"add": ["{}"]}}"#,
         "x".repeat(LIMIT + riftkv_core::version::MAX_TOKEN_CHARS)
     );
-    error_of(post_type(&api, "s/k2", &big).await, 413, "too_large").await;
+    error_of(post_type(&api, "s/k2", &big).await, 413, "too_large");
 
     // 500: a stored value that is not a state of the bucket's type says so.
     let ring_size = api.node.state.read().ring_size();
@@ -1106,28 +1076,28 @@ async fn data_types_over_http_answer_every_status() {
             false,
         )
         .unwrap();
-    let v = error_of(get_type(&api, "c/bad").await, 500, "internal").await;
+    let v = error_of(get_type(&api, "c/bad").await, 500, "internal");
     assert!(
         v["message"].as_str().unwrap().contains("cannot be read"),
         "{v}"
     );
     let r = post_type(&api, "c/bad", r#"{"increment": 1}"#).await;
-    error_of(r, 500, "internal").await;
+    error_of(r, 500, "internal");
 }
 
 #[tokio::test]
 async fn a_map_holds_every_field_type() {
     let api = start_limited(1, 64 * 1024, super::router).await;
     let r = put_props(&api, "m", r#"{"datatype": "map"}"#).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status, StatusCode::OK);
     let op = r#"{"update": {"n": {"counter": {"increment": 2}}, "tags": {"set": {"add": ["x"]}},
         "name": {"register": {"assign": "riftkv"}}, "on": {"flag": "enable"},
         "sub": {"map": {"update": {"depth": {"counter": {"increment": 1}}}}}}}"#;
     assert_eq!(
-        post_type(&api, "m/k", op).await.status(),
+        post_type(&api, "m/k", op).await.status,
         StatusCode::NO_CONTENT
     );
-    let v = json_of(get_type(&api, "m/k").await).await;
+    let v = get_type(&api, "m/k").await.json();
     assert_eq!(v["type"], "map");
     assert_eq!(
         v["value"],
@@ -1138,10 +1108,10 @@ async fn a_map_holds_every_field_type() {
     // Removing a field needs the context of a read, and removes what that read saw.
     let body = serde_json::json!({"remove": ["tags"], "context": v["context"]}).to_string();
     assert_eq!(
-        post_type(&api, "m/k", &body).await.status(),
+        post_type(&api, "m/k", &body).await.status,
         StatusCode::NO_CONTENT
     );
-    let v = json_of(get_type(&api, "m/k").await).await;
+    let v = get_type(&api, "m/k").await.json();
     assert!(v["value"].get("tags").is_none(), "{v}");
     assert_eq!(v["value"]["n"], serde_json::json!({"counter": 2}));
 }
