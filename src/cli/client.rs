@@ -200,7 +200,7 @@ pub fn parse_base_url(s: &str) -> Result<Url, CliError> {
 }
 
 /// A blocking client of the node `--url` names, waiting as long as `--timeout` asks.
-fn connect(conn: &ConnOpts) -> Result<Client, CliError> {
+pub fn connect(conn: &ConnOpts) -> Result<Client, CliError> {
     let base = parse_base_url(&conn.url)?;
     let wait = conn
         .timeout
@@ -232,7 +232,7 @@ pub fn cli_error(e: ClientError) -> CliError {
     }
 }
 
-fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+pub fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|_| out.flush())

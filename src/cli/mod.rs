@@ -6,6 +6,7 @@
 pub mod client;
 pub mod dev;
 pub mod output;
+pub mod types;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,12 @@ pub enum Command {
     Get(client::GetArgs),
     /// Delete a value
     Delete(client::DeleteArgs),
+    /// Read a counter, or add to it (a bucket whose datatype is counter)
+    Counter(types::CounterArgs),
+    /// Read an add-wins set, or add and remove members (datatype set)
+    Set(types::SetArgs),
+    /// Read a map, or apply a JSON map operation (datatype map)
+    Map(types::MapArgs),
     /// Show the node's view of the cluster
     Status(client::AdminArgs),
     /// Show partition ownership and preference lists
@@ -90,6 +97,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Put(args) => finish(client::put(&args)),
         Command::Get(args) => finish(client::get(&args)),
         Command::Delete(args) => finish(client::delete(&args)),
+        Command::Counter(args) => finish(types::counter(&args)),
+        Command::Set(args) => finish(types::set(&args)),
+        Command::Map(args) => finish(types::map(&args)),
         Command::Status(args) => finish(client::status(&args)),
         Command::Ring(args) => finish(client::ring(&args)),
     }

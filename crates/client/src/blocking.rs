@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Stage, TransportError};
 use crate::request::{Endpoint, Options, Request, parse_base};
-use crate::response::{self, KeyPage, Object, Preflist, RawResponse, WriteResult};
+use crate::response::{self, KeyPage, Object, Preflist, RawResponse, TypeValue, WriteResult};
 
 /// A blocking client bound to one node. Cheap to clone; clones share the connection pool.
 /// Build and use it outside of an async runtime.
@@ -76,6 +76,25 @@ impl Client {
     pub fn delete(&self, bucket: &str, key: &str, opts: &Options) -> Result<(), Error> {
         let resp = self.execute(self.endpoint.delete(bucket, key, opts)?)?;
         response::decode_empty(&resp)
+    }
+
+    /// Reads a data type value (merged, never siblings). Nothing written is
+    /// [`Error::NotFound`].
+    pub fn get_type(&self, bucket: &str, key: &str, opts: &Options) -> Result<TypeValue, Error> {
+        let resp = self.execute(self.endpoint.get_type(bucket, key, opts)?)?;
+        response::decode_json(&resp, "the data type value")
+    }
+
+    /// Applies a data type operation; with `opts.returnbody` answers the merged value.
+    pub fn update_type(
+        &self,
+        bucket: &str,
+        key: &str,
+        op: &Value,
+        opts: &Options,
+    ) -> Result<Option<TypeValue>, Error> {
+        let resp = self.execute(self.endpoint.update_type(bucket, key, op, opts)?)?;
+        response::decode_update(&resp)
     }
 
     /// One page of a bucket's live keys, in byte order, after `after`.

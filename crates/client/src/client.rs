@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::builder::ClientBuilder;
 use crate::error::{Error, Stage, TransportError};
 use crate::request::{Endpoint, Options, Request, parse_base};
-use crate::response::{self, KeyPage, Object, Preflist, RawResponse, WriteResult};
+use crate::response::{self, KeyPage, Object, Preflist, RawResponse, TypeValue, WriteResult};
 
 /// An async client bound to one node. Cheap to clone; clones share the connection pool, so
 /// many requests can be in flight at once.
@@ -91,6 +91,34 @@ impl Client {
             .execute(self.endpoint.delete(bucket, key, opts)?)
             .await?;
         response::decode_empty(&resp)
+    }
+
+    /// Reads a data type value (merged, never siblings). Nothing written is
+    /// [`Error::NotFound`].
+    pub async fn get_type(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &Options,
+    ) -> Result<TypeValue, Error> {
+        let resp = self
+            .execute(self.endpoint.get_type(bucket, key, opts)?)
+            .await?;
+        response::decode_json(&resp, "the data type value")
+    }
+
+    /// Applies a data type operation; with `opts.returnbody` answers the merged value.
+    pub async fn update_type(
+        &self,
+        bucket: &str,
+        key: &str,
+        op: &Value,
+        opts: &Options,
+    ) -> Result<Option<TypeValue>, Error> {
+        let resp = self
+            .execute(self.endpoint.update_type(bucket, key, op, opts)?)
+            .await?;
+        response::decode_update(&resp)
     }
 
     /// One page of a bucket's live keys, in byte order, after `after`.

@@ -29,5 +29,5 @@ pub use request::{
 };
 pub use reqwest::Method;
 pub use reqwest::header;
-pub use response::{KeyPage, Object, Preflist, RawResponse, Sibling, WriteResult};
+pub use response::{KeyPage, Object, Preflist, RawResponse, Sibling, TypeValue, WriteResult};
 pub use riftkv_types::{NodeId, Quorum};

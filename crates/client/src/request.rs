@@ -304,6 +304,41 @@ impl Endpoint {
         Ok(req)
     }
 
+    /// `GET /v1/types/{bucket}/{key}`: a data type value, merged.
+    pub fn get_type(&self, bucket: &str, key: &str, opts: &Options) -> Result<Request, Error> {
+        let url = self.type_url(bucket, key, &opts.query())?;
+        Request::new(Method::GET, url)
+            .wait(self.wait(opts))
+            .header(ACCEPT, "application/json")
+    }
+
+    /// `POST /v1/types/{bucket}/{key}` with a JSON operation; `opts.context` (a data type
+    /// context from [`Endpoint::get_type`]) travels as the context header.
+    pub fn update_type(
+        &self,
+        bucket: &str,
+        key: &str,
+        op: &serde_json::Value,
+        opts: &Options,
+    ) -> Result<Request, Error> {
+        let mut query = opts.query();
+        if opts.returnbody {
+            query.push(("returnbody", "true".into()));
+        }
+        let url = self.type_url(bucket, key, &query)?;
+        let req = Request::new(Method::POST, url)
+            .wait(self.wait(opts))
+            .header(CONTENT_TYPE, "application/json")?
+            .body(op.to_string());
+        self.with_context(req, opts)
+    }
+
+    fn type_url(&self, bucket: &str, key: &str, query: &[(&str, String)]) -> Result<Url, Error> {
+        validate_name("bucket", bucket, MAX_BUCKET_BYTES)?;
+        validate_name("key", key, MAX_KEY_BYTES)?;
+        self.url("/v1/types", &[bucket, key], query)
+    }
+
     /// `DELETE /v1/kv/{bucket}/{key}`.
     pub fn delete(&self, bucket: &str, key: &str, opts: &Options) -> Result<Request, Error> {
         let url = self.object_url(bucket, key, &opts.query())?;

@@ -267,6 +267,25 @@ pub fn decode_put(resp: &RawResponse) -> Result<WriteResult, Error> {
     Ok(WriteResult { context, object })
 }
 
+/// A data type value as `GET /v1/types/{bucket}/{key}` answers it (CONTRACT §6).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct TypeValue {
+    /// `counter`, `set` or `map`.
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub value: serde_json::Value,
+    /// What the read saw: send it back with an update that removes something.
+    pub context: String,
+}
+
+/// An update's answer: `None` for `204`, the merged value with `returnbody`.
+pub fn decode_update(resp: &RawResponse) -> Result<Option<TypeValue>, Error> {
+    if resp.is_success() && resp.body.is_empty() {
+        return Ok(None);
+    }
+    decode_json(resp, "the data type update").map(Some)
+}
+
 /// An answer whose body does not matter: any `2xx`.
 pub fn decode_empty(resp: &RawResponse) -> Result<(), Error> {
     if resp.is_success() {

@@ -3,11 +3,15 @@
 
 pub use crate::types::quorum::{InvalidQuorum, Quorum};
 use crate::version::ConflictMode;
+pub use riftkv_crdt::DataType;
 use serde::{Deserialize, Serialize};
 
-/// Per-bucket settings (CONTRACT §2 "Buckets").
+/// Per-bucket settings (CONTRACT §2 "Buckets", §6).
+///
+/// In the ring state they travel and rest as a JSON document ([`stored`]), so a prop added
+/// later only needs `#[serde(default)]`: unknown fields are ignored rather than refused, and
+/// neither the gossip nor the on-disk layout changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BucketProps {
     pub n: u32,
     pub r: Quorum,
@@ -16,6 +20,27 @@ pub struct BucketProps {
     pub pr: Quorum,
     pub pw: Quorum,
     pub conflict: ConflictMode,
+    /// The convergent data type every key of the bucket holds; `None` for plain values.
+    #[serde(default)]
+    pub datatype: Option<DataType>,
+}
+
+/// Serde adapter for [`BucketProps`] inside the ring state: the props as one JSON string, so
+/// the surrounding postcard encoding (which is not self-describing) never depends on the
+/// props' fields.
+pub mod stored {
+    use super::BucketProps;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _, ser::Error as _};
+
+    pub fn serialize<S: Serializer>(p: &BucketProps, s: S) -> Result<S::Ok, S::Error> {
+        let json = serde_json::to_string(p).map_err(S::Error::custom)?;
+        s.serialize_str(&json)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BucketProps, D::Error> {
+        let json = String::deserialize(d)?;
+        serde_json::from_str(&json).map_err(|e| D::Error::custom(format!("bucket props: {e}")))
+    }
 }
 
 /// Largest replication factor a bucket may ask for.
@@ -31,6 +56,10 @@ pub enum PropsError {
     OverReplication { n: u32, limit: u32 },
     #[error("{0}")]
     Quorum(#[from] InvalidQuorum),
+    /// Last write wins would drop one of two concurrent data type states instead of merging
+    /// them, losing updates.
+    #[error("a bucket of datatype {0} merges concurrent updates itself: conflict must be siblings")]
+    LwwDataType(&'static str),
 }
 
 impl BucketProps {
@@ -43,6 +72,7 @@ impl BucketProps {
             pr: Quorum::Count(0),
             pw: Quorum::Count(0),
             conflict: ConflictMode::Siblings,
+            datatype: None,
         }
     }
 
@@ -69,6 +99,11 @@ impl BucketProps {
         self.dw.resolve_checked("dw", self.n, 0)?;
         self.pr.resolve_checked("pr", self.n, 0)?;
         self.pw.resolve_checked("pw", self.n, 0)?;
+        if let Some(t) = self.datatype
+            && self.conflict == ConflictMode::Lww
+        {
+            return Err(PropsError::LwwDataType(t.as_str()));
+        }
         Ok(())
     }
 }
@@ -84,6 +119,7 @@ pub struct BucketPropsPatch {
     pub pr: Option<Quorum>,
     pub pw: Option<Quorum>,
     pub conflict: Option<ConflictMode>,
+    pub datatype: Option<DataType>,
 }
 
 impl BucketPropsPatch {
@@ -96,6 +132,7 @@ impl BucketPropsPatch {
             pr: self.pr.unwrap_or(base.pr),
             pw: self.pw.unwrap_or(base.pw),
             conflict: self.conflict.unwrap_or(base.conflict),
+            datatype: self.datatype.or(base.datatype),
         }
     }
 }
@@ -140,6 +177,14 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         assert!(serde_json::from_str::<BucketPropsPatch>(r#"{"bogus":1}"#).is_err());
+        let lww_counter = BucketProps {
+            datatype: Some(DataType::Counter),
+            ..p.clone()
+        };
+        assert_eq!(
+            lww_counter.validate(),
+            Err(PropsError::LwwDataType("counter"))
+        );
     }
 
     #[test]
@@ -163,6 +208,41 @@ mod tests {
         // A ring that replicates more than MAX_N: MAX_N is the bound.
         assert_eq!(p(5).validate_for_ring(7), Ok(()));
         assert_eq!(p(6).validate_for_ring(7), Err(PropsError::BadN(6)));
+    }
+
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Framed {
+        #[serde(with = "stored")]
+        props: BucketProps,
+        after: u64,
+    }
+
+    #[test]
+    fn stored_props_are_json_inside_postcard_and_tolerate_new_fields() {
+        let p = BucketProps {
+            datatype: Some(DataType::Set),
+            ..BucketProps::with_n(3)
+        };
+        let framed = Framed { props: p, after: 7 };
+        let bytes = postcard::to_stdvec(&framed).unwrap();
+        assert_eq!(postcard::from_bytes::<Framed>(&bytes).unwrap(), framed);
+        // Props written before `datatype` existed read as plain values; a field this binary
+        // does not know (written by a later one) is ignored, not a decode error.
+        let json = r#"{"n":2,"r":"one","w":"quorum","dw":0,"pr":0,"pw":0,"conflict":"lww"}"#;
+        let old: BucketProps = serde_json::from_str(json).unwrap();
+        assert_eq!(old.datatype, None);
+        assert_eq!(old.n, 2);
+        let later = json.replace("\"lww\"", "\"lww\",\"ttl\":60,\"datatype\":\"map\"");
+        let later: BucketProps = serde_json::from_str(&later).unwrap();
+        assert_eq!(later.datatype, Some(DataType::Map));
+        assert!(serde_json::from_str::<BucketProps>(r#"{"n":2}"#).is_err());
+        let bad = Framed {
+            props: BucketProps::with_n(1),
+            after: 1,
+        };
+        let mut bytes = postcard::to_stdvec(&bad).unwrap();
+        bytes[1] = b'[';
+        assert!(postcard::from_bytes::<Framed>(&bytes).is_err());
     }
 
     #[test]

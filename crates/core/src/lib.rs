@@ -7,12 +7,14 @@
 //!   the cluster crate's business);
 //! - [`storage`]: the storage seam, RocksDB and in-memory backends, on-disk formats;
 //! - [`net`]: the peer transport seam, TCP and an in-process network with fault filters;
+//! - [`datatype`]: data type states (counters, sets, maps) stored as object siblings;
 //! - [`merkle`]: anti-entropy trees; [`bucket`]: bucket properties; [`fault`]: planted bugs
 //!   for tests.
 
 pub use riftkv_types as types;
 
 pub mod bucket;
+pub mod datatype;
 pub mod fault;
 pub mod membership;
 pub mod merkle;

@@ -2,8 +2,8 @@
 
 use thiserror::Error;
 
-/// How the server should answer an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the server should answer an error (carried between nodes, hence serde).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
     /// The request is malformed or not allowed (HTTP 400).
     BadRequest,

@@ -98,8 +98,9 @@ use std::fmt::Debug;
 pub trait Actor: Ord + Clone + Debug + Serialize + DeserializeOwned {}
 impl<T: Ord + Clone + Debug + Serialize + DeserializeOwned> Actor for T {}
 
-/// The data type of a bucket (`"datatype"` bucket property).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The data type of a bucket (`"datatype"` bucket property); serialised as its lowercase name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DataType {
     Counter,
     Set,

@@ -9,15 +9,21 @@ fn lim() -> Limits {
     Limits::default()
 }
 
-fn set_op(add: &[&str], remove: &[&str]) -> Op {
+fn set_op<S: AsRef<str>>(add: &[S], remove: &[S]) -> Op {
     Op::Set(SetOp {
-        add: add.iter().map(|s| s.to_string()).collect(),
-        remove: remove.iter().map(|s| s.to_string()).collect(),
+        add: add.iter().map(|s| s.as_ref().to_string()).collect(),
+        remove: remove.iter().map(|s| s.as_ref().to_string()).collect(),
     })
 }
 
 fn map_op(v: Value) -> Op {
     Op::from_json(DataType::Map, &v).unwrap()
+}
+
+/// Applies a map operation written as JSON under the default limits, as most map histories
+/// below are built.
+fn map_apply(c: &mut Crdt<u8>, actor: u8, ctx: Option<&Context<u8>>, op: Value) {
+    c.apply(&actor, &map_op(op), ctx, NOW, &lim()).unwrap();
 }
 
 fn value(c: &Crdt<u8>) -> Value {
@@ -133,25 +139,35 @@ fn members(lo: u32, hi: u32) -> Vec<String> {
     (lo..hi).map(|i| format!("member-{i:05}")).collect()
 }
 
+/// Applies `op(i)` for each `i` of `starts`, by writers 0, 1 and 2 in turn: the long
+/// histories of the compaction tests. With `observed`, each operation carries the context of
+/// the value before it, as a remove must.
+fn apply_rounds(
+    c: &mut Crdt<u8>,
+    starts: impl Iterator<Item = u32>,
+    observed: bool,
+    limits: &Limits,
+    op: impl Fn(u32) -> Op,
+) {
+    for (k, i) in starts.enumerate() {
+        let ctx = observed.then(|| c.context());
+        c.apply(&((k % 3) as u8), &op(i), ctx.as_ref(), NOW, limits)
+            .unwrap();
+    }
+}
+
 #[test]
 fn set_compacts_removed_members_and_context_is_bounded_by_writers() {
     // 10,000 adds and 9,990 removes by three writers. Operations carry 10 members each so the
     // debug-build test stays fast (every operation re-encodes the value to check its size).
     let mut s = Crdt::<u8>::new(DataType::Set);
-    for (k, i) in (0..10_000u32).step_by(10).enumerate() {
-        let add = members(i, i + 10);
-        let add: Vec<&str> = add.iter().map(|m| m.as_str()).collect();
-        s.apply(&((k % 3) as u8), &set_op(&add, &[]), None, NOW, &lim())
-            .unwrap();
-    }
+    apply_rounds(&mut s, (0..10_000u32).step_by(10), false, &lim(), |i| {
+        set_op(&members(i, i + 10), &[])
+    });
     let full = s.encode().unwrap().len();
-    for (k, i) in (0..9_990u32).step_by(10).enumerate() {
-        let ctx = s.context();
-        let rm = members(i, i + 10);
-        let rm: Vec<&str> = rm.iter().map(|m| m.as_str()).collect();
-        s.apply(&((k % 3) as u8), &set_op(&[], &rm), Some(&ctx), NOW, &lim())
-            .unwrap();
-    }
+    apply_rounds(&mut s, (0..9_990u32).step_by(10), true, &lim(), |i| {
+        set_op(&[], &members(i, i + 10))
+    });
     let bytes = s.encode().unwrap();
     // 10 members of 12 bytes, each with one dot (actor byte + counter varint) and length
     // prefixes: about 17 bytes each, plus a 3-entry clock and a few header bytes. 512 leaves
@@ -196,14 +212,12 @@ fn map_value_shapes() {
 #[test]
 fn map_removes_need_a_context() {
     let mut m = Crdt::<u8>::new(DataType::Map);
-    m.apply(
-        &1,
-        &map_op(json!({"update": {"s": {"set": {"add": ["x"]}}}})),
+    map_apply(
+        &mut m,
+        1,
         None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+        json!({"update": {"s": {"set": {"add": ["x"]}}}}),
+    );
     for op in [
         json!({"remove": ["s"]}),
         json!({"update": {"s": {"set": {"remove": ["x"]}}}}),
@@ -221,37 +235,26 @@ fn map_removes_need_a_context() {
 #[test]
 fn map_field_removal_keeps_a_concurrent_nested_update_only() {
     let mut a = Crdt::<u8>::new(DataType::Map);
-    a.apply(
-        &1,
-        &map_op(json!({"update": {"m": {"map": {"update": {
+    map_apply(
+        &mut a,
+        1,
+        None,
+        json!({"update": {"m": {"map": {"update": {
             "s": {"set": {"add": ["old"]}},
             "r": {"register": {"assign": "v1"}},
             "f": {"flag": "enable"}
-        }}}}})),
-        None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+        }}}}}),
+    );
     let mut b = a.clone();
     let ctx = b.context();
     // Concurrently: a adds a member to m.s, b removes the whole field m as it read it.
-    a.apply(
-        &1,
-        &map_op(json!({"update": {"m": {"map": {"update": {"s": {"set": {"add": ["new"]}}}}}}})),
+    map_apply(
+        &mut a,
+        1,
         None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
-    b.apply(
-        &2,
-        &map_op(json!({"remove": ["m"]})),
-        Some(&ctx),
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+        json!({"update": {"m": {"map": {"update": {"s": {"set": {"add": ["new"]}}}}}}}),
+    );
+    map_apply(&mut b, 2, Some(&ctx), json!({"remove": ["m"]}));
     assert_eq!(value(&b), json!({}));
     let m = joined(&a, &b);
     // The field survives with only what the remover did not see.
@@ -269,14 +272,7 @@ fn map_counter_field_removed_concurrently_with_an_increment() {
     a.join(&b).unwrap();
     let ctx = b.context();
     a.apply(&1, &inc(1), None, NOW, &lim()).unwrap();
-    b.apply(
-        &2,
-        &map_op(json!({"remove": ["c"]})),
-        Some(&ctx),
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+    map_apply(&mut b, 2, Some(&ctx), json!({"remove": ["c"]}));
     // Actor 2's increments, seen by the remove, are gone; actor 1 keeps its running total
     // (documented: a counter field keeps one total per actor).
     assert_eq!(value(&joined(&a, &b)), json!({"c": {"counter": 6}}));
@@ -286,76 +282,57 @@ fn map_counter_field_removed_concurrently_with_an_increment() {
 fn map_field_name_with_two_types_shows_both_and_remove_takes_both() {
     let mut a = Crdt::<u8>::new(DataType::Map);
     let mut b = Crdt::<u8>::new(DataType::Map);
-    a.apply(
-        &1,
-        &map_op(json!({"update": {"x": {"counter": {"increment": 1}}}})),
+    map_apply(
+        &mut a,
+        1,
         None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
-    b.apply(
-        &2,
-        &map_op(json!({"update": {"x": {"register": {"assign": "s"}}}})),
+        json!({"update": {"x": {"counter": {"increment": 1}}}}),
+    );
+    map_apply(
+        &mut b,
+        2,
         None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+        json!({"update": {"x": {"register": {"assign": "s"}}}}),
+    );
     let mut m = joined(&a, &b);
     assert_eq!(value(&m), json!({"x": {"counter": 1, "register": "s"}}));
     let ctx = m.context();
-    m.apply(
-        &1,
-        &map_op(json!({"remove": ["x"]})),
-        Some(&ctx),
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+    map_apply(&mut m, 1, Some(&ctx), json!({"remove": ["x"]}));
     assert_eq!(value(&m), json!({}));
 }
 
 #[test]
 fn flag_enable_wins_over_a_concurrent_disable() {
     let mut a = Crdt::<u8>::new(DataType::Map);
-    a.apply(
-        &1,
-        &map_op(json!({"update": {"f": {"flag": "enable"}}})),
+    map_apply(
+        &mut a,
+        1,
         None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+        json!({"update": {"f": {"flag": "enable"}}}),
+    );
     let mut b = a.clone();
-    a.apply(
-        &1,
-        &map_op(json!({"update": {"f": {"flag": "enable"}}})),
+    map_apply(
+        &mut a,
+        1,
         None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
-    b.apply(
-        &2,
-        &map_op(json!({"update": {"f": {"flag": "disable"}}})),
+        json!({"update": {"f": {"flag": "enable"}}}),
+    );
+    map_apply(
+        &mut b,
+        2,
         None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+        json!({"update": {"f": {"flag": "disable"}}}),
+    );
     assert_eq!(value(&b), json!({"f": {"flag": false}}));
     assert_eq!(value(&joined(&a, &b)), json!({"f": {"flag": true}}));
     // A disable that saw the enable wins over it.
     let mut c = joined(&a, &b);
-    c.apply(
-        &3,
-        &map_op(json!({"update": {"f": {"flag": "disable"}}})),
+    map_apply(
+        &mut c,
+        3,
         None,
-        NOW,
-        &lim(),
-    )
-    .unwrap();
+        json!({"update": {"f": {"flag": "disable"}}}),
+    );
     assert_eq!(value(&joined(&c, &a)), json!({"f": {"flag": false}}));
 }
 
@@ -387,7 +364,7 @@ fn map_compacts_removed_fields() {
     };
     let mut m = Crdt::<u8>::new(DataType::Map);
     // 100 fields an operation: every operation clones and re-encodes the value.
-    for (k, i) in (0..10_000u32).step_by(100).enumerate() {
+    apply_rounds(&mut m, (0..10_000u32).step_by(100), false, &limits, |i| {
         let update: serde_json::Map<String, Value> = (i..i + 100)
             .map(|j| {
                 (
@@ -396,18 +373,14 @@ fn map_compacts_removed_fields() {
                 )
             })
             .collect();
-        let op = map_op(json!({ "update": update }));
-        m.apply(&((k % 3) as u8), &op, None, NOW, &limits).unwrap();
-    }
-    for (k, i) in (0..9_990u32).step_by(100).enumerate() {
-        let ctx = m.context();
+        map_op(json!({ "update": update }))
+    });
+    apply_rounds(&mut m, (0..9_990u32).step_by(100), true, &limits, |i| {
         let names: Vec<String> = (i..(i + 100).min(9_990))
             .map(|j| format!("field-{j:05}"))
             .collect();
-        let op = map_op(json!({ "remove": names }));
-        m.apply(&((k % 3) as u8), &op, Some(&ctx), NOW, &limits)
-            .unwrap();
-    }
+        map_op(json!({ "remove": names }))
+    });
     let bytes = m.encode().unwrap();
     println!(
         "map: {} bytes after 10,000 fields and 9,990 removes",

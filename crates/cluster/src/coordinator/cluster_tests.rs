@@ -75,7 +75,7 @@ fn local_values(c: &TestCluster, i: usize, p: PartitionId, key: &str) -> Vec<Str
     }
 }
 
-async fn wait_reachability(c: &TestCluster, observer: usize, peers: &[usize], up: bool) {
+pub(super) async fn wait_reachability(c: &TestCluster, observer: usize, peers: &[usize], up: bool) {
     let what = format!(
         "n{observer} to see {peers:?} as {}",
         if up { "up" } else { "down" }

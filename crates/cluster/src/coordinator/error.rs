@@ -3,6 +3,7 @@
 
 use riftkv_core::types::NodeId;
 use riftkv_core::version::VersionError;
+use riftkv_crdt::{CrdtError, ErrorKind};
 use serde::{Deserialize, Serialize};
 
 /// Why a get, put, delete or listing did not succeed.
@@ -32,6 +33,28 @@ pub enum KvError {
     Timeout,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A data type operation was refused or a stored data type value could not be read;
+    /// `kind` says which (the API maps it to a status).
+    #[error("{message}")]
+    DataType { kind: ErrorKind, message: String },
+}
+
+impl From<CrdtError> for KvError {
+    fn from(e: CrdtError) -> Self {
+        KvError::DataType {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::replica::UpdateError> for KvError {
+    fn from(e: crate::replica::UpdateError) -> Self {
+        match e {
+            crate::replica::UpdateError::Replica(r) => r.into(),
+            crate::replica::UpdateError::DataType(c) => c.into(),
+        }
+    }
 }
 
 impl KvError {
@@ -45,6 +68,11 @@ impl KvError {
             KvError::Quorum { .. } => "quorum_unavailable",
             KvError::Timeout => "timeout",
             KvError::Internal(_) => "internal",
+            KvError::DataType { kind, .. } => match kind {
+                ErrorKind::BadRequest => "bad_request",
+                ErrorKind::TooLarge => "too_large",
+                ErrorKind::Corrupt => "internal",
+            },
         }
     }
 }
@@ -118,6 +146,10 @@ pub enum WireKvError {
     },
     Timeout,
     Internal(String),
+    DataType {
+        kind: ErrorKind,
+        message: String,
+    },
     /// The receiver is not a replica of the key in its view of the ring; try another node.
     NotReplica,
 }
@@ -148,6 +180,7 @@ impl From<&KvError> for WireKvError {
             },
             KvError::Timeout => WireKvError::Timeout,
             KvError::Internal(m) => WireKvError::Internal(m),
+            KvError::DataType { kind, message } => WireKvError::DataType { kind, message },
         }
     }
 }
@@ -179,6 +212,7 @@ impl From<WireKvError> for KvError {
             },
             WireKvError::Timeout => KvError::Timeout,
             WireKvError::Internal(m) => KvError::Internal(m),
+            WireKvError::DataType { kind, message } => KvError::DataType { kind, message },
             WireKvError::NotReplica => {
                 KvError::Internal("the forwarded coordinator is not a replica".into())
             }
@@ -208,6 +242,10 @@ mod tests {
             },
             KvError::Timeout,
             KvError::Internal("z".into()),
+            KvError::DataType {
+                kind: ErrorKind::TooLarge,
+                message: "m".into(),
+            },
         ];
         for e in all {
             let wire = WireKvError::from(&e);

@@ -17,7 +17,7 @@ use std::time::Duration;
 const SETTLE: Duration = Duration::from_secs(30);
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn cluster(nodes: usize, seed: u64, old_rule: bool, hints: bool) -> TestCluster {
+pub(super) async fn cluster(nodes: usize, seed: u64, old_rule: bool, hints: bool) -> TestCluster {
     let mut opts = ClusterOptions {
         settings: Some(Arc::new(move |s: &mut crate::node::NodeSettings| {
             s.faults.old_dot_rule = old_rule;
@@ -128,7 +128,7 @@ fn index_of(id: &NodeId) -> usize {
 }
 
 /// Partition and primary node indexes of `b/key`.
-fn primaries(c: &TestCluster, key: &str) -> (PartitionId, Vec<usize>) {
+pub(super) fn primaries(c: &TestCluster, key: &str) -> (PartitionId, Vec<usize>) {
     let n = c.node(c.running()[0]);
     let s = n.state.read();
     let p = riftkv_core::ring::partition_for(b"b", key.as_bytes(), s.ring_size());
@@ -153,7 +153,7 @@ async fn wait_all_reachable(c: &TestCluster) {
     }
 }
 
-async fn wait_settled(c: &TestCluster) {
+pub(super) async fn wait_settled(c: &TestCluster) {
     if let Err(e) = c.wait_settled(SETTLE).await {
         panic!("{e}");
     }
@@ -185,7 +185,7 @@ async fn a_wiped_disk_never_reissues_a_dot() {
 /// Runs `scenario` under the current dot rule, which must keep exactly `expect`, and under
 /// the old rule (node id as actor), which must lose a write: proof the scenario really
 /// exercises the bug it guards against.
-async fn keeps_and_old_rule_loses<F, Fut>(name: &str, scenario: F, expect: &[&str])
+pub(super) async fn keeps_and_old_rule_loses<F, Fut>(name: &str, scenario: F, expect: &[&str])
 where
     F: Fn(bool) -> Fut,
     Fut: std::future::Future<Output = Vec<String>>,

@@ -4,7 +4,7 @@
 use super::error::KvError;
 use crate::node::Node;
 use crate::preflist::{Role, Serving};
-use riftkv_core::bucket::BucketProps;
+use riftkv_core::bucket::{BucketProps, DataType};
 use riftkv_core::types::{NodeId, PartitionId};
 
 /// Longest bucket name, in bytes (CONTRACT §2).
@@ -19,6 +19,15 @@ pub struct Placement {
     pub primaries: Vec<NodeId>,
     /// The serving nodes with their roles, primaries first.
     pub serving: Serving,
+}
+
+/// The bucket's data type, or why a data type request cannot use the bucket.
+pub fn data_type_of(props: &BucketProps) -> Result<DataType, KvError> {
+    props.datatype.ok_or_else(|| {
+        KvError::BadRequest(
+            "the bucket holds plain values, not a data type: set its datatype prop first".into(),
+        )
+    })
 }
 
 impl Placement {

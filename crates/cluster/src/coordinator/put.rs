@@ -4,13 +4,13 @@
 //! primaries). Replicas still writing when the answer leaves keep going in the background.
 
 use super::error::{KvError, WireKvError};
-use super::placement::{Placement, check_names, place};
+use super::placement::{Placement, check_names, data_type_of, place};
 use super::put_core::{PutCore, PutStatus};
 use super::quorum::{ConsistencyParams, WriteQuorum, check_write};
 use crate::node::Node;
 use crate::preflist::Role;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
-use crate::replica::{blocking, coordinate_write};
+use crate::replica::{blocking, coordinate_update, coordinate_write};
 use crate::rpc::{Endpoint, Message, RpcError};
 use bytes::Bytes;
 use riftkv_core::net::NetError;
@@ -59,6 +59,13 @@ pub enum Change {
     },
     /// A tombstone: a version like any other, marked deleted.
     Delete,
+    /// A data type operation (JSON, CONTRACT §6), applied by the coordinator to its copy's
+    /// merged state ([`crate::replica::coordinate_update`]). `context` is what the client read;
+    /// removes need it.
+    Update {
+        op: String,
+        context: Option<riftkv_crdt::Context<riftkv_core::version::Actor>>,
+    },
 }
 
 /// A write as the coordinator receives it (also forwarded between nodes).
@@ -284,6 +291,9 @@ async fn coordinate(
     // The write time, from this coordinator's clock: the version's timestamp and, with a TTL,
     // its absolute expiry, carried by every copy so no replica's clock decides it alone.
     let now = node.clock.now_ms();
+    let sync = wq.dw > 0;
+    let k = ObjectKey::new(pl.partition, op.bucket.clone(), op.key.clone());
+    let (n, role, limits) = (node.clone(), role.clone(), node.settings.limits);
     let sibling = match &op.change {
         Change::Value {
             value,
@@ -292,15 +302,45 @@ async fn coordinate(
         } => Sibling::new(Bytes::from(value.clone()), content_type.clone(), now)
             .expiring(ttl_ms.map(|t| now.saturating_add(t))),
         Change::Delete => Sibling::tombstone(now),
+        Change::Update {
+            op: type_op,
+            context,
+        } => {
+            let data_type = data_type_of(&pl.props)?;
+            let (type_op, context) = (type_op.clone(), context.clone());
+            let obj = blocking(move || {
+                coordinate_update(
+                    &n,
+                    &k,
+                    data_type,
+                    &type_op,
+                    context.as_ref(),
+                    &limits,
+                    sync,
+                    &role,
+                )
+            })
+            .await?;
+            return replicate(node, op, pl, wq, obj, deadline).await;
+        }
     };
     let mode = pl.props.conflict;
+    let obj = blocking(move || coordinate_write(&n, &k, &ctx, sibling, mode, &limits, sync, &role))
+        .await?;
+    replicate(node, op, pl, wq, obj, deadline).await
+}
+
+/// Sends the object the coordinator stored to the other serving nodes and answers once the
+/// write quorum is met (or cannot be).
+async fn replicate(
+    node: &Arc<Node>,
+    op: &WriteOp,
+    pl: &Placement,
+    wq: WriteQuorum,
+    obj: Object,
+    deadline: Instant,
+) -> Result<Object, KvError> {
     let sync = wq.dw > 0;
-    let k = ObjectKey::new(pl.partition, op.bucket.clone(), op.key.clone());
-    let obj = {
-        let (n, k, role, limits) = (node.clone(), k.clone(), role.clone(), node.settings.limits);
-        blocking(move || coordinate_write(&n, &k, &ctx, sibling, mode, &limits, sync, &role))
-            .await?
-    };
     node.metrics
         .clock_entries
         .observe(obj.clock_entries() as f64);

@@ -71,6 +71,18 @@ fn holds(storage: &MemoryStorage, q: u32, bucket: &[u8], key: &[u8]) -> Option<V
         .unwrap()
 }
 
+/// How many copies of the `written` keys nodes 1 to 5 hold between them.
+fn copies_on_five(c: &TestCluster, q: u32, bucket: &[u8], written: &[(Vec<u8>, Vec<u8>)]) -> usize {
+    written
+        .iter()
+        .map(|(k, _)| {
+            (1..=5)
+                .filter(|i| holds(&c.storage(*i), q, bucket, k).is_some())
+                .count()
+        })
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_found_a_cluster_through_seeds_and_settle() {
     let c = TestCluster::start(5, 1);
@@ -163,14 +175,7 @@ async fn a_leaving_node_leaves_every_key_on_its_new_replicas() {
         let obj = put_direct(&c, b"cart", &key, format!("value-{i}").as_bytes());
         written.push((key, obj));
     }
-    let copies_before: usize = written
-        .iter()
-        .map(|(k, _)| {
-            (1..=5)
-                .filter(|i| holds(&c.storage(*i), q, b"cart", k).is_some())
-                .count()
-        })
-        .sum();
+    let copies_before = copies_on_five(&c, q, b"cart", &written);
     assert_eq!(copies_before, 500 * 3);
     let leaver = 3;
     let held_by_leaver = written
@@ -207,14 +212,7 @@ async fn a_leaving_node_leaves_every_key_on_its_new_replicas() {
             );
         }
     }
-    let copies_after: usize = written
-        .iter()
-        .map(|(k, _)| {
-            (1..=5)
-                .filter(|i| holds(&c.storage(*i), q, b"cart", k).is_some())
-                .count()
-        })
-        .sum();
+    let copies_after = copies_on_five(&c, q, b"cart", &written);
     assert_eq!(copies_after, 500 * 3, "every key on exactly its replicas");
     // The leaver dropped its copies once they were handed off.
     for p in 0..q {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use fence::ReapFence;
 
 /// Meta key under which the ring state is persisted.
-pub const META_RING_STATE: &str = "ring_state";
+pub const META_RING_STATE: &str = riftkv_core::membership::state::RING_STATE_META;
 /// Meta key holding the node id chosen at first start.
 pub const META_NODE_ID: &str = "node_id";
 

@@ -2,11 +2,14 @@
 //! a primary keeps the key under `objects`, a fallback keeps it as a hint for the primary it
 //! stands in for. These functions are blocking (storage is); async callers use [`blocking`].
 
-use super::error::ReplicaError;
+use super::error::{ReplicaError, UpdateError};
 use super::locks::lock_key;
 use crate::node::Node;
 use crate::preflist::Role;
 use crate::replica::store::StoreError;
+use bytes::Bytes;
+use riftkv_core::bucket::DataType;
+use riftkv_core::datatype;
 use riftkv_core::storage::{HintKey, ObjectKey};
 use riftkv_core::version::identity;
 use riftkv_core::version::{
@@ -130,22 +133,9 @@ fn read_for_write(
     Ok((object, custody))
 }
 
-/// The coordinator's read-modify-write: add `sibling` as a new version of `k` superseding what
-/// `ctx` has seen, under a write identity this node can vouch for (see
-/// `version::identity`), and persist it in this node's role. Returns the new object.
-#[allow(clippy::too_many_arguments)]
-pub fn coordinate_write(
-    node: &Node,
-    k: &ObjectKey,
-    ctx: &VersionVector,
-    mut sibling: Sibling,
-    mode: ConflictMode,
-    limits: &Limits,
-    sync: bool,
-    role: &Role,
-) -> Result<Object, ReplicaError> {
-    let _guard = lock_key(k);
-    let (stored, custody) = read_for_write(node, k, role, mode)?;
+/// The write identity of this node's next write of a key, from the custody its copy holds
+/// (see `version::identity`); counts fresh identities.
+fn writer_for(node: &Node, custody: Option<Custody>) -> identity::Writer {
     let w = if node.settings.faults.old_dot_rule() {
         // Planted bug for the simulation's self-test: the pre-epoch rule (node id as actor).
         identity::Writer {
@@ -162,6 +152,26 @@ pub fn coordinate_write(
     if w.fresh {
         node.metrics.write_identities_total.inc();
     }
+    w
+}
+
+/// The coordinator's read-modify-write: add `sibling` as a new version of `k` superseding what
+/// `ctx` has seen, under a write identity this node can vouch for (see
+/// `version::identity`), and persist it in this node's role. Returns the new object.
+#[allow(clippy::too_many_arguments)]
+pub fn coordinate_write(
+    node: &Node,
+    k: &ObjectKey,
+    ctx: &VersionVector,
+    mut sibling: Sibling,
+    mode: ConflictMode,
+    limits: &Limits,
+    sync: bool,
+    role: &Role,
+) -> Result<Object, ReplicaError> {
+    let _guard = lock_key(k);
+    let (stored, custody) = read_for_write(node, k, role, mode)?;
+    let w = writer_for(node, custody);
     if mode == ConflictMode::Lww
         && let Some(s) = &stored
     {
@@ -181,6 +191,43 @@ pub fn coordinate_write(
     }
     if fault_drop_write() {
         // Planted bug for the harness: acknowledge without storing.
+        return Ok(obj);
+    }
+    Ok(node.store_written(k, role, &obj, w.custody, mode, sync)?)
+}
+
+/// The coordinator's read-modify-write of a data type value: under the key's lock, join the
+/// states of every live sibling of this node's copy (concurrent coordinators leave siblings),
+/// apply `op` (JSON, for `data_type`) as a write of this node's write identity, and store the
+/// result as a new version superseding everything the copy held. The identity is chosen
+/// exactly as for a plain write, so a node that may have forgotten its writes (wiped disk,
+/// power cut) takes a fresh epoch and never reissues a data type dot either.
+#[allow(clippy::too_many_arguments)]
+pub fn coordinate_update(
+    node: &Node,
+    k: &ObjectKey,
+    data_type: DataType,
+    op: &str,
+    context: Option<&riftkv_crdt::Context<Actor>>,
+    limits: &Limits,
+    sync: bool,
+    role: &Role,
+) -> Result<Object, UpdateError> {
+    let op = riftkv_crdt::Op::from_json_str(data_type, op)?;
+    // Concurrent states must all be kept to be joined: never last-write-wins.
+    let mode = ConflictMode::Siblings;
+    let _guard = lock_key(k);
+    let (stored, custody) = read_for_write(node, k, role, mode)?;
+    let mut state = datatype::merged_state(stored.as_ref(), data_type)?
+        .unwrap_or_else(|| datatype::State::new(data_type));
+    let w = writer_for(node, custody);
+    let now = node.clock.now_ms();
+    let type_limits = datatype::limits(limits.max_value_bytes);
+    state.apply(&w.actor, &op, context, now, &type_limits)?;
+    let sibling = Sibling::new(Bytes::from(state.encode()?), datatype::CONTENT_TYPE, now);
+    let seen = stored.as_ref().map(Object::context).unwrap_or_default();
+    let obj = Object::update(stored.as_ref(), &seen, &w.actor, sibling, mode, limits)?;
+    if fault_drop_write() {
         return Ok(obj);
     }
     Ok(node.store_written(k, role, &obj, w.custody, mode, sync)?)

@@ -39,3 +39,25 @@ impl From<StoreError> for ReplicaError {
         ReplicaError::Internal(e.to_string())
     }
 }
+
+/// Why a data type update could not be applied to this node's copy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// The operation was refused, or the stored value is not a readable data type state.
+    #[error(transparent)]
+    DataType(#[from] riftkv_crdt::CrdtError),
+}
+
+impl From<StoreError> for UpdateError {
+    fn from(e: StoreError) -> Self {
+        UpdateError::Replica(e.into())
+    }
+}
+
+impl From<VersionError> for UpdateError {
+    fn from(e: VersionError) -> Self {
+        UpdateError::Replica(e.into())
+    }
+}

@@ -12,6 +12,6 @@ pub mod reap;
 pub mod rpc;
 pub mod store;
 
-pub use copy::{blocking, coordinate_write, live_keys, read_copy, store_copy};
-pub use error::ReplicaError;
+pub use copy::{blocking, coordinate_update, coordinate_write, live_keys, read_copy, store_copy};
+pub use error::{ReplicaError, UpdateError};
 pub use rpc::{ReplicaRequest, ReplicaResponse};

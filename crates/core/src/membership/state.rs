@@ -121,10 +121,15 @@ pub struct Plan {
 /// A bucket's props with the write that set them (last writer wins).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PropsEntry {
+    /// JSON inside the postcard frame (on-disk format 3), so later props change no layout.
+    #[serde(with = "crate::bucket::stored")]
     pub props: BucketProps,
     pub version: u64,
     pub author: NodeId,
 }
+
+/// Meta name under which a node persists its ring state (postcard).
+pub const RING_STATE_META: &str = "ring_state";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingState {

@@ -335,52 +335,29 @@ mod tests {
         );
     }
 
+    /// The nonce every proof in [`dialer_proof`] and [`dialer_verifies`] is made over.
+    const NONCE: Nonce = [9; 32];
+
+    /// A dialler's proof with secret, cluster and nonce held fixed, so only the ids vary.
+    fn dialer_proof(dialer: &str, listener: &str) -> Proof {
+        let (d, l) = (NodeId::new(dialer), NodeId::new(listener));
+        proof(b"s", Role::Dialer, "c", &NONCE, &d, &l)
+    }
+
+    /// Checks `p` as [`dialer_proof`] would have made it for these ids.
+    fn dialer_verifies(dialer: &str, listener: &str, p: &Proof) -> bool {
+        let (d, l) = (NodeId::new(dialer), NodeId::new(listener));
+        verify(b"s", Role::Dialer, "c", &NONCE, &d, &l, p)
+    }
+
     #[test]
     fn proofs_bind_both_node_ids() {
-        let n = [9; 32];
-        let p = proof(
-            b"s",
-            Role::Dialer,
-            "c",
-            &n,
-            &NodeId::new("a"),
-            &NodeId::new("b"),
-        );
-        assert!(verify(
-            b"s",
-            Role::Dialer,
-            "c",
-            &n,
-            &NodeId::new("a"),
-            &NodeId::new("b"),
-            &p
-        ));
-        assert!(!verify(
-            b"s",
-            Role::Dialer,
-            "c",
-            &n,
-            &NodeId::new("a"),
-            &NodeId::new("c"),
-            &p
-        ));
+        let p = dialer_proof("a", "b");
+        assert!(dialer_verifies("a", "b", &p));
+        assert!(!dialer_verifies("a", "c", &p));
         // Length prefixes keep ("ab", "c") and ("a", "bc") apart.
-        let q = proof(
-            b"s",
-            Role::Dialer,
-            "c",
-            &n,
-            &NodeId::new("ab"),
-            &NodeId::new("c"),
-        );
-        let r = proof(
-            b"s",
-            Role::Dialer,
-            "c",
-            &n,
-            &NodeId::new("a"),
-            &NodeId::new("bc"),
-        );
+        let q = dialer_proof("ab", "c");
+        let r = dialer_proof("a", "bc");
         assert_ne!(q, r);
     }
 

@@ -27,8 +27,10 @@ pub use tcp::{NetStats, TcpTransport};
 /// 2: objects carry write identities (object encoding 2), reaping carries the ring version.
 /// 3: each subsystem owns an endpoint (anti-entropy and forwarded writes got their own),
 ///    replicas answer with typed errors.
-/// 4: forwarded writes carry typed quorum values and the decoded causal context; versions
-///    carry an optional expiry (object encoding 3) and forwarded writes their TTL.
+/// 4: forwarded writes carry typed quorum values and the decoded causal context; the ring
+///    state carries each bucket's props as JSON (later props need no new version), and a
+///    forwarded write may be a data type update; versions carry an optional expiry (object
+///    encoding 3) and forwarded writes their TTL.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Default bound on one frame; larger frames close the connection that sent them.

@@ -52,6 +52,46 @@ async fn node(id: &str) -> (Arc<TcpTransport>, Arc<TestHandler>) {
     start(config(id, "riftkv", b"secret")).await
 }
 
+/// As [`node`], with the config adjusted by `tweak` first (timeouts, limits, address).
+async fn node_with(
+    id: &str,
+    tweak: impl FnOnce(&mut NetConfig),
+) -> (Arc<TcpTransport>, Arc<TestHandler>) {
+    let mut cfg = config(id, "riftkv", b"secret");
+    tweak(&mut cfg);
+    start(cfg).await
+}
+
+/// Nodes "a" and "b", b's handler and b's address: most tests call from a to b.
+async fn pair() -> (
+    Arc<TcpTransport>,
+    Arc<TcpTransport>,
+    Arc<TestHandler>,
+    String,
+) {
+    let (a, _) = node("a").await;
+    let (srv, h) = node("b").await;
+    let to = srv.local_addr();
+    (a, srv, h, to)
+}
+
+/// Shuts the nodes down in order, so a test leaves no listener or task behind.
+async fn shutdown_all(nodes: &[&Arc<TcpTransport>]) {
+    for t in nodes {
+        t.shutdown().await;
+    }
+}
+
+/// The identity a hand-driven peer of cluster "riftkv" presents.
+fn identity(id: &str, secret: &[u8]) -> Identity {
+    Identity {
+        node_id: NodeId::new(id),
+        cluster_name: "riftkv".into(),
+        secret: secret.to_vec(),
+        advertise: "127.0.0.1:1".into(),
+    }
+}
+
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(30), f)
         .await
@@ -60,6 +100,13 @@ async fn bounded<F: std::future::Future>(f: F) -> F::Output {
 
 fn b(s: &str) -> Bytes {
     Bytes::from(s.to_string())
+}
+
+/// Writes `bytes` on a fresh raw connection to `to` and expects the server to close it.
+async fn raw_write_is_closed(to: &str, bytes: &[u8]) {
+    let mut raw = TcpStream::connect(to).await.unwrap();
+    raw.write_all(bytes).await.unwrap();
+    expect_closed(&mut raw).await;
 }
 
 /// Expects the server to close a raw connection (EOF or reset) without answering.
@@ -81,12 +128,7 @@ async fn raw_handshake(
 ) -> (Framed<TcpStream, LengthDelimitedCodec>, Envelope) {
     let stream = TcpStream::connect(addr).await.unwrap();
     let mut framed = Framed::new(stream, codec(1 << 20));
-    let me = Identity {
-        node_id: NodeId::new(id),
-        cluster_name: "riftkv".into(),
-        secret: secret.to_vec(),
-        advertise: "127.0.0.1:1".into(),
-    };
+    let me = identity(id, secret);
     let nonce = [3u8; 32];
     let hello = frame::encode(&Envelope::Hello(handshake::hello(&me, nonce)), 1 << 20);
     framed.send(hello.unwrap()).await.unwrap();
@@ -108,17 +150,15 @@ async fn raw_handshake(
 #[tokio::test]
 async fn request_response_round_trip_names_the_caller() {
     bounded(async {
-        let (a, _) = node("a").await;
-        let (b_node, h) = node("b").await;
-        let resp = a.call(&b_node.local_addr(), b("ping"), CALL).await.unwrap();
+        let (a, b_node, h, to) = pair().await;
+        let resp = a.call(&to, b("ping"), CALL).await.unwrap();
         assert_eq!(resp, format!("a@{}:ping", a.local_addr()));
         assert_eq!(h.calls.load(Ordering::SeqCst), 1);
-        assert_eq!(a.connected_peers(), vec![b_node.local_addr()]);
+        assert_eq!(a.connected_peers(), vec![to]);
         // Both directions work; each side dials its own connection.
         let back = b_node.call(&a.local_addr(), b("pong"), CALL).await.unwrap();
         assert_eq!(back, format!("b@{}:pong", b_node.local_addr()));
-        a.shutdown().await;
-        b_node.shutdown().await;
+        shutdown_all(&[&a, &b_node]).await;
     })
     .await;
 }
@@ -126,9 +166,7 @@ async fn request_response_round_trip_names_the_caller() {
 #[tokio::test]
 async fn two_hundred_concurrent_requests_share_one_connection() {
     bounded(async {
-        let (a, _) = node("a").await;
-        let (srv, h) = node("b").await;
-        let to = srv.local_addr();
+        let (a, srv, h, to) = pair().await;
         let started = Instant::now();
         let calls = (0..200).map(|i| {
             let a = a.clone();
@@ -151,8 +189,7 @@ async fn two_hundred_concurrent_requests_share_one_connection() {
         assert_eq!(a.stats().outbound_connected, 1);
         assert_eq!(srv.stats().inbound_authenticated, 1);
         assert_eq!(a.pending_calls(), 0);
-        a.shutdown().await;
-        srv.shutdown().await;
+        shutdown_all(&[&a, &srv]).await;
     })
     .await;
 }
@@ -160,9 +197,7 @@ async fn two_hundred_concurrent_requests_share_one_connection() {
 #[tokio::test]
 async fn a_slow_response_times_out_and_frees_its_slot() {
     bounded(async {
-        let mut cfg = config("a", "riftkv", b"secret");
-        cfg.connect_timeout = Duration::from_millis(200);
-        let (a, _) = start(cfg).await;
+        let (a, _) = node_with("a", |c| c.connect_timeout = Duration::from_millis(200)).await;
         let (srv, _) = node("b").await;
         let to = srv.local_addr();
         a.call(&to, b("warm"), CALL).await.unwrap();
@@ -179,8 +214,7 @@ async fn a_slow_response_times_out_and_frees_its_slot() {
         assert_eq!(a.connected_peers(), vec![to.clone()]);
         assert!(a.call(&to, b("after"), CALL).await.is_ok());
         assert_eq!(a.stats().outbound_connected, 1);
-        a.shutdown().await;
-        srv.shutdown().await;
+        shutdown_all(&[&a, &srv]).await;
     })
     .await;
 }
@@ -194,12 +228,7 @@ async fn silent_peer() -> (String, Arc<AtomicU64>) {
     let accepted = Arc::new(AtomicU64::new(0));
     let count = accepted.clone();
     tokio::spawn(async move {
-        let me = Identity {
-            node_id: NodeId::new("silent"),
-            cluster_name: "riftkv".into(),
-            secret: b"secret".to_vec(),
-            advertise: "127.0.0.1:1".into(),
-        };
+        let me = identity("silent", b"secret");
         let mut held = Vec::new();
         for _ in 0..5 {
             let (stream, _) = listener.accept().await.unwrap();
@@ -229,9 +258,7 @@ async fn silent_peer() -> (String, Arc<AtomicU64>) {
 #[tokio::test]
 async fn a_silent_connection_is_dropped_and_redialled() {
     bounded(async {
-        let mut cfg = config("a", "riftkv", b"secret");
-        cfg.connect_timeout = Duration::from_millis(200);
-        let (a, _) = start(cfg).await;
+        let (a, _) = node_with("a", |c| c.connect_timeout = Duration::from_millis(200)).await;
         let (to, accepted) = silent_peer().await;
         let r = a.call(&to, b("x"), Duration::from_millis(100)).await;
         assert_eq!(r, Err(NetError::Timeout));
@@ -273,9 +300,7 @@ async fn peer_down_is_unreachable_with_backoff_then_reconnects() {
         assert!(t0.elapsed() < Duration::from_millis(100));
 
         // The peer comes up on the same address: calls succeed again after the pause.
-        let mut cfg = config("b", "riftkv", b"secret");
-        cfg.listen = listen;
-        let (srv, _) = start(cfg.clone()).await;
+        let (srv, _) = node_with("b", |c| c.listen = listen).await;
         let ok = retry_until_ok(&a, &to).await;
         assert_eq!(ok, format!("a@{}:x", a.local_addr()));
 
@@ -294,11 +319,10 @@ async fn peer_down_is_unreachable_with_backoff_then_reconnects() {
             }
         }
         assert!(saw_unreachable);
-        let (srv, _) = start(cfg).await;
+        let (srv, _) = node_with("b", |c| c.listen = listen).await;
         retry_until_ok(&a, &to).await;
         assert_eq!(a.stats().outbound_connected, 2);
-        a.shutdown().await;
-        srv.shutdown().await;
+        shutdown_all(&[&a, &srv]).await;
     })
     .await;
 }
@@ -312,6 +336,15 @@ async fn eventually<T>(f: impl Fn() -> Option<T>) -> T {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("condition never held");
+}
+
+/// Waits until `t` has recorded a refusal: the refused side learns it after the call returns.
+async fn refusals_of(t: &TcpTransport) -> Vec<String> {
+    eventually(|| {
+        let r = t.recent_refusals();
+        (!r.is_empty()).then_some(r)
+    })
+    .await
 }
 
 async fn retry_until_ok(a: &TcpTransport, to: &str) -> Bytes {
@@ -337,11 +370,7 @@ async fn other_cluster_is_refused_with_a_clear_reason_on_both_sides() {
         );
         assert_eq!(r, Err(NetError::Refused(expected.clone())));
         // The listener logged and recorded it, worded from its own side.
-        let theirs = eventually(|| {
-            let r = o.recent_refusals();
-            (!r.is_empty()).then_some(r)
-        })
-        .await;
+        let theirs = refusals_of(&o).await;
         assert_eq!(theirs.len(), 1);
         assert!(
             theirs[0].starts_with(&format!("peer {} (node a", a.local_addr())),
@@ -368,8 +397,7 @@ async fn other_cluster_is_refused_with_a_clear_reason_on_both_sides() {
         );
         assert_eq!(ha.calls.load(Ordering::SeqCst), 0);
         assert_eq!(ho.calls.load(Ordering::SeqCst), 0);
-        a.shutdown().await;
-        o.shutdown().await;
+        shutdown_all(&[&a, &o]).await;
     })
     .await;
 }
@@ -387,16 +415,11 @@ async fn wrong_secret_is_refused() {
             other => panic!("{other:?}"),
         }
         // The dialler refused first; the listener learns it from the Refuse frame.
-        let theirs = eventually(|| {
-            let r = srv.recent_refusals();
-            (!r.is_empty()).then_some(r)
-        })
-        .await;
+        let theirs = refusals_of(&srv).await;
         assert_eq!(theirs.len(), 1);
         assert!(theirs[0].contains("cluster secrets differ"), "{theirs:?}");
         assert_eq!(h.calls.load(Ordering::SeqCst), 0);
-        a.shutdown().await;
-        srv.shutdown().await;
+        shutdown_all(&[&a, &srv]).await;
     })
     .await;
 }
@@ -418,27 +441,17 @@ async fn listener_refuses_a_forged_proof() {
 #[tokio::test]
 async fn garbage_and_huge_frames_close_only_their_connection() {
     bounded(async {
-        let (a, _) = node("a").await;
-        let (srv, _) = node("b").await;
-        let to = srv.local_addr();
+        let (a, srv, _, to) = pair().await;
         a.call(&to, b("before"), CALL).await.unwrap();
 
         // A frame whose content is not an envelope.
-        let mut raw = TcpStream::connect(&to).await.unwrap();
-        raw.write_all(b"\x00\x00\x00\x05hello").await.unwrap();
-        expect_closed(&mut raw).await;
+        raw_write_is_closed(&to, b"\x00\x00\x00\x05hello").await;
 
         // A header announcing 1 GiB.
-        let mut raw = TcpStream::connect(&to).await.unwrap();
-        raw.write_all(&(1u32 << 30).to_be_bytes()).await.unwrap();
-        expect_closed(&mut raw).await;
+        raw_write_is_closed(&to, &(1u32 << 30).to_be_bytes()).await;
 
         // Plain text (an HTTP request) reads as an absurd length.
-        let mut raw = TcpStream::connect(&to).await.unwrap();
-        raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        expect_closed(&mut raw).await;
+        raw_write_is_closed(&to, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
 
         // An authenticated peer that then sends garbage is cut off too.
         let (mut conn, answer) = raw_handshake(&to, "c", b"secret", false).await;
@@ -453,9 +466,7 @@ async fn garbage_and_huge_frames_close_only_their_connection() {
         assert!(a.call(&to, b("after"), CALL).await.is_ok());
         let (c, _) = node("c").await;
         assert!(c.call(&to, b("new"), CALL).await.is_ok());
-        a.shutdown().await;
-        c.shutdown().await;
-        srv.shutdown().await;
+        shutdown_all(&[&a, &c, &srv]).await;
     })
     .await;
 }
@@ -463,12 +474,8 @@ async fn garbage_and_huge_frames_close_only_their_connection() {
 #[tokio::test]
 async fn oversized_requests_fail_without_harming_the_node() {
     bounded(async {
-        let mut cfg = config("a", "riftkv", b"secret");
-        cfg.max_frame_bytes = 1024;
-        let (a, _) = start(cfg).await;
-        let mut cfg = config("b", "riftkv", b"secret");
-        cfg.max_frame_bytes = 1024;
-        let (small, _) = start(cfg).await;
+        let (a, _) = node_with("a", |c| c.max_frame_bytes = 1024).await;
+        let (small, _) = node_with("b", |c| c.max_frame_bytes = 1024).await;
         let (big, _) = node("big").await;
         let huge = Bytes::from(vec![b'x'; 4000]);
 
@@ -486,9 +493,7 @@ async fn oversized_requests_fail_without_harming_the_node() {
         assert_eq!(small.stats().bad_frame_closes, 1);
         assert!(big.call(&small.local_addr(), b("ok"), CALL).await.is_ok());
         assert!(a.call(&small.local_addr(), b("ok"), CALL).await.is_ok());
-        for t in [a, small, big] {
-            t.shutdown().await;
-        }
+        shutdown_all(&[&a, &small, &big]).await;
     })
     .await;
 }
@@ -496,9 +501,7 @@ async fn oversized_requests_fail_without_harming_the_node() {
 #[tokio::test]
 async fn handler_panic_becomes_an_error_response() {
     bounded(async {
-        let (a, _) = node("a").await;
-        let (srv, _) = node("b").await;
-        let to = srv.local_addr();
+        let (a, srv, _, to) = pair().await;
         let r = a.call(&to, b("panic"), CALL).await;
         assert_eq!(
             r,
@@ -507,8 +510,7 @@ async fn handler_panic_becomes_an_error_response() {
         assert_eq!(srv.stats().handler_panics, 1);
         assert!(a.call(&to, b("still here"), CALL).await.is_ok());
         assert_eq!(a.stats().outbound_connected, 1);
-        a.shutdown().await;
-        srv.shutdown().await;
+        shutdown_all(&[&a, &srv]).await;
     })
     .await;
 }
@@ -527,31 +529,38 @@ async fn requests_before_the_handler_is_set_get_an_error() {
         }
         srv.set_handler(Arc::new(TestHandler::default()));
         assert!(a.call(&to, b("later"), CALL).await.is_ok());
-        a.shutdown().await;
-        srv.shutdown().await;
+        shutdown_all(&[&a, &srv]).await;
     })
     .await;
+}
+
+/// Starts a call from `a` to `to` that the handler holds for 20 s, and waits (bounded) until
+/// it is in flight, so a test can see what ends it early.
+async fn slow_call_in_flight(
+    a: &Arc<TcpTransport>,
+    to: &str,
+) -> tokio::task::JoinHandle<Result<Bytes, NetError>> {
+    let caller = a.clone();
+    let dest = to.to_string();
+    let pending = tokio::spawn(async move {
+        caller
+            .call(&dest, b("slow:20000:x"), Duration::from_secs(25))
+            .await
+    });
+    for _ in 0..200 {
+        if a.pending_calls() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pending
 }
 
 #[tokio::test]
 async fn shutdown_fails_pending_calls() {
     bounded(async {
-        let (a, _) = node("a").await;
-        let (srv, _) = node("b").await;
-        let to = srv.local_addr();
-        let caller = a.clone();
-        let dest = to.clone();
-        let pending = tokio::spawn(async move {
-            caller
-                .call(&dest, b("slow:20000:x"), Duration::from_secs(25))
-                .await
-        });
-        for _ in 0..200 {
-            if a.pending_calls() == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (a, srv, _, to) = pair().await;
+        let pending = slow_call_in_flight(&a, &to).await;
         assert_eq!(a.pending_calls(), 1);
         let t0 = Instant::now();
         a.shutdown().await;
@@ -566,22 +575,8 @@ async fn shutdown_fails_pending_calls() {
 #[tokio::test]
 async fn a_peer_shutting_down_closes_calls_waiting_on_it() {
     bounded(async {
-        let (a, _) = node("a").await;
-        let (srv, _) = node("b").await;
-        let to = srv.local_addr();
-        let caller = a.clone();
-        let dest = to.clone();
-        let pending = tokio::spawn(async move {
-            caller
-                .call(&dest, b("slow:20000:x"), Duration::from_secs(25))
-                .await
-        });
-        for _ in 0..200 {
-            if a.pending_calls() == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (a, srv, _, to) = pair().await;
+        let pending = slow_call_in_flight(&a, &to).await;
         srv.shutdown().await;
         assert_eq!(pending.await.unwrap(), Err(NetError::Closed));
         a.shutdown().await;
@@ -607,14 +602,11 @@ async fn a_peer_that_calls_in_is_no_longer_in_backoff() {
         );
 
         // b restarts and talks to a first: a now knows b is up and dials it right away.
-        let mut cfg = config("b", "riftkv", b"secret");
-        cfg.listen = listen;
-        let (srv, _) = start(cfg).await;
+        let (srv, _) = node_with("b", |c| c.listen = listen).await;
         srv.call(&a.local_addr(), b("hello"), CALL).await.unwrap();
         let ok = a.call(&to, b("x"), CALL).await;
         assert_eq!(ok.unwrap(), format!("a@{}:x", a.local_addr()));
-        a.shutdown().await;
-        srv.shutdown().await;
+        shutdown_all(&[&a, &srv]).await;
     })
     .await;
 }

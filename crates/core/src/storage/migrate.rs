@@ -39,6 +39,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../../migrations/0002_write_identities.toml"),
     ),
     (
+        "0003_bucket_props_json.toml",
+        include_str!("../../../../migrations/0003_bucket_props_json.toml"),
+    ),
+    (
         "0004_expiry.toml",
         include_str!("../../../../migrations/0004_expiry.toml"),
     ),
@@ -57,6 +61,7 @@ fn step_by_name(name: &str) -> Option<StepFn> {
     match name {
         "initial_layout" => Some(initial_layout),
         "write_identities" => Some(write_identities),
+        "bucket_props_json" => Some(super::legacy_ring_state::bucket_props_json),
         "expiry" => Some(expiry),
         _ => None,
     }
@@ -190,9 +195,11 @@ pub fn run(b: &dyn Backend, list: &[Migration]) -> Result<Vec<u32>, StorageError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::membership::state::{RING_STATE_META, RingState};
     use crate::storage::FORMAT_VERSION;
     use crate::storage::backend::Flow;
     use crate::storage::{MemoryStorage, ObjectKey, RocksStorage, Storage, WriteBatch};
+    use crate::version::ConflictMode;
 
     #[test]
     fn embedded_files_parse_and_increase_from_one() {
@@ -508,7 +515,7 @@ mod tests {
         }
         let (s, applied) =
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
-        assert_eq!(applied, vec![FORMAT_VERSION]);
+        assert_eq!(applied, vec![3, 4]);
         assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
         let bytes = s.get_object(&ok("b", "k")).unwrap().unwrap();
         assert_eq!(bytes, v2, "the migration rewrites nothing");
@@ -521,6 +528,111 @@ mod tests {
         assert_eq!(sibs[0].1.last_modified_ms, 1000);
         assert_eq!(sibs[0].1.expires_at_ms, None);
         assert!(s.scan_expiry(None, u64::MAX, 10).unwrap().is_empty());
+    }
+
+    /// A format-2 data dir as the previous release left it: stamped 2, with a ring state in
+    /// the format-2 layout holding props of one bucket.
+    fn format_2_dir_with_bucket_props(dir: &std::path::Path) -> RingState {
+        use crate::bucket::Quorum;
+        use crate::membership::state::MemberInfo;
+        use crate::storage::legacy_ring_state::{PropsEntryV2, PropsV2, RingStateV2};
+        use crate::types::NodeId;
+        let me = NodeId::from("n1");
+        let state = RingState::found(
+            "c".into(),
+            8,
+            3,
+            MemberInfo::new(me.clone(), "127.0.0.1:1".into(), "127.0.0.1:2".into(), None),
+        );
+        let props = PropsV2 {
+            n: 2,
+            r: Quorum::One,
+            w: Quorum::All,
+            dw: Quorum::Count(1),
+            pr: Quorum::Count(0),
+            pw: Quorum::Count(0),
+            conflict: ConflictMode::Lww,
+        };
+        let old = RingStateV2 {
+            cluster_name: state.cluster_name.clone(),
+            n_val: state.n_val,
+            members: state.members.clone(),
+            ring: state.ring.clone(),
+            ring_version: state.ring_version,
+            ring_author: state.ring_author.clone(),
+            previous_ring: None,
+            plan: None,
+            buckets: [(
+                b"b".to_vec(),
+                PropsEntryV2 {
+                    props,
+                    version: 4,
+                    author: me,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let list = embedded().unwrap();
+        let (s, _) = RocksStorage::open_with_migrations(dir, &list[..2]).unwrap();
+        assert_eq!(s.format_version().unwrap(), Some(2));
+        let mut b = WriteBatch::new();
+        b.put_meta(RING_STATE_META, postcard::to_stdvec(&old).unwrap());
+        s.write(b, true).unwrap();
+        state
+    }
+
+    #[test]
+    fn a_format_2_ring_state_with_bucket_props_reads_after_the_upgrade() {
+        use crate::bucket::{BucketProps, Quorum};
+        let dir = tempfile::tempdir().unwrap();
+        let before = format_2_dir_with_bucket_props(dir.path());
+        let (s, applied) =
+            RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
+        assert_eq!(applied, vec![3, 4]);
+        assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
+        let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
+        let after: RingState = postcard::from_bytes(&bytes).unwrap();
+        let entry = &after.buckets[&b"b"[..]];
+        assert_eq!(
+            entry.props,
+            BucketProps {
+                n: 2,
+                r: Quorum::One,
+                w: Quorum::All,
+                dw: Quorum::Count(1),
+                conflict: ConflictMode::Lww,
+                datatype: None,
+                ..BucketProps::with_n(2)
+            }
+        );
+        assert_eq!((entry.version, entry.author.as_str()), (4, "n1"));
+        assert_eq!(after.members, before.members);
+        assert_eq!(after.ring, before.ring);
+        // Reopening runs nothing again and reads the same state.
+        drop(s);
+        let (s, applied) =
+            RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
+        assert!(applied.is_empty());
+        assert_eq!(s.get_meta(RING_STATE_META).unwrap().unwrap(), bytes);
+    }
+
+    #[test]
+    fn an_unreadable_format_2_ring_state_stops_the_upgrade() {
+        let s = MemoryStorage::new();
+        let list = embedded().unwrap();
+        s.backend().raw_write(vec![version_op(2)], true).unwrap();
+        let mut b = WriteBatch::new();
+        b.put_meta(RING_STATE_META, vec![0xff; 3]);
+        s.write(b, true).unwrap();
+        assert!(matches!(
+            run(s.backend(), &list),
+            Err(StorageError::Migration(m)) if m.contains("format-2 layout")
+        ));
+        assert_eq!(s.format_version().unwrap(), Some(2));
+        // Without a ring state (a node that never joined) there is nothing to rewrite.
+        let empty = MemoryStorage::new();
+        assert_eq!(empty.format_version().unwrap(), Some(FORMAT_VERSION));
     }
 
     #[test]

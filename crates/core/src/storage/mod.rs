@@ -14,6 +14,7 @@ pub mod backend;
 #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
 pub mod damage;
 pub mod keys;
+mod legacy_ring_state;
 pub mod memory;
 pub mod migrate;
 pub mod record;

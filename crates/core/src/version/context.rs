@@ -13,12 +13,16 @@
 //! so a forged or corrupted token is refused instead of corrupting a clock (a forged context
 //! could otherwise claim to have seen writes that do not exist yet and silently drop them).
 //!
+//! A data type's context (`/v1/types`, a `riftkv_crdt::Context` of write identities) travels
+//! in the same kind of token with its own first byte, [`TYPE_CONTEXT_TOKEN_VERSION`], which the
+//! MAC covers: neither kind of token is accepted where the other is expected.
+//!
 //! Version-1 tokens (`[1][clock][MAC over version and clock]`) proved no key. They are refused
 //! with [`ContextError::Outdated`] rather than accepted, because nothing tells which key one was
 //! read from; the client reads the key again.
 
 use super::object::MAX_COUNTER;
-use super::vv::VersionVector;
+use super::vv::{Actor, VersionVector};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -28,6 +32,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// First byte of every token this version writes.
 pub const CONTEXT_TOKEN_VERSION: u8 = 2;
+
+/// First byte of a data type's context token. Not one bit away from
+/// [`CONTEXT_TOKEN_VERSION`], so a single flipped bit never turns one kind into the other.
+pub const TYPE_CONTEXT_TOKEN_VERSION: u8 = 0x10;
 
 /// First byte of the tokens of older releases, which were not bound to a key.
 const UNBOUND_TOKEN_VERSION: u8 = 1;
@@ -86,14 +94,23 @@ pub enum ContextError {
     /// A version-1 token: it cannot prove which key it was read from.
     #[error("context token from an older RiftKV version; read the key again")]
     Outdated,
+    /// An object's token sent to a data type endpoint, or the reverse.
+    #[error("{0}")]
+    WrongKind(&'static str),
 }
 
 /// The MAC of a version-2 token: every field length-prefixed, so no two (bucket, key, clock)
 /// triples share an input (bucket "ab" + key "c" differs from bucket "a" + key "bc").
-fn bound_mac(ctx_key: &ContextKey, bucket: &[u8], key: &[u8], clock: &[u8]) -> HmacSha256 {
+fn bound_mac(
+    ctx_key: &ContextKey,
+    version: u8,
+    bucket: &[u8],
+    key: &[u8],
+    clock: &[u8],
+) -> HmacSha256 {
     let mut mac = ctx_key.mac();
     mac.update(MAC_DOMAIN);
-    mac.update(&[CONTEXT_TOKEN_VERSION]);
+    mac.update(&[version]);
     mac.update(&(bucket.len() as u64).to_be_bytes());
     mac.update(bucket);
     mac.update(&(key.len() as u64).to_be_bytes());
@@ -103,8 +120,14 @@ fn bound_mac(ctx_key: &ContextKey, bucket: &[u8], key: &[u8], clock: &[u8]) -> H
 }
 
 /// The truncated tag a token carries.
-fn tag(ctx_key: &ContextKey, bucket: &[u8], key: &[u8], clock: &[u8]) -> [u8; MAC_LEN] {
-    let full = bound_mac(ctx_key, bucket, key, clock)
+fn tag(
+    ctx_key: &ContextKey,
+    version: u8,
+    bucket: &[u8],
+    key: &[u8],
+    clock: &[u8],
+) -> [u8; MAC_LEN] {
+    let full = bound_mac(ctx_key, version, bucket, key, clock)
         .finalize()
         .into_bytes();
     let mut out = [0u8; MAC_LEN];
@@ -121,10 +144,26 @@ pub fn encode_context(
 ) -> String {
     // Serialising a map of strings and integers into a Vec cannot fail; [0] is an empty map.
     let clock = postcard::to_allocvec(vv).unwrap_or_else(|_| vec![0]);
+    seal(CONTEXT_TOKEN_VERSION, &clock, bucket, key, ctx_key)
+}
+
+/// Signs a data type's context into a client token for `key` of `bucket`.
+pub fn encode_type_context(
+    ctx: &riftkv_crdt::Context<Actor>,
+    bucket: &[u8],
+    key: &[u8],
+    ctx_key: &ContextKey,
+) -> String {
+    // As above: a map of plain data always serialises; [0] is an empty map.
+    let clock = postcard::to_allocvec(ctx).unwrap_or_else(|_| vec![0]);
+    seal(TYPE_CONTEXT_TOKEN_VERSION, &clock, bucket, key, ctx_key)
+}
+
+fn seal(version: u8, clock: &[u8], bucket: &[u8], key: &[u8], ctx_key: &ContextKey) -> String {
     let mut buf = Vec::with_capacity(1 + clock.len() + MAC_LEN);
-    buf.push(CONTEXT_TOKEN_VERSION);
-    buf.extend_from_slice(&clock);
-    buf.extend_from_slice(&tag(ctx_key, bucket, key, &clock));
+    buf.push(version);
+    buf.extend_from_slice(clock);
+    buf.extend_from_slice(&tag(ctx_key, version, bucket, key, clock));
     URL_SAFE_NO_PAD.encode(buf)
 }
 
@@ -137,6 +176,44 @@ pub fn decode_context(
     key: &[u8],
     ctx_key: &ContextKey,
 ) -> Result<VersionVector, ContextError> {
+    let clock = open(token, CONTEXT_TOKEN_VERSION, bucket, key, ctx_key)?;
+    let vv: VersionVector = from_clock_bytes(&clock)?;
+    if let Some((a, n)) = vv.iter().find(|(_, n)| *n > MAX_COUNTER) {
+        return Err(ContextError::Malformed(format!(
+            "counter {n} out of range for {a}"
+        )));
+    }
+    Ok(vv)
+}
+
+/// [`decode_context`] for a data type's token ([`encode_type_context`]).
+pub fn decode_type_context(
+    token: &str,
+    bucket: &[u8],
+    key: &[u8],
+    ctx_key: &ContextKey,
+) -> Result<riftkv_crdt::Context<Actor>, ContextError> {
+    let clock = open(token, TYPE_CONTEXT_TOKEN_VERSION, bucket, key, ctx_key)?;
+    from_clock_bytes(&clock)
+}
+
+fn from_clock_bytes<T: serde::de::DeserializeOwned>(clock: &[u8]) -> Result<T, ContextError> {
+    let (v, rest) = postcard::take_from_bytes::<T>(clock)
+        .map_err(|e| ContextError::Malformed(format!("bad clock: {e}")))?;
+    if !rest.is_empty() {
+        return Err(ContextError::Malformed("trailing bytes in clock".into()));
+    }
+    Ok(v)
+}
+
+/// The authenticated clock bytes of a token whose first byte must be `want`.
+fn open(
+    token: &str,
+    want: u8,
+    bucket: &[u8],
+    key: &[u8],
+    ctx_key: &ContextKey,
+) -> Result<Vec<u8>, ContextError> {
     if token.is_empty() {
         return Err(ContextError::Malformed("empty token".into()));
     }
@@ -152,27 +229,27 @@ pub fn decode_context(
     if raw.len() < 1 + MAC_LEN {
         return Err(ContextError::Malformed("token too short".into()));
     }
-    match raw[0] {
-        CONTEXT_TOKEN_VERSION => {}
-        UNBOUND_TOKEN_VERSION => return Err(ContextError::Outdated),
-        other => return Err(ContextError::UnsupportedVersion(other)),
+    match (raw[0], want) {
+        (v, w) if v == w => {}
+        (UNBOUND_TOKEN_VERSION, _) => return Err(ContextError::Outdated),
+        (TYPE_CONTEXT_TOKEN_VERSION, _) => {
+            return Err(ContextError::WrongKind(
+                "the context token belongs to a data type (/v1/types), not a plain value",
+            ));
+        }
+        (CONTEXT_TOKEN_VERSION, _) => {
+            return Err(ContextError::WrongKind(
+                "the context token belongs to a plain value (/v1/kv), not a data type",
+            ));
+        }
+        (other, _) => return Err(ContextError::UnsupportedVersion(other)),
     }
     let (body, tag) = raw.split_at(raw.len() - MAC_LEN);
     let clock = &body[1..];
-    bound_mac(ctx_key, bucket, key, clock)
+    bound_mac(ctx_key, want, bucket, key, clock)
         .verify_truncated_left(tag)
         .map_err(|_| ContextError::BadMac)?;
-    let (vv, rest) = postcard::take_from_bytes::<VersionVector>(clock)
-        .map_err(|e| ContextError::Malformed(format!("bad clock: {e}")))?;
-    if !rest.is_empty() {
-        return Err(ContextError::Malformed("trailing bytes in clock".into()));
-    }
-    if let Some((a, n)) = vv.iter().find(|(_, n)| *n > MAX_COUNTER) {
-        return Err(ContextError::Malformed(format!(
-            "counter {n} out of range for {a}"
-        )));
-    }
-    Ok(vv)
+    Ok(clock.to_vec())
 }
 
 /// A token as version 1 wrote it (`[1][clock][MAC over both]`), for tests of its refusal.
@@ -316,6 +393,33 @@ mod tests {
     }
 
     #[test]
+    fn a_data_type_context_has_its_own_token_kind() {
+        let ctx: riftkv_crdt::Context<Actor> = [(Actor::new("n1", 7), 3), (Actor::new("n2", 1), 1)]
+            .into_iter()
+            .collect();
+        let t = encode_type_context(&ctx, b"bucket", b"key", &key());
+        assert_eq!(
+            decode_type_context(&t, b"bucket", b"key", &key()).unwrap(),
+            ctx
+        );
+        assert_eq!(
+            decode_type_context(&t, b"bucket", b"other", &key()),
+            Err(ContextError::BadMac)
+        );
+        // Neither kind is accepted where the other is expected, and the error says so.
+        assert!(matches!(dec(&t), Err(ContextError::WrongKind(m)) if m.contains("data type")));
+        let object_token = enc(&sample());
+        assert!(matches!(
+            decode_type_context(&object_token, b"bucket", b"key", &key()),
+            Err(ContextError::WrongKind(m)) if m.contains("plain value")
+        ));
+        // Relabelling the kind byte breaks the MAC.
+        let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        raw[0] = CONTEXT_TOKEN_VERSION;
+        assert!(dec(&URL_SAFE_NO_PAD.encode(&raw)).is_err());
+    }
+
+    #[test]
     fn truncation_is_rejected() {
         let t = enc(&sample());
         for len in 0..t.len() {
@@ -361,7 +465,13 @@ mod tests {
         let clock = postcard::to_allocvec(&map).unwrap();
         let mut token = vec![CONTEXT_TOKEN_VERSION];
         token.extend_from_slice(&clock);
-        token.extend_from_slice(&tag(&key(), b"bucket", b"key", &clock));
+        token.extend_from_slice(&tag(
+            &key(),
+            CONTEXT_TOKEN_VERSION,
+            b"bucket",
+            b"key",
+            &clock,
+        ));
         let t = URL_SAFE_NO_PAD.encode(&token);
         assert!(matches!(dec(&t), Err(ContextError::Malformed(_))));
     }

@@ -27,8 +27,8 @@ mod proptests;
 #[cfg(any(test, feature = "testkit"))]
 pub use context::legacy_v1_token;
 pub use context::{
-    CONTEXT_TOKEN_VERSION, ContextError, ContextKey, MAX_TOKEN_CHARS, decode_context,
-    encode_context,
+    CONTEXT_TOKEN_VERSION, ContextError, ContextKey, MAX_TOKEN_CHARS, TYPE_CONTEXT_TOKEN_VERSION,
+    decode_context, decode_type_context, encode_context, encode_type_context,
 };
 pub use identity::{Custody, StoredCopy, Writer};
 pub use object::{

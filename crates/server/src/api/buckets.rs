@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::Uri;
-use riftkv_core::bucket::{BucketProps, BucketPropsPatch, Quorum};
+use riftkv_core::bucket::{BucketProps, BucketPropsPatch, DataType, Quorum};
 use riftkv_core::version::ConflictMode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,6 +38,16 @@ pub enum ConflictValue {
     Lww,
 }
 
+/// The convergent data type of a typed bucket.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+pub enum DataTypeValue {
+    Counter,
+    Set,
+    Map,
+}
+
 /// Bucket props as `GET /v1/buckets/{bucket}/props` returns them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PropsBody {
@@ -55,6 +65,10 @@ pub struct PropsBody {
     pub pw: Quorum,
     #[schema(value_type = ConflictValue)]
     pub conflict: ConflictMode,
+    /// The data type every key holds (`/v1/types`); absent for plain values (`/v1/kv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DataTypeValue>)]
+    pub datatype: Option<DataType>,
 }
 
 impl From<BucketProps> for PropsBody {
@@ -67,6 +81,7 @@ impl From<BucketProps> for PropsBody {
             pr: p.pr,
             pw: p.pw,
             conflict: p.conflict,
+            datatype: p.datatype,
         }
     }
 }
@@ -88,6 +103,9 @@ pub struct PropsPatchBody {
     pub pw: Option<Quorum>,
     #[schema(value_type = Option<ConflictValue>)]
     pub conflict: Option<ConflictMode>,
+    /// Settable only while the bucket holds no data.
+    #[schema(value_type = Option<DataTypeValue>)]
+    pub datatype: Option<DataType>,
 }
 
 impl From<PropsPatchBody> for BucketPropsPatch {
@@ -100,6 +118,7 @@ impl From<PropsPatchBody> for BucketPropsPatch {
             pr: p.pr,
             pw: p.pw,
             conflict: p.conflict,
+            datatype: p.datatype,
         }
     }
 }
@@ -117,8 +136,14 @@ pub fn parse_patch(body: &[u8]) -> Result<BucketPropsPatch, ApiError> {
 
 /// The props a patch leads to, or why it is refused. `ring_n` is the replication of this
 /// node's ring (`RingState::n_val`): a bucket cannot ask for more replicas than ownership
-/// handoff keeps. `holds_data` is asked only when `n` changes (it costs a listing), and only
-/// once the props are otherwise valid.
+/// handoff keeps. `holds_data` is asked only when `n` or `datatype` changes (it costs a
+/// listing), and only once the props are otherwise valid.
+///
+/// Both changes would misread stored data (replicas placed for another `n`, plain values read
+/// as data types or the reverse), so they need an empty bucket. The check is a listing, not a
+/// lock: a write racing the change on another node can still land just before the new props
+/// reach it. A typed read of such a plain value answers that it cannot be decoded, and the
+/// plain value can still be deleted after changing the type back on the then empty bucket.
 pub async fn plan_props<F, Fut>(
     current: &BucketProps,
     patch: &BucketPropsPatch,
@@ -131,16 +156,29 @@ where
 {
     let next = patch.apply(current);
     next.validate_for_ring(ring_n)?;
-    if next.n != current.n && holds_data().await? {
-        return Err(ApiError::new(
-            Code::Conflict,
-            format!(
-                "cannot change n from {} to {} on a bucket that holds data",
-                current.n, next.n
-            ),
-        ));
+    let refusal = if next.n != current.n {
+        Some(format!(
+            "cannot change n from {} to {} on a bucket that holds data",
+            current.n, next.n
+        ))
+    } else if next.datatype != current.datatype {
+        Some(format!(
+            "cannot change datatype from {} to {} on a bucket that holds data",
+            datatype_name(current.datatype),
+            datatype_name(next.datatype)
+        ))
+    } else {
+        None
+    };
+    match refusal {
+        Some(msg) if holds_data().await? => Err(ApiError::new(Code::Conflict, msg)),
+        _ => Ok(next),
     }
-    Ok(next)
+}
+
+/// A bucket's datatype as its props name it (plain values when none).
+pub fn datatype_name(t: Option<DataType>) -> &'static str {
+    t.map_or("plain values", DataType::as_str)
 }
 
 #[utoipa::path(get, path = "/v1/buckets/{bucket}/props", tag = "buckets",
@@ -162,7 +200,7 @@ pub async fn get_props(
     request_body(content = PropsPatchBody, description = "Fields to change", content_type = "application/json"),
     responses((status = 200, description = "The bucket's props after the change", body = PropsBody),
               (status = 400, description = "Not JSON, unknown field, a value n cannot meet, or n above the cluster's replication (`limit`)", body = super::error::ErrorBody),
-              (status = 409, description = "n changed on a bucket that holds data", body = super::error::ErrorBody),
+              (status = 409, description = "n or datatype changed on a bucket that holds data", body = super::error::ErrorBody),
               (status = 503, description = "Could not check whether the bucket holds data", body = super::error::ErrorBody)))]
 pub async fn put_props(
     State(node): State<AppState>,
@@ -260,6 +298,8 @@ mod tests {
             br#"{"w": "most"}"#,
             br#"{"conflict": "merge"}"#,
             br#"{"n": -1}"#,
+            br#"{"datatype": "hll"}"#,
+            br#"{"datatype": 1}"#,
         ] {
             assert_eq!(
                 code(parse_patch(bad)),
@@ -290,6 +330,41 @@ mod tests {
             .unwrap();
         assert_eq!(ok.conflict, ConflictMode::Lww);
         assert_eq!(ok.r, Quorum::Count(1));
+    }
+
+    #[tokio::test]
+    async fn datatype_is_settable_only_on_an_empty_bucket() {
+        let cur = BucketProps::with_n(3);
+        let set = parse_patch(br#"{"datatype": "counter"}"#).unwrap();
+        assert_eq!(set.datatype, Some(DataType::Counter));
+        let e = plan_props(&cur, &set, 3, || async { Ok(true) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.status().as_u16(), 409);
+        let msg = e.body()["message"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains("datatype from plain values to counter"),
+            "{msg}"
+        );
+        let next = plan_props(&cur, &set, 3, || async { Ok(false) })
+            .await
+            .unwrap();
+        assert_eq!(next.datatype, Some(DataType::Counter));
+        // Unchanged datatype (or a patch without it) needs no listing.
+        let same = plan_props(&next, &set, 3, || async { panic!("listing not needed") })
+            .await
+            .unwrap();
+        assert_eq!(same.datatype, Some(DataType::Counter));
+        let other = parse_patch(br#"{"w": 1}"#).unwrap();
+        let kept = plan_props(&next, &other, 3, || async { panic!("listing not needed") })
+            .await
+            .unwrap();
+        assert_eq!(kept.datatype, Some(DataType::Counter));
+        let to_map = parse_patch(br#"{"datatype": "map"}"#).unwrap();
+        let e = plan_props(&next, &to_map, 3, || async { Ok(true) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, Code::Conflict);
     }
 
     #[tokio::test]
@@ -358,5 +433,11 @@ mod tests {
             serde_json::json!({"n": 3, "r": "quorum", "w": "quorum", "dw": 0, "pr": 0, "pw": 0,
                 "conflict": "siblings"})
         );
+        let typed = BucketProps {
+            datatype: Some(DataType::Set),
+            ..BucketProps::with_n(3)
+        };
+        let v = serde_json::to_value(PropsBody::from(typed)).unwrap();
+        assert_eq!(v["datatype"], "set");
     }
 }

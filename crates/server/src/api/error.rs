@@ -241,6 +241,16 @@ impl From<KvError> for ApiError {
                 tracing::error!(error = %m, "internal error in a key-value request");
                 ApiError::internal(format!("internal error: {m}"))
             }
+            KvError::DataType { kind, message } => match kind {
+                riftkv_crdt::ErrorKind::BadRequest => ApiError::bad_request(message),
+                riftkv_crdt::ErrorKind::TooLarge => ApiError::new(Code::TooLarge, message),
+                riftkv_crdt::ErrorKind::Corrupt => {
+                    tracing::error!(error = %message, "stored data type value cannot be read");
+                    ApiError::internal(format!(
+                        "the stored data type value cannot be read: {message}"
+                    ))
+                }
+            },
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod objects;
 pub mod openapi;
 pub mod params;
 pub mod render;
+pub mod types;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -49,6 +50,10 @@ pub fn router(node: Arc<Node>) -> Router {
                 .delete(objects::delete_object),
         )
         .route("/v1/kv/{bucket}", get(buckets::list_keys))
+        .route(
+            "/v1/types/{bucket}/{key}",
+            get(types::get_type).post(types::update_type),
+        )
         .route(
             "/v1/buckets/{bucket}/props",
             get(buckets::get_props).put(buckets::put_props),
@@ -97,6 +102,8 @@ pub fn op_for(method: &Method, matched: Option<&str>) -> &'static str {
         ("/v1/kv/{bucket}/{key}", "PUT" | "POST") => "put",
         ("/v1/kv/{bucket}/{key}", "DELETE") => "delete",
         ("/v1/kv/{bucket}", _) => "list",
+        ("/v1/types/{bucket}/{key}", "POST") => "type_update",
+        ("/v1/types/{bucket}/{key}", _) => "type_get",
         ("/v1/buckets/{bucket}/props", "PUT") => "props_put",
         ("/v1/buckets/{bucket}/props", _) => "props_get",
         ("/health", _) => "health",
@@ -120,7 +127,8 @@ async fn observe(State(node): State<AppState>, req: Request, next: Next) -> Resp
     // Bucket names are operator-chosen metadata; keys are user data and only their length
     // is logged.
     let (bucket, key_len) = match op {
-        "get" | "put" | "delete" | "list" | "props_get" | "props_put" => {
+        "get" | "put" | "delete" | "list" | "props_get" | "props_put" | "type_get"
+        | "type_update" => {
             let segs = params::path_segments(req.uri().path());
             let b = segs
                 .get(2)

@@ -87,7 +87,7 @@ pub async fn list(
          headers(("X-RiftKV-Context" = String, description = "Covers every version")),
          content((String = "multipart/mixed"), (ReadJson = "application/json"))),
         (status = 404, description = "Nothing live (never written, deleted or expired); carries X-RiftKV-Context when a tombstone or expired version exists", body = super::error::ErrorBody),
-        (status = 400, description = "Bad parameter", body = super::error::ErrorBody),
+        (status = 400, description = "Bad parameter, or a bucket of a data type (use /v1/types)", body = super::error::ErrorBody),
         (status = 503, description = "r or pr could not be met", body = super::error::ErrorBody)))]
 pub async fn get_object(
     State(node): State<AppState>,
@@ -96,6 +96,7 @@ pub async fn get_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), false)?;
+    params::require_plain(&node, &bucket)?;
     let json = params::wants_json(&headers);
     let outcome = coordinator::get(
         &node,
@@ -132,7 +133,7 @@ pub async fn get_object(
         (status = 204, description = "Written", headers(("X-RiftKV-Context" = String, description = "Context of the new version"))),
         (status = 200, description = "Written, returnbody=true: as a GET"),
         (status = 300, description = "Written, returnbody=true, siblings remain: as a GET"),
-        (status = 400, description = "Bad parameter; malformed or forged context, or the context of another key", body = super::error::ErrorBody),
+        (status = 400, description = "Bad parameter; malformed or forged context, or the context of another key; a bucket of a data type (use /v1/types)", body = super::error::ErrorBody),
         (status = 409, description = "Too many siblings", body = super::error::ErrorBody),
         (status = 412, description = "If-None-Match: * and a live value exists", body = super::error::ErrorBody),
         (status = 413, description = "Value over the limit", body = super::error::ErrorBody),
@@ -168,6 +169,7 @@ async fn write_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), true)?;
+    params::require_plain(&node, &bucket)?;
     // Decoded here, once, before the body is read, so a bad token is always a 400.
     let context = params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let if_none_match = params::if_none_match(&headers)?;
@@ -214,7 +216,7 @@ async fn write_object(
            ("X-RiftKV-Context" = Option<String>, Header, description = "Without it, the delete supersedes what the coordinator reads first")),
     responses(
         (status = 204, description = "Deleted (also when there was nothing to delete)"),
-        (status = 400, description = "Bad parameter; malformed or forged context, or the context of another key", body = super::error::ErrorBody),
+        (status = 400, description = "Bad parameter; malformed or forged context, or the context of another key; a bucket of a data type (use /v1/types)", body = super::error::ErrorBody),
         (status = 503, description = "w, dw or pw could not be met", body = super::error::ErrorBody)))]
 pub async fn delete_object(
     State(node): State<AppState>,
@@ -223,6 +225,7 @@ pub async fn delete_object(
 ) -> Result<Response, ApiError> {
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), false)?;
+    params::require_plain(&node, &bucket)?;
     let context = params::context_from(&headers, &bucket, &key, &node.context_key)?;
     let outcome = coordinator::delete(
         &node,

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document of the REST API, generated from the handlers' annotations and the
 //! JSON body types (so it cannot drift from the code).
 
-use super::{admin, buckets, error, objects, render};
+use super::{admin, buckets, error, objects, render, types};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -18,6 +18,8 @@ use utoipa::OpenApi;
         objects::post_object,
         objects::delete_object,
         buckets::list_keys,
+        types::get_type,
+        types::update_type,
         buckets::get_props,
         buckets::put_props,
         admin::status,
@@ -40,6 +42,8 @@ use utoipa::OpenApi;
         buckets::PropsPatchBody,
         buckets::QuorumValue,
         buckets::ConflictValue,
+        buckets::DataTypeValue,
+        types::TypeBody,
         buckets::KeysBody,
         admin::StatusBody,
         admin::MemberBody,
@@ -52,6 +56,7 @@ use utoipa::OpenApi;
     )),
     tags(
         (name = "objects", description = "Values under bucket and key"),
+        (name = "types", description = "Convergent counters, sets and maps in buckets with a datatype"),
         (name = "buckets", description = "Per-bucket replication and consistency defaults"),
         (name = "admin", description = "Cluster status and membership commands"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
@@ -78,6 +83,7 @@ mod tests {
     pub const ROUTES: &[(&str, &[&str])] = &[
         ("/v1/kv/{bucket}/{key}", &["get", "put", "post", "delete"]),
         ("/v1/kv/{bucket}", &["get"]),
+        ("/v1/types/{bucket}/{key}", &["get", "post"]),
         ("/v1/buckets/{bucket}/props", &["get", "put"]),
         ("/v1/admin/status", &["get"]),
         ("/v1/admin/ring", &["get"]),
@@ -117,6 +123,7 @@ mod tests {
             "StatusBody",
             "RingBody",
             "KeysBody",
+            "TypeBody",
         ] {
             assert!(schemas.contains_key(name), "{name}");
         }

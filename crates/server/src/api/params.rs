@@ -432,6 +432,33 @@ pub fn key_text(key: &[u8]) -> String {
     }
 }
 
+/// Refuses a typed bucket with `400 bad_request`: plain-value endpoints serve only buckets
+/// without a `datatype` (CONTRACT §6).
+pub fn require_plain(node: &riftkv_cluster::node::Node, bucket: &[u8]) -> Result<(), ApiError> {
+    match node.state.read().bucket_props(bucket).datatype {
+        None => Ok(()),
+        Some(t) => Err(ApiError::bad_request(format!(
+            "bucket {:?} holds {} values: use /v1/types/{{bucket}}/{{key}}, not /v1/kv",
+            String::from_utf8_lossy(bucket),
+            t.as_str()
+        ))),
+    }
+}
+
+/// The bucket's data type, or `400 bad_request` for a plain bucket: type endpoints serve only
+/// typed buckets.
+pub fn require_typed(
+    node: &riftkv_cluster::node::Node,
+    bucket: &[u8],
+) -> Result<riftkv_core::bucket::DataType, ApiError> {
+    node.state.read().bucket_props(bucket).datatype.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "bucket {:?} holds plain values, not a data type: set its \"datatype\" prop (on an empty bucket) or use /v1/kv",
+            String::from_utf8_lossy(bucket)
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ use super::multipart;
 use super::render::ReadJson;
 use base64::Engine;
 use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use riftkv_cluster::dispatch::RpcHandler;
 use riftkv_cluster::metrics::Metrics;
 use riftkv_cluster::node::{Node, NodeSettings};
@@ -23,10 +24,95 @@ pub(crate) struct TestApi {
     _net: SimNetwork,
 }
 
+/// A response read in full, so a test can look at status, headers and body in any order
+/// without awaiting each part.
+pub(crate) struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics with the body when it is not.
+    fn json(&self) -> Value {
+        let text = self.text();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// The `x-riftkv-context` header, which a later write sends back.
+    fn ctx(&self) -> String {
+        self.headers["x-riftkv-context"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Request headers as name/value pairs, for the `*_with` helpers.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 impl TestApi {
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
+
+    /// Sends any request built on `self.http` (methods and bodies the helpers below lack).
+    async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let r = req.send().await.unwrap();
+        Resp {
+            status: r.status(),
+            headers: r.headers().clone(),
+            body: r.bytes().await.unwrap().to_vec(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        self.get_with(path, &[]).await
+    }
+
+    async fn get_with(&self, path: &str, headers: Headers<'_>) -> Resp {
+        self.send(with_headers(self.http.get(self.url(path)), headers))
+            .await
+    }
+
+    async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> Resp {
+        self.put_with(path, body, &[]).await
+    }
+
+    async fn put_with(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: Headers<'_>,
+    ) -> Resp {
+        let req = with_headers(self.http.put(self.url(path)), headers);
+        self.send(req.body(body)).await
+    }
+
+    /// A POST without a body.
+    async fn post(&self, path: &str) -> Resp {
+        self.send(self.http.post(self.url(path))).await
+    }
+
+    async fn delete(&self, path: &str) -> Resp {
+        self.delete_with(path, &[]).await
+    }
+
+    async fn delete_with(&self, path: &str, headers: Headers<'_>) -> Resp {
+        self.send(with_headers(self.http.delete(self.url(path)), headers))
+            .await
+    }
+}
+
+fn with_headers(mut req: reqwest::RequestBuilder, headers: Headers<'_>) -> reqwest::RequestBuilder {
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req
 }
 
 /// A one-node cluster (n = 1) with a small value limit, its API on an ephemeral port.
@@ -44,11 +130,22 @@ async fn start_replicating(n_val: u32) -> TestApi {
 }
 
 async fn start_node(n_val: u32, make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
-    start_clocked(n_val, make, Arc::new(SystemClock)).await
+    start_limited(n_val, LIMIT, make).await
 }
 
+/// As [`start_node`], storing values of at most `limit` bytes.
+async fn start_limited(
+    n_val: u32,
+    limit: usize,
+    make: impl FnOnce(Arc<Node>) -> axum::Router,
+) -> TestApi {
+    start_clocked(n_val, limit, make, Arc::new(SystemClock)).await
+}
+
+/// As [`start_limited`], the node reading the time from `clock`.
 async fn start_clocked(
     n_val: u32,
+    limit: usize,
     make: impl FnOnce(Arc<Node>) -> axum::Router,
     clock: Arc<dyn Clock>,
 ) -> TestApi {
@@ -56,7 +153,7 @@ async fn start_clocked(
     let transport = net.endpoint("n1:1", NodeId::from("n1"));
     let mut settings = NodeSettings::for_test("n1", "n1:1", "api-test");
     settings.n_val = n_val;
-    settings.limits.max_value_bytes = LIMIT;
+    settings.limits.max_value_bytes = limit;
     let node = Node::new(
         settings,
         Arc::new(MemoryStorage::new()),
@@ -83,19 +180,13 @@ async fn start_clocked(
     }
 }
 
-async fn json_of(r: reqwest::Response) -> Value {
-    let text = r.text().await.unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-async fn error_of(r: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
+fn error_of(r: Resp, status: u16, code: &str) -> Value {
+    assert_eq!(r.status.as_u16(), status, "expected {status} {code}");
     assert_eq!(
-        r.headers()["content-type"],
-        "application/json",
+        r.headers["content-type"], "application/json",
         "error bodies are JSON"
     );
-    let v = json_of(r).await;
+    let v = r.json();
     assert_eq!(v["error"], code, "{v}");
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
     v
@@ -129,103 +220,69 @@ async fn raw_chunked_put(api: &TestApi, path: &str, chunks: &[&[u8]]) -> (u16, S
     (status, text)
 }
 
-fn ctx_of(r: &reqwest::Response) -> String {
-    r.headers()["x-riftkv-context"]
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test]
 async fn put_get_delete_round_trip() {
     let api = start().await;
     let r = api
-        .http
-        .put(api.url("/v1/kv/b/k1"))
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let put_ctx = ctx_of(&r);
+        .put_with("/v1/kv/b/k1", "hello", &[("content-type", "text/plain")])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let put_ctx = r.ctx();
     assert!(!put_ctx.is_empty());
 
-    let r = api.http.get(api.url("/v1/kv/b/k1")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["content-type"], "text/plain");
-    assert!(r.headers().contains_key("etag"));
-    let lm = r.headers()["last-modified"].to_str().unwrap().to_string();
+    let r = api.get("/v1/kv/b/k1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "text/plain");
+    assert!(r.headers.contains_key("etag"));
+    let lm = r.headers["last-modified"].to_str().unwrap().to_string();
     assert!(httpdate::parse_http_date(&lm).is_ok());
-    assert_eq!(ctx_of(&r), put_ctx);
-    assert_eq!(r.text().await.unwrap(), "hello");
+    assert_eq!(r.ctx(), put_ctx);
+    assert_eq!(r.text(), "hello");
 
     // Default content type.
     let r = api
-        .http
-        .post(api.url("/v1/kv/b/k2"))
-        .body(vec![0u8, 255])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = api.http.get(api.url("/v1/kv/b/k2")).send().await.unwrap();
-    assert_eq!(r.headers()["content-type"], "application/octet-stream");
-    assert_eq!(r.bytes().await.unwrap().to_vec(), vec![0u8, 255]);
+        .send(api.http.post(api.url("/v1/kv/b/k2")).body(vec![0u8, 255]))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.get("/v1/kv/b/k2").await;
+    assert_eq!(r.headers["content-type"], "application/octet-stream");
+    assert_eq!(r.body, vec![0u8, 255]);
 
     let r = api
-        .http
-        .delete(api.url("/v1/kv/b/k1"))
-        .header("x-riftkv-context", &put_ctx)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = api.http.get(api.url("/v1/kv/b/k1")).send().await.unwrap();
+        .delete_with("/v1/kv/b/k1", &[("x-riftkv-context", &put_ctx)])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.get("/v1/kv/b/k1").await;
     assert!(
-        r.headers().contains_key("x-riftkv-context"),
+        r.headers.contains_key("x-riftkv-context"),
         "tombstone context"
     );
-    error_of(r, 404, "not_found").await;
+    error_of(r, 404, "not_found");
 
     // Never written: 404 without a context; deleting it is still a 204.
-    let r = api
-        .http
-        .get(api.url("/v1/kv/b/never"))
-        .send()
-        .await
-        .unwrap();
-    assert!(!r.headers().contains_key("x-riftkv-context"));
-    error_of(r, 404, "not_found").await;
-    let r = api
-        .http
-        .delete(api.url("/v1/kv/b/never"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.get("/v1/kv/b/never").await;
+    assert!(!r.headers.contains_key("x-riftkv-context"));
+    error_of(r, 404, "not_found");
+    let r = api.delete("/v1/kv/b/never").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn concurrent_writes_are_siblings_until_a_write_with_context() {
     let api = start().await;
     for v in ["a", "b"] {
+        let ct = format!("text/{v}");
         let r = api
-            .http
-            .put(api.url("/v1/kv/s/k"))
-            .header("content-type", format!("text/{v}"))
-            .body(v)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+            .put_with("/v1/kv/s/k", v, &[("content-type", &ct)])
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
     }
-    let r = api.http.get(api.url("/v1/kv/s/k")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
-    let ctx = ctx_of(&r);
-    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let r = api.get("/v1/kv/s/k").await;
+    assert_eq!(r.status, StatusCode::MULTIPLE_CHOICES);
+    let ctx = r.ctx();
+    let ct = r.headers["content-type"].to_str().unwrap().to_string();
     let boundary = multipart::boundary_of(&ct).expect("multipart content type");
-    let parts = multipart::parse(&boundary, &r.bytes().await.unwrap()).unwrap();
+    let parts = multipart::parse(&boundary, &r.body).unwrap();
     let mut got: Vec<(String, Vec<u8>)> = parts
         .iter()
         .map(|p| {
@@ -250,14 +307,10 @@ async fn concurrent_writes_are_siblings_until_a_write_with_context() {
     );
 
     let r = api
-        .http
-        .get(api.url("/v1/kv/s/k"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
-    let env: ReadJson = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        .get_with("/v1/kv/s/k", &[("accept", "application/json")])
+        .await;
+    assert_eq!(r.status, StatusCode::MULTIPLE_CHOICES);
+    let env: ReadJson = serde_json::from_str(&r.text()).unwrap();
     assert_eq!(env.siblings.len(), 2);
     assert_eq!(env.context, ctx);
     let values: Vec<Vec<u8>> = env
@@ -273,16 +326,15 @@ async fn concurrent_writes_are_siblings_until_a_write_with_context() {
 
     // A write with the read's context resolves both; returnbody answers like a GET.
     let r = api
-        .http
-        .put(api.url("/v1/kv/s/k?returnbody=true"))
-        .header("x-riftkv-context", &ctx)
-        .body("merged")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers().contains_key("x-riftkv-context"));
-    assert_eq!(r.text().await.unwrap(), "merged");
+        .put_with(
+            "/v1/kv/s/k?returnbody=true",
+            "merged",
+            &[("x-riftkv-context", &ctx)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers.contains_key("x-riftkv-context"));
+    assert_eq!(r.text(), "merged");
 }
 
 #[tokio::test]
@@ -290,55 +342,32 @@ async fn write_errors() {
     let api = start().await;
     // Forged / malformed context.
     let r = api
-        .http
-        .put(api.url("/v1/kv/b/k"))
-        .header("x-riftkv-context", "AQID-not-a-token")
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "invalid_context").await;
+        .put_with(
+            "/v1/kv/b/k",
+            "v",
+            &[("x-riftkv-context", "AQID-not-a-token")],
+        )
+        .await;
+    error_of(r, 400, "invalid_context");
     let r = api
-        .http
-        .delete(api.url("/v1/kv/b/k"))
-        .header("x-riftkv-context", "####")
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "invalid_context").await;
+        .delete_with("/v1/kv/b/k", &[("x-riftkv-context", "####")])
+        .await;
+    error_of(r, 400, "invalid_context");
 
     // If-None-Match: *
-    let put = |body: &'static str| {
-        api.http
-            .put(api.url("/v1/kv/b/once"))
-            .header("if-none-match", "*")
-            .body(body)
-            .send()
-    };
-    assert_eq!(put("first").await.unwrap().status(), StatusCode::NO_CONTENT);
-    error_of(put("second").await.unwrap(), 412, "precondition_failed").await;
+    let put = |body: &'static str| api.put_with("/v1/kv/b/once", body, &[("if-none-match", "*")]);
+    assert_eq!(put("first").await.status, StatusCode::NO_CONTENT);
+    error_of(put("second").await, 412, "precondition_failed");
 
     // Too large: declared length, and a chunked body without a length.
-    let r = api
-        .http
-        .put(api.url("/v1/kv/b/big"))
-        .body(vec![7u8; LIMIT + 1])
-        .send()
-        .await
-        .unwrap();
-    let v = error_of(r, 413, "too_large").await;
+    let r = api.put("/v1/kv/b/big", vec![7u8; LIMIT + 1]).await;
+    let v = error_of(r, 413, "too_large");
     assert_eq!(v["limit"], LIMIT as u64);
     let (status, body) = raw_chunked_put(&api, "/v1/kv/b/big", &[&[1u8; LIMIT], &[2u8; 8]]).await;
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("\"too_large\""), "{body}");
-    let r = api
-        .http
-        .put(api.url("/v1/kv/b/fits"))
-        .body(vec![1u8; LIMIT])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.put("/v1/kv/b/fits", vec![1u8; LIMIT]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
 
     // Parameters.
     for q in [
@@ -349,125 +378,56 @@ async fn write_errors() {
         "returnbody=maybe",
         "nope=1",
     ] {
-        let r = api
-            .http
-            .put(api.url(&format!("/v1/kv/b/k?{q}")))
-            .body("v")
-            .send()
-            .await
-            .unwrap();
-        error_of(r, 400, "bad_request").await;
+        let r = api.put(&format!("/v1/kv/b/k?{q}"), "v").await;
+        error_of(r, 400, "bad_request");
     }
     for q in ["r=2", "pr=2", "r=0", "returnbody=true"] {
-        let r = api
-            .http
-            .get(api.url(&format!("/v1/kv/b/k?{q}")))
-            .send()
-            .await
-            .unwrap();
-        error_of(r, 400, "bad_request").await;
+        let r = api.get(&format!("/v1/kv/b/k?{q}")).await;
+        error_of(r, 400, "bad_request");
     }
-    let r = api
-        .http
-        .get(api.url("/v1/kv/b/k?r=one&pr=0&timeout=500"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = api.get("/v1/kv/b/k?r=one&pr=0&timeout=500").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn paths_are_raw_bytes_with_length_limits() {
     let api = start().await;
-    let r = api
-        .http
-        .put(api.url("/v1/kv/b%20x/a%2Fb%FF"))
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.put("/v1/kv/b%20x/a%2Fb%FF", "v").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     let p = riftkv_core::ring::partition_for(b"b x", b"a/b\xff", api.node.state.read().ring_size());
     let stored = api
         .node
         .local_object(&ObjectKey::new(p, &b"b x"[..], &b"a/b\xff"[..]))
         .unwrap();
     assert!(stored.is_some(), "stored under the decoded bytes");
-    let r = api
-        .http
-        .get(api.url("/v1/kv/b%20x/a%2Fb%FF"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.text().await.unwrap(), "v");
+    let r = api.get("/v1/kv/b%20x/a%2Fb%FF").await;
+    assert_eq!(r.text(), "v");
 
     let long_key = "k".repeat(1025);
-    let r = api
-        .http
-        .get(api.url(&format!("/v1/kv/b/{long_key}")))
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "bad_request").await;
+    let r = api.get(&format!("/v1/kv/b/{long_key}")).await;
+    error_of(r, 400, "bad_request");
     let long_bucket = "b".repeat(256);
-    let r = api
-        .http
-        .put(api.url(&format!("/v1/kv/{long_bucket}/k")))
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "bad_request").await;
+    let r = api.put(&format!("/v1/kv/{long_bucket}/k"), "v").await;
+    error_of(r, 400, "bad_request");
     let max = format!("/v1/kv/{}/{}", "b".repeat(255), "k".repeat(1024));
-    let r = api.http.put(api.url(&max)).body("v").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = api.put(&max, "v").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn listing_pages_through_live_keys() {
     let api = start().await;
     for k in ["k1", "k2", "k3", "k4", "k5"] {
-        let r = api
-            .http
-            .put(api.url(&format!("/v1/kv/lb/{k}")))
-            .body("v")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let r = api.put(&format!("/v1/kv/lb/{k}"), "v").await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
     }
-    api.http
-        .delete(api.url("/v1/kv/lb/k3"))
-        .send()
-        .await
-        .unwrap();
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/kv/lb?keys=true&limit=2"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    api.delete("/v1/kv/lb/k3").await;
+    let v = api.get("/v1/kv/lb?keys=true&limit=2").await.json();
     assert_eq!(v["keys"], serde_json::json!(["k1", "k2"]));
     assert_eq!(v["next"], "k2");
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/kv/lb?keys=true&limit=2&after=k2"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/kv/lb?keys=true&limit=2&after=k2").await.json();
     assert_eq!(v["keys"], serde_json::json!(["k4", "k5"]));
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/kv/lb?keys=true"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/kv/lb?keys=true").await.json();
     assert_eq!(v["keys"], serde_json::json!(["k1", "k2", "k4", "k5"]));
     assert_eq!(v["next"], Value::Null);
     for q in [
@@ -477,13 +437,8 @@ async fn listing_pages_through_live_keys() {
         "?keys=false",
         "?keys=true&x=1",
     ] {
-        let r = api
-            .http
-            .get(api.url(&format!("/v1/kv/lb{q}")))
-            .send()
-            .await
-            .unwrap();
-        error_of(r, 400, "bad_request").await;
+        let r = api.get(&format!("/v1/kv/lb{q}")).await;
+        error_of(r, 400, "bad_request");
     }
 }
 
@@ -491,28 +446,21 @@ async fn listing_pages_through_live_keys() {
 async fn bucket_props() {
     // A ring replicating 2, so n can change within it.
     let api = start_replicating(2).await;
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/buckets/p/props"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/buckets/p/props").await.json();
     assert_eq!(
         v,
         serde_json::json!({"n": 2, "r": "quorum", "w": "quorum", "dw": 0, "pr": 0, "pw": 0,
             "conflict": "siblings"})
     );
     let r = api
-        .http
-        .put(api.url("/v1/buckets/p/props"))
-        .json(&serde_json::json!({"conflict": "lww", "w": "one"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let v = json_of(r).await;
+        .send(
+            api.http
+                .put(api.url("/v1/buckets/p/props"))
+                .json(&serde_json::json!({"conflict": "lww", "w": "one"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
     assert_eq!(v["conflict"], "lww");
     assert_eq!(v["w"], "one");
     assert_eq!(
@@ -521,92 +469,98 @@ async fn bucket_props() {
     );
 
     for bad in ["not json", r#"{"bogus": 1}"#, r#"{"n": 0}"#, r#"{"w": 3}"#] {
-        let r = api
-            .http
-            .put(api.url("/v1/buckets/p/props"))
-            .body(bad)
-            .send()
-            .await
-            .unwrap();
-        error_of(r, 400, "bad_request").await;
+        let r = api.put("/v1/buckets/p/props", bad).await;
+        error_of(r, 400, "bad_request");
     }
     // n may change while the bucket is empty (within the ring's 2), not once it holds data.
-    let r = api
-        .http
-        .put(api.url("/v1/buckets/p/props"))
-        .body(r#"{"n": 1}"#)
-        .send()
+    let r = api.put("/v1/buckets/p/props", r#"{"n": 1}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["n"], 1);
+    let r = api.put("/v1/buckets/p/props", r#"{"n": 3}"#).await;
+    assert_eq!(error_of(r, 400, "bad_request")["limit"], 2);
+    let r = api.put("/v1/kv/p/k", "v").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.put("/v1/buckets/p/props", r#"{"n": 2}"#).await;
+    error_of(r, 409, "conflict");
+}
+
+/// PUT `body` to a bucket's props; the answer.
+async fn put_props(api: &TestApi, bucket: &str, body: &str) -> Resp {
+    api.put(&format!("/v1/buckets/{bucket}/props"), body.to_string())
         .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(json_of(r).await["n"], 1);
+}
+
+#[tokio::test]
+async fn datatype_prop_needs_an_empty_bucket_and_separates_the_endpoints() {
+    let api = start().await;
+    let r = put_props(&api, "c", r#"{"datatype": "counter"}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["datatype"], "counter");
+    let props = api.get("/v1/buckets/c/props").await.json();
+    assert_eq!(props["datatype"], "counter");
+    // Plain-value endpoints refuse a typed bucket, saying why.
+    let put = api.http.put(api.url("/v1/kv/c/k")).body("v");
+    for req in [
+        put,
+        api.http.get(api.url("/v1/kv/c/k")),
+        api.http.delete(api.url("/v1/kv/c/k")),
+    ] {
+        let v = error_of(api.send(req).await, 400, "bad_request");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("holds counter values") && msg.contains("/v1/types"),
+            "{msg}"
+        );
+    }
+    // Conflict mode last-write-wins would drop concurrent states: refused.
+    let r = put_props(&api, "c", r#"{"conflict": "lww"}"#).await;
+    error_of(r, 400, "bad_request");
+    let r = put_props(&api, "c", r#"{"datatype": "multiset"}"#).await;
+    error_of(r, 400, "bad_request");
+    // A bucket holding plain values cannot become typed.
     let r = api
-        .http
-        .put(api.url("/v1/buckets/p/props"))
-        .body(r#"{"n": 3}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_of(r, 400, "bad_request").await["limit"], 2);
-    let r = api
-        .http
-        .put(api.url("/v1/kv/p/k"))
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = api
-        .http
-        .put(api.url("/v1/buckets/p/props"))
-        .body(r#"{"n": 2}"#)
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 409, "conflict").await;
+        .send(api.http.put(api.url("/v1/kv/plain/k")).body("v"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = put_props(&api, "plain", r#"{"datatype": "set"}"#).await;
+    let v = error_of(r, 409, "conflict");
+    assert!(v["message"].as_str().unwrap().contains("holds data"), "{v}");
+    // The type stays what it was; other props may still change.
+    let r = put_props(&api, "c", r#"{"w": 1}"#).await;
+    assert_eq!(r.json()["datatype"], "counter");
 }
 
 #[tokio::test]
 async fn routing_errors_are_json() {
     let api = start().await;
-    let r = api.http.get(api.url("/v2/nothing")).send().await.unwrap();
-    error_of(r, 404, "not_found").await;
-    let r = api.http.patch(api.url("/v1/kv/b/k")).send().await.unwrap();
-    error_of(r, 405, "method_not_allowed").await;
-    let r = api
-        .http
-        .get(api.url("/v1/admin/leave"))
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 405, "method_not_allowed").await;
+    let r = api.get("/v2/nothing").await;
+    error_of(r, 404, "not_found");
+    let r = api.send(api.http.patch(api.url("/v1/kv/b/k"))).await;
+    error_of(r, 405, "method_not_allowed");
+    let r = api.get("/v1/admin/leave").await;
+    error_of(r, 405, "method_not_allowed");
 }
 
 #[tokio::test]
 async fn request_ids_and_metrics() {
     let api = start().await;
     let r = api
-        .http
-        .put(api.url("/v1/kv/m/k"))
-        .header("x-request-id", "req-42")
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["x-request-id"], "req-42");
-    let r = api.http.get(api.url("/v1/kv/m/k")).send().await.unwrap();
-    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        .put_with("/v1/kv/m/k", "v", &[("x-request-id", "req-42")])
+        .await;
+    assert_eq!(r.headers["x-request-id"], "req-42");
+    let r = api.get("/v1/kv/m/k").await;
+    let generated = r.headers["x-request-id"].to_str().unwrap().to_string();
     assert!(uuid::Uuid::parse_str(&generated).is_ok());
 
-    let r = api.http.get(api.url("/metrics")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let r = api.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
     assert!(
-        r.headers()["content-type"]
+        r.headers["content-type"]
             .to_str()
             .unwrap()
             .starts_with("text/plain")
     );
-    let text = r.text().await.unwrap();
+    let text = r.text();
     assert!(
         text.contains(r#"riftkv_requests_total{code="204",op="put"} 1"#),
         "{text}"
@@ -635,26 +589,17 @@ async fn handler_panic_is_a_json_500_and_the_server_lives_on() {
             .with_state(node)
     })
     .await;
-    let r = api.http.get(api.url("/boom")).send().await.unwrap();
-    assert!(r.headers().contains_key("x-request-id"));
-    error_of(r, 500, "internal").await;
-    let r = api.http.get(api.url("/health")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let r = api.get("/boom").await;
+    assert!(r.headers.contains_key("x-request-id"));
+    error_of(r, 500, "internal");
+    let r = api.get("/health").await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn admin_status_lists_the_workers() {
     let api = start().await;
-    let status = || async {
-        json_of(
-            api.http
-                .get(api.url("/v1/admin/status"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-    };
+    let status = || async { api.get("/v1/admin/status").await.json() };
     assert_eq!(status().await["workers"], serde_json::json!([]));
     let _hints = riftkv_cluster::handoff::hints::spawn(api.node.clone());
     let _gossip = riftkv_cluster::membership::gossip::spawn(api.node.clone());
@@ -701,14 +646,7 @@ async fn admin_status_lists_the_workers() {
 #[tokio::test]
 async fn admin_endpoints() {
     let api = start().await;
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/admin/status"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/admin/status").await.json();
     assert_eq!(v["node_id"], "n1");
     assert_eq!(v["cluster_name"], "api-test");
     assert_eq!(v["members"][0]["status"], "valid");
@@ -723,52 +661,21 @@ async fn admin_endpoints() {
     ] {
         assert!(v.get(f).is_some(), "{f}");
     }
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/admin/ring"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/admin/ring").await.json();
     assert_eq!(
         v["partitions"].as_array().unwrap().len() as u64,
         v["ring_size"].as_u64().unwrap()
     );
     assert_eq!(v["partitions"][0]["owner"], "n1");
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/admin/preflist/b/k"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/admin/preflist/b/k").await.json();
     assert_eq!(v["primaries"], serde_json::json!(["n1"]));
     assert_eq!(v["serving"], serde_json::json!(["n1"]));
 
     // Local copy: objects first, then hints.
-    let r = api
-        .http
-        .get(api.url("/v1/admin/local/b/k"))
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 404, "not_found").await;
-    api.http
-        .put(api.url("/v1/kv/b/k"))
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/admin/local/b/k"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = api.get("/v1/admin/local/b/k").await;
+    error_of(r, 404, "not_found");
+    api.put("/v1/kv/b/k", "v").await;
+    let v = api.get("/v1/admin/local/b/k").await.json();
     assert_eq!(v["hinted_for"], Value::Null);
     assert_eq!(v["siblings"][0]["value_base64"], "dg==");
     let ring_size = api.node.state.read().ring_size();
@@ -777,15 +684,7 @@ async fn admin_endpoints() {
         riftkv_core::ring::partition_for(b"b", b"k", ring_size)
     );
     let p = riftkv_core::ring::partition_for(b"b", b"h", ring_size);
-    let obj = Object::update(
-        None,
-        &VersionVector::new(),
-        NodeId::from("n1"),
-        Sibling::new(&b"hinted"[..], "text/plain", 5),
-        ConflictMode::Siblings,
-        &Default::default(),
-    )
-    .unwrap();
+    let obj = one_version(b"hinted");
     api.node
         .merge_hint(
             &ObjectKey::new(p, &b"b"[..], &b"h"[..]),
@@ -795,97 +694,41 @@ async fn admin_endpoints() {
             false,
         )
         .unwrap();
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/admin/local/b/h"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/admin/local/b/h").await.json();
     assert_eq!(v["hinted_for"], "n9");
 
     // Membership commands: the only member cannot leave; unknown members cannot be removed.
-    let r = api
-        .http
-        .post(api.url("/v1/admin/leave"))
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 409, "conflict").await;
-    let r = api
-        .http
-        .post(api.url("/v1/admin/remove/ghost"))
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 404, "not_found").await;
-    let r = api
-        .http
-        .post(api.url("/v1/admin/remove/n1"))
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "bad_request").await;
+    let r = api.post("/v1/admin/leave").await;
+    error_of(r, 409, "conflict");
+    let r = api.post("/v1/admin/remove/ghost").await;
+    error_of(r, 404, "not_found");
+    let r = api.post("/v1/admin/remove/n1").await;
+    error_of(r, 400, "bad_request");
 
-    assert_eq!(
-        api.http
-            .get(api.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        api.http
-            .get(api.url("/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(api.get("/health").await.status, StatusCode::OK);
+    assert_eq!(api.get("/ready").await.status, StatusCode::OK);
     api.node
         .joined
         .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
-        api.http
-            .get(api.url("/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        api.get("/ready").await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/openapi.json").await.json();
     assert!(v["paths"]["/v1/kv/{bucket}/{key}"]["put"].is_object());
 }
 
 /// Keys written twice without a context hold two siblings.
 async fn two_siblings(api: &TestApi, path: &str) {
     for v in ["one", "two"] {
-        let r = api.http.put(api.url(path)).body(v).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let r = api.put(path, v).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
     }
 }
 
 async fn sibling_count(api: &TestApi, path: &str) -> usize {
-    let r = api
-        .http
-        .get(api.url(path))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    let env: ReadJson = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let r = api.get_with(path, &[("accept", "application/json")]).await;
+    let env: ReadJson = serde_json::from_str(&r.text()).unwrap();
     env.siblings.len()
 }
 
@@ -893,37 +736,22 @@ async fn sibling_count(api: &TestApi, path: &str) -> usize {
 async fn a_context_is_bound_to_its_bucket_and_key() {
     let api = start().await;
     two_siblings(&api, "/v1/kv/ctx/b").await;
-    let r = api
-        .http
-        .put(api.url("/v1/kv/ctx/a"))
-        .body("a")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = api.http.get(api.url("/v1/kv/ctx/a")).send().await.unwrap();
-    let ctx_a = ctx_of(&r);
+    let r = api.put("/v1/kv/ctx/a", "a").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.get("/v1/kv/ctx/a").await;
+    let ctx_a = r.ctx();
 
     // A's context on B: refused, and B keeps both siblings.
     let r = api
-        .http
-        .put(api.url("/v1/kv/ctx/b"))
-        .header("x-riftkv-context", &ctx_a)
-        .body("overwrite")
-        .send()
-        .await
-        .unwrap();
-    let v = error_of(r, 400, "invalid_context").await;
+        .put_with("/v1/kv/ctx/b", "overwrite", &[("x-riftkv-context", &ctx_a)])
+        .await;
+    let v = error_of(r, 400, "invalid_context");
     let msg = v["message"].as_str().unwrap();
     assert!(msg.contains("another") && msg.contains("forged"), "{msg}");
     let r = api
-        .http
-        .delete(api.url("/v1/kv/ctx/b"))
-        .header("x-riftkv-context", &ctx_a)
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "invalid_context").await;
+        .delete_with("/v1/kv/ctx/b", &[("x-riftkv-context", &ctx_a)])
+        .await;
+    error_of(r, 400, "invalid_context");
     assert_eq!(sibling_count(&api, "/v1/kv/ctx/b").await, 2);
 
     // A version-1 token proves no key: refused, with a message saying what to do.
@@ -931,14 +759,9 @@ async fn a_context_is_bound_to_its_bucket_and_key() {
     vv.observe(&riftkv_core::version::Actor::from("n1"), 2);
     let v1 = riftkv_core::version::legacy_v1_token(&vv, &api.node.context_key);
     let r = api
-        .http
-        .put(api.url("/v1/kv/ctx/b"))
-        .header("x-riftkv-context", &v1)
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    let v = error_of(r, 400, "invalid_context").await;
+        .put_with("/v1/kv/ctx/b", "x", &[("x-riftkv-context", &v1)])
+        .await;
+    let v = error_of(r, 400, "invalid_context");
     let msg = v["message"].as_str().unwrap();
     assert!(
         msg.contains("context token from an older RiftKV version; read the key again"),
@@ -949,99 +772,61 @@ async fn a_context_is_bound_to_its_bucket_and_key() {
     // The same key name in another bucket, and the same bytes split differently.
     two_siblings(&api, "/v1/kv/other/a").await;
     let r = api
-        .http
-        .put(api.url("/v1/kv/other/a"))
-        .header("x-riftkv-context", &ctx_a)
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "invalid_context").await;
+        .put_with("/v1/kv/other/a", "x", &[("x-riftkv-context", &ctx_a)])
+        .await;
+    error_of(r, 400, "invalid_context");
     assert_eq!(sibling_count(&api, "/v1/kv/other/a").await, 2);
     two_siblings(&api, "/v1/kv/c/tx").await;
+    let r = api.put("/v1/kv/ct/x", "x").await;
+    let ctx_split = r.ctx();
     let r = api
-        .http
-        .put(api.url("/v1/kv/ct/x"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    let ctx_split = ctx_of(&r);
-    let r = api
-        .http
-        .put(api.url("/v1/kv/c/tx"))
-        .header("x-riftkv-context", &ctx_split)
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "invalid_context").await;
+        .put_with("/v1/kv/c/tx", "x", &[("x-riftkv-context", &ctx_split)])
+        .await;
+    error_of(r, 400, "invalid_context");
     assert_eq!(sibling_count(&api, "/v1/kv/c/tx").await, 2);
 
     // Keys that need URL-encoding: the context of a read (GET, returnbody, the admin view)
     // resolves the siblings of exactly that key.
     let path = "/v1/kv/ctx/a%2Fb%FF%20c";
     two_siblings(&api, path).await;
-    let r = api.http.get(api.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
-    let ctx = ctx_of(&r);
+    let r = api.get(path).await;
+    assert_eq!(r.status, StatusCode::MULTIPLE_CHOICES);
+    let ctx = r.ctx();
     let r = api
-        .http
-        .put(api.url(&format!("{path}?returnbody=true")))
-        .header("x-riftkv-context", &ctx)
-        .body("merged")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .put_with(
+            &format!("{path}?returnbody=true"),
+            "merged",
+            &[("x-riftkv-context", &ctx)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
     two_siblings(&api, path).await;
     assert_eq!(sibling_count(&api, path).await, 3);
-    let local = json_of(
-        api.http
-            .get(api.url("/v1/admin/local/ctx/a%2Fb%FF%20c"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let local = api.get("/v1/admin/local/ctx/a%2Fb%FF%20c").await.json();
     let r = api
-        .http
-        .delete(api.url(path))
-        .header("x-riftkv-context", local["context"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = api.http.get(api.url(path)).send().await.unwrap();
-    error_of(r, 404, "not_found").await;
+        .delete_with(
+            path,
+            &[("x-riftkv-context", local["context"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api.get(path).await;
+    error_of(r, 404, "not_found");
 }
 
 #[tokio::test]
 async fn bucket_n_above_the_cluster_replication_is_refused() {
     // The test node's ring replicates 1.
     let api = start().await;
-    let r = api
-        .http
-        .put(api.url("/v1/buckets/wide/props"))
-        .body(r#"{"n": 2}"#)
-        .send()
-        .await
-        .unwrap();
-    let v = error_of(r, 400, "bad_request").await;
+    let r = api.put("/v1/buckets/wide/props", r#"{"n": 2}"#).await;
+    let v = error_of(r, 400, "bad_request");
     assert_eq!(v["limit"], 1, "{v}");
     let msg = v["message"].as_str().unwrap();
     assert!(
         msg.contains("n=2 is above this cluster's replication of 1"),
         "{msg}"
     );
-    let v = json_of(
-        api.http
-            .get(api.url("/v1/buckets/wide/props"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = api.get("/v1/buckets/wide/props").await.json();
     assert_eq!(v["n"], 1);
 }
 
@@ -1051,16 +836,9 @@ async fn bucket_n_above_the_cluster_replication_is_refused() {
 async fn default_build_has_no_fault_routes() {
     let api = start().await;
     for method in [reqwest::Method::POST, reqwest::Method::GET] {
-        let r = api
-            .http
-            .request(
-                method,
-                api.url("/v1/admin/fault/corrupt?bucket=b&fraction=1"),
-            )
-            .send()
-            .await
-            .unwrap();
-        error_of(r, 404, "not_found").await;
+        let url = api.url("/v1/admin/fault/corrupt?bucket=b&fraction=1");
+        let r = api.send(api.http.request(method, url)).await;
+        error_of(r, 404, "not_found");
     }
 }
 
@@ -1069,32 +847,27 @@ async fn default_build_has_no_fault_routes() {
 async fn corrupt_route_damages_stored_records() {
     let api = start().await;
     for k in ["k1", "k2", "k3", "k4"] {
-        let r = api
-            .http
-            .put(api.url(&format!("/v1/kv/b/{k}")))
-            .body("v")
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        let r = api.put(&format!("/v1/kv/b/{k}"), "v").await;
+        assert!(r.status.is_success());
     }
     let corrupt = |q: &str| {
-        api.http
-            .post(api.url(&format!("/v1/admin/fault/corrupt?{q}")))
+        let path = format!("/v1/admin/fault/corrupt?{q}");
+        let api = &api;
+        async move { api.post(&path).await }
     };
     // fraction=0 is the harness's probe: it damages nothing.
-    let v = json_of(corrupt("bucket=b&fraction=0").send().await.unwrap()).await;
+    let v = corrupt("bucket=b&fraction=0").await.json();
     assert_eq!(
         (v["matched"].as_u64(), v["damaged"].as_u64()),
         (Some(4), Some(0))
     );
     assert_eq!(v["node_id"], "n1");
-    let v = json_of(corrupt("bucket=b&fraction=0.5").send().await.unwrap()).await;
+    let v = corrupt("bucket=b&fraction=0.5").await.json();
     assert_eq!(
         (v["matched"].as_u64(), v["damaged"].as_u64()),
         (Some(4), Some(2))
     );
-    let v = json_of(corrupt("bucket=b&key=k1").send().await.unwrap()).await;
+    let v = corrupt("bucket=b&key=k1").await.json();
     assert!(v["matched"].as_u64() <= Some(1));
     let ring_size = api.node.state.read().ring_size();
     let broken = ["k1", "k2", "k3", "k4"]
@@ -1112,10 +885,10 @@ async fn corrupt_route_damages_stored_records() {
         })
         .count();
     assert_eq!(broken as u64, 2 + v["damaged"].as_u64().unwrap());
-    let r = corrupt("fraction=1").send().await.unwrap();
-    error_of(r, 400, "bad_request").await;
-    let r = corrupt("bucket=b&fraction=3").send().await.unwrap();
-    error_of(r, 400, "bad_request").await;
+    let r = corrupt("fraction=1").await;
+    error_of(r, 400, "bad_request");
+    let r = corrupt("bucket=b&fraction=3").await;
+    error_of(r, 400, "bad_request");
 }
 
 /// The read behind `If-None-Match` and a context-less delete runs at the request's `r`/`pr`,
@@ -1123,128 +896,291 @@ async fn corrupt_route_damages_stored_records() {
 #[tokio::test]
 async fn conditional_put_and_contextless_delete_read_at_the_requests_r() {
     let api = start_replicating(3).await;
+    let if_absent = [("if-none-match", "*")];
     let r = api
-        .http
-        .put(api.url("/v1/kv/b/k?r=one&w=one"))
-        .header("if-none-match", "*")
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        .put_with("/v1/kv/b/k?r=one&w=one", "v", &if_absent)
+        .await;
+    assert!(r.status.is_success(), "{}", r.text());
     let r = api
-        .http
-        .put(api.url("/v1/kv/b/k?r=one&w=one"))
-        .header("if-none-match", "*")
-        .body("v2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+        .put_with("/v1/kv/b/k?r=one&w=one", "v2", &if_absent)
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    let r = api.delete("/v1/kv/b/k?r=one&w=one").await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let r = api.get("/v1/kv/b/k?r=one").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// An object holding one plain value written by n1.
+fn one_version(value: &'static [u8]) -> Object {
+    Object::update(
+        None,
+        &VersionVector::new(),
+        NodeId::from("n1"),
+        Sibling::new(value, "text/plain", 5),
+        ConflictMode::Siblings,
+        &Default::default(),
+    )
+    .unwrap()
+}
+
+/// POST a data type operation; the answer.
+async fn post_type(api: &TestApi, path: &str, body: &str) -> Resp {
+    let url = api.url(&format!("/v1/types/{path}"));
+    api.send(api.http.post(url).body(body.to_string())).await
+}
+
+async fn get_type(api: &TestApi, path: &str) -> Resp {
+    api.get(&format!("/v1/types/{path}")).await
+}
+
+#[tokio::test]
+async fn data_types_over_http_answer_every_status() {
+    let api = start().await;
+    for (bucket, t) in [("c", "counter"), ("s", "set"), ("m", "map")] {
+        let r = put_props(&api, bucket, &format!(r#"{{"datatype": "{t}"}}"#)).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    // Counter: 404 before the first update, 204 per update, the sum after.
+    error_of(get_type(&api, "c/k").await, 404, "not_found");
+    for n in [5, -2, 10] {
+        let r = post_type(&api, "c/k", &format!(r#"{{"increment": {n}}}"#)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
+    let r = get_type(&api, "c/k").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(
+        (v["type"].as_str(), v["value"].as_i64()),
+        (Some("counter"), Some(13))
+    );
+    assert!(v["context"].as_str().is_some());
     let r = api
-        .http
-        .delete(api.url("/v1/kv/b/k?r=one&w=one"))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        .send(
+            api.http
+                .post(api.url("/v1/types/c/k?returnbody=true&w=1"))
+                .body(r#"{"increment": 1}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["value"], 14);
+
+    // Set: adds, a remove without a context is refused, with the context of a read applied.
+    let r = post_type(&api, "s/k", r#"{"add": ["b", "a"]}"#).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let v = error_of(
+        post_type(&api, "s/k", r#"{"remove": ["a"]}"#).await,
+        400,
+        "bad_request",
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs the context of a read"),
+        "{v}"
+    );
+    let read = get_type(&api, "s/k").await.json();
+    assert_eq!(read["value"], serde_json::json!(["a", "b"]));
+    let ctx = read["context"].as_str().unwrap().to_string();
+    let body = serde_json::json!({"remove": ["a"], "context": ctx}).to_string();
+    assert_eq!(
+        post_type(&api, "s/k", &body).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        get_type(&api, "s/k").await.json()["value"],
+        serde_json::json!(["b"])
+    );
+    // The context may come in the header instead.
+    let read = get_type(&api, "s/k").await.json();
     let r = api
-        .http
-        .get(api.url("/v1/kv/b/k?r=one"))
-        .send()
-        .await
+        .send(
+            api.http
+                .post(api.url("/v1/types/s/k"))
+                .header("X-RiftKV-Context", read["context"].as_str().unwrap())
+                .body(r#"{"remove": ["b"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        get_type(&api, "s/k").await.json()["value"],
+        serde_json::json!([])
+    );
+    // A context read from another key, or an object's token, is not usable here.
+    let other = get_type(&api, "c/k").await.json()["context"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::json!({"remove": ["a"], "context": other}).to_string();
+    error_of(post_type(&api, "s/k", &body).await, 400, "invalid_context");
+    let r = api
+        .send(api.http.put(api.url("/v1/kv/plain/k")).body("v"))
+        .await;
+    let object_token = r.ctx();
+    let body = serde_json::json!({"remove": ["a"], "context": object_token}).to_string();
+    let v = error_of(post_type(&api, "s/k", &body).await, 400, "invalid_context");
+    assert!(
+        v["message"].as_str().unwrap().contains("plain value"),
+        "{v}"
+    );
+
+    // 400: malformed operations, operations of another type, bad parameters, plain buckets.
+    for (path, body) in [
+        ("c/k", "not json"),
+        ("c/k", r#"{"add": ["a"]}"#),
+        ("s/k", r#"{"increment": 1}"#),
+        ("m/k", r#"{"update": {"f": {"hll": 1}}}"#),
+        ("c/k", r#"{"increment": 1.5}"#),
+    ] {
+        error_of(post_type(&api, path, body).await, 400, "bad_request");
+    }
+    let r = api
+        .send(
+            api.http
+                .post(api.url("/v1/types/c/k?w=9"))
+                .body(r#"{"increment": 1}"#),
+        )
+        .await;
+    error_of(r, 400, "bad_request");
+    let v = error_of(get_type(&api, "plain/k").await, 400, "bad_request");
+    assert!(
+        v["message"].as_str().unwrap().contains("plain values"),
+        "{v}"
+    );
+    error_of(
+        post_type(&api, "plain/k", r#"{"increment": 1}"#).await,
+        400,
+        "bad_request",
+    );
+
+    // 413: a value that would outgrow the (test's 64-byte) value limit, or a body over it.
+    let mut too_large = None;
+    for i in 0..16 {
+        let r = post_type(&api, "s/big", &format!(r#"{{"add": ["member-{i}"]}}"#)).await;
+        if r.status != StatusCode::NO_CONTENT {
+            too_large = Some(r);
+            break;
+        }
+    }
+    error_of(
+        too_large.expect("the set outgrew the limit"),
+        413,
+        "too_large",
+    );
+    let big = format!(
+        r#"{{"add": ["{}"]}}"#,
+        "x".repeat(LIMIT + riftkv_core::version::MAX_TOKEN_CHARS)
+    );
+    error_of(post_type(&api, "s/k2", &big).await, 413, "too_large");
+
+    // 500: a stored value that is not a state of the bucket's type says so.
+    let ring_size = api.node.state.read().ring_size();
+    let p = riftkv_core::ring::partition_for(b"c", b"bad", ring_size);
+    let obj = one_version(b"garbage");
+    api.node
+        .merge_local(
+            &ObjectKey::new(p, &b"c"[..], &b"bad"[..]),
+            &obj,
+            ConflictMode::Siblings,
+            false,
+        )
         .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let v = error_of(get_type(&api, "c/bad").await, 500, "internal");
+    assert!(
+        v["message"].as_str().unwrap().contains("cannot be read"),
+        "{v}"
+    );
+    let r = post_type(&api, "c/bad", r#"{"increment": 1}"#).await;
+    error_of(r, 500, "internal");
+}
+
+#[tokio::test]
+async fn a_map_holds_every_field_type() {
+    let api = start_limited(1, 64 * 1024, super::router).await;
+    let r = put_props(&api, "m", r#"{"datatype": "map"}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let op = r#"{"update": {"n": {"counter": {"increment": 2}}, "tags": {"set": {"add": ["x"]}},
+        "name": {"register": {"assign": "riftkv"}}, "on": {"flag": "enable"},
+        "sub": {"map": {"update": {"depth": {"counter": {"increment": 1}}}}}}}"#;
+    assert_eq!(
+        post_type(&api, "m/k", op).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let v = get_type(&api, "m/k").await.json();
+    assert_eq!(v["type"], "map");
+    assert_eq!(
+        v["value"],
+        serde_json::json!({"n": {"counter": 2}, "tags": {"set": ["x"]},
+            "name": {"register": "riftkv"}, "on": {"flag": true},
+            "sub": {"map": {"depth": {"counter": 1}}}})
+    );
+    // Removing a field needs the context of a read, and removes what that read saw.
+    let body = serde_json::json!({"remove": ["tags"], "context": v["context"]}).to_string();
+    assert_eq!(
+        post_type(&api, "m/k", &body).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let v = get_type(&api, "m/k").await.json();
+    assert!(v["value"].get("tags").is_none(), "{v}");
+    assert_eq!(v["value"]["n"], serde_json::json!({"counter": 2}));
 }
 
 #[tokio::test]
 async fn ttl_writes_expire_and_read_as_missing() {
     let clock = ManualClock::new(1_700_000_000_000);
-    let api = start_clocked(1, super::router, Arc::new(clock.clone())).await;
-    let put = |path: &str, ttl: Option<&str>| {
-        let mut r = api.http.put(api.url(path)).body("v");
-        if let Some(t) = ttl {
-            r = r.header("x-riftkv-ttl", t);
-        }
-        r
-    };
-    let r = put("/v1/kv/b/k?ttl=60", None).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = put("/v1/kv/b/h", Some("30")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = api.http.get(api.url("/v1/kv/b/k")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let list = |api: &TestApi| api.http.get(api.url("/v1/kv/b?keys=true")).send();
-    assert_eq!(
-        json_of(list(&api).await.unwrap()).await["keys"],
-        serde_json::json!(["h", "k"])
-    );
+    let api = start_clocked(1, LIMIT, super::router, Arc::new(clock.clone())).await;
+    let keys = |r: Resp| r.json()["keys"].clone();
+    let r = api.put("/v1/kv/b/k?ttl=60", "v").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api
+        .put_with("/v1/kv/b/h", "v", &[("x-riftkv-ttl", "30")])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.get("/v1/kv/b/k").await.status, StatusCode::OK);
+    let list = "/v1/kv/b?keys=true";
+    assert_eq!(keys(api.get(list).await), serde_json::json!(["h", "k"]));
 
     clock.advance(30_000);
     // The header's 30 s are up; the query's 60 s are not.
-    let r = api.http.get(api.url("/v1/kv/b/h")).send().await.unwrap();
+    let r = api.get("/v1/kv/b/h").await;
     assert!(
-        r.headers().contains_key("x-riftkv-context"),
+        r.headers.contains_key("x-riftkv-context"),
         "expired keeps a context"
     );
-    error_of(r, 404, "not_found").await;
-    assert_eq!(
-        json_of(list(&api).await.unwrap()).await["keys"],
-        serde_json::json!(["k"])
-    );
+    error_of(r, 404, "not_found");
+    assert_eq!(keys(api.get(list).await), serde_json::json!(["k"]));
     clock.advance(30_000);
     let r = api
-        .http
-        .get(api.url("/v1/kv/b/k"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    let ctx = ctx_of(&r);
-    error_of(r, 404, "not_found").await;
-    assert_eq!(
-        json_of(list(&api).await.unwrap()).await["keys"],
-        serde_json::json!([])
-    );
+        .get_with("/v1/kv/b/k", &[("accept", "application/json")])
+        .await;
+    let ctx = r.ctx();
+    error_of(r, 404, "not_found");
+    assert_eq!(keys(api.get(list).await), serde_json::json!([]));
     // Nothing live: a conditional create succeeds over the expired value.
     let r = api
-        .http
-        .put(api.url("/v1/kv/b/h"))
-        .header("if-none-match", "*")
-        .body("fresh")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        .put_with("/v1/kv/b/h", "fresh", &[("if-none-match", "*")])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     // A write with the expired read's context supersedes it: one value again, no siblings.
     let r = api
-        .http
-        .put(api.url("/v1/kv/b/k"))
-        .header("x-riftkv-context", &ctx)
-        .body("again")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        .put_with("/v1/kv/b/k", "again", &[("x-riftkv-context", &ctx)])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(sibling_count(&api, "/v1/kv/b/k").await, 1);
 
     // An expiring sibling beside a lasting one: 300 until it expires, then the other alone.
-    let r = put("/v1/kv/b/s", None).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = put("/v1/kv/b/s?ttl=10&returnbody=true", None)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+    assert_eq!(
+        api.put("/v1/kv/b/s", "v").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = api.put("/v1/kv/b/s?ttl=10&returnbody=true", "v").await;
+    assert_eq!(r.status, StatusCode::MULTIPLE_CHOICES);
     clock.advance(10_000);
-    let r = api.http.get(api.url("/v1/kv/b/s")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(api.get("/v1/kv/b/s").await.status, StatusCode::OK);
     // returnbody shows the write as a reader sees it: already-expired versions are left out.
-    let r = put("/v1/kv/b/s?returnbody=true", None)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+    let r = api.put("/v1/kv/b/s?returnbody=true", "v").await;
+    assert_eq!(r.status, StatusCode::MULTIPLE_CHOICES);
     assert_eq!(sibling_count(&api, "/v1/kv/b/s").await, 2);
 
     // Bad TTLs are 400s, on writes of values only.
@@ -1256,30 +1192,25 @@ async fn ttl_writes_expire_and_read_as_missing() {
         "ttl=315360001",
         "ttl=",
     ] {
-        let r = put(&format!("/v1/kv/b/bad?{q}"), None)
-            .send()
-            .await
-            .unwrap();
-        error_of(r, 400, "bad_request").await;
+        error_of(
+            api.put(&format!("/v1/kv/b/bad?{q}"), "v").await,
+            400,
+            "bad_request",
+        );
     }
-    let r = put("/v1/kv/b/bad", Some("0")).send().await.unwrap();
-    error_of(r, 400, "bad_request").await;
-    let r = put("/v1/kv/b/bad?ttl=5", Some("6")).send().await.unwrap();
-    error_of(r, 400, "bad_request").await;
-    let r = put("/v1/kv/b/agree?ttl=5", Some("5")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = api
-        .http
-        .get(api.url("/v1/kv/b/k?ttl=5"))
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "bad_request").await;
-    let r = api
-        .http
-        .delete(api.url("/v1/kv/b/k?ttl=5"))
-        .send()
-        .await
-        .unwrap();
-    error_of(r, 400, "bad_request").await;
+    let bad = |ttl: &'static str| [("x-riftkv-ttl", ttl)];
+    error_of(
+        api.put_with("/v1/kv/b/bad", "v", &bad("0")).await,
+        400,
+        "bad_request",
+    );
+    error_of(
+        api.put_with("/v1/kv/b/bad?ttl=5", "v", &bad("6")).await,
+        400,
+        "bad_request",
+    );
+    let r = api.put_with("/v1/kv/b/agree?ttl=5", "v", &bad("5")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    error_of(api.get("/v1/kv/b/k?ttl=5").await, 400, "bad_request");
+    error_of(api.delete("/v1/kv/b/k?ttl=5").await, 400, "bad_request");
 }
