@@ -23,6 +23,10 @@ pub struct BucketProps {
     /// The convergent data type every key of the bucket holds; `None` for plain values.
     #[serde(default)]
     pub datatype: Option<DataType>,
+    /// Seconds after its write time at which a plain value expires (0 = never), unless the
+    /// write gives its own TTL. Data type values do not expire.
+    #[serde(default)]
+    pub ttl: u64,
 }
 
 /// Serde adapter for [`BucketProps`] inside the ring state: the props as one JSON string, so
@@ -43,6 +47,9 @@ pub mod stored {
     }
 }
 
+/// Longest TTL, per write or as a bucket's default: ten years, in seconds.
+pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// Largest replication factor a bucket may ask for.
 pub const MAX_N: u32 = 5;
 
@@ -60,6 +67,8 @@ pub enum PropsError {
     /// them, losing updates.
     #[error("a bucket of datatype {0} merges concurrent updates itself: conflict must be siblings")]
     LwwDataType(&'static str),
+    #[error("ttl must be at most {MAX_TTL_SECS} seconds (0 = never), got {0}")]
+    BadTtl(u64),
 }
 
 impl BucketProps {
@@ -73,7 +82,13 @@ impl BucketProps {
             pw: Quorum::Count(0),
             conflict: ConflictMode::Siblings,
             datatype: None,
+            ttl: 0,
         }
+    }
+
+    /// The TTL a write of a plain value gets when it gives none: the bucket's `ttl`, if set.
+    pub fn default_ttl_ms(&self) -> Option<u64> {
+        (self.ttl > 0).then(|| self.ttl.saturating_mul(1000))
     }
 
     /// [`BucketProps::validate`], and `n` no larger than `ring_n`, the replication of the
@@ -104,6 +119,9 @@ impl BucketProps {
         {
             return Err(PropsError::LwwDataType(t.as_str()));
         }
+        if self.ttl > MAX_TTL_SECS {
+            return Err(PropsError::BadTtl(self.ttl));
+        }
         Ok(())
     }
 }
@@ -120,6 +138,7 @@ pub struct BucketPropsPatch {
     pub pw: Option<Quorum>,
     pub conflict: Option<ConflictMode>,
     pub datatype: Option<DataType>,
+    pub ttl: Option<u64>,
 }
 
 impl BucketPropsPatch {
@@ -133,6 +152,7 @@ impl BucketPropsPatch {
             pw: self.pw.unwrap_or(base.pw),
             conflict: self.conflict.unwrap_or(base.conflict),
             datatype: self.datatype.or(base.datatype),
+            ttl: self.ttl.unwrap_or(base.ttl),
         }
     }
 }
@@ -185,6 +205,19 @@ mod tests {
             lww_counter.validate(),
             Err(PropsError::LwwDataType("counter"))
         );
+        let ttl = |ttl| BucketProps { ttl, ..p.clone() };
+        assert_eq!(ttl(0).default_ttl_ms(), None);
+        assert_eq!(ttl(60).default_ttl_ms(), Some(60_000));
+        assert!(ttl(MAX_TTL_SECS).validate().is_ok());
+        assert_eq!(
+            ttl(MAX_TTL_SECS + 1).validate(),
+            Err(PropsError::BadTtl(MAX_TTL_SECS + 1))
+        );
+        // Stored props of an older build (no ttl field) read as "never".
+        let mut json = serde_json::to_value(&p).unwrap();
+        json.as_object_mut().unwrap().remove("ttl");
+        let old: BucketProps = serde_json::from_value(json).unwrap();
+        assert_eq!(old.ttl, 0);
     }
 
     #[test]

@@ -843,3 +843,41 @@ async fn the_expiry_walk_continues_past_keys_of_other_owners() {
     assert_eq!(crate::reaper::reap_once(&node).await.unwrap(), 1);
     assert!(!has_copy(&c, owner, p, key));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_ttl_expires_writes_that_give_none() {
+    let c = cluster(3, 41, false).await;
+    let mut props = riftkv_core::bucket::BucketProps::with_n(3);
+    props.ttl = 1;
+    let n = c.node(1);
+    n.update_state(|s| {
+        s.set_bucket_props(b"b", props.clone(), &n.id);
+        (true, ())
+    })
+    .unwrap();
+    c.wait_for(WAIT, "the ttl props to reach every node", |c| {
+        (1..=3).all(|i| c.node(i).state.read().bucket_props(b"b").ttl == 1)
+    })
+    .await
+    .unwrap();
+    // Coordinated by different nodes: each stamps the bucket's TTL from its own ring state.
+    let mut short = put_req("short", "v", None);
+    short.params.w = Some(Quorum::All);
+    let stored = put(&c.node(2), short).await.unwrap().object;
+    let stamped = stored.siblings()[0].1.expires_at_ms;
+    assert!(stamped.is_some(), "the bucket's ttl was stamped");
+    // A write's own TTL wins over the bucket's.
+    let own = ttl_put("own", "v", Duration::from_secs(60), None);
+    put(&c.node(3), own).await.unwrap();
+    assert_eq!(values(&read_all(&c, 1, "short").await.unwrap()), vec!["v"]);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for i in 1..=3 {
+        let got = get(&c.node(i), get_req("short")).await.unwrap();
+        assert!(
+            got.object.is_none_or(|o| values(&o).is_empty()),
+            "n{i} still shows the expired value"
+        );
+        let got = get(&c.node(i), get_req("own")).await.unwrap();
+        assert_eq!(values(&got.object.unwrap()), vec!["v"], "n{i}");
+    }
+}

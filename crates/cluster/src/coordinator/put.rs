@@ -299,8 +299,12 @@ async fn coordinate(
             value,
             content_type,
             ttl_ms,
-        } => Sibling::new(Bytes::from(value.clone()), content_type.clone(), now)
-            .expiring(ttl_ms.map(|t| now.saturating_add(t))),
+        } => {
+            // The write's own TTL, else the bucket's (as this coordinator's ring state has it).
+            let ttl_ms = ttl_ms.or_else(|| pl.props.default_ttl_ms());
+            Sibling::new(Bytes::from(value.clone()), content_type.clone(), now)
+                .expiring(ttl_ms.map(|t| now.saturating_add(t)))
+        }
         Change::Delete => Sibling::tombstone(now),
         Change::Update {
             op: type_op,

@@ -67,6 +67,7 @@ impl From<RingStateV2> for RingState {
                     pw: p.pw,
                     conflict: p.conflict,
                     datatype: None,
+                    ttl: 0,
                 };
                 let entry = PropsEntry {
                     props,

@@ -69,6 +69,8 @@ pub struct PropsBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DataTypeValue>)]
     pub datatype: Option<DataType>,
+    /// Seconds after which a plain value written without its own TTL expires; 0 = never.
+    pub ttl: u64,
 }
 
 impl From<BucketProps> for PropsBody {
@@ -82,6 +84,7 @@ impl From<BucketProps> for PropsBody {
             pw: p.pw,
             conflict: p.conflict,
             datatype: p.datatype,
+            ttl: p.ttl,
         }
     }
 }
@@ -106,6 +109,8 @@ pub struct PropsPatchBody {
     /// Settable only while the bucket holds no data.
     #[schema(value_type = Option<DataTypeValue>)]
     pub datatype: Option<DataType>,
+    /// Seconds, 0..=315360000 (0 = never); applies to writes made after the change.
+    pub ttl: Option<u64>,
 }
 
 impl From<PropsPatchBody> for BucketPropsPatch {
@@ -119,6 +124,7 @@ impl From<PropsPatchBody> for BucketPropsPatch {
             pw: p.pw,
             conflict: p.conflict,
             datatype: p.datatype,
+            ttl: p.ttl,
         }
     }
 }

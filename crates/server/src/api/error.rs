@@ -268,6 +268,9 @@ impl From<riftkv_core::bucket::PropsError> for ApiError {
             riftkv_core::bucket::PropsError::OverReplication { limit, .. } => {
                 err.with("limit", limit)
             }
+            riftkv_core::bucket::PropsError::BadTtl(_) => {
+                err.with("limit", riftkv_core::bucket::MAX_TTL_SECS)
+            }
             _ => err,
         }
     }

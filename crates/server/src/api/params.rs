@@ -20,7 +20,7 @@ pub const MAX_LIST_LIMIT: usize = 10_000;
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 /// Longest TTL a write may carry, in seconds (ten years of 365 days): far beyond any cache
 /// lifetime, and small enough that the expiry instant never nears the end of `u64` ms.
-pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+pub use riftkv_core::bucket::MAX_TTL_SECS;
 /// Header form of `?ttl=` on PUT/POST (seconds).
 pub const TTL_HEADER: &str = "x-riftkv-ttl";
 /// Longest Content-Type stored with a value.

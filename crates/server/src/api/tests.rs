@@ -1214,3 +1214,38 @@ async fn ttl_writes_expire_and_read_as_missing() {
     error_of(api.get("/v1/kv/b/k?ttl=5").await, 400, "bad_request");
     error_of(api.delete("/v1/kv/b/k?ttl=5").await, 400, "bad_request");
 }
+
+#[tokio::test]
+async fn the_ttl_prop_is_shown_checked_and_applied() {
+    let api = start().await;
+    assert_eq!(api.get("/v1/buckets/t/props").await.json()["ttl"], 0);
+    let r = put_props(&api, "t", r#"{"ttl": 3600}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["ttl"], 3600);
+    use riftkv_core::bucket::MAX_TTL_SECS;
+    let over = format!(r#"{{"ttl": {}}}"#, MAX_TTL_SECS + 1);
+    let v = error_of(put_props(&api, "t", &over).await, 400, "bad_request");
+    assert_eq!(v["limit"], MAX_TTL_SECS);
+    error_of(
+        put_props(&api, "t", r#"{"ttl": -1}"#).await,
+        400,
+        "bad_request",
+    );
+    // A write without its own TTL gets the bucket's: its expiry is stamped on the version.
+    let r = api.put("/v1/kv/t/k?returnbody=true", "v").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let stored = |key: &[u8]| {
+        let ring_size = api.node.state.read().ring_size();
+        let p = riftkv_core::ring::partition_for(b"t", key, ring_size);
+        let k = ObjectKey::new(p, &b"t"[..], key);
+        api.node.local_object(&k).unwrap().unwrap()
+    };
+    let stored_k = stored(b"k");
+    let expires = stored_k.siblings()[0].1.expires_at_ms.unwrap();
+    let written = stored_k.siblings()[0].1.last_modified_ms;
+    assert_eq!(expires - written, 3_600_000);
+    // Back to "never": later writes do not expire.
+    assert_eq!(put_props(&api, "t", r#"{"ttl": 0}"#).await.json()["ttl"], 0);
+    api.put("/v1/kv/t/k2", "v").await;
+    assert_eq!(stored(b"k2").siblings()[0].1.expires_at_ms, None);
+}
