@@ -110,19 +110,17 @@ pub fn embedded() -> Result<Vec<Migration>, StorageError> {
     parse(FILES)
 }
 
-/// Versions must start at 1 and strictly increase. A number may be skipped (formats are
-/// numbered when they are planned, so a format can land before one numbered below it); the
-/// runner applies every step above the stored version, in order.
+/// Versions must be 1, 2, 3, ... with no gap: a missing number would be a missing step, and a
+/// data dir at the version before it would skip that step's rewrite.
 pub fn validate(list: &[Migration]) -> Result<(), StorageError> {
-    let mut previous = 0u32;
-    for m in list {
-        if (previous == 0 && m.version != 1) || m.version <= previous {
+    for (i, m) in list.iter().enumerate() {
+        let expected = i as u32 + 1;
+        if m.version != expected {
             return Err(StorageError::Migration(format!(
-                "migrations are out of order: version {} after {previous} (they start at 1 and increase)",
+                "migrations are out of order or have a gap: expected version {expected}, found {}",
                 m.version
             )));
         }
-        previous = m.version;
     }
     Ok(())
 }
@@ -248,20 +246,18 @@ mod tests {
             ),
         ]);
         assert!(matches!(backwards, Err(StorageError::Migration(s)) if s.contains("out of order")));
-        // A skipped number is fine: formats are numbered when planned.
-        assert!(
-            parse(&[
-                (
-                    "0001_x.toml",
-                    "version = 1\ndescription = \"d\"\nstep = \"initial_layout\"",
-                ),
-                (
-                    "0004_x.toml",
-                    "version = 4\ndescription = \"d\"\nstep = \"expiry\"",
-                ),
-            ])
-            .is_ok()
-        );
+        // A skipped number is a missing step.
+        let gap = parse(&[
+            (
+                "0001_x.toml",
+                "version = 1\ndescription = \"d\"\nstep = \"initial_layout\"",
+            ),
+            (
+                "0004_x.toml",
+                "version = 4\ndescription = \"d\"\nstep = \"expiry\"",
+            ),
+        ]);
+        assert!(matches!(gap, Err(StorageError::Migration(s)) if s.contains("gap")));
         let junk = parse(&[("0001_x.toml", "version = \"one\"")]);
         assert!(matches!(junk, Err(StorageError::Migration(s)) if s.contains("0001_x.toml")));
     }

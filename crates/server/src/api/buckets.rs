@@ -69,8 +69,14 @@ pub struct PropsBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DataTypeValue>)]
     pub datatype: Option<DataType>,
-    /// Seconds after which a plain value written without its own TTL expires; 0 = never.
+    /// Seconds after which a plain value written without its own TTL expires; absent (0) =
+    /// never.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub ttl: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl From<BucketProps> for PropsBody {
