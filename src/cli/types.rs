@@ -38,7 +38,9 @@ pub struct TypeOpts {
 /// `riftkv counter BUCKET KEY [--increment N]`.
 #[derive(Args, Clone, Debug)]
 pub struct CounterArgs {
+    /// A bucket whose datatype is counter
     pub bucket: String,
+    /// The counter's key
     pub key: String,
     /// Add N (negative decrements); without it, print the counter
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
@@ -50,7 +52,9 @@ pub struct CounterArgs {
 /// `riftkv set BUCKET KEY [--add M]... [--remove M]...`.
 #[derive(Args, Clone, Debug)]
 pub struct SetArgs {
+    /// A bucket whose datatype is set
     pub bucket: String,
+    /// The set's key
     pub key: String,
     /// Add a member (repeatable)
     #[arg(long, value_name = "MEMBER")]
@@ -65,7 +69,9 @@ pub struct SetArgs {
 /// `riftkv map BUCKET KEY [OPERATION]`.
 #[derive(Args, Clone, Debug)]
 pub struct MapArgs {
+    /// A bucket whose datatype is map
     pub bucket: String,
+    /// The map's key
     pub key: String,
     /// The map operation as JSON, e.g. '{"update": {"n": {"counter": {"increment": 1}}}}';
     /// without it, print the map
