@@ -1043,6 +1043,25 @@ async fn data_types_over_http_answer_every_status() {
         )
         .await;
     error_of(r, 400, "bad_request");
+    // Data type values never expire: a TTL, in the query or the header, is refused, not
+    // silently dropped.
+    let ttl_query = post_type(&api, "c/k?ttl=60", r#"{"increment": 1}"#).await;
+    let url = api.url("/v1/types/c/k");
+    let ttl_header = api
+        .send(
+            api.http
+                .post(url)
+                .header("x-riftkv-ttl", "60")
+                .body(r#"{"increment": 1}"#),
+        )
+        .await;
+    for r in [ttl_query, ttl_header] {
+        let v = error_of(r, 400, "bad_request");
+        assert!(
+            v["message"].as_str().unwrap().contains("never expire"),
+            "{v}"
+        );
+    }
     let v = error_of(get_type(&api, "plain/k").await, 400, "bad_request");
     assert!(
         v["message"].as_str().unwrap().contains("plain values"),

@@ -122,7 +122,7 @@ pub async fn get_type(State(node): State<AppState>, uri: Uri) -> Result<Json<Typ
     responses(
         (status = 204, description = "Applied"),
         (status = 200, description = "Applied, returnbody=true: as a GET", body = TypeBody),
-        (status = 400, description = "Malformed operation, an operation of another type, a remove without the context of a read, a malformed or foreign context, or a bucket without a datatype", body = super::error::ErrorBody),
+        (status = 400, description = "Malformed operation, an operation of another type, a remove without the context of a read, a malformed or foreign context, a ttl (data type values never expire), or a bucket without a datatype", body = super::error::ErrorBody),
         (status = 413, description = "The value would exceed a size limit", body = super::error::ErrorBody),
         (status = 500, description = "The stored value cannot be read as the bucket's type", body = super::error::ErrorBody),
         (status = 503, description = "w, dw or pw could not be met", body = super::error::ErrorBody)))]
@@ -135,6 +135,12 @@ pub async fn update_type(
     let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
     let q = params::object_query(uri.query(), true)?;
     let data_type: DataType = params::require_typed(&node, &bucket)?;
+    // Validated like a value's TTL first, so a malformed one gets the usual message.
+    if params::ttl(q.ttl, &headers)?.is_some() {
+        return Err(ApiError::bad_request(
+            "ttl: data type values never expire (a TTL applies to plain values only)",
+        ));
+    }
     // An operation can never store more than the value limit; its body may also carry a
     // context token.
     let limit = (node.settings.limits.max_value_bytes + MAX_TOKEN_CHARS) as u64;
