@@ -2,7 +2,8 @@
 # The whole RiftKV test suite, as CI runs it: setup, formatting, lints, then every test layer
 # (unit and property tests, in-process cluster tests, multi-process tests against real
 # `riftkv server` processes), the observability test against a real Prometheus, and the
-# Jepsen-style partition tests (network namespaces and iptables: needs root).
+# Jepsen-style partition tests (network namespaces and iptables: needs root), and last a check
+# that the product build has none of the test-only fault switches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./ops/setup-debian.sh
@@ -20,3 +21,5 @@ echo "== observability (real Prometheus)"
 ./ops/observability-test.sh
 echo "== partition tests (riftkv-jepsen)"
 ./ops/jepsen/ci.sh
+echo "== product build: no test-only fault switch"
+./ops/product-build-check.sh

@@ -15,17 +15,19 @@ use riftkv_core::version::identity;
 use riftkv_core::version::{
     Actor, ConflictMode, Custody, Limits, Object, Sibling, StoredCopy, VersionVector,
 };
-use std::sync::OnceLock;
 
-/// Environment switch of the planted-bug fault below; unset (the default) means off.
+/// Environment switch of the planted-bug fault below (with the `planted-bug` feature only).
+#[cfg(feature = "planted-bug")]
 pub const FAULT_DROP_WRITES_ENV: &str = "RIFTKV_FAULT_DROP_WRITES";
 
-/// Test-only fault injection, off by default: with `RIFTKV_FAULT_DROP_WRITES=F` (a fraction in
-/// (0, 1]) that share of replica writes, and of the coordinator's own local writes, is
+/// Test-only fault injection, compiled only with the `planted-bug` feature (test builds and
+/// `fault-injection` builds) and off unless `RIFTKV_FAULT_DROP_WRITES=F` (a fraction in
+/// (0, 1]) is set: that share of replica writes, and of the coordinator's own local writes, is
 /// acknowledged without being stored. It exists so the partition-testing harness
-/// (`riftkv-jepsen`) can prove that its checker finds lost writes. Never set it on a real node.
+/// (`riftkv-jepsen`) can prove that its checker finds lost writes.
+#[cfg(feature = "planted-bug")]
 pub fn fault_drop_write() -> bool {
-    static FRACTION: OnceLock<f64> = OnceLock::new();
+    static FRACTION: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let fraction = *FRACTION.get_or_init(|| {
         let f = std::env::var(FAULT_DROP_WRITES_ENV)
             .ok()
@@ -41,6 +43,13 @@ pub fn fault_drop_write() -> bool {
         f
     });
     fraction > 0.0 && rand::random::<f64>() < fraction
+}
+
+/// A product build cannot be told to drop writes: always false.
+#[cfg(not(feature = "planted-bug"))]
+#[inline(always)]
+pub fn fault_drop_write() -> bool {
+    false
 }
 
 /// Runs blocking storage work off the async workers.

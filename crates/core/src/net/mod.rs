@@ -6,12 +6,14 @@
 //! - [`TcpTransport`]: length-delimited frames over TCP, one multiplexed outbound connection
 //!   per peer, a challenge-response handshake under the cluster secret.
 //! - [`SimNetwork`] / [`SimTransport`]: an in-process network with seeded fault filters
-//!   (partition, isolate, drop, delay, kill) for reproducible cluster tests.
+//!   (partition, isolate, drop, delay, kill) for reproducible cluster tests. Compiled only
+//!   for tests and with the `testkit` feature: a product build has no fault filters.
 
 pub mod backoff;
 mod conn;
 pub mod frame;
 pub mod handshake;
+#[cfg(any(test, feature = "testkit"))]
 pub mod sim;
 pub mod tcp;
 
@@ -20,6 +22,7 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(any(test, feature = "testkit"))]
 pub use sim::{SimNetwork, SimTransport};
 pub use tcp::{NetStats, TcpTransport};
 
