@@ -121,3 +121,29 @@ fn bad_configuration_exits_nonzero_with_one_clear_line() {
     assert_ne!(code, Some(0));
     assert!(err.to_lowercase().contains("api"), "{err}");
 }
+
+/// A node that the network can reach never runs without a cluster secret: it stops before it
+/// binds anything, with one line that says what to set. (192.0.2.0/24 is TEST-NET-1: nothing
+/// is bound or sent there, the refusal comes first.)
+#[test]
+fn a_node_with_a_non_loopback_peer_address_and_no_secret_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--peer-addr", "192.0.2.7:8800", "--data-dir"])
+        .arg(&data)
+        .env_remove("RIFTKV_CLUSTER_SECRET")
+        .output()
+        .expect("run riftkv");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one clear line: {err}");
+    assert!(
+        lines[0].contains("192.0.2.7:8800")
+            && lines[0].contains("loopback")
+            && lines[0].contains("RIFTKV_CLUSTER_SECRET"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing was written before the refusal");
+}

@@ -107,6 +107,27 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
     };
     drop(guard);
     assert_eq!(status.code(), Some(0));
+    // The nodes shared a generated secret, kept private, instead of running open.
+    use std::os::unix::fs::PermissionsExt;
+    let secret = dir.path().join("cluster.secret");
+    let meta = std::fs::metadata(&secret).expect("riftkv dev wrote cluster.secret");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&secret)
+            .expect("secret")
+            .trim()
+            .len(),
+        64
+    );
+    for k in 1..=3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("node{k}/server.log")))
+            .expect("node log");
+        assert!(log.contains("riftkv dev: starting"), "node {k} log: {log}");
+        assert!(
+            !log.contains("no cluster secret configured"),
+            "node {k} ran open: {log}"
+        );
+    }
     for k in 1..=3 {
         assert!(!port_open(base + k), "node {k} API still listening");
         assert!(

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Cluster name of every dev cluster.
@@ -366,6 +367,9 @@ fn spawn(exe: &Path, plan: &NodePlan) -> std::io::Result<Child> {
     for var in PLANNED_ENV {
         cmd.env_remove(var);
     }
+    if let Some(secret) = DEV_SECRET.get() {
+        cmd.env("RIFTKV_CLUSTER_SECRET", secret);
+    }
     let parent = std::process::id();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
     // syscalls (prctl, getppid, _exit).
@@ -439,7 +443,60 @@ enum Startup {
 }
 
 /// `riftkv dev`.
+/// The cluster secret the dev nodes share, set once by [`run`] before any node starts.
+static DEV_SECRET: OnceLock<String> = OnceLock::new();
+
+/// The dev cluster's secret: `<data-dir>/cluster.secret`, created on the first start with 32
+/// random bytes (hex) and readable only by its owner, so other local users cannot join or
+/// forge contexts, and a restart on the same data dir keeps it.
+fn dev_secret(data_dir: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("cluster.secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 16 => return Ok(s.trim().to_string()),
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds no usable secret (under 16 characters)",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut raw = [0u8; 32];
+    File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    writeln!(f, "{secret}")?;
+    f.sync_all()?;
+    Ok(secret)
+}
+
 pub fn run(args: DevArgs) -> ExitCode {
+    // A secret given in the environment wins (and reaches the nodes unchanged).
+    if std::env::var_os("RIFTKV_CLUSTER_SECRET").is_none() {
+        match dev_secret(&args.data_dir) {
+            Ok(secret) => {
+                let _ = DEV_SECRET.set(secret);
+            }
+            Err(e) => {
+                eprintln!(
+                    "riftkv dev: cannot set up the cluster secret in {}: {e}",
+                    args.data_dir.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     let restart = is_restart(&args.data_dir, args.nodes);
     let plans = match plan_cluster(args.nodes, args.base_port, &args.data_dir, restart) {
         Ok(p) => p,

@@ -7,7 +7,6 @@
 
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -42,6 +41,14 @@ pub const DEFAULT_AAE_INTERVAL_MS: u64 =
     riftkv_cluster::aae::DEFAULT_AAE_INTERVAL.as_millis() as u64;
 /// Default per-request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
+/// Default bound on API requests in flight (past it: `503 overloaded`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+/// Default bound on open API connections, in total and from one IP address.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default time a client has to send a request's headers, and then its body.
+pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 30_000;
+/// Largest of the connection and in-flight bounds.
+const MAX_LIMIT: usize = 1 << 20;
 /// Longest period accepted for a `*_ms` setting.
 pub const MAX_INTERVAL_MS: u64 = 24 * 3600 * 1000;
 /// Default largest value accepted by a PUT.
@@ -189,8 +196,8 @@ settings! {
         check check_name;
 
     /// Shared secret that authenticates peers and signs context tokens (prefer the environment
-    /// or the config file: flags are visible to other local users) [default: derived from the
-    /// cluster name, insecure]
+    /// or the config file: flags are visible to other local users). Required unless the peer
+    /// address is on loopback [default: none, which runs open on loopback only]
     #[arg(hide_env_values = true)]
     cluster_secret: String, file String => Option<Secret>,
         env "RIFTKV_CLUSTER_SECRET", value "SECRET", default None, check check_secret;
@@ -245,6 +252,28 @@ settings! {
     /// Default per-request timeout in milliseconds [default: 5000]
     request_timeout_ms: u64, file u64 => u64,
         env "RIFTKV_REQUEST_TIMEOUT_MS", value "MS", default DEFAULT_REQUEST_TIMEOUT_MS,
+        check positive_ms;
+
+    /// API requests handled at once; past this a request is answered `503 overloaded` with
+    /// Retry-After, so memory stays bounded under overload (`/health`, `/ready` and `/metrics`
+    /// are always answered) [default: 512]
+    max_in_flight: usize, file usize => usize,
+        env "RIFTKV_MAX_IN_FLIGHT", value "N", default DEFAULT_MAX_IN_FLIGHT, check check_limit;
+
+    /// Open API connections accepted at once; more are closed at accept [default: 1024]
+    max_connections: usize, file usize => usize,
+        env "RIFTKV_MAX_CONNECTIONS", value "N", default DEFAULT_MAX_CONNECTIONS,
+        check check_limit;
+
+    /// Open API connections accepted at once from one IP address [default: 1024]
+    max_connections_per_ip: usize, file usize => usize,
+        env "RIFTKV_MAX_CONNECTIONS_PER_IP", value "N", default DEFAULT_MAX_CONNECTIONS,
+        check check_limit;
+
+    /// Milliseconds a client has to send a request's headers, and again its whole body;
+    /// a slower client is cut off [default: 30000]
+    client_timeout_ms: u64, file u64 => u64,
+        env "RIFTKV_CLIENT_TIMEOUT_MS", value "MS", default DEFAULT_CLIENT_TIMEOUT_MS,
         check positive_ms;
 }
 
@@ -321,8 +350,9 @@ pub struct ServerConfig {
     pub seeds: Vec<SocketAddr>,
     pub cluster_name: String,
     pub cluster_secret: Secret,
-    /// True when no secret was configured and one was derived from the cluster name.
-    pub cluster_secret_derived: bool,
+    /// True when no secret was configured: the node runs open, which the configuration allows
+    /// only with a loopback peer address (bound and advertised).
+    pub cluster_secret_open: bool,
     pub ring_size: u32,
     pub zone: Option<String>,
     pub n_val: usize,
@@ -334,6 +364,10 @@ pub struct ServerConfig {
     pub aae_interval_ms: u64,
     pub max_value_bytes: u64,
     pub request_timeout_ms: u64,
+    pub max_in_flight: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub client_timeout_ms: u64,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -564,6 +598,19 @@ fn positive_ms(value: u64, origin: Origin<'_>, key: &str) -> Result<u64, ConfigE
     }
 }
 
+fn check_limit(value: usize, origin: Origin<'_>, key: &str) -> Result<usize, ConfigError> {
+    match value {
+        0 => Err(invalid(origin, key, 0, "must be at least 1")),
+        n if n > MAX_LIMIT => Err(invalid(
+            origin,
+            key,
+            n,
+            &format!("must be at most {MAX_LIMIT}"),
+        )),
+        n => Ok(n),
+    }
+}
+
 /// Settings whose type already says everything (enums, booleans).
 fn accept<T>(value: T, _origin: Origin<'_>, _key: &str) -> Result<T, ConfigError> {
     Ok(value)
@@ -631,14 +678,11 @@ fn sanitize_host_name(raw: &str) -> String {
     }
 }
 
-/// The secret used when none is configured. Every node of a cluster derives the same one, so a
-/// test or dev cluster works out of the box, but anyone who knows the cluster name knows it.
-fn derived_secret(cluster_name: &str) -> String {
-    let digest = Sha256::digest(format!(
-        "riftkv insecure default secret for cluster {cluster_name}"
-    ));
-    hex::encode(digest)
-}
+/// The key of a node that runs open: no cluster secret, which is allowed only while its peer
+/// address is on loopback (where only this machine's processes can reach it). It is the same
+/// for every open node and says nothing about the cluster: never derived from the cluster
+/// name, so a node that can be reached from the network never runs on a guessable secret.
+const OPEN_LOOPBACK_SECRET: &str = "riftkv open node: no cluster secret, loopback only";
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::FileRead {
@@ -710,9 +754,24 @@ impl ServerConfig {
             }
             None => peer_addr,
         };
-        let (cluster_secret, cluster_secret_derived) = match c.cluster_secret.0 {
+        let (cluster_secret, cluster_secret_open) = match c.cluster_secret.0 {
             Some(s) => (s, false),
-            None => (Secret::new(derived_secret(&c.cluster_name.0)), true),
+            None => {
+                // Refuse to run open where the network can reach the peer port.
+                let exposed = [peer_addr, advertise_peer_addr]
+                    .into_iter()
+                    .find(|a| !a.ip().is_loopback());
+                if let Some(addr) = exposed {
+                    return Err(invalid(
+                        peer_o,
+                        "peer_addr",
+                        addr,
+                        "is not on loopback and no cluster secret is configured; set \
+                         RIFTKV_CLUSTER_SECRET (or --cluster-secret), the same on every node",
+                    ));
+                }
+                (Secret::new(OPEN_LOOPBACK_SECRET.to_string()), true)
+            }
         };
         let ring_size = c.ring_size.0;
         let (n_val, n_o) = c.n_val;
@@ -739,7 +798,7 @@ impl ServerConfig {
             seeds: c.seeds.0,
             cluster_name: c.cluster_name.0,
             cluster_secret,
-            cluster_secret_derived,
+            cluster_secret_open,
             ring_size,
             zone: c.zone.0,
             n_val,
@@ -751,6 +810,10 @@ impl ServerConfig {
             aae_interval_ms: c.aae_interval_ms.0,
             max_value_bytes: c.max_value_bytes.0,
             request_timeout_ms: c.request_timeout_ms.0,
+            max_in_flight: c.max_in_flight.0,
+            max_connections: c.max_connections.0,
+            max_connections_per_ip: c.max_connections_per_ip.0,
+            client_timeout_ms: c.client_timeout_ms.0,
             config_file,
         })
     }
@@ -758,12 +821,13 @@ impl ServerConfig {
     /// Things worth a warning at startup (logged once logging is up).
     pub fn startup_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.cluster_secret_derived {
-            out.push(format!(
-                "no cluster secret configured: using one derived from the cluster name '{}', \
-                 which is insecure; set RIFTKV_CLUSTER_SECRET on every node",
-                self.cluster_name
-            ));
+        if self.cluster_secret_open {
+            out.push(
+                "no cluster secret configured: peers are not authenticated and context tokens \
+                 are not secret, which is allowed only because the peer address is on \
+                 loopback; set RIFTKV_CLUSTER_SECRET on every node to close it"
+                    .to_string(),
+            );
         } else if self.cluster_secret.expose().len() < 16 {
             out.push("the cluster secret is shorter than 16 bytes; use a longer one".to_string());
         }
@@ -788,6 +852,10 @@ impl ServerConfig {
     /// Anti-entropy exchange period as a duration.
     pub fn aae_interval(&self) -> Duration {
         Duration::from_millis(self.aae_interval_ms)
+    }
+    /// The time a client has for a request's headers, and again for its body.
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
     }
     /// Default request timeout as a duration.
     pub fn request_timeout(&self) -> Duration {
@@ -851,7 +919,7 @@ mod tests {
         assert_eq!(c.gossip_interval_ms, 1000);
         assert_eq!(c.max_value_bytes, 8 * 1024 * 1024);
         assert_eq!(c.request_timeout(), Duration::from_secs(5));
-        assert!(c.cluster_secret_derived);
+        assert!(c.cluster_secret_open);
     }
 
     #[test]
@@ -932,7 +1000,7 @@ request_timeout_ms = 700
         assert_eq!(c.n_val, 5);
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(!c.hinted_handoff);
-        assert!(!c.cluster_secret_derived);
+        assert!(!c.cluster_secret_open);
         assert_eq!(c.cluster_secret.expose(), b"file-secret-file-secret");
         assert_eq!(c.request_timeout_ms, 700);
         assert_eq!(c.config_file.as_deref(), Some(f.path()));
@@ -1039,6 +1107,8 @@ request_timeout_ms = 700
             "10.0.0.5:8800",
             "--api-addr",
             "0.0.0.0:8700",
+            "--cluster-secret",
+            "0123456789abcdef0123",
         ]))
         .unwrap();
         assert_eq!(c.peer_addr, "0.0.0.0:8800".parse().unwrap());
@@ -1087,13 +1157,55 @@ request_timeout_ms = 700
     }
 
     #[test]
-    fn derived_secret_depends_on_cluster_and_warns() {
+    fn a_node_reachable_off_loopback_refuses_to_run_without_a_secret() {
+        let open_cases: [&[&str]; 4] = [
+            &["--peer-addr", "10.1.2.3:8800"],
+            &[
+                "--peer-addr",
+                "0.0.0.0:8800",
+                "--advertise-peer-addr",
+                "10.1.2.3:8800",
+            ],
+            &[
+                "--peer-addr",
+                "127.0.0.1:8800",
+                "--advertise-peer-addr",
+                "10.1.2.3:8800",
+            ],
+            &[
+                "--peer-addr",
+                "[::]:8800",
+                "--advertise-peer-addr",
+                "[2001:db8::1]:8800",
+            ],
+        ];
+        for args in open_cases {
+            let e = ServerConfig::resolve(parse(args)).unwrap_err().to_string();
+            assert!(
+                e.contains("cluster secret") && e.contains("loopback"),
+                "{args:?}: {e}"
+            );
+            assert!(!e.contains('\n'), "one line: {e}");
+            let mut with_secret = args.to_vec();
+            with_secret.extend(["--cluster-secret", "0123456789abcdef0123"]);
+            let c = ServerConfig::resolve(parse(&with_secret)).unwrap();
+            assert!(!c.cluster_secret_open);
+        }
+    }
+
+    #[test]
+    fn no_secret_is_derived_from_the_cluster_name() {
         let a = ServerConfig::resolve(parse(&["--cluster-name", "a"])).unwrap();
-        let a2 = ServerConfig::resolve(parse(&["--cluster-name", "a"])).unwrap();
         let b = ServerConfig::resolve(parse(&["--cluster-name", "b"])).unwrap();
-        assert_eq!(a.cluster_secret, a2.cluster_secret);
-        assert_ne!(a.cluster_secret, b.cluster_secret);
-        assert!(a.startup_warnings().iter().any(|w| w.contains("insecure")));
+        assert!(a.cluster_secret_open && b.cluster_secret_open);
+        // Knowing the cluster name gives nothing: an open (loopback-only) node uses no secret
+        // of its own, and says so.
+        assert_eq!(a.cluster_secret, b.cluster_secret);
+        assert!(
+            a.startup_warnings()
+                .iter()
+                .any(|w| w.contains("loopback") && w.contains("RIFTKV_CLUSTER_SECRET"))
+        );
         let s =
             ServerConfig::resolve(parse(&["--cluster-secret", "0123456789abcdef0123"])).unwrap();
         assert!(s.startup_warnings().is_empty());
@@ -1190,6 +1302,10 @@ request_timeout_ms = 700
         ("aae_interval_ms", "14", "14"),
         ("max_value_bytes", "15", "15"),
         ("request_timeout_ms", "16", "16"),
+        ("max_in_flight", "17", "17"),
+        ("max_connections", "18", "18"),
+        ("max_connections_per_ip", "19", "19"),
+        ("client_timeout_ms", "20", "20"),
     ];
 
     fn sample(key: &str) -> (&'static str, &'static str) {
@@ -1230,12 +1346,18 @@ request_timeout_ms = 700
 
     #[test]
     fn every_setting_round_trips_through_flag_and_file() {
-        let base = ServerConfig::resolve(parse(&["--node-id", "base"])).unwrap();
+        // A secret throughout: some samples put the peer address off loopback.
+        let secret = "base-secret-0123456789";
+        let base = ServerConfig::resolve(parse(&["--node-id", "base", "--cluster-secret", secret]))
+            .unwrap();
         for s in SETTINGS {
             let (flag_value, toml_value) = sample(s.key);
             let mut argv = vec![s.flag(), flag_value.to_string()];
             if s.key != "node_id" {
                 argv.extend(["--node-id".to_string(), "base".to_string()]);
+            }
+            if s.key != "cluster_secret" {
+                argv.extend(["--cluster-secret".to_string(), secret.to_string()]);
             }
             let from_flag = resolve_argv(&argv).unwrap_or_else(|e| panic!("{}: {e}", s.key));
             assert_ne!(from_flag, base, "{} sample equals the default", s.key);
@@ -1272,6 +1394,10 @@ request_timeout_ms = 700
         ("aae_interval_ms", Some("86400001"), "86400001"),
         ("max_value_bytes", Some("0"), "0"),
         ("request_timeout_ms", Some("0"), "0"),
+        ("max_in_flight", Some("0"), "0"),
+        ("max_connections", Some("2000000"), "2000000"),
+        ("max_connections_per_ip", Some("0"), "0"),
+        ("client_timeout_ms", Some("0"), "0"),
     ];
 
     #[test]

@@ -94,7 +94,15 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
         "riftkv node started"
     );
 
-    let outcome = serve_until_stopped(node.clone(), listener).await;
+    let api = Api {
+        admission: crate::api::admission::Admission::new(cfg.max_in_flight, cfg.client_timeout()),
+        limits: crate::http::ListenerLimits {
+            max_connections: cfg.max_connections,
+            max_connections_per_ip: cfg.max_connections_per_ip,
+            header_timeout: cfg.client_timeout(),
+        },
+    };
+    let outcome = serve_until_stopped(node.clone(), listener, api).await;
 
     node.stop();
     for d in duties {
@@ -127,10 +135,17 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// How the API admits connections and requests.
+struct Api {
+    admission: Arc<crate::api::admission::Admission>,
+    limits: crate::http::ListenerLimits,
+}
+
 /// Serves the API until a signal or the node's own stop, then drains in-flight requests.
 async fn serve_until_stopped(
     node: Arc<Node>,
     listener: tokio::net::TcpListener,
+    api: Api,
 ) -> Result<(), ServerError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term =
@@ -140,10 +155,9 @@ async fn serve_until_stopped(
     let mut left = node.left.subscribe();
 
     let stop_accepting = CancellationToken::new();
-    let app = crate::api::router(node.clone());
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+    let app = crate::api::router_with(node.clone(), api.admission);
+    let server = crate::http::serve(listener, app, api.limits, stop_accepting.clone());
+    let mut server = tokio::spawn(server);
 
     let early = tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM received, shutting down"); None }
@@ -153,16 +167,11 @@ async fn serve_until_stopped(
         r = &mut server => Some(r),
     };
     if let Some(r) = early {
-        return match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ServerError::Serve(e.to_string())),
-            Err(e) => Err(ServerError::Serve(e.to_string())),
-        };
+        return r.map_err(|e| ServerError::Serve(e.to_string()));
     }
     stop_accepting.cancel();
     match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(ServerError::Serve(e.to_string())),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServerError::Serve(e.to_string())),
         Err(_) => {
             tracing::warn!(

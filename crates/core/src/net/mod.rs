@@ -13,6 +13,7 @@ pub mod backoff;
 mod conn;
 pub mod frame;
 pub mod handshake;
+pub mod limit;
 #[cfg(any(test, feature = "testkit"))]
 pub mod sim;
 pub mod tcp;
@@ -41,6 +42,17 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// Default bound on TCP connect plus handshake.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Frame bound before a peer has authenticated: a handshake message is a few hundred bytes, so
+/// a stranger cannot make the node buffer up to the full frame bound per connection.
+pub const HANDSHAKE_MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// Default bound on inbound peer connections from one IP address (a member keeps one, plus
+/// a few while it redials; a whole cluster on one host's loopback stays far below).
+pub const DEFAULT_MAX_INBOUND_PER_IP: usize = 64;
+
+/// Default bound on inbound peer connections in total.
+pub const DEFAULT_MAX_INBOUND_TOTAL: usize = 1024;
 
 /// Who sent a request: known only after the peer proved knowledge of the cluster secret.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -78,6 +90,10 @@ pub struct NetConfig {
     pub advertise: String,
     pub max_frame_bytes: usize,
     pub connect_timeout: Duration,
+    /// Inbound connections accepted from one IP address at once; more are closed at accept.
+    pub max_inbound_per_ip: usize,
+    /// Inbound connections accepted at once in total.
+    pub max_inbound_total: usize,
 }
 
 impl NetConfig {
@@ -96,6 +112,8 @@ impl NetConfig {
             advertise: listen.to_string(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_inbound_per_ip: DEFAULT_MAX_INBOUND_PER_IP,
+            max_inbound_total: DEFAULT_MAX_INBOUND_TOTAL,
         }
     }
 }

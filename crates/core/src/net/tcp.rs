@@ -12,7 +12,8 @@ use super::conn::{
 };
 use super::frame::{self, Envelope, Nonce, Payload, Refusal};
 use super::handshake::{self, Identity, Side};
-use super::{Handler, NetConfig, NetError, PeerInfo, Transport};
+use super::limit::{ConnLimiter, ConnPermit};
+use super::{HANDSHAKE_MAX_FRAME_BYTES, Handler, NetConfig, NetError, PeerInfo, Transport};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use parking_lot::{Mutex, RwLock};
@@ -46,6 +47,8 @@ pub struct NetStats {
     /// Connections closed because the peer sent an oversized, undecodable or unexpected frame.
     pub bad_frame_closes: u64,
     pub handler_panics: u64,
+    /// Inbound connections closed at accept: over the per-address or total bound.
+    pub inbound_rejected: u64,
 }
 
 #[derive(Default)]
@@ -56,6 +59,7 @@ struct Counters {
     handshakes_refused: AtomicU64,
     bad_frame_closes: AtomicU64,
     handler_panics: AtomicU64,
+    inbound_rejected: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -79,6 +83,8 @@ struct Inner {
     shutdown: CancellationToken,
     counters: Counters,
     refusals: Mutex<VecDeque<String>>,
+    /// Open inbound connections, per remote IP and in total.
+    inbound: Arc<ConnLimiter>,
 }
 
 /// Outbound state for one peer address.
@@ -130,6 +136,7 @@ impl TcpTransport {
             shutdown: CancellationToken::new(),
             counters: Counters::default(),
             refusals: Mutex::new(VecDeque::new()),
+            inbound: ConnLimiter::new(cfg.max_inbound_total, cfg.max_inbound_per_ip),
         });
         let task = tokio::spawn(inner.clone().accept_loop(listener));
         Ok(Arc::new(TcpTransport {
@@ -179,6 +186,7 @@ impl TcpTransport {
             handshakes_refused: get(&c.handshakes_refused),
             bad_frame_closes: get(&c.bad_frame_closes),
             handler_panics: get(&c.handler_panics),
+            inbound_rejected: get(&c.inbound_rejected),
         }
     }
 
@@ -280,7 +288,16 @@ impl Inner {
             match accepted {
                 Ok((stream, from)) => {
                     bump(&self.counters.inbound_accepted);
-                    tokio::spawn(self.clone().serve_inbound(stream, from));
+                    match self.inbound.try_admit(from.ip()) {
+                        Some(slot) => {
+                            tokio::spawn(self.clone().serve_inbound(stream, from, slot));
+                        }
+                        None => {
+                            bump(&self.counters.inbound_rejected);
+                            debug!(node = %self.ident.node_id, %from, "too many inbound peer connections; closing");
+                            drop(stream);
+                        }
+                    }
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: pause instead of spinning.
@@ -378,10 +395,16 @@ impl Inner {
     }
 
     /// Serves one inbound connection: handshake, then requests until either side closes.
-    async fn serve_inbound(self: Arc<Self>, stream: TcpStream, from: SocketAddr) {
+    async fn serve_inbound(
+        self: Arc<Self>,
+        stream: TcpStream,
+        from: SocketAddr,
+        _slot: ConnPermit,
+    ) {
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
-        let mut reader = FramedRead::new(r, codec(self.max_frame));
+        // Until the peer proves it is a member, only handshake-sized frames.
+        let mut reader = FramedRead::new(r, codec(HANDSHAKE_MAX_FRAME_BYTES));
         let mut writer = FramedWrite::new(w, codec(self.max_frame));
         let handshake = tokio::time::timeout(
             self.connect_timeout,
@@ -399,6 +422,7 @@ impl Inner {
             },
         };
         bump(&self.counters.inbound_authenticated);
+        reader.decoder_mut().set_max_frame_length(self.max_frame);
         let label = format!("{} (node {})", peer.peer_addr, peer.node_id);
         debug!(node = %self.ident.node_id, peer = %label, "accepted peer connection");
         // The peer just proved it is up: our own calls to it need not wait out a backoff
@@ -571,9 +595,11 @@ impl Inner {
                 .map_err(|e| NetError::Unreachable(format!("cannot connect to {addr}: {e}")))?;
             let _ = stream.set_nodelay(true);
             let (r, w) = stream.into_split();
-            let mut reader = FramedRead::new(r, codec(self.max_frame));
+            // The listener is not authenticated until it answers the challenge either.
+            let mut reader = FramedRead::new(r, codec(HANDSHAKE_MAX_FRAME_BYTES));
             let mut writer = FramedWrite::new(w, codec(self.max_frame));
             let peer = self.dial_handshake(addr, &mut reader, &mut writer).await?;
+            reader.decoder_mut().set_max_frame_length(self.max_frame);
             Ok::<_, NetError>((peer, reader, writer))
         };
         let limit = self.connect_timeout;

@@ -610,3 +610,82 @@ async fn a_peer_that_calls_in_is_no_longer_in_backoff() {
     })
     .await;
 }
+
+/// Whether the server closes `stream` within `within` (EOF or reset, no answer).
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(within, stream.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(n)) => panic!("server answered {n} bytes instead of closing"),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_has_not_authenticated_cannot_send_a_large_frame() {
+    bounded(async {
+        // A long handshake timeout: the close below must come from the frame bound.
+        let (srv, _) = node_with("b", |c| c.connect_timeout = Duration::from_secs(20)).await;
+        let to = srv.local_addr();
+        // 1 MiB is far under the frame bound of authenticated peers, far over a handshake's.
+        let mut raw = TcpStream::connect(&to).await.unwrap();
+        raw.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
+        raw.write_all(&[0u8; 1024]).await.unwrap();
+        assert!(
+            closed_within(&mut raw, Duration::from_secs(2)).await,
+            "a 1 MiB frame before the handshake must be refused at once"
+        );
+        assert_eq!(srv.stats().bad_frame_closes, 1);
+        // Authenticated peers still exchange large frames.
+        let (a, _) = node("a").await;
+        let big = Bytes::from(vec![b'x'; 2 << 20]);
+        let answer = a.call(&to, big, CALL).await.unwrap();
+        assert!(answer.len() > 2 << 20);
+        shutdown_all(&[&a, &srv]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn inbound_connections_are_bounded_per_address_and_in_total() {
+    bounded(async {
+        let slow = Duration::from_secs(20);
+        let (srv, _) = node_with("b", |c| {
+            c.connect_timeout = slow;
+            c.max_inbound_per_ip = 2;
+        })
+        .await;
+        let to = srv.local_addr();
+        let mut first = TcpStream::connect(&to).await.unwrap();
+        let mut second = TcpStream::connect(&to).await.unwrap();
+        let mut third = TcpStream::connect(&to).await.unwrap();
+        assert!(closed_within(&mut third, Duration::from_secs(2)).await);
+        assert!(!closed_within(&mut first, Duration::from_millis(200)).await);
+        assert!(!closed_within(&mut second, Duration::from_millis(200)).await);
+        assert_eq!(srv.stats().inbound_rejected, 1);
+        // A slot freed is a slot to use: a real peer from the same address gets in.
+        drop(first);
+        drop(second);
+        let (a, _) = node("a").await;
+        retry_until_ok(&a, &to).await;
+        shutdown_all(&[&a, &srv]).await;
+
+        // The total bound counts every address together.
+        let (srv, _) = node_with("b", |c| {
+            c.connect_timeout = slow;
+            c.max_inbound_total = 3;
+        })
+        .await;
+        let to = srv.local_addr();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(TcpStream::connect(&to).await.unwrap());
+        }
+        let mut over = TcpStream::connect(&to).await.unwrap();
+        assert!(closed_within(&mut over, Duration::from_secs(2)).await);
+        assert_eq!(srv.stats().inbound_rejected, 1);
+        drop(held);
+        shutdown_all(&[&srv]).await;
+    })
+    .await;
+}

@@ -6,6 +6,7 @@
 //! 500 instead of a dropped connection.
 
 pub mod admin;
+pub mod admission;
 pub mod buckets;
 pub mod error;
 #[cfg(feature = "fault-injection")]
@@ -39,8 +40,18 @@ pub use riftkv_cluster::trace::SLOW_REQUEST;
 /// Shared state of every handler.
 pub type AppState = Arc<Node>;
 
-/// The whole API of one node.
+/// The whole API of one node, with the default admission bounds.
 pub fn router(node: Arc<Node>) -> Router {
+    use crate::config::{DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_MAX_IN_FLIGHT};
+    let body_timeout = std::time::Duration::from_millis(DEFAULT_CLIENT_TIMEOUT_MS);
+    router_with(
+        node,
+        admission::Admission::new(DEFAULT_MAX_IN_FLIGHT, body_timeout),
+    )
+}
+
+/// The whole API of one node, admitting requests through `admission`.
+pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>) -> Router {
     let routes = Router::new()
         .route(
             "/v1/kv/{bucket}/{key}",
@@ -77,6 +88,8 @@ pub fn router(node: Arc<Node>) -> Router {
         // Bodies are read and bounded by the handlers themselves, so an oversized value gets
         // the contract's JSON `too_large` answer rather than a bare 413.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // Inside `observe`, so refusals are counted and logged like every answer.
+        .layer(middleware::from_fn_with_state(admission, admission::admit))
         .layer(middleware::from_fn_with_state(node.clone(), observe))
         .with_state(node)
 }

@@ -24,8 +24,9 @@ pub async fn read_body(body: Body, declared: Option<u64>, limit: u64) -> Result<
     let mut buf = BytesMut::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(format!("the request body could not be read: {e}"))
+        let chunk = chunk.map_err(|e| match super::admission::deadline_of(&e) {
+            Some(late) => ApiError::new(super::error::Code::Timeout, late.to_string()),
+            None => ApiError::bad_request(format!("the request body could not be read: {e}")),
         })?;
         if (buf.len() + chunk.len()) as u64 > limit {
             return Err(ApiError::too_large(None, limit));

@@ -1273,3 +1273,67 @@ async fn the_ttl_prop_is_shown_checked_and_applied() {
     api.put("/v1/kv/t/k2", "v").await;
     assert_eq!(stored(b"k2").siblings()[0].1.expires_at_ms, None);
 }
+
+/// Sends the head of a PUT whose body never completes, on a raw connection that the caller
+/// keeps; the request then holds its admission place until its body deadline.
+async fn start_stalled_put(api: &TestApi, key: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = api.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT /v1/kv/b/{key} HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nonly-some-of-it"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn past_its_in_flight_bound_a_node_answers_overloaded_and_recovers() {
+    use tokio::io::AsyncReadExt;
+    let body_timeout = std::time::Duration::from_millis(800);
+    let api = start_with(move |node| {
+        super::router_with(node, super::admission::Admission::new(1, body_timeout))
+    })
+    .await;
+    let mut stalled = start_stalled_put(&api, "stalled").await;
+    // Once the stalled PUT holds the only place, others are refused at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let refused = loop {
+        let r = api.get("/v1/kv/b/k").await;
+        if r.status == 503 {
+            break r;
+        }
+        if std::time::Instant::now() >= deadline {
+            let mut got = vec![0u8; 2000];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(2), stalled.read(&mut got))
+                .await;
+            panic!(
+                "never refused: {} {n:?} {}",
+                r.status,
+                String::from_utf8_lossy(&got)
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(refused.headers["retry-after"], "1");
+    let e = error_of(refused, 503, "overloaded");
+    assert!(e["message"].as_str().unwrap().contains("1 requests"), "{e}");
+    // Probes and scrapes are always answered.
+    assert_eq!(api.get("/health").await.status, 200);
+    assert_eq!(api.get("/metrics").await.status, 200);
+
+    // The body deadline ends the stalled request with `timeout`, freeing the place.
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stalled.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the stalled request is answered by its body deadline")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"timeout\"") && answer.contains("did not arrive within 800 ms"));
+    assert_eq!(api.put("/v1/kv/b/k", "v").await.status, 204);
+    assert_eq!(api.get("/v1/kv/b/k").await.status, 200);
+}
