@@ -28,9 +28,13 @@ pub struct ConnOpts {
         long,
         env = "RIFTKV_URL",
         default_value = "http://127.0.0.1:8701",
-        value_name = "http://HOST:PORT"
+        value_name = "http(s)://HOST:PORT"
     )]
     pub url: String,
+
+    /// CA certificate(s) (PEM) to verify an https:// node against
+    #[arg(long, env = "RIFTKV_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 
     /// Request timeout in milliseconds (also sent to the server as `timeout`)
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -186,14 +190,14 @@ pub struct AdminArgs {
 pub fn parse_base_url(s: &str) -> Result<Url, CliError> {
     let url =
         Url::parse(s.trim()).map_err(|e| CliError::Usage(format!("invalid --url '{s}': {e}")))?;
-    if url.scheme() != "http" {
+    if url.scheme() != "http" && url.scheme() != "https" {
         return Err(CliError::Usage(format!(
-            "invalid --url '{s}': only http:// is supported"
+            "invalid --url '{s}': only http:// and https:// are supported"
         )));
     }
     if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
         return Err(CliError::Usage(format!(
-            "invalid --url '{s}': expected http://HOST:PORT"
+            "invalid --url '{s}': expected http(s)://HOST:PORT"
         )));
     }
     Ok(url)
@@ -206,13 +210,17 @@ pub fn connect(conn: &ConnOpts) -> Result<Client, CliError> {
         .timeout
         .map(|ms| Duration::from_millis(ms) + TIMEOUT_GRACE)
         .unwrap_or(DEFAULT_HTTP_TIMEOUT);
-    ClientBuilder::new(base.as_str())
+    let mut builder = ClientBuilder::new(base.as_str())
         .timeout(wait)
         .timeout_grace(TIMEOUT_GRACE)
         .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("riftkv-cli/", env!("CARGO_PKG_VERSION")))
-        .build_blocking()
-        .map_err(cli_error)
+        .user_agent(concat!("riftkv-cli/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &conn.ca {
+        let pem = std::fs::read(path)
+            .map_err(|e| CliError::Usage(format!("cannot read --ca {}: {e}", path.display())))?;
+        builder = builder.ca_pem(pem);
+    }
+    builder.build_blocking().map_err(cli_error)
 }
 
 /// The exit-code class of a client failure: a "no" from the server is 1, the rest 2.
@@ -407,6 +415,7 @@ mod tests {
             conn: ConnOpts {
                 url: "http://127.0.0.1:1".into(),
                 timeout: None,
+                ca: None,
             },
             quorum: QuorumOpts::default(),
         };
@@ -454,6 +463,7 @@ mod tests {
         let conn = ConnOpts {
             url: "http://127.0.0.1:8701".into(),
             timeout: None,
+            ca: None,
         };
         assert_eq!(
             q.options(&conn).query(),
@@ -565,6 +575,7 @@ mod tests {
             conn: ConnOpts {
                 url: format!("http://127.0.0.1:{port}"),
                 timeout: Some(500),
+                ca: None,
             },
         };
         let e = status(&args).unwrap_err();
@@ -630,6 +641,7 @@ mod tests {
         ConnOpts {
             url,
             timeout: Some(1500),
+            ca: None,
         }
     }
 

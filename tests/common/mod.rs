@@ -139,7 +139,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` servers: node 1 founds the cluster, the others join through it.
     pub fn start(n: usize, opts: ClusterOpts) -> Cluster {
-        let ip = unique_loopback();
+        Cluster::start_on(&unique_loopback(), n, opts)
+    }
+
+    /// As [`Cluster::start`], every server listening on `ip` (a test that must know the
+    /// address first, e.g. to issue certificates for it).
+    pub fn start_on(ip: &str, n: usize, opts: ClusterOpts) -> Cluster {
+        let ip = ip.to_string();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = Cluster {
             ip,
@@ -274,6 +280,20 @@ pub fn status(url: &str) -> Option<Value> {
         .ok()?
         .json()
         .ok()
+}
+
+/// Runs `riftkv server ARGS` to its exit (for configurations it must refuse): the exit code
+/// and stderr.
+pub fn server_exit(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .arg("server")
+        .args(args)
+        .output()
+        .expect("run riftkv");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 /// Polls `f` until it returns true, panicking with `what` after `timeout`.
