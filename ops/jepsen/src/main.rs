@@ -882,7 +882,8 @@ fn check_counter(
     let r = checker::check_counter(history, &values, keys);
     for k in r.keys.iter().filter(|k| k.lost > 0 || k.double_counted > 0) {
         anomalies.push(format!(
-            "{}: acknowledged increments sum to {}, unknown ones to {}, final values {:?}:              lost {}, double-counted {}",
+            "{}: acknowledged increments sum to {}, unknown ones to {}, final values {:?}: \
+             lost {}, double-counted {}",
             k.key, k.ok_sum, k.info_sum, k.final_values, k.lost, k.double_counted
         ));
     }
