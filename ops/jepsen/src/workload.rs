@@ -659,5 +659,33 @@ mod tests {
         assert_eq!(Workload::Control.props()["conflict"], "lww");
         assert_eq!(Workload::Set.props()["conflict"], "siblings");
         assert_ne!(Workload::Control.bucket(), Workload::Set.bucket());
+        assert_eq!(keys(Workload::Counter, 2), vec!["ctr-0", "ctr-1"]);
+        assert_eq!(keys(Workload::CrdtSet, 1), vec!["cset-0"]);
+        assert_eq!(Workload::Counter.props()["datatype"], "counter");
+        assert_eq!(Workload::CrdtSet.props()["datatype"], "set");
+        assert!(Workload::Counter.is_typed() && !Workload::Counter.is_set_like());
+        assert!(!Workload::Set.is_typed() && Workload::Control.is_set_like());
+        assert_eq!(Workload::CrdtSet.name(), "crdt-set");
+        assert_eq!(
+            serde_json::to_value(Workload::CrdtSet).unwrap(),
+            json!("crdt-set")
+        );
+    }
+
+    #[test]
+    fn increments_are_positive_and_varied() {
+        use rand::SeedableRng;
+        let mut rng = StdRng::seed_from_u64(7);
+        let v: Vec<i64> = (0..1000).map(|_| increment(&mut rng)).collect();
+        assert!(v.iter().all(|x| (1..=1000).contains(x)));
+        assert!(v.contains(&1) && v.iter().any(|x| *x > 200));
+        assert_eq!(
+            shown_type_value(Workload::Counter, None),
+            json!({"value": 0})
+        );
+        assert_eq!(
+            shown_type_value(Workload::CrdtSet, Some(&json!(["a"]))),
+            json!({"elements": ["a"]})
+        );
     }
 }
