@@ -35,6 +35,8 @@ pub struct Server {
     pub peer: String,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    /// Extra environment of the process (e.g. libfaketime's `LD_PRELOAD` and `FAKETIME`).
+    pub env: Vec<(String, String)>,
     pub child: Option<Child>,
 }
 
@@ -55,6 +57,7 @@ impl Server {
             .arg("server")
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -191,6 +194,7 @@ impl Cluster {
             peer,
             data_dir,
             args,
+            env: Vec::new(),
             child: None,
         };
         s.start();
