@@ -2,15 +2,17 @@
 //! under libfaketime with its clock 30 s behind. A `?ttl=2` value is visible at first; after
 //! it expires every node answers 404 (GET with `r=1` against each node, and
 //! `/v1/admin/local` shows no live copy), the skewed node within the same bound as the others.
-//! A value written through the skewed node as coordinator carries an expiry stamped from its
-//! clock: docs/operations.md ("TTL and clock skew") says what the user sees, and this tests it.
+//! Expiry is judged and stamped by cluster time (each node's clock corrected by the lower
+//! median of its peers' offsets, which pings carry), so the lagging node neither shows an
+//! expired value longer as a replica or as the key's owner, nor stamps a skewed expiry as a
+//! coordinator (docs/operations.md, "TTL and clock skew").
 //!
 //! Needs libfaketime (`apt-get install faketime`, or `ops/setup-debian.sh`); without it the
 //! test fails and says so.
 
 mod common;
 
-use common::{Cluster, ClusterOpts, client, eventually, local, preflist, seg, wait_all_reachable};
+use common::{Cluster, ClusterOpts, client, local, preflist, seg, wait_all_reachable};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -154,11 +156,11 @@ fn wait_gone_everywhere(c: &Cluster, key: &str, since: Instant, deadline: Instan
     }
 }
 
-/// Writes a `?ttl=2` value through a correct node, to a key whose partition owner (whose
+/// Writes a `?ttl=2` value through node `coordinator`, to a key whose partition owner (whose
 /// reaper removes the expired key from every replica) is the skewed node or not: visible
 /// everywhere at first, then 404 on every node, the skewed one included, within `BOUND` of
 /// the expiry.
-fn expires_everywhere_within_the_bound(skewed_owns_it: bool) {
+fn expires_everywhere_within_the_bound(skewed_owns_it: bool, coordinator: usize) {
     let c = skewed_cluster();
     let skewed_id = c.servers[SKEWED - 1].id.clone();
     let key = (0..500)
@@ -169,7 +171,7 @@ fn expires_everywhere_within_the_bound(skewed_owns_it: bool) {
         })
         .expect("a key with the wanted owner");
     let put_at = Instant::now();
-    put_ttl(&c.url(1), &key);
+    put_ttl(&c.url(coordinator), &key);
     for i in 1..=3 {
         let status = get_r1(&c.url(i), &key);
         assert!(
@@ -186,52 +188,21 @@ fn expires_everywhere_within_the_bound(skewed_owns_it: bool) {
 /// expired key from the skewed node too, within seconds of the expiry.
 #[test]
 fn a_lagging_replica_does_not_show_an_expired_value_longer() {
-    expires_everywhere_within_the_bound(false);
+    expires_everywhere_within_the_bound(false, 1);
 }
 
-/// The skewed node owns the key's partition. Fails: the owner's reaper judges the expiry by
-/// its own clock, so the lagging owner keeps showing the value (GET r=1 200, a live local
-/// copy) until its clock passes the instant, up to the skew (30 s) longer than the others,
-/// as docs/operations.md ("TTL and clock skew") describes. Run it with `--ignored`.
+/// The skewed node owns the key's partition (and answers reads of it with `r=1` itself): by
+/// cluster time it hides the value when the others do, although its own clock is 30 s behind.
+/// (Before expiry used cluster time, it showed the value up to the skew longer.)
 #[test]
-#[ignore = "product limitation: a partition owner whose clock lags shows an expired value up \
-            to its skew longer (docs/operations.md, TTL and clock skew)"]
 fn a_lagging_owner_does_not_show_an_expired_value_longer() {
-    expires_everywhere_within_the_bound(true);
+    expires_everywhere_within_the_bound(true, 1);
 }
 
-/// Written through the skewed node as coordinator: it stamps the expiry from its own clock,
-/// 30 s behind, so the value expired 28 s before it was written by the correct clocks. As
-/// docs/operations.md says, the correct nodes never show it (404 at once); the skewed node
-/// shows it until its own clock passes the instant (the TTL), then 404 everywhere.
+/// Written through the skewed node as coordinator: the expiry is stamped from cluster time, so
+/// the value lives its TTL on every node, not 28 s less on the correct ones. (Before, the
+/// correct nodes answered 404 at once.)
 #[test]
-fn a_lagging_coordinator_stamps_an_expiry_already_past_for_correct_nodes() {
-    let c = skewed_cluster();
-    let key = "through-the-skewed-node";
-    let put_at = Instant::now();
-    put_ttl(&c.url(SKEWED), key);
-    // The skewed node may show it (its clock has not reached the instant), until the reaper
-    // of a correct owner removes it or its own clock passes the instant.
-    let skewed_saw = get_r1(&c.url(SKEWED), key);
-    for i in 1..SKEWED {
-        eventually(
-            Duration::from_secs(1),
-            "a correct node answers 404 for a value whose stamped expiry is already past",
-            || get_r1(&c.url(i), key) == 404 && !has_live_copy(&c.url(i), key),
-        );
-    }
-    assert!(
-        [200, 404].contains(&skewed_saw),
-        "node{SKEWED} answered {skewed_saw}"
-    );
-    let gone = wait_gone_everywhere(
-        &c,
-        key,
-        put_at,
-        put_at + Duration::from_secs(TTL_SECS) + BOUND,
-    );
-    eprintln!(
-        "{key}: node{SKEWED} answered {skewed_saw} right after the PUT; gone on node1..3 at \
-         {gone:?} s after it (ttl {TTL_SECS} s)"
-    );
+fn a_lagging_coordinator_stamps_the_expiry_by_cluster_time() {
+    expires_everywhere_within_the_bound(false, SKEWED);
 }

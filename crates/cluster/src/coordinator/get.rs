@@ -53,8 +53,8 @@ pub async fn get(node: &Arc<Node>, req: GetRequest) -> Result<GetOutcome, KvErro
             .inc(),
         Err(_) => {}
     }
-    // Expired versions are hidden from their instant on, by this node's clock.
-    let now = node.clock.now_ms();
+    // Expired versions are hidden from their instant on, by cluster time.
+    let now = node.expiry_now_ms();
     r.map(|object| GetOutcome {
         object: object.map(|o| o.visible_at(now)),
     })

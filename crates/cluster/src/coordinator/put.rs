@@ -105,7 +105,7 @@ pub async fn put(node: &Arc<Node>, req: PutRequest) -> Result<PutOutcome, KvErro
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
     };
     write(node, op, "put").await.map(|object| PutOutcome {
-        object: object.visible_at(node.clock.now_ms()),
+        object: object.visible_at(node.expiry_now_ms()),
     })
 }
 
@@ -278,7 +278,7 @@ async fn coordinate(
         if op.if_none_match
             && seen
                 .as_ref()
-                .is_some_and(|o| !o.live_siblings(node.clock.now_ms()).is_empty())
+                .is_some_and(|o| !o.live_siblings(node.expiry_now_ms()).is_empty())
         {
             return Err(KvError::PreconditionFailed);
         }
@@ -301,9 +301,12 @@ async fn coordinate(
             ttl_ms,
         } => {
             // The write's own TTL, else the bucket's (as this coordinator's ring state has it).
+            // The expiry counts from cluster time, so a lagging coordinator does not stamp an
+            // instant that has already passed for the others.
             let ttl_ms = ttl_ms.or_else(|| pl.props.default_ttl_ms());
+            let expiry_base = n.expiry_now_ms();
             Sibling::new(Bytes::from(value.clone()), content_type.clone(), now)
-                .expiring(ttl_ms.map(|t| now.saturating_add(t)))
+                .expiring(ttl_ms.map(|t| expiry_base.saturating_add(t)))
         }
         Change::Delete => Sibling::tombstone(now),
         Change::Update {

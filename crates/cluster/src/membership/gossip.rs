@@ -226,12 +226,21 @@ async fn heartbeat_all(node: &Arc<Node>) {
     let timeout = ping_timeout(node);
     futures::stream::iter(peers(node))
         .for_each_concurrent(PING_CONCURRENCY, |peer| async move {
+            let sent = node.clock.now_ms();
             let req = MembershipRequest::Ping {
                 ring_version: version,
+                now_ms: sent,
             };
-            if let Ok(MembershipResponse::Pong { ring_version }) =
-                node.call(&peer, req, timeout).await
+            if let Ok(MembershipResponse::Pong {
+                ring_version,
+                now_ms,
+            }) = node.call(&peer, req, timeout).await
             {
+                let received = node.clock.now_ms();
+                node.peer_clocks.observe(
+                    &peer,
+                    crate::node::cluster_time::offset_of(now_ms, sent, received),
+                );
                 node.peer_ring_versions.lock().insert(peer, ring_version);
             }
         })

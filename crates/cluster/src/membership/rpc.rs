@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MembershipRequest {
-    /// Liveness probe carrying the sender's ring version.
-    Ping { ring_version: u64 },
+    /// Liveness probe carrying the sender's ring version and wall clock (cluster time).
+    Ping { ring_version: u64, now_ms: u64 },
     /// Push-pull gossip: the receiver merges and answers with its merged state.
     Gossip { state: Box<RingState> },
     /// A new node asks to join; the receiver adds it as joining and answers with its state.
@@ -26,7 +26,7 @@ pub enum MembershipRequest {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MembershipResponse {
-    Pong { ring_version: u64 },
+    Pong { ring_version: u64, now_ms: u64 },
     Gossip { state: Box<RingState> },
     Joined { state: Box<RingState> },
     Refused { reason: String },
@@ -58,12 +58,22 @@ pub async fn handle(
 ) -> MembershipResponse {
     let joined = node.joined.load(Ordering::SeqCst);
     match req {
-        MembershipRequest::Ping { ring_version } => {
+        MembershipRequest::Ping {
+            ring_version,
+            now_ms,
+        } => {
             node.peer_ring_versions
                 .lock()
                 .insert(from.node_id.clone(), ring_version);
+            let here = node.clock.now_ms();
+            // One way: the ping's transit time is in the offset (milliseconds on a LAN).
+            node.peer_clocks.observe(
+                &from.node_id,
+                crate::node::cluster_time::offset_of(now_ms, here, here),
+            );
             MembershipResponse::Pong {
                 ring_version: node.state.read().ring_version,
+                now_ms: here,
             }
         }
         MembershipRequest::Gossip { state } => {

@@ -3,6 +3,7 @@
 //! delivery) run as workers (`crate::worker`) that stop on the node's shutdown token.
 
 mod call;
+pub mod cluster_time;
 pub mod fence;
 pub mod incarnation;
 
@@ -116,6 +117,8 @@ pub struct Node {
     pub expiry_cursor: parking_lot::Mutex<Option<(u64, riftkv_core::storage::ObjectKey)>>,
     /// Ring version each peer last reported (for `ring_settled`).
     pub peer_ring_versions: Mutex<HashMap<NodeId, u64>>,
+    /// Peers' clock offsets, for cluster time (expiry).
+    pub peer_clocks: cluster_time::PeerClocks,
     pub shutdown: CancellationToken,
     /// The background duties running on this node and their latest state.
     pub workers: Arc<crate::worker::Workers>,
@@ -188,6 +191,7 @@ impl Node {
             reap_fence: fence::ReapFence::default(),
             expiry_cursor: parking_lot::Mutex::new(None),
             peer_ring_versions: Mutex::new(HashMap::new()),
+            peer_clocks: cluster_time::PeerClocks::default(),
             shutdown: CancellationToken::new(),
             workers: Arc::new(crate::worker::Workers::new(clock.clone())),
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
@@ -229,6 +233,12 @@ impl Node {
     }
 
     /// Whether the failure detector currently believes `peer` is up. Self is always up.
+    /// The instant expiry is judged and stamped by: this node's clock corrected to what a
+    /// majority of the cluster's clocks say ([`cluster_time`]).
+    pub fn expiry_now_ms(&self) -> u64 {
+        self.peer_clocks.cluster_now(self.clock.now_ms())
+    }
+
     pub fn is_reachable(&self, peer: &NodeId) -> bool {
         peer == &self.id || self.detector.lock().is_reachable(peer, self.clock.now_ms())
     }

@@ -254,8 +254,8 @@ pub fn live_keys(
 ) -> Result<(Vec<Vec<u8>>, bool), ReplicaError> {
     let want = limit.saturating_add(1);
     let page = want.clamp(16, 1024);
-    // Expired versions are invisible from their instant on, by this node's clock.
-    let now = node.clock.now_ms();
+    // Expired versions are invisible from their instant on, by cluster time.
+    let now = node.expiry_now_ms();
     let mut all: Vec<Vec<u8>> = Vec::new();
     for &p in partitions {
         let mut cursor: Option<Vec<u8>> = after.map(<[u8]>::to_vec);

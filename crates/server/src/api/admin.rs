@@ -277,7 +277,7 @@ pub async fn local(State(node): State<AppState>, uri: Uri) -> Result<Json<LocalJ
         key: &key,
     };
     // The envelope of a GET: expired versions are hidden here as everywhere.
-    let env = read_json(&obj.visible_at(node.clock.now_ms()), &signer);
+    let env = read_json(&obj.visible_at(node.expiry_now_ms()), &signer);
     Ok(Json(LocalJson {
         context: env.context,
         siblings: env.siblings,

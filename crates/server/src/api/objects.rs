@@ -113,7 +113,7 @@ pub async fn get_object(
         outcome.object.as_ref(),
         &signer(&node, &bucket, &key),
         json,
-        node.clock.now_ms(),
+        node.expiry_now_ms(),
     ))
 }
 
@@ -200,7 +200,7 @@ async fn write_object(
             Some(&outcome.object),
             &signer,
             json,
-            node.clock.now_ms(),
+            node.expiry_now_ms(),
         ));
     }
     let mut h = HeaderMap::new();
