@@ -1,0 +1,289 @@
+//! Drives a [`Target`]: the load phase, then the measured run, closed or open loop.
+//!
+//! Closed loop: `concurrency` workers, each sending its next operation when the previous
+//! one answered; latency is from send to answer.
+//!
+//! Open loop (`--target-rate R`): operation `i` is scheduled at its intended start
+//! `t0 + i/R`, whatever happened to earlier ones. `concurrency` workers take operations in
+//! order, wait for the intended start, send, and record the latency from the *intended*
+//! start: when the target stalls, the operations that should have been sent meanwhile are
+//! sent late and their waiting is counted (no coordinated omission). An operation still not
+//! sent [`OPEN_LOOP_GRACE`] after the run's end is not sent at all and counts as a `missed`
+//! error, its latency the time it had waited.
+
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use crate::generator::{Distribution, InsertCounter, KeyChooser};
+use crate::report::{LoadSummary, Recorder};
+use crate::target::{ErrorKind, OpError, Target};
+use crate::workload::{OpChooser, OpKind, Workload, key_name, scan_length};
+
+/// How long after its end an open-loop run still sends late operations.
+pub const OPEN_LOOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What ends the measured run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    Duration(Duration),
+    Operations(u64),
+}
+
+/// Closed or open loop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    Closed,
+    /// Operations per second, over all workers.
+    Open(f64),
+}
+
+/// Settings of a measured run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub workload: Workload,
+    pub distribution: Distribution,
+    /// Records that exist before the run: keys `0..records`.
+    pub records: u64,
+    pub value_size: usize,
+    pub concurrency: usize,
+    pub bound: Bound,
+    pub pace: Pace,
+    pub seed: u64,
+}
+
+/// Values to write: slices of one random buffer, so making one costs nothing.
+#[derive(Clone, Debug)]
+pub struct Values {
+    pool: Bytes,
+    size: usize,
+}
+
+impl Values {
+    pub fn new(size: usize, seed: u64) -> Values {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let len = (size * 4).max(1 << 16);
+        let pool: Vec<u8> = (0..len).map(|_| rng.gen_range(b'a'..=b'z')).collect();
+        Values {
+            pool: Bytes::from(pool),
+            size,
+        }
+    }
+
+    pub fn next<R: Rng + ?Sized>(&self, rng: &mut R) -> Bytes {
+        let off = rng.gen_range(0..=self.pool.len() - self.size);
+        self.pool.slice(off..off + self.size)
+    }
+}
+
+/// Runs one operation of `kind`.
+async fn execute(
+    target: &dyn Target,
+    kind: OpKind,
+    keys: &mut KeyChooser,
+    inserts: &InsertCounter,
+    values: &Values,
+    rng: &mut StdRng,
+) -> Result<(), OpError> {
+    let existing = inserts.acknowledged();
+    match kind {
+        OpKind::Insert => {
+            let n = inserts.next();
+            let r = target.insert(&key_name(n), values.next(rng)).await;
+            inserts.acknowledge(n);
+            r
+        }
+        OpKind::Read => target.read(&key_name(keys.next(existing, rng))).await,
+        OpKind::Update => {
+            let key = key_name(keys.next(existing, rng));
+            target.update(&key, values.next(rng)).await
+        }
+        OpKind::Rmw => {
+            let key = key_name(keys.next(existing, rng));
+            target.read_modify_write(&key, values.next(rng)).await
+        }
+        OpKind::Scan => {
+            let start = key_name(keys.next(existing, rng));
+            let len = scan_length(rng);
+            target.scan(&start, len).await.map(drop)
+        }
+    }
+}
+
+/// The shared state of a run's workers.
+struct Shared {
+    target: Arc<dyn Target>,
+    cfg: RunConfig,
+    inserts: InsertCounter,
+    values: Values,
+    issued: AtomicU64,
+    t0: Instant,
+    recorder: Mutex<Recorder>,
+}
+
+impl Shared {
+    /// The operation budget: a count, or for an open loop the operations scheduled within
+    /// the duration.
+    fn limit(&self) -> Option<u64> {
+        match (self.cfg.bound, self.cfg.pace) {
+            (Bound::Operations(n), _) => Some(n),
+            (Bound::Duration(d), Pace::Open(rate)) => Some((d.as_secs_f64() * rate).ceil() as u64),
+            (Bound::Duration(_), Pace::Closed) => None,
+        }
+    }
+
+    fn record(&self, kind: OpKind, latency: Duration, error: Option<ErrorKind>, end: Instant) {
+        self.recorder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(kind, latency, error, end - self.t0);
+    }
+}
+
+async fn worker(shared: Arc<Shared>, index: usize) {
+    let cfg = &shared.cfg;
+    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(index as u64 * 0x9e37_79b9));
+    let ops = OpChooser::new(cfg.workload);
+    let mut keys = KeyChooser::new(cfg.distribution, cfg.records);
+    let limit = shared.limit();
+    let deadline = match (cfg.bound, cfg.pace) {
+        (Bound::Duration(d), Pace::Closed) => Some(shared.t0 + d),
+        (_, Pace::Open(rate)) => {
+            limit.map(|n| shared.t0 + Duration::from_secs_f64(n as f64 / rate) + OPEN_LOOP_GRACE)
+        }
+        (Bound::Operations(_), Pace::Closed) => None,
+    };
+    loop {
+        let i = shared.issued.fetch_add(1, Ordering::Relaxed);
+        if limit.is_some_and(|n| i >= n) {
+            break;
+        }
+        let kind = ops.next(&mut rng);
+        let now = Instant::now();
+        let intended = match cfg.pace {
+            Pace::Closed => {
+                if deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+                now
+            }
+            Pace::Open(rate) => shared.t0 + Duration::from_secs_f64(i as f64 / rate),
+        };
+        if let Pace::Open(_) = cfg.pace
+            && deadline.is_some_and(|d| now >= d)
+        {
+            shared.record(kind, now - intended, Some(ErrorKind::Missed), now);
+            continue;
+        }
+        tokio::time::sleep_until(intended).await;
+        let result = execute(
+            shared.target.as_ref(),
+            kind,
+            &mut keys,
+            &shared.inserts,
+            &shared.values,
+            &mut rng,
+        )
+        .await;
+        let end = Instant::now();
+        shared.record(kind, end - intended, result.err().map(|e| e.kind), end);
+    }
+}
+
+/// Runs the measured phase; answers what it recorded and how long it took.
+pub async fn run(target: Arc<dyn Target>, cfg: RunConfig) -> (Recorder, Duration) {
+    let workers = cfg.concurrency.max(1);
+    let shared = Arc::new(Shared {
+        target,
+        inserts: InsertCounter::new(cfg.records),
+        values: Values::new(cfg.value_size, cfg.seed),
+        issued: AtomicU64::new(0),
+        t0: Instant::now(),
+        recorder: Mutex::new(Recorder::default()),
+        cfg,
+    });
+    let handles: Vec<_> = (0..workers)
+        .map(|i| tokio::spawn(worker(shared.clone(), i)))
+        .collect();
+    for h in handles {
+        // A worker that panicked loses only its own in-flight operation.
+        let _ = h.await;
+    }
+    let elapsed = shared.t0.elapsed();
+    let rec = shared
+        .recorder
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    (rec, elapsed)
+}
+
+/// Inserts keys `0..records` with `concurrency` workers; `progress` shows a bar on stderr
+/// (hidden when stderr is not a terminal).
+pub async fn load(
+    target: Arc<dyn Target>,
+    records: u64,
+    value_size: usize,
+    concurrency: usize,
+    seed: u64,
+    progress: bool,
+) -> LoadSummary {
+    let bar = if progress {
+        ProgressBar::new(records)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) =
+        ProgressStyle::with_template("load {bar:40} {pos}/{len} records, {per_sec}, eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    let values = Values::new(value_size, seed);
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..concurrency.max(1))
+        .map(|w| {
+            let (target, values, next, errors, bar) = (
+                target.clone(),
+                values.clone(),
+                next.clone(),
+                errors.clone(),
+                bar.clone(),
+            );
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed ^ (w as u64 + 1));
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= records {
+                        break;
+                    }
+                    if target
+                        .insert(&key_name(i), values.next(&mut rng))
+                        .await
+                        .is_err()
+                    {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    bar.inc(1);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.await;
+    }
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    LoadSummary {
+        records,
+        errors: errors.load(Ordering::Relaxed),
+        duration_s: (secs * 1000.0).round() / 1000.0,
+        throughput: (records as f64 / secs.max(1e-9)).round(),
+    }
+}
