@@ -84,8 +84,9 @@ async fn run(pace: Pace, concurrency: usize) -> Summary {
         connections: concurrency,
         ..TargetOptions::default()
     };
-    let target: Arc<dyn Target> =
-        Arc::new(RiftKv::new(&[node.addr.clone()], &opts).unwrap_or_else(|e| panic!("{e}")));
+    let target: Arc<dyn Target> = Arc::new(
+        RiftKv::new(std::slice::from_ref(&node.addr), &opts).unwrap_or_else(|e| panic!("{e}")),
+    );
     let cfg = RunConfig {
         workload: Workload::C,
         distribution: Distribution::Uniform,
