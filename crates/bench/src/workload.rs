@@ -193,14 +193,20 @@ mod tests {
 
     #[test]
     fn the_paper_s_mixes() {
-        assert_eq!(
-            Workload::A.mix(),
-            vec![(OpKind::Read, 0.5), (OpKind::Update, 0.5)]
-        );
-        assert_eq!(
-            Workload::E.mix(),
-            vec![(OpKind::Scan, 0.95), (OpKind::Insert, 0.05)]
-        );
+        use OpKind::*;
+        // Cooper et al. 2010, table 2, and YCSB's workloads/workloada..f.
+        let expected: [(Workload, &[(OpKind, f64)]); 6] = [
+            (Workload::A, &[(Read, 0.5), (Update, 0.5)]),
+            (Workload::B, &[(Read, 0.95), (Update, 0.05)]),
+            (Workload::C, &[(Read, 1.0)]),
+            (Workload::D, &[(Read, 0.95), (Insert, 0.05)]),
+            (Workload::E, &[(Scan, 0.95), (Insert, 0.05)]),
+            (Workload::F, &[(Read, 0.5), (Rmw, 0.5)]),
+        ];
+        for (w, mix) in expected {
+            assert_eq!(w.mix(), mix.to_vec(), "{w:?}");
+            assert_eq!(Workload::parse(w.as_str()), Some(w));
+        }
         assert_eq!(Workload::D.default_distribution(), Distribution::Latest);
         assert_eq!(Workload::F.default_distribution(), Distribution::Zipfian);
         assert_eq!(Workload::parse("F"), Some(Workload::F));
