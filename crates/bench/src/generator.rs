@@ -7,7 +7,7 @@
 
 use rand::Rng;
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// YCSB's zipfian constant.
 pub const ZIPFIAN_CONSTANT: f64 = 0.99;
@@ -165,8 +165,11 @@ pub struct ScrambledZipfian {
 
 impl ScrambledZipfian {
     pub fn new(records: u64) -> ScrambledZipfian {
+        // Zeta of the item space is the same for every generator: computed once.
+        static ZETA: OnceLock<f64> = OnceLock::new();
+        let zetan = *ZETA.get_or_init(|| zeta(SCRAMBLED_ITEM_SPACE, ZIPFIAN_CONSTANT));
         ScrambledZipfian {
-            inner: Zipfian::new(SCRAMBLED_ITEM_SPACE),
+            inner: Zipfian::with_zeta(SCRAMBLED_ITEM_SPACE, ZIPFIAN_CONSTANT, zetan),
             records: records.max(1),
         }
     }

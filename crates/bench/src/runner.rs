@@ -121,6 +121,9 @@ struct Shared {
     cfg: RunConfig,
     inserts: InsertCounter,
     values: Values,
+    /// Each worker starts from a clone: building one sums zeta, too slow to do per worker
+    /// once the run's clock is ticking.
+    keys: KeyChooser,
     issued: AtomicU64,
     t0: Instant,
     recorder: Mutex<Recorder>,
@@ -149,7 +152,7 @@ async fn worker(shared: Arc<Shared>, index: usize) {
     let cfg = &shared.cfg;
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(index as u64 * 0x9e37_79b9));
     let ops = OpChooser::new(cfg.workload);
-    let mut keys = KeyChooser::new(cfg.distribution, cfg.records);
+    let mut keys = shared.keys.clone();
     let limit = shared.limit();
     let deadline = match (cfg.bound, cfg.pace) {
         (Bound::Duration(d), Pace::Closed) => Some(shared.t0 + d),
@@ -198,10 +201,14 @@ async fn worker(shared: Arc<Shared>, index: usize) {
 /// Runs the measured phase; answers what it recorded and how long it took.
 pub async fn run(target: Arc<dyn Target>, cfg: RunConfig) -> (Recorder, Duration) {
     let workers = cfg.concurrency.max(1);
+    // Everything slow to build is built before the clock starts.
+    let keys = KeyChooser::new(cfg.distribution, cfg.records);
+    let values = Values::new(cfg.value_size, cfg.seed);
     let shared = Arc::new(Shared {
         target,
         inserts: InsertCounter::new(cfg.records),
-        values: Values::new(cfg.value_size, cfg.seed),
+        values,
+        keys,
         issued: AtomicU64::new(0),
         t0: Instant::now(),
         recorder: Mutex::new(Recorder::default()),
