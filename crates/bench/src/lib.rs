@@ -119,6 +119,7 @@ pub async fn run(cfg: &Config) -> Result<Summary, BenchError> {
         bound: cfg.bound,
         pace: cfg.target_rate.map_or(Pace::Closed, Pace::Open),
         seed,
+        grace: runner::OPEN_LOOP_GRACE,
     };
     let (rec, elapsed) = runner::run(target, run).await;
     let info = RunInfo {

@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub bound: Bound,
     pub pace: Pace,
     pub seed: u64,
+    /// Open loop: how long after the run's end late operations are still sent
+    /// ([`OPEN_LOOP_GRACE`] from the command line).
+    pub grace: Duration,
 }
 
 /// Values to write: slices of one random buffer, so making one costs nothing.
@@ -157,7 +160,7 @@ async fn worker(shared: Arc<Shared>, index: usize) {
     let deadline = match (cfg.bound, cfg.pace) {
         (Bound::Duration(d), Pace::Closed) => Some(shared.t0 + d),
         (_, Pace::Open(rate)) => {
-            limit.map(|n| shared.t0 + Duration::from_secs_f64(n as f64 / rate) + OPEN_LOOP_GRACE)
+            limit.map(|n| shared.t0 + Duration::from_secs_f64(n as f64 / rate) + cfg.grace)
         }
         (Bound::Operations(_), Pace::Closed) => None,
     };
@@ -292,5 +295,170 @@ pub async fn load(
         errors: errors.load(Ordering::Relaxed),
         duration_s: (secs * 1000.0).round() / 1000.0,
         throughput: (records as f64 / secs.max(1e-9)).round(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::collections::BTreeMap;
+
+    /// An in-memory ordered store: reads of keys never written are `not_found`, and a
+    /// read-modify-write must find its key.
+    #[derive(Default)]
+    struct Memory {
+        data: Mutex<BTreeMap<String, Bytes>>,
+    }
+
+    impl Memory {
+        fn data(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+            self.data
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+
+        fn get(&self, key: &str) -> Result<(), OpError> {
+            match self.data().contains_key(key) {
+                true => Ok(()),
+                false => Err(OpError::new(ErrorKind::NotFound, key)),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Target for Memory {
+        async fn read(&self, key: &str) -> Result<(), OpError> {
+            self.get(key)
+        }
+        async fn update(&self, key: &str, value: Bytes) -> Result<(), OpError> {
+            self.get(key)?;
+            self.data().insert(key.to_string(), value);
+            Ok(())
+        }
+        async fn insert(&self, key: &str, value: Bytes) -> Result<(), OpError> {
+            self.data().insert(key.to_string(), value);
+            Ok(())
+        }
+        async fn scan(&self, start: &str, len: usize) -> Result<usize, OpError> {
+            Ok(self.data().range(start.to_string()..).take(len).count())
+        }
+        async fn read_modify_write(&self, key: &str, value: Bytes) -> Result<(), OpError> {
+            self.update(key, value).await
+        }
+        async fn check(&self) -> Result<(), OpError> {
+            Ok(())
+        }
+    }
+
+    fn config(workload: Workload, bound: Bound, pace: Pace, concurrency: usize) -> RunConfig {
+        RunConfig {
+            workload,
+            distribution: workload.default_distribution(),
+            records: 500,
+            value_size: 20,
+            concurrency,
+            bound,
+            pace,
+            seed: 9,
+            grace: OPEN_LOOP_GRACE,
+        }
+    }
+
+    async fn loaded() -> Arc<Memory> {
+        let m = Arc::new(Memory::default());
+        let load = load(m.clone(), 500, 20, 4, 1, false).await;
+        assert_eq!((load.records, load.errors), (500, 0));
+        assert_eq!(m.data().len(), 500);
+        m
+    }
+
+    #[tokio::test]
+    async fn every_workload_runs_clean_on_a_loaded_store() {
+        for w in Workload::ALL {
+            let m = loaded().await;
+            let cfg = config(w, Bound::Operations(3000), Pace::Closed, 8);
+            let (rec, _) = run(m.clone(), cfg).await;
+            // Reads, updates and scans only ever pick keys that exist, inserts included
+            // once acknowledged.
+            assert_eq!(rec.errors(), 0, "{w:?}: {:?}", rec.ops);
+            assert_eq!(rec.total(), 3000, "{w:?}");
+            let inserts = rec.ops.get(&OpKind::Insert).map_or(0, |s| s.count);
+            assert_eq!(m.data().len() as u64, 500 + inserts, "{w:?}");
+            for (op, _) in w.mix() {
+                assert!(rec.ops.get(&op).is_some_and(|s| s.count > 0), "{w:?} {op}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_loop_keeps_its_rate_from_the_first_second() {
+        let m = loaded().await;
+        // Many workers: nothing slow may happen per worker once the clock runs.
+        let cfg = config(
+            Workload::A,
+            Bound::Duration(Duration::from_secs(2)),
+            Pace::Open(500.0),
+            64,
+        );
+        let (rec, elapsed) = run(m, cfg).await;
+        assert_eq!(rec.total(), 1000);
+        assert_eq!(rec.errors(), 0);
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        let first = &rec.timeline[0];
+        assert!(
+            first.ops >= 450,
+            "only {} operations in the first second",
+            first.ops
+        );
+        let p99_ms = first.latency.value_at_quantile(0.99) / 1000;
+        assert!(p99_ms < 100, "first-second p99 {p99_ms} ms against memory");
+    }
+
+    #[tokio::test]
+    async fn a_target_too_slow_for_the_rate_misses_operations() {
+        struct Slow;
+        #[async_trait]
+        impl Target for Slow {
+            async fn read(&self, _: &str) -> Result<(), OpError> {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(())
+            }
+            async fn update(&self, _: &str, _: Bytes) -> Result<(), OpError> {
+                Ok(())
+            }
+            async fn insert(&self, _: &str, _: Bytes) -> Result<(), OpError> {
+                Ok(())
+            }
+            async fn scan(&self, _: &str, _: usize) -> Result<usize, OpError> {
+                Ok(0)
+            }
+            async fn read_modify_write(&self, _: &str, _: Bytes) -> Result<(), OpError> {
+                Ok(())
+            }
+            async fn check(&self) -> Result<(), OpError> {
+                Ok(())
+            }
+        }
+        // One worker can do 20 reads a second; 1000 are scheduled in 1 s.
+        let cfg = RunConfig {
+            grace: Duration::from_secs(1),
+            ..config(
+                Workload::C,
+                Bound::Duration(Duration::from_secs(1)),
+                Pace::Open(1000.0),
+                1,
+            )
+        };
+        let (rec, elapsed) = run(Arc::new(Slow), cfg).await;
+        let read = &rec.ops[&OpKind::Read];
+        assert_eq!(read.count, 1000);
+        let missed = read.errors.get(&ErrorKind::Missed).copied().unwrap_or(0);
+        let sent = 1000 - missed;
+        // Sent until the grace after the end: (1 s + 1 s) at 20 a second at most.
+        assert!((10..=41).contains(&sent), "{sent} sent");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        // The latest sent waited almost 2 s, and so did the missed: all of it is counted.
+        assert!(read.latency.max() >= 1_800_000, "{}", read.latency.max());
     }
 }

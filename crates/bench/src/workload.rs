@@ -70,6 +70,15 @@ pub enum Workload {
 pub const MAX_SCAN_LENGTH: usize = 100;
 
 impl Workload {
+    pub const ALL: [Workload; 6] = [
+        Workload::A,
+        Workload::B,
+        Workload::C,
+        Workload::D,
+        Workload::E,
+        Workload::F,
+    ];
+
     pub fn parse(s: &str) -> Option<Workload> {
         match s.trim().to_ascii_lowercase().as_str() {
             "a" => Some(Workload::A),
@@ -166,14 +175,7 @@ mod tests {
     #[test]
     fn proportions_over_many_draws() {
         let draws = 200_000;
-        for w in [
-            Workload::A,
-            Workload::B,
-            Workload::C,
-            Workload::D,
-            Workload::E,
-            Workload::F,
-        ] {
+        for w in Workload::ALL {
             let chooser = OpChooser::new(w);
             let mut rng = StdRng::seed_from_u64(3);
             let mut seen = [0usize; 5];

@@ -96,6 +96,7 @@ async fn run(pace: Pace, concurrency: usize) -> Summary {
         bound: Bound::Duration(Duration::from_secs(3)),
         pace,
         seed: 1,
+        grace: runner::OPEN_LOOP_GRACE,
     };
     let (rec, elapsed) = runner::run(target, cfg).await;
     let info = RunInfo {
