@@ -115,7 +115,33 @@ fn workload_a_against_a_two_node_cluster() {
     assert_eq!(saved, doc);
     let png = std::fs::read(outpath.join("latency.png")).expect("latency.png");
     assert!(png.starts_with(b"\x89PNG"));
-    // The table form runs too, and an unreachable target is a connection error.
+    // Scans through the listing and read-modify-writes with the read's context, on the
+    // loaded bucket, both in the table form.
+    for workload in ["e", "f"] {
+        let (code, stdout, stderr) = bench(
+            &[
+                "--target",
+                &target,
+                "--records",
+                "1000",
+                "--workload",
+                workload,
+                "--operations",
+                "300",
+                "--concurrency",
+                "4",
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, Some(0), "{workload}: {stdout}\n{stderr}");
+        let total = stdout
+            .lines()
+            .find(|l| l.starts_with("total"))
+            .unwrap_or_else(|| panic!("no total line: {stdout}"));
+        let fields: Vec<&str> = total.split_whitespace().collect();
+        assert_eq!(fields.get(1..3), Some(&["300", "0"][..]), "{stdout}");
+    }
+    // An unreachable target is a connection error.
     let (code, _, stderr) = bench(
         &[
             "--target",

@@ -8,6 +8,8 @@
 //! (about 200 operations waiting up to 1 s) can lift its p99 near 1 s. Measuring from the
 //! actual send instead makes this test fail.
 
+mod common;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -58,13 +60,7 @@ impl Drop for FakeNode {
 }
 
 async fn fake_node() -> FakeNode {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("addr: {e}"))
-        .to_string();
+    let (listener, addr) = common::loopback().await;
     let state = Fake {
         stall_from: Instant::now() + Duration::from_secs(1),
     };
