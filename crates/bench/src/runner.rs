@@ -70,7 +70,8 @@ pub struct Values {
 impl Values {
     pub fn new(size: usize, seed: u64) -> Values {
         let mut rng = StdRng::seed_from_u64(seed);
-        let len = (size * 4).max(1 << 16);
+        // Any of 64 Ki offsets starts a value: variety without copying.
+        let len = size + (1 << 16);
         let pool: Vec<u8> = (0..len).map(|_| rng.gen_range(b'a'..=b'z')).collect();
         Values {
             pool: Bytes::from(pool),
@@ -248,8 +249,7 @@ pub async fn load(
     } else {
         ProgressBar::hidden()
     };
-    if let Ok(style) =
-        ProgressStyle::with_template("load {bar:40} {pos}/{len} records, {per_sec}, eta {eta}")
+    if let Ok(style) = ProgressStyle::with_template("load {bar:30} {pos}/{len} {per_sec} eta {eta}")
     {
         bar.set_style(style);
     }
