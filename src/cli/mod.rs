@@ -1,8 +1,9 @@
-//! The `riftkv` command line: `server`, `dev`, and the client subcommands.
+//! The `riftkv` command line: `server`, `dev`, the client subcommands and `bench`.
 //!
 //! Exit codes: 0 success; 1 when the server answers "no" (404, 412, 503 and every other 4xx/5xx);
 //! 2 for usage errors, bad configuration, and failures to reach or understand the server.
 
+pub mod bench;
 pub mod client;
 pub mod dev;
 pub mod output;
@@ -43,6 +44,9 @@ pub enum Command {
     Status(client::AdminArgs),
     /// Show partition ownership and preference lists
     Ring(client::AdminArgs),
+    /// YCSB-style load generator against RiftKV, etcd or Redis (workloads a-f, open or
+    /// closed loop, latency percentiles)
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// Why a client command failed; decides the exit code.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Map(args) => finish(types::map(&args)),
         Command::Status(args) => finish(client::status(&args)),
         Command::Ring(args) => finish(client::ring(&args)),
+        Command::Bench(args) => ExitCode::from(bench::run(&args)),
     }
 }
 
