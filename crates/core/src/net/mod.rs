@@ -35,7 +35,8 @@ pub use tcp::{NetStats, TcpTransport};
 ///    state carries each bucket's props as JSON (later props need no new version), and a
 ///    forwarded write may be a data type update; versions carry an optional expiry (object
 ///    encoding 3) and forwarded writes their TTL.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: the ring state carries the security state (users, token hashes, grants) as JSON.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Default bound on one frame; larger frames close the connection that sent them.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
