@@ -23,6 +23,8 @@ pub const TOKEN_BYTES: usize = 32;
 pub const MIN_TOKEN_LEN: usize = 16;
 /// The bucket scope of a grant that covers every bucket (and the cluster-wide permissions).
 pub const ALL_BUCKETS: &str = "*";
+/// The user the bootstrap token file creates.
+pub const BOOTSTRAP_USER: &str = "admin";
 /// Longest user or group name.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -305,6 +307,29 @@ impl SecurityState {
             }
         }
         changed
+    }
+
+    /// The first admin: with no user ever created, user `admin` with the `admin` permission on
+    /// `*` and `token` (trimmed; at least [`MIN_TOKEN_LEN`] bytes) under token id `bootstrap`.
+    /// Returns whether it was created (false: the cluster already has or had users).
+    pub fn bootstrap(&mut self, token: &str, author: &NodeId) -> Result<bool, SecurityError> {
+        let token = token.trim();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(SecurityError::ShortToken);
+        }
+        if !self.never_had_users() {
+            return Ok(false);
+        }
+        self.put_user(BOOTSTRAP_USER, BTreeSet::new(), author)?;
+        self.add_token(BOOTSTRAP_USER, "bootstrap", hash_token(token), None, author)?;
+        self.set_grant(
+            &Subject::User(BOOTSTRAP_USER.to_string()),
+            ALL_BUCKETS,
+            &[Permission::Admin],
+            true,
+            author,
+        )?;
+        Ok(true)
     }
 
     /// True when no user was ever created (not even one since removed): bootstrap applies.

@@ -46,6 +46,8 @@ pub enum ServerError {
     Signals(String),
     #[error("API server failed: {0}")]
     Serve(String),
+    #[error("bootstrap token file {path}: {reason}")]
+    Bootstrap { path: PathBuf, reason: String },
 }
 
 /// Runs one node until SIGTERM/SIGINT or until it has left the cluster.
@@ -84,6 +86,9 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
         Metrics::new(),
     )?;
     transport.set_handler(Arc::new(RpcHandler(node.clone())));
+    if cfg.auth == crate::config::AuthMode::On {
+        bootstrap_admin(&node, cfg.bootstrap_token_file.as_deref())?;
+    }
     let duties = start_background(&node);
     tracing::info!(
         node_id = %node.id,
@@ -96,6 +101,7 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
 
     let api = Api {
         admission: crate::api::admission::Admission::new(cfg.max_in_flight, cfg.client_timeout()),
+        auth: cfg.auth == crate::config::AuthMode::On,
         limits: crate::http::ListenerLimits {
             max_connections: cfg.max_connections,
             max_connections_per_ip: cfg.max_connections_per_ip,
@@ -138,6 +144,8 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
 /// How the API admits connections and requests.
 struct Api {
     admission: Arc<crate::api::admission::Admission>,
+    /// Whether requests need bearer tokens.
+    auth: bool,
     limits: crate::http::ListenerLimits,
 }
 
@@ -155,7 +163,7 @@ async fn serve_until_stopped(
     let mut left = node.left.subscribe();
 
     let stop_accepting = CancellationToken::new();
-    let app = crate::api::router_with(node.clone(), api.admission);
+    let app = crate::api::router_with(node.clone(), api.admission, api.auth);
     let server = crate::http::serve(listener, app, api.limits, stop_accepting.clone());
     let mut server = tokio::spawn(server);
 
@@ -182,6 +190,40 @@ async fn serve_until_stopped(
             Ok(())
         }
     }
+}
+
+/// With auth on: creates the first admin from the bootstrap token file when the cluster has
+/// never had a user (the token is read, trimmed and checked; it is never logged).
+fn bootstrap_admin(node: &Node, file: Option<&Path>) -> Result<(), ServerError> {
+    let Some(path) = file else {
+        if node.state.read().security.never_had_users() {
+            tracing::warn!(
+                "auth is on and this node knows no users yet: every request but /health and \
+                 /ready is refused until users arrive by gossip or --bootstrap-token-file names \
+                 the first admin's token"
+            );
+        }
+        return Ok(());
+    };
+    let fail = |reason: String| ServerError::Bootstrap {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let token = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let me = node.id.clone();
+    let created = node
+        .update_state(move |s| {
+            let r = s.security.bootstrap(&token, &me);
+            (matches!(r, Ok(true)), r)
+        })?
+        .map_err(|e| fail(e.to_string()))?;
+    if created {
+        tracing::info!(
+            user = riftkv_core::security::BOOTSTRAP_USER,
+            "no users yet: created the bootstrap admin from the token file"
+        );
+    }
+    Ok(())
 }
 
 /// Creates the data dir if needed and proves it is writable.

@@ -188,6 +188,25 @@ fn the_stored_form_round_trips_through_json_in_postcard() {
 }
 
 #[test]
+fn bootstrap_creates_the_first_admin_once() {
+    let mut s = SecurityState::default();
+    assert_eq!(
+        s.bootstrap("too-short", &n("1")),
+        Err(SecurityError::ShortToken)
+    );
+    assert!(s.never_had_users());
+    assert_eq!(s.bootstrap("  first-admin-token-0123\n", &n("1")), Ok(true));
+    let admin = s.authenticate("first-admin-token-0123", 0).unwrap();
+    assert_eq!(admin.user, "admin");
+    assert!(s.authorize(&admin, Permission::Admin, None));
+    assert!(!s.authorize(&admin, Permission::Get, Some(b"b")));
+    // Once a user exists (even removed), a bootstrap token changes nothing.
+    s.remove_user("admin", &n("1")).unwrap();
+    assert_eq!(s.bootstrap("another-admin-token-0123", &n("1")), Ok(false));
+    assert!(s.authenticate("another-admin-token-0123", 0).is_err());
+}
+
+#[test]
 fn tokens_are_random_and_only_hashed() {
     let a = new_token();
     assert_ne!(a, new_token());

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document of the REST API, generated from the handlers' annotations and the
 //! JSON body types (so it cannot drift from the code).
 
-use super::{admin, buckets, error, objects, render, types};
+use super::{admin, buckets, error, objects, render, types, users};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -28,6 +28,13 @@ use utoipa::OpenApi;
         admin::local,
         admin::leave,
         admin::remove,
+        users::list_users,
+        users::put_user,
+        users::delete_user,
+        users::create_token,
+        users::revoke_token,
+        users::change_grants,
+        users::list_grants,
         admin::health,
         admin::ready,
         admin::metrics,
@@ -53,12 +60,22 @@ use utoipa::OpenApi;
         admin::PreflistBody,
         admin::AcceptedBody,
         admin::HealthBody,
+        users::TokenBody,
+        users::UserBody,
+        users::UsersBody,
+        users::UserPutBody,
+        users::TokenRequestBody,
+        users::NewTokenBody,
+        users::GrantRequestBody,
+        users::GrantBody,
+        users::GrantsBody,
     )),
     tags(
         (name = "objects", description = "Values under bucket and key"),
         (name = "types", description = "Convergent counters, sets and maps in buckets with a datatype"),
         (name = "buckets", description = "Per-bucket replication and consistency defaults"),
         (name = "admin", description = "Cluster status and membership commands"),
+        (name = "security", description = "Users, bearer tokens and grants (the admin permission)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -91,6 +108,11 @@ mod tests {
         ("/v1/admin/local/{bucket}/{key}", &["get"]),
         ("/v1/admin/leave", &["post"]),
         ("/v1/admin/remove/{node_id}", &["post"]),
+        ("/v1/admin/users", &["get"]),
+        ("/v1/admin/users/{name}", &["put", "delete"]),
+        ("/v1/admin/users/{name}/tokens", &["post"]),
+        ("/v1/admin/users/{name}/tokens/{id}", &["delete"]),
+        ("/v1/admin/grants", &["get", "post"]),
         ("/health", &["get"]),
         ("/ready", &["get"]),
         ("/metrics", &["get"]),
