@@ -322,3 +322,77 @@ fn an_api_off_loopback_with_the_default_auth_refuses_to_start() {
         "{err}"
     );
 }
+
+/// Runs the real binary: (exit code, stdout, stderr).
+fn cli(args: &[&str], env_token: Option<&str>) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .env_remove("RIFTKV_TOKEN")
+        .env_remove("RIFTKV_URL");
+    if let Some(t) = env_token {
+        cmd.env("RIFTKV_TOKEN", t);
+    }
+    let out = cmd.output().expect("run riftkv");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_manages_users_and_sends_its_token() {
+    let c = auth_cluster(1);
+    let url = c.url(1);
+    let admin_cli = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--url", &url, "--token", ADMIN_TOKEN]);
+        let (code, out, err) = cli(&a, None);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    };
+    admin_cli(&["user", "add", "alice", "--group", "ops"]);
+    let token = admin_cli(&["user", "token", "alice"]).trim().to_string();
+    assert!(token.len() >= 43, "{token}");
+    admin_cli(&["user", "grant", "user:alice", "b", "put", "get"]);
+    let list = admin_cli(&["user", "list"]);
+    assert!(list.contains("alice") && list.contains("ops") && !list.contains(&token));
+
+    // The token from the flag, then from RIFTKV_TOKEN.
+    let (code, _, err) = cli(
+        &[
+            "put", "b", "k", "v", "--w", "1", "--url", &url, "--token", &token,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(
+        &["get", "b", "k", "--r", "1", "-o", "value", "--url", &url],
+        Some(&token),
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "v"), "{err}");
+    // Without a token, and with the grant revoked: a "no" from the server, exit 1.
+    let (code, _, err) = cli(&["get", "b", "k", "--r", "1", "--url", &url], None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("401"), "{err}");
+    admin_cli(&["user", "revoke", "user:alice", "b", "get"]);
+    let (code, _, err) = cli(&["get", "b", "k", "--r", "1", "--url", &url], Some(&token));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("403"), "{err}");
+    // Revoking the token itself.
+    let users: Value = serde_json::from_str(&admin_cli(&["user", "list"])).expect("json");
+    let id = users["users"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == "alice"))
+        .and_then(|u| u["tokens"][0]["id"].as_str())
+        .expect("token id")
+        .to_string();
+    admin_cli(&["user", "revoke-token", "alice", &id]);
+    let (code, _, err) = cli(
+        &["put", "b", "k", "v", "--w", "1", "--url", &url],
+        Some(&token),
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("401"), "{err}");
+    admin_cli(&["user", "remove", "alice"]);
+}

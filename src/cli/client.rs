@@ -26,6 +26,7 @@ pub struct ConnOpts {
     /// Base URL of any node's REST API
     #[arg(
         long,
+        global = true,
         env = "RIFTKV_URL",
         default_value = "http://127.0.0.1:8701",
         value_name = "http://HOST:PORT"
@@ -33,8 +34,19 @@ pub struct ConnOpts {
     pub url: String,
 
     /// Request timeout in milliseconds (also sent to the server as `timeout`)
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+
+    /// Bearer token for a node with --auth on (prefer the environment: flags are visible to
+    /// other local users)
+    #[arg(
+        long,
+        global = true,
+        env = "RIFTKV_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 /// Parses `integer|one|quorum|all` (any case) into the one quorum type; `min` is the
@@ -206,7 +218,11 @@ pub fn connect(conn: &ConnOpts) -> Result<Client, CliError> {
         .timeout
         .map(|ms| Duration::from_millis(ms) + TIMEOUT_GRACE)
         .unwrap_or(DEFAULT_HTTP_TIMEOUT);
-    ClientBuilder::new(base.as_str())
+    let builder = match &conn.token {
+        Some(t) => ClientBuilder::new(base.as_str()).token(t.clone()),
+        None => ClientBuilder::new(base.as_str()),
+    };
+    builder
         .timeout(wait)
         .timeout_grace(TIMEOUT_GRACE)
         .connect_timeout(Duration::from_secs(5))
@@ -407,6 +423,7 @@ mod tests {
             conn: ConnOpts {
                 url: "http://127.0.0.1:1".into(),
                 timeout: None,
+                token: None,
             },
             quorum: QuorumOpts::default(),
         };
@@ -454,6 +471,7 @@ mod tests {
         let conn = ConnOpts {
             url: "http://127.0.0.1:8701".into(),
             timeout: None,
+            token: None,
         };
         assert_eq!(
             q.options(&conn).query(),
@@ -565,6 +583,7 @@ mod tests {
             conn: ConnOpts {
                 url: format!("http://127.0.0.1:{port}"),
                 timeout: Some(500),
+                token: None,
             },
         };
         let e = status(&args).unwrap_err();
@@ -630,6 +649,7 @@ mod tests {
         ConnOpts {
             url,
             timeout: Some(1500),
+            token: None,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod client;
 pub mod dev;
 pub mod output;
 pub mod types;
+pub mod users;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ pub enum Command {
     Status(client::AdminArgs),
     /// Show partition ownership and preference lists
     Ring(client::AdminArgs),
+    /// Manage users, tokens and grants (a node with --auth on; needs the admin permission)
+    User(users::UserArgs),
 }
 
 /// Why a client command failed; decides the exit code.
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Map(args) => finish(types::map(&args)),
         Command::Status(args) => finish(client::status(&args)),
         Command::Ring(args) => finish(client::ring(&args)),
+        Command::User(args) => finish(users::run(&args)),
     }
 }
 
