@@ -240,7 +240,33 @@ fn every_endpoint_answers_each_kind_of_caller_as_the_contract_says() {
 
     // The audit log names refusals and admin actions, and never a token.
     let log = c.servers[0].log();
-    assert!(log.contains("audit"), "no audit line");
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains(" audit:")).collect();
+    assert!(!audit.is_empty(), "no audit line: {}", tail(&log, 20));
+    for field in [
+        "who=",
+        "action=",
+        "resource=",
+        "source=",
+        "request_id=",
+        "status=",
+    ] {
+        assert!(
+            audit.iter().all(|l| l.contains(field)),
+            "{field}: {audit:?}"
+        );
+    }
+    // An admin action names its caller; a refusal without a token names no one.
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("full") && l.contains("/v1/admin/users/{name}")),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("anonymous") && l.contains("status=401"))
+    );
     assert!(
         log.contains("status=401") && log.contains("status=403"),
         "{}",
