@@ -102,17 +102,7 @@ fn a_server_of_another_cluster_is_refused() {
 fn bad_configuration_exits_nonzero_with_one_clear_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .arg("server")
-            .args(args)
-            .output()
-            .expect("run riftkv");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = server_exit;
     let d = data.to_string_lossy().to_string();
     let (code, err) = run(&["--ring-size", "100", "--data-dir", &d]);
     assert_ne!(code, Some(0));

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # RiftKV partition tests with riftkv-jepsen (needs root, or password-less sudo: network
-# namespaces, a bridge and iptables). About 5 minutes:
+# namespaces, a bridge and iptables). About 7 minutes:
 #   1. a 60-second, 5-node `set` run under partition, kill and wipe (a node's data dir
-#      deleted) faults: must be valid (exit 0);
+#      deleted) faults, and 30-second `counter` and `crdt-set` runs (convergent data types)
+#      under partition and kill faults: must be valid (exit 0);
 #   2. the same workload on a last-write-wins bucket (the control): must report lost writes
 #      (exit 1), which proves the checker sees loss;
 #   3. a planted bug (nodes that drop writes) must be found (exit 1), a run killed with
@@ -47,6 +48,12 @@ run_expect() {
 
 echo "== riftkv-jepsen: set, 5 nodes, 60 s, partition+kill+wipe (must be valid)"
 run_expect 0 set --nodes 5 --workload set --nemesis partition,kill,wipe --time-limit 60
+
+echo "== riftkv-jepsen: counter, 5 nodes, 30 s, partition+kill (must be valid)"
+run_expect 0 counter --nodes 5 --workload counter --nemesis partition,kill --time-limit 30
+
+echo "== riftkv-jepsen: crdt-set, 5 nodes, 30 s, partition+kill (must be valid)"
+run_expect 0 crdt-set --nodes 5 --workload crdt-set --nemesis partition,kill --time-limit 30
 
 echo "== riftkv-jepsen: lww control, 5 nodes, 30 s, partition (must lose writes)"
 run_expect 1 control --nodes 5 --workload control --nemesis partition --time-limit 30 \

@@ -29,9 +29,13 @@ pub struct ConnOpts {
         global = true,
         env = "RIFTKV_URL",
         default_value = "http://127.0.0.1:8701",
-        value_name = "http://HOST:PORT"
+        value_name = "http(s)://HOST:PORT"
     )]
     pub url: String,
+
+    /// CA certificate(s) (PEM) to verify an https:// node against
+    #[arg(long, env = "RIFTKV_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 
     /// Request timeout in milliseconds (also sent to the server as `timeout`)
     #[arg(long, global = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -198,14 +202,14 @@ pub struct AdminArgs {
 pub fn parse_base_url(s: &str) -> Result<Url, CliError> {
     let url =
         Url::parse(s.trim()).map_err(|e| CliError::Usage(format!("invalid --url '{s}': {e}")))?;
-    if url.scheme() != "http" {
+    if url.scheme() != "http" && url.scheme() != "https" {
         return Err(CliError::Usage(format!(
-            "invalid --url '{s}': only http:// is supported"
+            "invalid --url '{s}': only http:// and https:// are supported"
         )));
     }
     if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
         return Err(CliError::Usage(format!(
-            "invalid --url '{s}': expected http://HOST:PORT"
+            "invalid --url '{s}': expected http(s)://HOST:PORT"
         )));
     }
     Ok(url)
@@ -218,17 +222,20 @@ pub fn connect(conn: &ConnOpts) -> Result<Client, CliError> {
         .timeout
         .map(|ms| Duration::from_millis(ms) + TIMEOUT_GRACE)
         .unwrap_or(DEFAULT_HTTP_TIMEOUT);
-    let builder = match &conn.token {
-        Some(t) => ClientBuilder::new(base.as_str()).token(t.clone()),
-        None => ClientBuilder::new(base.as_str()),
-    };
-    builder
+    let mut builder = ClientBuilder::new(base.as_str())
         .timeout(wait)
         .timeout_grace(TIMEOUT_GRACE)
         .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("riftkv-cli/", env!("CARGO_PKG_VERSION")))
-        .build_blocking()
-        .map_err(cli_error)
+        .user_agent(concat!("riftkv-cli/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = &conn.token {
+        builder = builder.token(t.clone());
+    }
+    if let Some(path) = &conn.ca {
+        let pem = std::fs::read(path)
+            .map_err(|e| CliError::Usage(format!("cannot read --ca {}: {e}", path.display())))?;
+        builder = builder.ca_pem(pem);
+    }
+    builder.build_blocking().map_err(cli_error)
 }
 
 /// The exit-code class of a client failure: a "no" from the server is 1, the rest 2.
@@ -423,6 +430,7 @@ mod tests {
             conn: ConnOpts {
                 url: "http://127.0.0.1:1".into(),
                 timeout: None,
+                ca: None,
                 token: None,
             },
             quorum: QuorumOpts::default(),
@@ -471,6 +479,7 @@ mod tests {
         let conn = ConnOpts {
             url: "http://127.0.0.1:8701".into(),
             timeout: None,
+            ca: None,
             token: None,
         };
         assert_eq!(
@@ -583,6 +592,7 @@ mod tests {
             conn: ConnOpts {
                 url: format!("http://127.0.0.1:{port}"),
                 timeout: Some(500),
+                ca: None,
                 token: None,
             },
         };
@@ -649,6 +659,7 @@ mod tests {
         ConnOpts {
             url,
             timeout: Some(1500),
+            ca: None,
             token: None,
         }
     }

@@ -35,6 +35,8 @@ pub struct Server {
     pub peer: String,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    /// Extra environment of the process (e.g. libfaketime's `LD_PRELOAD` and `FAKETIME`).
+    pub env: Vec<(String, String)>,
     pub child: Option<Child>,
 }
 
@@ -55,6 +57,7 @@ impl Server {
             .arg("server")
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -139,7 +142,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` servers: node 1 founds the cluster, the others join through it.
     pub fn start(n: usize, opts: ClusterOpts) -> Cluster {
-        let ip = unique_loopback();
+        Cluster::start_on(&unique_loopback(), n, opts)
+    }
+
+    /// As [`Cluster::start`], every server listening on `ip` (a test that must know the
+    /// address first, e.g. to issue certificates for it).
+    pub fn start_on(ip: &str, n: usize, opts: ClusterOpts) -> Cluster {
+        let ip = ip.to_string();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = Cluster {
             ip,
@@ -185,6 +194,7 @@ impl Cluster {
             peer,
             data_dir,
             args,
+            env: Vec::new(),
             child: None,
         };
         s.start();
@@ -274,6 +284,20 @@ pub fn status(url: &str) -> Option<Value> {
         .ok()?
         .json()
         .ok()
+}
+
+/// Runs `riftkv server ARGS` to its exit (for configurations it must refuse): the exit code
+/// and stderr.
+pub fn server_exit(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .arg("server")
+        .args(args)
+        .output()
+        .expect("run riftkv");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 /// Polls `f` until it returns true, panicking with `what` after `timeout`.

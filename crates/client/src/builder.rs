@@ -22,6 +22,8 @@ pub struct ClientBuilder {
     grace: Duration,
     pool_max_idle_per_host: Option<usize>,
     user_agent: String,
+    /// CA certificates (PEM) an https:// node must chain to; none trusted without them.
+    ca_pem: Option<Vec<u8>>,
     token: Option<Token>,
 }
 
@@ -45,6 +47,7 @@ impl ClientBuilder {
             grace: DEFAULT_TIMEOUT_GRACE,
             pool_max_idle_per_host: None,
             user_agent: concat!("riftkv-client/", env!("CARGO_PKG_VERSION")).to_string(),
+            ca_pem: None,
             token: None,
         }
     }
@@ -96,6 +99,27 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts the CA certificates in `pem` (one or more PEM blocks) for an https:// node. No
+    /// other authority is trusted: RiftKV nodes carry certificates of the cluster's own CA.
+    pub fn ca_pem(mut self, pem: Vec<u8>) -> ClientBuilder {
+        self.ca_pem = Some(pem);
+        self
+    }
+
+    /// The CA certificates to trust, parsed.
+    fn roots(&self) -> Result<Vec<reqwest::Certificate>, Error> {
+        let Some(pem) = &self.ca_pem else {
+            return Ok(Vec::new());
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| self.setup_error(&e))?;
+        if certs.is_empty() {
+            return Err(Error::InvalidRequest(
+                "the CA file holds no PEM certificate".to_string(),
+            ));
+        }
+        Ok(certs)
+    }
+
     fn endpoint(&self) -> Result<Endpoint, Error> {
         Ok(Endpoint::new(parse_base(&self.base)?, self.grace))
     }
@@ -112,6 +136,9 @@ impl ClientBuilder {
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(self.user_agent.clone());
+        for root in self.roots()? {
+            b = b.add_root_certificate(root);
+        }
         if let Some(n) = self.pool_max_idle_per_host {
             b = b.pool_max_idle_per_host(n);
         }
@@ -127,6 +154,9 @@ impl ClientBuilder {
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(self.user_agent.clone());
+        for root in self.roots()? {
+            b = b.add_root_certificate(root);
+        }
         if let Some(n) = self.pool_max_idle_per_host {
             b = b.pool_max_idle_per_host(n);
         }

@@ -182,14 +182,14 @@ pub fn validate_name(what: &str, s: &str, max: usize) -> Result<(), Error> {
 pub fn parse_base(s: &str) -> Result<Url, Error> {
     let url = Url::parse(s.trim())
         .map_err(|e| Error::InvalidRequest(format!("invalid base URL '{s}': {e}")))?;
-    if url.scheme() != "http" {
+    if url.scheme() != "http" && url.scheme() != "https" {
         return Err(Error::InvalidRequest(format!(
-            "invalid base URL '{s}': only http:// is supported"
+            "invalid base URL '{s}': only http:// and https:// are supported"
         )));
     }
     if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
         return Err(Error::InvalidRequest(format!(
-            "invalid base URL '{s}': expected http://HOST:PORT"
+            "invalid base URL '{s}': expected http(s)://HOST:PORT"
         )));
     }
     Ok(url)

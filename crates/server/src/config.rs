@@ -12,6 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use riftkv_core::net::tls::TlsFiles;
 use riftkv_core::types::NodeId;
 
 /// Default client API address.
@@ -281,6 +282,19 @@ settings! {
         env "RIFTKV_MAX_CONNECTIONS_PER_IP", value "N", default DEFAULT_MAX_CONNECTIONS,
         check check_limit;
 
+    /// This node's TLS certificate chain (PEM): the API serves HTTPS and peers talk over mutual
+    /// TLS; needs --tls-key and --tls-ca too [default: none, plain TCP]
+    tls_cert: PathBuf, file PathBuf => Option<PathBuf>,
+        env "RIFTKV_TLS_CERT", value "FILE", default None, check check_some_path;
+
+    /// The private key of --tls-cert (PEM)
+    tls_key: PathBuf, file PathBuf => Option<PathBuf>,
+        env "RIFTKV_TLS_KEY", value "FILE", default None, check check_some_path;
+
+    /// CA certificates (PEM) a peer's certificate must chain to (mutual TLS between nodes)
+    tls_ca: PathBuf, file PathBuf => Option<PathBuf>,
+        env "RIFTKV_TLS_CA", value "FILE", default None, check check_some_path;
+
     /// Milliseconds a client has to send a request's headers, and again its whole body;
     /// a slower client is cut off [default: 30000]
     client_timeout_ms: u64, file u64 => u64,
@@ -392,6 +406,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub client_timeout_ms: u64,
+    /// TLS on the API and between peers, when configured.
+    pub tls: Option<TlsFiles>,
     /// Whether the API requires bearer tokens.
     pub auth: AuthMode,
     /// True when `auth` was given (flag, env or file) rather than defaulted.
@@ -577,6 +593,14 @@ fn check_data_dir(value: PathBuf, origin: Origin<'_>, key: &str) -> Result<PathB
         return Err(invalid(origin, key, "''", "must not be empty"));
     }
     Ok(value)
+}
+
+fn check_some_path(
+    value: PathBuf,
+    origin: Origin<'_>,
+    key: &str,
+) -> Result<Option<PathBuf>, ConfigError> {
+    check_data_dir(value, origin, key).map(Some)
 }
 
 fn check_secret(
@@ -801,8 +825,28 @@ impl ServerConfig {
             }
             None => peer_addr,
         };
+        let tls = match (c.tls_cert.0, c.tls_key.0, c.tls_ca.0) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+            (cert, key, _) => {
+                let (o, k, v) = match (cert, key) {
+                    (Some(v), _) => (c.tls_cert.1, "tls_cert", v),
+                    (None, Some(v)) => (c.tls_key.1, "tls_key", v),
+                    (None, None) => (c.tls_ca.1, "tls_ca", PathBuf::new()),
+                };
+                return Err(invalid(
+                    o,
+                    k,
+                    v.display(),
+                    "TLS needs all three of --tls-cert, --tls-key and --tls-ca (peers verify \
+                     each other against the CA)",
+                ));
+            }
+        };
         let (cluster_secret, cluster_secret_open) = match c.cluster_secret.0 {
             Some(s) => (s, false),
+            // Peers authenticate by mutual TLS; the open key still runs the handshake inside it.
+            None if tls.is_some() => (Secret::new(OPEN_LOOPBACK_SECRET.to_string()), true),
             None => {
                 // Refuse to run open where the network can reach the peer port.
                 let exposed = [peer_addr, advertise_peer_addr]
@@ -813,8 +857,9 @@ impl ServerConfig {
                         peer_o,
                         "peer_addr",
                         addr,
-                        "is not on loopback and no cluster secret is configured; set \
-                         RIFTKV_CLUSTER_SECRET (or --cluster-secret), the same on every node",
+                        "is not on loopback and neither a cluster secret nor TLS is configured; \
+                         set RIFTKV_CLUSTER_SECRET (or --cluster-secret), the same on every \
+                         node, or --tls-cert, --tls-key and --tls-ca",
                     ));
                 }
                 (Secret::new(OPEN_LOOPBACK_SECRET.to_string()), true)
@@ -876,6 +921,7 @@ impl ServerConfig {
             max_connections: c.max_connections.0,
             max_connections_per_ip: c.max_connections_per_ip.0,
             client_timeout_ms: c.client_timeout_ms.0,
+            tls,
             auth,
             auth_explicit,
             bootstrap_token_file: c.bootstrap_token_file.0,
@@ -886,7 +932,14 @@ impl ServerConfig {
     /// Things worth a warning at startup (logged once logging is up).
     pub fn startup_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.cluster_secret_open {
+        if self.cluster_secret_open && self.tls.is_some() {
+            out.push(
+                "no cluster secret configured: peers authenticate by mutual TLS alone, and \
+                 context tokens are signed with a key that is not secret (a client could forge \
+                 one); set RIFTKV_CLUSTER_SECRET on every node"
+                    .to_string(),
+            );
+        } else if self.cluster_secret_open {
             out.push(
                 "no cluster secret configured: peers are not authenticated and context tokens \
                  are not secret, which is allowed only because the peer address is on \
@@ -1322,6 +1375,38 @@ request_timeout_ms = 700
     }
 
     #[test]
+    fn tls_comes_as_a_set_of_three_and_stands_in_for_the_secret() {
+        let e = ServerConfig::resolve(parse(&["--tls-cert", "a.crt"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--tls-cert") && e.contains("--tls-ca"), "{e}");
+        let e = ServerConfig::resolve(parse(&["--tls-key", "a.key", "--tls-ca", "ca.crt"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--tls-key"), "{e}");
+        let c = ServerConfig::resolve(parse(&[
+            "--peer-addr",
+            "10.1.2.3:8800",
+            "--tls-cert",
+            "a.crt",
+            "--tls-key",
+            "a.key",
+            "--tls-ca",
+            "ca.crt",
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.tls.as_ref().map(|t| t.ca.clone()),
+            Some(PathBuf::from("ca.crt"))
+        );
+        assert!(
+            c.startup_warnings()
+                .iter()
+                .any(|w| w.contains("mutual TLS") && w.contains("RIFTKV_CLUSTER_SECRET"))
+        );
+    }
+
+    #[test]
     fn no_secret_is_derived_from_the_cluster_name() {
         let a = ServerConfig::resolve(parse(&["--cluster-name", "a"])).unwrap();
         let b = ServerConfig::resolve(parse(&["--cluster-name", "b"])).unwrap();
@@ -1434,6 +1519,17 @@ request_timeout_ms = 700
         ("max_connections", "18", "18"),
         ("max_connections_per_ip", "19", "19"),
         ("client_timeout_ms", "20", "20"),
+        (
+            "tls_cert",
+            "/etc/riftkv/node.crt",
+            "\"/etc/riftkv/node.crt\"",
+        ),
+        (
+            "tls_key",
+            "/etc/riftkv/node.key",
+            "\"/etc/riftkv/node.key\"",
+        ),
+        ("tls_ca", "/etc/riftkv/ca.crt", "\"/etc/riftkv/ca.crt\""),
         ("auth", "on", "\"on\""),
         (
             "bootstrap_token_file",
@@ -1493,6 +1589,15 @@ request_timeout_ms = 700
             if s.key != "cluster_secret" {
                 argv.extend(["--cluster-secret".to_string(), secret.to_string()]);
             }
+            // TLS settings come as a set of three.
+            for other in ["tls_cert", "tls_key", "tls_ca"] {
+                if s.key.starts_with("tls_") && s.key != other {
+                    argv.extend([
+                        format!("--{}", other.replace('_', "-")),
+                        sample(other).0.to_string(),
+                    ]);
+                }
+            }
             let from_flag = resolve_argv(&argv).unwrap_or_else(|e| panic!("{}: {e}", s.key));
             assert_ne!(from_flag, base, "{} sample equals the default", s.key);
 
@@ -1532,6 +1637,9 @@ request_timeout_ms = 700
         ("max_connections", Some("2000000"), "2000000"),
         ("max_connections_per_ip", Some("0"), "0"),
         ("client_timeout_ms", Some("0"), "0"),
+        ("tls_cert", None, "\"\""),
+        ("tls_key", None, "\"\""),
+        ("tls_ca", None, "\"\""),
         ("auth", None, "\"maybe\""),
         ("bootstrap_token_file", None, "\"\""),
     ];

@@ -2,14 +2,16 @@
 //! can hold: open connections (in total and per IP address, closed at accept when over), and
 //! the time to send a request's headers (a slow-loris client is cut off instead of keeping a
 //! connection and a task forever). In-flight requests and body deadlines are the API's own
-//! admission (`api::admission`). On stop it stops accepting and lets open requests finish.
+//! admission (`api::admission`). With TLS configured it serves HTTPS only (the TLS handshake
+//! shares the header deadline). On stop it stops accepting and lets open requests finish.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use riftkv_core::net::limit::ConnLimiter;
+use riftkv_core::net::tls::Tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +25,10 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// Time a client has to send a request's headers (also the idle bound between requests on
-    /// a kept-alive connection).
+    /// a kept-alive connection, and the bound on a TLS handshake).
     pub header_timeout: Duration,
+    /// HTTPS with these certificates, re-read on reload.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Least time between two warnings about connections closed at accept.
@@ -85,17 +89,55 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(from));
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = limits.tls.as_ref().map(|t| t.api_acceptor());
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = conn.await {
-                tracing::debug!(%from, error = %e, "API connection ended with an error");
+            match tls {
+                None => serve_conn(&builder, watcher, stream, service, from).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_conn(&builder, watcher, tls_stream, service, from).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%from, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%from, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Serves one connection (plain or TLS) until it closes or the graceful stop ends it.
+async fn serve_conn<I, S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    service: S,
+    from: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%from, error = %e, "API connection ended with an error");
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +166,7 @@ mod tests {
             max_connections: 100,
             max_connections_per_ip: per_ip,
             header_timeout: Duration::from_millis(header_ms),
+            tls: None,
         }
     }
 

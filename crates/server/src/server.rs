@@ -46,6 +46,8 @@ pub enum ServerError {
     Signals(String),
     #[error("API server failed: {0}")]
     Serve(String),
+    #[error("{0}")]
+    Tls(#[from] riftkv_core::net::tls::TlsError),
     #[error("bootstrap token file {path}: {reason}")]
     Bootstrap { path: PathBuf, reason: String },
 }
@@ -57,8 +59,13 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     let storage: Arc<dyn Storage> = Arc::new(RocksStorage::open(&db_dir)?);
     claim_node_id(storage.as_ref(), &cfg.node_id)?;
 
+    let tls = match &cfg.tls {
+        Some(files) => Some(riftkv_core::net::tls::Tls::load(files.clone())?),
+        None => None,
+    };
     let transport = TcpTransport::bind(NetConfig {
         advertise: cfg.advertise_peer_addr.to_string(),
+        tls: tls.clone(),
         ..NetConfig::new(
             cfg.node_id.clone(),
             cfg.cluster_name.clone(),
@@ -106,8 +113,12 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
             max_connections: cfg.max_connections,
             max_connections_per_ip: cfg.max_connections_per_ip,
             header_timeout: cfg.client_timeout(),
+            tls: tls.clone(),
         },
     };
+    if let Some(tls) = tls {
+        tokio::spawn(reload_tls_on_sighup(tls));
+    }
     let outcome = serve_until_stopped(node.clone(), listener, api).await;
 
     node.stop();
@@ -139,6 +150,31 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     outcome?;
     flushed?;
     Ok(())
+}
+
+/// Re-reads the TLS certificates and key on every SIGHUP. New connections (API and peers) use
+/// the new ones; open connections keep theirs; a reload that fails keeps the old ones and says
+/// why.
+async fn reload_tls_on_sighup(tls: Arc<riftkv_core::net::tls::Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS certificates will not reload");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!(
+                cert = %tls.files().cert.display(),
+                "SIGHUP: TLS certificates reloaded"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the certificates in use")
+            }
+        }
+    }
 }
 
 /// How the API admits connections and requests.

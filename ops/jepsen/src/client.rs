@@ -1,7 +1,7 @@
 //! The harness's view of the REST API, on the blocking `riftkv-client`: every outcome
 //! classified the way the history needs it: done, certainly not done, or unknown.
 
-use riftkv_client::{ClientBuilder, Error, Object, Options, Quorum, Stage, blocking};
+use riftkv_client::{ClientBuilder, Error, Object, Options, Quorum, Stage, TypeValue, blocking};
 use std::time::Duration;
 
 /// How a request failed.
@@ -181,6 +181,49 @@ impl Client {
         match self
             .at(base)
             .and_then(|c| c.put(bucket, key, value.to_vec(), &opts))
+        {
+            Ok(_) => Ok(()),
+            Err(e) => classify_write(&e),
+        }
+    }
+
+    /// GET of a data type value at read quorum `r` (the bucket's default when `None`);
+    /// `None` for a 404 (nothing there yet). Failures are definite, as for [`Client::read`].
+    pub fn read_type(
+        &self,
+        base: &str,
+        bucket: &str,
+        key: &str,
+        r: Option<Quorum>,
+    ) -> Result<Option<TypeValue>, Failure> {
+        let opts = Options {
+            r,
+            ..Options::default()
+        };
+        match self.at(base).and_then(|c| c.get_type(bucket, key, &opts)) {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Failure::Definite(describe("read", &e))),
+        }
+    }
+
+    /// POST of a data type operation with an optional context, classified by
+    /// [`classify_write`].
+    pub fn update_type(
+        &self,
+        base: &str,
+        bucket: &str,
+        key: &str,
+        operation: &serde_json::Value,
+        context: Option<&str>,
+    ) -> Result<(), Failure> {
+        let opts = Options {
+            context: context.map(str::to_string),
+            ..Options::default()
+        };
+        match self
+            .at(base)
+            .and_then(|c| c.update_type(bucket, key, operation, &opts))
         {
             Ok(_) => Ok(()),
             Err(e) => classify_write(&e),

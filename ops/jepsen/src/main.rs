@@ -617,12 +617,18 @@ fn install_props(client: &Client, n: usize, workload: Workload) -> Result<(), St
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let want = props.get("conflict").cloned();
+    // Every node must show every prop we set (a data type bucket answers 400 to typed
+    // requests on a node that has not yet seen its datatype).
+    let shows_all = |p: &serde_json::Value| {
+        props
+            .as_object()
+            .is_some_and(|m| m.iter().all(|(k, v)| p.get(k) == Some(v)))
+    };
     loop {
         let all = (1..=n).all(|i| {
             client
                 .props(&cluster::api_url(i), bucket)
-                .is_ok_and(|p| p.get("conflict").cloned() == want)
+                .is_ok_and(|p| shows_all(&p))
         });
         if all {
             return Ok(());
@@ -767,14 +773,27 @@ fn session(
     if stopped() {
         return Err("interrupted".into());
     }
-    let finals = workload::final_reads(
-        workload,
-        recorder,
-        &admin,
-        n,
-        &keys,
-        Instant::now() + Duration::from_secs(60),
-    );
+    let mut finals = Finals::default();
+    if workload.is_typed() {
+        // Retried until every node agrees, within the convergence timeout.
+        let target = workload::FinalTarget {
+            workload,
+            recorder,
+            nodes: n,
+            keys: &keys,
+        };
+        let deadline = Instant::now() + Duration::from_secs(args.convergence_timeout.max(10));
+        finals.typed = workload::final_type_reads(&target, &admin, deadline);
+    } else {
+        finals.plain = workload::final_reads(
+            workload,
+            recorder,
+            &admin,
+            n,
+            &keys,
+            Instant::now() + Duration::from_secs(60),
+        );
+    }
     check_crashes(cluster, recorder, &mut crashes);
     if stopped() {
         return Err("interrupted".into());
@@ -802,13 +821,157 @@ fn session(
     })
 }
 
+/// One anomaly line per lost item (the first 20): `{what}: KEY {item} VALUE {how} on NODES`.
+fn lost_lines<T: std::fmt::Display>(
+    lost: &[checker::Lost<T>],
+    what: &str,
+    item: &str,
+    how: &str,
+) -> Vec<String> {
+    lost.iter()
+        .take(20)
+        .map(|l| {
+            format!(
+                "{what}: {} {item} {} {how} on {}",
+                l.key,
+                l.value,
+                l.missing_on.join(",")
+            )
+        })
+        .collect()
+}
+
+/// The final reads: plain values (set-like and register workloads) or data type values.
+#[derive(Default)]
+struct Finals {
+    plain: BTreeMap<String, BTreeMap<String, client::Read>>,
+    typed: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+/// What a data type checker found, for the summary and the anomaly list.
+struct TypedOutcome {
+    attempted: usize,
+    acked: usize,
+    lost: usize,
+    recovered: usize,
+    unexpected: usize,
+    anomalies: Vec<String>,
+    unread_keys: Vec<String>,
+}
+
+fn check_counter(
+    history: &[history::Op],
+    finals: &Finals,
+    keys: &[String],
+) -> (checker::CounterResult, TypedOutcome) {
+    let mut anomalies = Vec::new();
+    let mut values: checker::CounterFinals = BTreeMap::new();
+    for (node, m) in &finals.typed {
+        for (key, v) in m {
+            match v.as_i64() {
+                Some(x) => {
+                    values
+                        .entry(node.clone())
+                        .or_default()
+                        .insert(key.clone(), x);
+                }
+                None => anomalies.push(format!("{node} {key}: not a counter value: {v}")),
+            }
+        }
+    }
+    let r = checker::check_counter(history, &values, keys);
+    for k in r.keys.iter().filter(|k| k.lost > 0 || k.double_counted > 0) {
+        anomalies.push(format!(
+            "{}: acknowledged increments sum to {}, unknown ones to {}, final values {:?}: \
+             lost {}, double-counted {}",
+            k.key, k.ok_sum, k.info_sum, k.final_values, k.lost, k.double_counted
+        ));
+    }
+    for v in r.read_violations.iter().take(20) {
+        anomalies.push(format!(
+            "read of {} on {} at {:.3} s saw {}, more than the {} invoked before it completed",
+            v.key,
+            v.node,
+            v.time as f64 / 1e9,
+            v.value,
+            v.upper_bound
+        ));
+    }
+    for d in &r.disagreements {
+        anomalies.push(format!("nodes disagree at the end: {d}"));
+    }
+    let o = TypedOutcome {
+        attempted: r.attempted,
+        acked: r.acked,
+        lost: usize::try_from(r.lost_amount).unwrap_or(usize::MAX),
+        recovered: 0,
+        unexpected: usize::try_from(r.double_counted_amount).unwrap_or(usize::MAX),
+        anomalies,
+        unread_keys: r.unread_keys.clone(),
+    };
+    (r, o)
+}
+
+fn check_crdt_set(
+    history: &[history::Op],
+    finals: &Finals,
+    keys: &[String],
+) -> (checker::CrdtSetResult, TypedOutcome) {
+    let mut anomalies = Vec::new();
+    let mut sets: FinalReads<String> = BTreeMap::new();
+    for (node, m) in &finals.typed {
+        for (key, v) in m {
+            match v.as_array() {
+                Some(a) => {
+                    let elems = a.iter().filter_map(|x| x.as_str().map(str::to_string));
+                    sets.entry(node.clone())
+                        .or_default()
+                        .insert(key.clone(), elems.collect());
+                }
+                None => anomalies.push(format!("{node} {key}: not a set value: {v}")),
+            }
+        }
+    }
+    let r = checker::check_crdt_set(history, &sets, keys);
+    anomalies.extend(lost_lines(
+        &r.lost,
+        "lost add",
+        "element",
+        "(acknowledged, never removed) missing",
+    ));
+    for x in r.resurrected.iter().take(20) {
+        anomalies.push(format!(
+            "resurrected: {} element {} (removed, acknowledged) present on {}",
+            x.key,
+            x.value,
+            x.present_on.join(",")
+        ));
+    }
+    for (k, e) in r.phantoms.iter().take(20) {
+        anomalies.push(format!("phantom: {k} element {e} was never added"));
+    }
+    for d in &r.disagreements {
+        anomalies.push(format!("nodes disagree at the end: {d}"));
+    }
+    let o = TypedOutcome {
+        attempted: r.attempted_adds,
+        acked: r.acked_adds,
+        lost: r.lost_count + r.resurrected_count,
+        recovered: r.recovered_count,
+        unexpected: r.phantom_count,
+        anomalies,
+        unread_keys: r.unread_keys.clone(),
+    };
+    (r, o)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn evaluate(
     args: &Args,
     kinds: &[NemesisKind],
     seed: u64,
     history: &[history::Op],
-    finals: &BTreeMap<String, BTreeMap<String, client::Read>>,
+    all_finals: &Finals,
     keys: &[String],
     intervals: Vec<(Interval, &'static str)>,
     conv: convergence::Convergence,
@@ -819,9 +982,30 @@ fn evaluate(
     let workload = args.workload;
     let mut anomalies = Vec::new();
     let mut unknown = false;
-    let (mut set, mut register) = (None, None);
+    let (mut set, mut register, mut counter, mut crdt_set) = (None, None, None, None);
     let (attempted, acked, lost, recovered, unexpected);
-    if workload.is_set_like() {
+    let finals = &all_finals.plain;
+    if workload.is_typed() {
+        let o = if workload == Workload::Counter {
+            let (r, o) = check_counter(history, all_finals, keys);
+            counter = Some(r);
+            o
+        } else {
+            let (r, o) = check_crdt_set(history, all_finals, keys);
+            crdt_set = Some(r);
+            o
+        };
+        (attempted, acked, lost, recovered, unexpected) =
+            (o.attempted, o.acked, o.lost, o.recovered, o.unexpected);
+        anomalies.extend(o.anomalies);
+        if !o.unread_keys.is_empty() {
+            unknown = true;
+            notes.push(format!(
+                "no node could read {} at the end",
+                o.unread_keys.join(", ")
+            ));
+        }
+    } else if workload.is_set_like() {
         let mut sets: FinalReads<u64> = BTreeMap::new();
         for (node, m) in finals {
             for (key, read) in m {
@@ -839,14 +1023,12 @@ fn evaluate(
         lost = r.lost_count;
         recovered = r.recovered_count;
         unexpected = r.unexpected_count;
-        for l in r.lost.iter().take(20) {
-            anomalies.push(format!(
-                "lost: {} element {} (acknowledged) missing on {}",
-                l.key,
-                l.value,
-                l.missing_on.join(",")
-            ));
-        }
+        anomalies.extend(lost_lines(
+            &r.lost,
+            "lost",
+            "element",
+            "(acknowledged) missing",
+        ));
         if r.lost.len() > 20 {
             anomalies.push(format!("... and {} more lost elements", r.lost.len() - 20));
         }
@@ -887,14 +1069,12 @@ fn evaluate(
         lost = r.lost_count;
         unexpected = r.unexpected_count;
         recovered = 0;
-        for l in r.lost.iter().take(20) {
-            anomalies.push(format!(
-                "lost: {} value {} (acknowledged) neither present nor superseded on {}",
-                l.key,
-                l.value,
-                l.missing_on.join(",")
-            ));
-        }
+        anomalies.extend(lost_lines(
+            &r.lost,
+            "lost",
+            "value",
+            "(acknowledged) neither present nor superseded",
+        ));
         for (k, v) in r.unexpected.iter().take(20) {
             anomalies.push(format!("unexpected: {k} value {v} was never written"));
         }
@@ -964,6 +1144,8 @@ fn evaluate(
         notes,
         set,
         register,
+        counter,
+        crdt_set,
         fault_drop_writes: args.fault_drop_writes,
         duration_secs: duration_ns as f64 / 1e9,
     }

@@ -1,12 +1,14 @@
 //! Results of a run: `results.json`, `latency.png` and `rate.png` (fault intervals shaded),
 //! and `report.html` tying them together.
 
-use crate::checker::{Availability, Interval, RegisterResult, SetResult};
+use crate::checker::{
+    Availability, CounterResult, CrdtSetResult, Interval, RegisterResult, SetResult,
+};
 use crate::convergence::Convergence;
 use crate::history::{Op, OpType, pair};
 use plotters::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Counts of one nemesis family.
@@ -49,6 +51,12 @@ pub struct Results {
     pub set: Option<SetResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub register: Option<RegisterResult>,
+    /// The counter checker's output (lost and double-counted amounts per key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<CounterResult>,
+    /// The convergent-set checker's output (lost adds, resurrected removes, phantoms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crdt_set: Option<CrdtSetResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault_drop_writes: Option<f64>,
     pub duration_secs: f64,
@@ -309,6 +317,48 @@ fn opt_num(v: Option<f64>, unit: &str) -> String {
 }
 
 /// The HTML report.
+/// Summary rows of the data type checkers.
+fn typed_rows(r: &Results) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    if let Some(c) = &r.counter {
+        rows.push((
+            "increments: acknowledged sum / unknown sum",
+            format!("{} / {}", c.ok_sum, c.info_sum),
+        ));
+        rows.push((
+            "lost (acknowledged amount not counted)",
+            c.lost_amount.to_string(),
+        ));
+        rows.push((
+            "double-counted (amount)",
+            c.double_counted_amount.to_string(),
+        ));
+        rows.push((
+            "reads above what was invoked",
+            c.read_violations.len().to_string(),
+        ));
+        let finals: Vec<String> = c
+            .keys
+            .iter()
+            .map(|k| {
+                let vals: BTreeSet<i64> = k.final_values.values().copied().collect();
+                format!("{}={vals:?}", k.key)
+            })
+            .collect();
+        rows.push(("final values", finals.join(", ")));
+    }
+    if let Some(c) = &r.crdt_set {
+        rows.push((
+            "removes attempted / acknowledged",
+            format!("{} / {}", c.attempted_removes, c.acked_removes),
+        ));
+        rows.push(("lost adds", c.lost_count.to_string()));
+        rows.push(("resurrected removes", c.resurrected_count.to_string()));
+        rows.push(("phantom elements", c.phantom_count.to_string()));
+    }
+    rows
+}
+
 pub fn html(r: &Results, logs: &[String]) -> String {
     let verdict_color = match r.verdict.as_str() {
         "valid" => "#2a7",
@@ -338,7 +388,7 @@ pub fn html(r: &Results, logs: &[String]) -> String {
         r.seed
     ));
     s.push_str("<h2>Summary</h2><table>");
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         ("valid", r.valid.to_string()),
         ("attempted", r.attempted.to_string()),
         ("acknowledged", r.acked.to_string()),
@@ -378,6 +428,7 @@ pub fn html(r: &Results, logs: &[String]) -> String {
         ),
         ("run time", format!("{:.0} s", r.duration_secs)),
     ];
+    rows.extend(typed_rows(r));
     for (k, v) in rows {
         s.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v)));
     }
@@ -533,6 +584,8 @@ mod tests {
             notes: Vec::new(),
             set: None,
             register: None,
+            counter: None,
+            crdt_set: None,
             fault_drop_writes: None,
             duration_secs: 70.0,
         };

@@ -11,14 +11,31 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-pub(super) type FrameReader = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
-pub(super) type FrameWriter = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
+/// The read half of a peer connection: plain TCP or TLS.
+pub(super) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a peer connection: plain TCP or TLS.
+pub(super) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+pub(super) type FrameReader = FramedRead<ReadHalf, LengthDelimitedCodec>;
+pub(super) type FrameWriter = FramedWrite<WriteHalf, LengthDelimitedCodec>;
+
+/// Splits a connection into boxed halves (TLS streams split through a lock, TCP without).
+pub(super) fn split_plain(stream: tokio::net::TcpStream) -> (ReadHalf, WriteHalf) {
+    let (r, w) = stream.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+pub(super) fn split_io<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+) -> (ReadHalf, WriteHalf) {
+    let (r, w) = tokio::io::split(stream);
+    (Box::new(r), Box::new(w))
+}
 
 /// Frames queued for a connection's writer task.
 pub(super) const WRITE_QUEUE: usize = 1024;

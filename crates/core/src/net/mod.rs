@@ -17,10 +17,12 @@ pub mod limit;
 #[cfg(any(test, feature = "testkit"))]
 pub mod sim;
 pub mod tcp;
+pub mod tls;
 
 use crate::types::NodeId;
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(any(test, feature = "testkit"))]
@@ -95,6 +97,8 @@ pub struct NetConfig {
     pub max_inbound_per_ip: usize,
     /// Inbound connections accepted at once in total.
     pub max_inbound_total: usize,
+    /// Mutual TLS around every peer connection (the HMAC handshake then runs inside it).
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 impl NetConfig {
@@ -115,6 +119,7 @@ impl NetConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_inbound_per_ip: DEFAULT_MAX_INBOUND_PER_IP,
             max_inbound_total: DEFAULT_MAX_INBOUND_TOTAL,
+            tls: None,
         }
     }
 }

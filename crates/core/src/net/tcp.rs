@@ -7,8 +7,8 @@
 
 use super::backoff::Backoff;
 use super::conn::{
-    FrameReader, FrameWriter, OutConn, WRITE_QUEUE, codec, next_envelope, send_envelope,
-    write_frames,
+    FrameReader, FrameWriter, OutConn, ReadHalf, WRITE_QUEUE, WriteHalf, codec, next_envelope,
+    send_envelope, split_io, split_plain, write_frames,
 };
 use super::frame::{self, Envelope, Nonce, Payload, Refusal};
 use super::handshake::{self, Identity, Side};
@@ -85,6 +85,8 @@ struct Inner {
     refusals: Mutex<VecDeque<String>>,
     /// Open inbound connections, per remote IP and in total.
     inbound: Arc<ConnLimiter>,
+    /// Mutual TLS around every connection, when configured.
+    tls: Option<Arc<super::tls::Tls>>,
 }
 
 /// Outbound state for one peer address.
@@ -137,6 +139,7 @@ impl TcpTransport {
             counters: Counters::default(),
             refusals: Mutex::new(VecDeque::new()),
             inbound: ConnLimiter::new(cfg.max_inbound_total, cfg.max_inbound_per_ip),
+            tls: cfg.tls.clone(),
         });
         let task = tokio::spawn(inner.clone().accept_loop(listener));
         Ok(Arc::new(TcpTransport {
@@ -394,6 +397,36 @@ impl Inner {
         }
     }
 
+    /// The halves of an accepted connection: as they are, or after a TLS handshake in which
+    /// the peer's certificate chained to the CA (bounded by the handshake timeout).
+    async fn accept_io(
+        &self,
+        stream: TcpStream,
+        from: SocketAddr,
+    ) -> Option<(ReadHalf, WriteHalf)> {
+        let Some(tls) = &self.tls else {
+            return Some(split_plain(stream));
+        };
+        let accept = tls.peer_acceptor().accept(stream);
+        let outcome = tokio::select! {
+            _ = self.shutdown.cancelled() => return None,
+            r = tokio::time::timeout(self.connect_timeout, accept) => r,
+        };
+        match outcome {
+            Ok(Ok(s)) => Some(split_io(s)),
+            Ok(Err(e)) => {
+                let msg = format!("TLS handshake with {from} failed: {e}");
+                warn!(node = %self.ident.node_id, "refused peer connection: {msg}");
+                self.record_refusal(msg);
+                None
+            }
+            Err(_) => {
+                warn!(node = %self.ident.node_id, %from, "peer TLS handshake timed out; closing connection");
+                None
+            }
+        }
+    }
+
     /// Serves one inbound connection: handshake, then requests until either side closes.
     async fn serve_inbound(
         self: Arc<Self>,
@@ -402,7 +435,9 @@ impl Inner {
         _slot: ConnPermit,
     ) {
         let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
+        let Some((r, w)) = self.accept_io(stream, from).await else {
+            return;
+        };
         // Until the peer proves it is a member, only handshake-sized frames.
         let mut reader = FramedRead::new(r, codec(HANDSHAKE_MAX_FRAME_BYTES));
         let mut writer = FramedWrite::new(w, codec(self.max_frame));
@@ -594,7 +629,23 @@ impl Inner {
                 .await
                 .map_err(|e| NetError::Unreachable(format!("cannot connect to {addr}: {e}")))?;
             let _ = stream.set_nodelay(true);
-            let (r, w) = stream.into_split();
+            let (r, w) = match &self.tls {
+                None => split_plain(stream),
+                Some(tls) => {
+                    let name = super::tls::server_name(addr).map_err(NetError::Refused)?;
+                    let s = tls
+                        .peer_connector()
+                        .connect(name, stream)
+                        .await
+                        .map_err(|e| {
+                            let msg = format!("TLS handshake with {addr} failed: {e}");
+                            warn!(node = %self.ident.node_id, "peer refused: {msg}");
+                            self.record_refusal(msg.clone());
+                            NetError::Refused(msg)
+                        })?;
+                    split_io(s)
+                }
+            };
             // The listener is not authenticated until it answers the challenge either.
             let mut reader = FramedRead::new(r, codec(HANDSHAKE_MAX_FRAME_BYTES));
             let mut writer = FramedWrite::new(w, codec(self.max_frame));

@@ -689,3 +689,78 @@ async fn inbound_connections_are_bounded_per_address_and_in_total() {
     })
     .await;
 }
+
+mod tls {
+    use super::*;
+    use crate::net::tls::Tls;
+    use crate::net::tls::tests::TestCa;
+
+    async fn tls_node(
+        id: &str,
+        files: crate::net::tls::TlsFiles,
+    ) -> (Arc<TcpTransport>, Arc<TestHandler>) {
+        let tls = Tls::load(files).unwrap();
+        node_with(id, |c| c.tls = Some(tls)).await
+    }
+
+    #[tokio::test]
+    async fn peers_with_certificates_of_the_cluster_ca_talk_over_mutual_tls() {
+        bounded(async {
+            let dir = tempfile::tempdir().unwrap();
+            let ca = TestCa::new();
+            let (a, _) = tls_node("a", ca.issue(dir.path(), "a", "127.0.0.1")).await;
+            let (srv, h) = tls_node("b", ca.issue(dir.path(), "b", "127.0.0.1")).await;
+            let to = srv.local_addr();
+            let answer = a.call(&to, b("over tls"), CALL).await.unwrap();
+            assert!(answer.ends_with(b"over tls"));
+            assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+            assert_eq!(srv.stats().inbound_authenticated, 1);
+            shutdown_all(&[&a, &srv]).await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_peer_with_a_certificate_of_another_ca_or_none_is_refused() {
+        bounded(async {
+            let dir = tempfile::tempdir().unwrap();
+            let ca = TestCa::new();
+            let (srv, h) = tls_node("b", ca.issue(dir.path(), "b", "127.0.0.1")).await;
+            let to = srv.local_addr();
+
+            // Same secret and cluster, but a certificate from another CA.
+            let stranger_ca = TestCa::new();
+            let mut stranger_files = stranger_ca.issue(dir.path(), "x", "127.0.0.1");
+            // It even trusts the cluster's CA: its own certificate is what gives it away.
+            stranger_files.ca = ca.issue(dir.path(), "ca-copy", "127.0.0.1").ca;
+            let (x, _) = tls_node("x", stranger_files).await;
+            let e = x.call(&to, b("let me in"), CALL).await.unwrap_err();
+            // Under TLS 1.3 the dialler learns of the refusal from an alert on its first read.
+            assert!(
+                matches!(
+                    e,
+                    NetError::Refused(_) | NetError::Unreachable(_) | NetError::Codec(_)
+                ),
+                "{e:?}"
+            );
+
+            // A node without TLS at all.
+            let (plain, _) = node("p").await;
+            assert!(plain.call(&to, b("hello?"), CALL).await.is_err());
+
+            assert_eq!(
+                h.calls.load(Ordering::SeqCst),
+                0,
+                "nothing reached the handler"
+            );
+            assert_eq!(srv.stats().inbound_authenticated, 0);
+            let refusals = refusals_of(&srv).await;
+            assert!(
+                refusals.iter().any(|r| r.contains("TLS handshake")),
+                "{refusals:?}"
+            );
+            shutdown_all(&[&x, &plain, &srv]).await;
+        })
+        .await;
+    }
+}
