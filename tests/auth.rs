@@ -422,3 +422,38 @@ fn the_cli_manages_users_and_sends_its_token() {
     assert!(err.contains("401"), "{err}");
     admin_cli(&["user", "remove", "alice"]);
 }
+
+#[test]
+fn a_bootstrap_token_shorter_than_16_bytes_stops_the_node_with_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("short.token");
+    std::fs::write(&token_file, "  too-short \n").expect("token file");
+    let ip = unique_loopback();
+    let out = std::process::Command::new(BIN)
+        .args(["server", "--auth", "on", "--bootstrap-token-file"])
+        .arg(&token_file)
+        .args([
+            "--api-addr",
+            &format!("{ip}:8701"),
+            "--peer-addr",
+            &format!("{ip}:8801"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        // A secret, so the only startup warning (an open loopback peer port) stays away.
+        .env("RIFTKV_CLUSTER_SECRET", "auth-test-secret-0123456789")
+        .output()
+        .expect("run riftkv server");
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        !dir.path().join("d").exists(),
+        "checked before anything is written"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("at least 16 bytes") && !lines[0].contains("too-short"),
+        "{err}"
+    );
+}

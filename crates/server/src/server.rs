@@ -54,6 +54,7 @@ pub enum ServerError {
 
 /// Runs one node until SIGTERM/SIGINT or until it has left the cluster.
 pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
+    let bootstrap_token = read_bootstrap_token(&cfg)?;
     prepare_data_dir(&cfg.data_dir)?;
     let db_dir = cfg.data_dir.join("db");
     let storage: Arc<dyn Storage> = Arc::new(RocksStorage::open(&db_dir)?);
@@ -94,7 +95,7 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     )?;
     transport.set_handler(Arc::new(RpcHandler(node.clone())));
     if cfg.auth == crate::config::AuthMode::On {
-        bootstrap_admin(&node, cfg.bootstrap_token_file.as_deref())?;
+        bootstrap_admin(&node, bootstrap_token)?;
     }
     let duties = start_background(&node);
     tracing::info!(
@@ -228,10 +229,33 @@ async fn serve_until_stopped(
     }
 }
 
-/// With auth on: creates the first admin from the bootstrap token file when the cluster has
-/// never had a user (the token is read, trimmed and checked; it is never logged).
-fn bootstrap_admin(node: &Node, file: Option<&Path>) -> Result<(), ServerError> {
-    let Some(path) = file else {
+/// With auth on, the bootstrap token from its file, read and checked before anything is opened
+/// or bound (a bad file stops the node with one line; the token is never logged).
+fn read_bootstrap_token(cfg: &ServerConfig) -> Result<Option<String>, ServerError> {
+    let Some(path) = cfg.bootstrap_token_file.as_deref() else {
+        return Ok(None);
+    };
+    if cfg.auth != crate::config::AuthMode::On {
+        return Ok(None);
+    }
+    let fail = |reason: String| ServerError::Bootstrap {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let token = text.trim().to_string();
+    if token.len() < riftkv_core::security::MIN_TOKEN_LEN {
+        return Err(fail(
+            riftkv_core::security::SecurityError::ShortToken.to_string(),
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// With auth on: creates the first admin from the bootstrap token when the cluster has never
+/// had a user.
+fn bootstrap_admin(node: &Node, token: Option<String>) -> Result<(), ServerError> {
+    let Some(token) = token else {
         if node.state.read().security.never_had_users() {
             tracing::warn!(
                 "auth is on and this node knows no users yet: every request but /health and \
@@ -241,18 +265,16 @@ fn bootstrap_admin(node: &Node, file: Option<&Path>) -> Result<(), ServerError> 
         }
         return Ok(());
     };
-    let fail = |reason: String| ServerError::Bootstrap {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let token = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
     let me = node.id.clone();
     let created = node
         .update_state(move |s| {
             let r = s.security.bootstrap(&token, &me);
             (matches!(r, Ok(true)), r)
         })?
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| ServerError::Bootstrap {
+            path: PathBuf::from("--bootstrap-token-file"),
+            reason: e.to_string(),
+        })?;
     if created {
         tracing::info!(
             user = riftkv_core::security::BOOTSTRAP_USER,
