@@ -3,14 +3,32 @@
 
 use super::{admin, buckets, error, objects, render, types, users};
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The bearer token scheme (nodes with `--auth on`); every route but the probes uses it.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     info(
         title = "RiftKV",
         description = "Dynamo-style, sloppy-quorum key-value store. Every error answers \
-            {\"error\": code, \"message\": sentence, ...}."
+            {\"error\": code, \"message\": sentence, ...}. With --auth on, every route but \
+            /health and /ready needs Authorization: Bearer TOKEN (401 without a valid token, \
+            403 without the route's permission)."
     ),
     paths(
         objects::get_object,
@@ -131,6 +149,16 @@ mod tests {
                 assert!(item.get(*m).is_some(), "missing {m} {path}");
             }
         }
+    }
+
+    #[test]
+    fn document_declares_the_bearer_scheme() {
+        let v = serde_json::to_value(document()).unwrap();
+        assert_eq!(
+            v["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(v["security"][0]["bearer"], serde_json::json!([]));
     }
 
     #[test]
