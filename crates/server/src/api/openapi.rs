@@ -159,6 +159,14 @@ mod tests {
             "bearer"
         );
         assert_eq!(v["security"][0]["bearer"], serde_json::json!([]));
+        // The probes need nothing: an empty requirement overrides the global one.
+        for probe in ["/health", "/ready"] {
+            assert_eq!(
+                v["paths"][probe]["get"]["security"],
+                serde_json::json!([{}]),
+                "{probe}"
+            );
+        }
     }
 
     #[test]
