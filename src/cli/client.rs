@@ -34,7 +34,7 @@ pub struct ConnOpts {
     pub url: String,
 
     /// CA certificate(s) (PEM) to verify an https:// node against
-    #[arg(long, env = "RIFTKV_CA", value_name = "FILE")]
+    #[arg(long, global = true, env = "RIFTKV_CA", value_name = "FILE")]
     pub ca: Option<std::path::PathBuf>,
 
     /// Request timeout in milliseconds (also sent to the server as `timeout`)
