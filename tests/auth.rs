@@ -13,6 +13,11 @@ const ADMIN_TOKEN: &str = "bootstrap-admin-token-0123456789";
 
 /// A cluster of `n` nodes with auth on, bootstrapped with [`ADMIN_TOKEN`], settled.
 fn auth_cluster(n: usize) -> Cluster {
+    auth_cluster_with(n, &[])
+}
+
+/// [`auth_cluster`] with more server flags.
+fn auth_cluster_with(n: usize, extra: &[&str]) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).expect("token file");
@@ -23,6 +28,7 @@ fn auth_cluster(n: usize) -> Cluster {
         "--bootstrap-token-file".into(),
         token_file.display().to_string(),
     ]);
+    opts.extra_args.extend(extra.iter().map(|a| a.to_string()));
     let c = Cluster::start(n, opts);
     // The file is read at start; keep it until every node has started.
     for i in 1..=n {
@@ -457,4 +463,41 @@ fn a_bootstrap_token_shorter_than_16_bytes_stops_the_node_with_one_line() {
         lines[0].contains("at least 16 bytes") && !lines[0].contains("too-short"),
         "{err}"
     );
+}
+
+#[test]
+fn with_json_logs_each_audit_event_is_one_json_line_with_its_fields() {
+    let c = auth_cluster_with(1, &["--log-format", "json"]);
+    let url = c.url(1);
+    admin(&url, "PUT", "/v1/admin/users/carol", json!({}));
+    let (code, _) = call(client().get(format!("{url}/v1/kv/b/k")), None).expect("call");
+    assert_eq!(code, 401);
+    let log = c.servers[0].log();
+    let events: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "audit")
+        .collect();
+    let find = |status: u64, who: &str, action: &str| {
+        events
+            .iter()
+            .find(|e| {
+                let f = &e["fields"];
+                f["status"] == status && f["who"] == who && f["action"] == action
+            })
+            .unwrap_or_else(|| panic!("no audit event {action} {status} by {who}: {events:?}"))
+    };
+    let put = find(200, "admin", "PUT /v1/admin/users/{name}");
+    assert_eq!(put["fields"]["resource"], "/v1/admin/users/carol");
+    let refused = find(401, "anonymous", "GET /v1/kv/{bucket}/{key}");
+    assert_eq!(refused["fields"]["resource"], "bucket:b");
+    for e in [put, refused] {
+        for field in ["source", "request_id"] {
+            assert!(
+                e["fields"][field].as_str().is_some_and(|s| !s.is_empty()),
+                "{field}: {e}"
+            );
+        }
+    }
+    assert!(!log.contains(ADMIN_TOKEN));
 }
