@@ -26,6 +26,7 @@ pub struct ConnOpts {
     /// Base URL of any node's REST API
     #[arg(
         long,
+        global = true,
         env = "RIFTKV_URL",
         default_value = "http://127.0.0.1:8701",
         value_name = "http(s)://HOST:PORT"
@@ -33,12 +34,23 @@ pub struct ConnOpts {
     pub url: String,
 
     /// CA certificate(s) (PEM) to verify an https:// node against
-    #[arg(long, env = "RIFTKV_CA", value_name = "FILE")]
+    #[arg(long, global = true, env = "RIFTKV_CA", value_name = "FILE")]
     pub ca: Option<std::path::PathBuf>,
 
     /// Request timeout in milliseconds (also sent to the server as `timeout`)
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+
+    /// Bearer token for a node with --auth on (prefer the environment: flags are visible to
+    /// other local users)
+    #[arg(
+        long,
+        global = true,
+        env = "RIFTKV_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 /// Parses `integer|one|quorum|all` (any case) into the one quorum type; `min` is the
@@ -215,6 +227,9 @@ pub fn connect(conn: &ConnOpts) -> Result<Client, CliError> {
         .timeout_grace(TIMEOUT_GRACE)
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("riftkv-cli/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = &conn.token {
+        builder = builder.token(t.clone());
+    }
     if let Some(path) = &conn.ca {
         let pem = std::fs::read(path)
             .map_err(|e| CliError::Usage(format!("cannot read --ca {}: {e}", path.display())))?;
@@ -395,7 +410,8 @@ mod tests {
     fn bad_base_urls_are_usage_errors() {
         for bad in [
             "127.0.0.1:8701",
-            "https://x:1",
+            "gopher://x:1",
+            "https://x:1/?a=1",
             "http://x/?a=1",
             "not a url",
             "ftp://x",
@@ -404,6 +420,7 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{bad}");
         }
         assert!(parse_base_url("http://localhost:9000/riftkv/").is_ok());
+        assert!(parse_base_url("https://node1.example:8701").is_ok());
     }
 
     #[test]
@@ -416,6 +433,7 @@ mod tests {
                 url: "http://127.0.0.1:1".into(),
                 timeout: None,
                 ca: None,
+                token: None,
             },
             quorum: QuorumOpts::default(),
         };
@@ -464,6 +482,7 @@ mod tests {
             url: "http://127.0.0.1:8701".into(),
             timeout: None,
             ca: None,
+            token: None,
         };
         assert_eq!(
             q.options(&conn).query(),
@@ -576,6 +595,7 @@ mod tests {
                 url: format!("http://127.0.0.1:{port}"),
                 timeout: Some(500),
                 ca: None,
+                token: None,
             },
         };
         let e = status(&args).unwrap_err();
@@ -642,6 +662,7 @@ mod tests {
             url,
             timeout: Some(1500),
             ca: None,
+            token: None,
         }
     }
 

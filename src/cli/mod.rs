@@ -8,6 +8,7 @@ pub mod client;
 pub mod dev;
 pub mod output;
 pub mod types;
+pub mod users;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ pub enum Command {
     /// YCSB-style load generator against RiftKV, etcd or Redis (workloads a-f, open or
     /// closed loop, latency percentiles)
     Bench(Box<bench::BenchArgs>),
+    /// Manage users, tokens and grants (a node with --auth on; needs the admin permission)
+    User(users::UserArgs),
 }
 
 /// Why a client command failed; decides the exit code.
@@ -107,6 +110,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => finish(client::status(&args)),
         Command::Ring(args) => finish(client::ring(&args)),
         Command::Bench(args) => ExitCode::from(bench::run(&args)),
+        Command::User(args) => finish(users::run(&args)),
     }
 }
 

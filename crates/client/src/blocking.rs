@@ -130,6 +130,25 @@ impl Client {
         self.admin_json("/v1/admin/ring")
     }
 
+    /// An admin call (users, tokens, grants; see [`Endpoint::admin_request`]): the answer's
+    /// JSON, or null when it has no body.
+    pub fn admin(
+        &self,
+        method: reqwest::Method,
+        literal: &str,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<Value, Error> {
+        let req = self
+            .endpoint
+            .admin_request(method, literal, segments, body)?;
+        let resp = self.execute(req)?;
+        if resp.is_success() && resp.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        response::decode_json(&resp, literal)
+    }
+
     fn admin_json(&self, path: &str) -> Result<Value, Error> {
         let resp = self.execute(self.endpoint.admin_get(path)?)?;
         response::decode_json(&resp, path)

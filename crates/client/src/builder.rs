@@ -24,6 +24,17 @@ pub struct ClientBuilder {
     user_agent: String,
     /// CA certificates (PEM) an https:// node must chain to; none trusted without them.
     ca_pem: Option<Vec<u8>>,
+    token: Option<Token>,
+}
+
+/// A bearer token that never shows in `Debug` output.
+#[derive(Clone)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 impl ClientBuilder {
@@ -37,7 +48,28 @@ impl ClientBuilder {
             pool_max_idle_per_host: None,
             user_agent: concat!("riftkv-client/", env!("CARGO_PKG_VERSION")).to_string(),
             ca_pem: None,
+            token: None,
         }
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request (a node with `--auth on`).
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
+        self.token = Some(Token(token.into()));
+        self
+    }
+
+    /// The headers every request carries: the bearer token, marked sensitive.
+    fn default_headers(&self) -> Result<reqwest::header::HeaderMap, Error> {
+        let mut h = reqwest::header::HeaderMap::new();
+        if let Some(Token(t)) = &self.token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+                .map_err(|_| {
+                    Error::InvalidRequest("the token is not a valid header value".into())
+                })?;
+            v.set_sensitive(true);
+            h.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        Ok(h)
     }
 
     /// The wait of a request that sets no `timeout` option.
@@ -100,6 +132,7 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, Error> {
         let endpoint = self.endpoint()?;
         let mut b = reqwest::Client::builder()
+            .default_headers(self.default_headers()?)
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(self.user_agent.clone());
@@ -117,6 +150,7 @@ impl ClientBuilder {
     pub fn build_blocking(self) -> Result<blocking::Client, Error> {
         let endpoint = self.endpoint()?;
         let mut b = reqwest::blocking::Client::builder()
+            .default_headers(self.default_headers()?)
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(self.user_agent.clone());

@@ -402,6 +402,27 @@ impl Endpoint {
         Request::new(Method::GET, url).header(ACCEPT, "application/json")
     }
 
+    /// A request to an admin route (`literal` then `segments`, each one encoded path
+    /// segment) with an optional JSON body: users, tokens and grants.
+    pub fn admin_request(
+        &self,
+        method: Method,
+        literal: &str,
+        segments: &[&str],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Request, Error> {
+        let url = self.url(literal, segments, &[])?;
+        let req = Request::new(method, url).header(ACCEPT, "application/json")?;
+        match body {
+            Some(b) => {
+                let bytes = serde_json::to_vec(b)
+                    .map_err(|e| Error::InvalidRequest(format!("cannot encode the body: {e}")))?;
+                Ok(req.header(CONTENT_TYPE, "application/json")?.body(bytes))
+            }
+            None => Ok(req),
+        }
+    }
+
     /// `GET /v1/admin/{what}/{bucket}/{key}` (`preflist`, `local`).
     pub fn admin_key(&self, what: &str, bucket: &str, key: &str) -> Result<Request, Error> {
         validate_name("bucket", bucket, MAX_BUCKET_BYTES)?;
@@ -454,7 +475,8 @@ mod tests {
         );
         for bad in [
             "127.0.0.1:8701",
-            "https://x:1",
+            "gopher://x:1",
+            "https://x:1/?a=1",
             "http://x/?a=1",
             "not a url",
         ] {

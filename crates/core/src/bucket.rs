@@ -32,20 +32,7 @@ pub struct BucketProps {
 /// Serde adapter for [`BucketProps`] inside the ring state: the props as one JSON string, so
 /// the surrounding postcard encoding (which is not self-describing) never depends on the
 /// props' fields.
-pub mod stored {
-    use super::BucketProps;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error as _, ser::Error as _};
-
-    pub fn serialize<S: Serializer>(p: &BucketProps, s: S) -> Result<S::Ok, S::Error> {
-        let json = serde_json::to_string(p).map_err(S::Error::custom)?;
-        s.serialize_str(&json)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BucketProps, D::Error> {
-        let json = String::deserialize(d)?;
-        serde_json::from_str(&json).map_err(|e| D::Error::custom(format!("bucket props: {e}")))
-    }
-}
+pub use crate::json_field as stored;
 
 /// Longest TTL, per write or as a bucket's default: ten years, in seconds.
 pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;

@@ -8,6 +8,7 @@
 //! - [`storage`]: the storage seam, RocksDB and in-memory backends, on-disk formats;
 //! - [`net`]: the peer transport seam, TCP and an in-process network with fault filters;
 //! - [`datatype`]: data type states (counters, sets, maps) stored as object siblings;
+//! - [`security`]: users, bearer tokens, groups and grants, and the rules over them;
 //! - [`merkle`]: anti-entropy trees; [`bucket`]: bucket properties; [`fault`]: planted bugs
 //!   for tests.
 
@@ -16,9 +17,11 @@ pub use riftkv_types as types;
 pub mod bucket;
 pub mod datatype;
 pub mod fault;
+pub mod json_field;
 pub mod membership;
 pub mod merkle;
 pub mod net;
 pub mod ring;
+pub mod security;
 pub mod storage;
 pub mod version;

@@ -70,6 +70,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether the API requires bearer tokens (`--auth on|off`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every request but `/health` and `/ready` needs a valid bearer token.
+    On,
+    /// Every client that reaches the API port may do everything.
+    #[default]
+    Off,
+}
+
 /// Declares every server setting once. One entry gives the setting's name (the field, which is
 /// also the TOML key and, with dashes, the flag), its help (the doc comment, shown by `--help`),
 /// its environment variable, the type accepted from flags/env and from the file, its default
@@ -289,6 +300,19 @@ settings! {
     client_timeout_ms: u64, file u64 => u64,
         env "RIFTKV_CLIENT_TIMEOUT_MS", value "MS", default DEFAULT_CLIENT_TIMEOUT_MS,
         check positive_ms;
+
+    /// Require a bearer token on every API request except /health and /ready. A node whose
+    /// --api-addr is not on loopback must be told explicitly: on, or off to serve an open API
+    /// on purpose [default: off]
+    auth: AuthMode, file AuthMode => Option<AuthMode>,
+        env "RIFTKV_AUTH", value "on|off", default None, check accept_some;
+
+    /// File holding the first admin's token (at least 16 bytes, surrounding whitespace
+    /// trimmed): with --auth on and no users in the cluster yet, user admin is created with
+    /// the admin permission and this token
+    bootstrap_token_file: PathBuf, file PathBuf => Option<PathBuf>,
+        env "RIFTKV_BOOTSTRAP_TOKEN_FILE", value "FILE", default None,
+        check check_token_file;
 }
 
 /// Seeds in the file may be a list of strings or one comma-separated string, like the flag.
@@ -384,6 +408,11 @@ pub struct ServerConfig {
     pub client_timeout_ms: u64,
     /// TLS on the API and between peers, when configured.
     pub tls: Option<TlsFiles>,
+    /// Whether the API requires bearer tokens.
+    pub auth: AuthMode,
+    /// True when `auth` was given (flag, env or file) rather than defaulted.
+    pub auth_explicit: bool,
+    pub bootstrap_token_file: Option<PathBuf>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -433,6 +462,12 @@ impl FromEnv for PathBuf {
 impl FromEnv for bool {
     fn is_env_value(&self, raw: &str) -> bool {
         raw.parse() == Ok(*self)
+    }
+}
+
+impl FromEnv for AuthMode {
+    fn is_env_value(&self, raw: &str) -> bool {
+        AuthMode::from_str(raw, true) == Ok(*self)
     }
 }
 
@@ -640,6 +675,18 @@ fn accept<T>(value: T, _origin: Origin<'_>, _key: &str) -> Result<T, ConfigError
     Ok(value)
 }
 
+fn accept_some<T>(value: T, _origin: Origin<'_>, _key: &str) -> Result<Option<T>, ConfigError> {
+    Ok(Some(value))
+}
+
+fn check_token_file(
+    value: PathBuf,
+    origin: Origin<'_>,
+    key: &str,
+) -> Result<Option<PathBuf>, ConfigError> {
+    check_data_dir(value, origin, key).map(Some)
+}
+
 fn parse_seeds(
     list: SeedList,
     origin: Origin<'_>,
@@ -828,6 +875,21 @@ impl ServerConfig {
                 &format!("must not exceed the ring size {ring_size}"),
             ));
         }
+        let (auth, auth_explicit) = match c.auth.0 {
+            Some(mode) => (mode, true),
+            None if !api_addr.ip().is_loopback() => {
+                return Err(invalid(
+                    Origin::Default,
+                    "auth",
+                    "off (the default)",
+                    &format!(
+                        "the API address {api_addr} is not on loopback; set --auth on, or \
+                         --auth off to serve an open API on purpose"
+                    ),
+                ));
+            }
+            None => (AuthMode::Off, false),
+        };
         let node_id = c
             .node_id
             .0
@@ -860,6 +922,9 @@ impl ServerConfig {
             max_connections_per_ip: c.max_connections_per_ip.0,
             client_timeout_ms: c.client_timeout_ms.0,
             tls,
+            auth,
+            auth_explicit,
+            bootstrap_token_file: c.bootstrap_token_file.0,
             config_file,
         })
     }
@@ -883,6 +948,16 @@ impl ServerConfig {
             );
         } else if self.cluster_secret.expose().len() < 16 {
             out.push("the cluster secret is shorter than 16 bytes; use a longer one".to_string());
+        }
+        if self.auth == AuthMode::Off && !self.api_addr.ip().is_loopback() {
+            out.push(format!(
+                "--auth off: the API on {} is open to every client that reaches it (any \
+                 request may read, write or administer)",
+                self.api_addr
+            ));
+        }
+        if self.auth == AuthMode::Off && self.bootstrap_token_file.is_some() {
+            out.push("--bootstrap-token-file is ignored while --auth is off".to_string());
         }
         if !self.hinted_handoff {
             out.push("hinted handoff is disabled: writes to unreachable owners are not stored on fallbacks".to_string());
@@ -1160,6 +1235,8 @@ request_timeout_ms = 700
             "10.0.0.5:8800",
             "--api-addr",
             "0.0.0.0:8700",
+            "--auth",
+            "on",
             "--cluster-secret",
             "0123456789abcdef0123",
         ]))
@@ -1168,6 +1245,57 @@ request_timeout_ms = 700
         assert_eq!(c.advertise_peer_addr, "10.0.0.5:8800".parse().unwrap());
         assert_eq!(c.advertise_api_addr, "0.0.0.0:8700".parse().unwrap());
         assert!(ServerConfig::resolve(parse(&["--advertise-peer-addr", "0.0.0.0:1"])).is_err());
+    }
+
+    #[test]
+    fn an_api_off_loopback_needs_auth_given_explicitly() {
+        let secret = ["--cluster-secret", "0123456789abcdef0123"];
+        let off_loopback = ["--api-addr", "192.0.2.7:8700"];
+        let err = ServerConfig::resolve(parse(&[&off_loopback[..], &secret[..]].concat()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("set --auth on, or --auth off to serve an open API on purpose")
+                && err.contains("192.0.2.7:8700")
+                && !err.contains('\n'),
+            "{err}"
+        );
+        let open = ServerConfig::resolve(parse(
+            &[&off_loopback[..], &secret[..], &["--auth", "off"][..]].concat(),
+        ))
+        .unwrap();
+        assert_eq!((open.auth, open.auth_explicit), (AuthMode::Off, true));
+        assert!(
+            open.startup_warnings()
+                .iter()
+                .any(|w| w.contains("--auth off") && w.contains("open")),
+            "{:?}",
+            open.startup_warnings()
+        );
+        let on = ServerConfig::resolve(parse(
+            &[&off_loopback[..], &secret[..], &["--auth", "on"][..]].concat(),
+        ))
+        .unwrap();
+        assert_eq!(on.auth, AuthMode::On);
+        assert!(on.startup_warnings().iter().all(|w| !w.contains("--auth")));
+        // On loopback the default stays off, silently.
+        let local = ServerConfig::resolve(parse(&[])).unwrap();
+        assert_eq!((local.auth, local.auth_explicit), (AuthMode::Off, false));
+        assert!(
+            local
+                .startup_warnings()
+                .iter()
+                .all(|w| !w.contains("--auth"))
+        );
+        // The file counts as explicit too.
+        let f = write_toml("auth = \"off\"\n");
+        let from_file = ServerConfig::resolve(args_with(|a| {
+            a.api_addr = Some("192.0.2.7:8700".into());
+            a.cluster_secret = Some("0123456789abcdef0123".into());
+            a.config = Some(f.path().to_path_buf());
+        }))
+        .unwrap();
+        assert!(from_file.auth_explicit);
     }
 
     #[test]
@@ -1402,6 +1530,12 @@ request_timeout_ms = 700
             "\"/etc/riftkv/node.key\"",
         ),
         ("tls_ca", "/etc/riftkv/ca.crt", "\"/etc/riftkv/ca.crt\""),
+        ("auth", "on", "\"on\""),
+        (
+            "bootstrap_token_file",
+            "/etc/riftkv/bootstrap-token",
+            "\"/etc/riftkv/bootstrap-token\"",
+        ),
     ];
 
     fn sample(key: &str) -> (&'static str, &'static str) {
@@ -1506,6 +1640,8 @@ request_timeout_ms = 700
         ("tls_cert", None, "\"\""),
         ("tls_key", None, "\"\""),
         ("tls_ca", None, "\"\""),
+        ("auth", None, "\"maybe\""),
+        ("bootstrap_token_file", None, "\"\""),
     ];
 
     #[test]

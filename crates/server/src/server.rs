@@ -48,10 +48,13 @@ pub enum ServerError {
     Serve(String),
     #[error("{0}")]
     Tls(#[from] riftkv_core::net::tls::TlsError),
+    #[error("bootstrap token file {path}: {reason}")]
+    Bootstrap { path: PathBuf, reason: String },
 }
 
 /// Runs one node until SIGTERM/SIGINT or until it has left the cluster.
 pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
+    let bootstrap_token = read_bootstrap_token(&cfg)?;
     prepare_data_dir(&cfg.data_dir)?;
     let db_dir = cfg.data_dir.join("db");
     let storage: Arc<dyn Storage> = Arc::new(RocksStorage::open(&db_dir)?);
@@ -91,6 +94,9 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
         Metrics::new(),
     )?;
     transport.set_handler(Arc::new(RpcHandler(node.clone())));
+    if cfg.auth == crate::config::AuthMode::On {
+        bootstrap_admin(&node, bootstrap_token)?;
+    }
     let duties = start_background(&node);
     tracing::info!(
         node_id = %node.id,
@@ -103,6 +109,7 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
 
     let api = Api {
         admission: crate::api::admission::Admission::new(cfg.max_in_flight, cfg.client_timeout()),
+        auth: cfg.auth == crate::config::AuthMode::On,
         limits: crate::http::ListenerLimits {
             max_connections: cfg.max_connections,
             max_connections_per_ip: cfg.max_connections_per_ip,
@@ -174,6 +181,8 @@ async fn reload_tls_on_sighup(tls: Arc<riftkv_core::net::tls::Tls>) {
 /// How the API admits connections and requests.
 struct Api {
     admission: Arc<crate::api::admission::Admission>,
+    /// Whether requests need bearer tokens.
+    auth: bool,
     limits: crate::http::ListenerLimits,
 }
 
@@ -191,7 +200,7 @@ async fn serve_until_stopped(
     let mut left = node.left.subscribe();
 
     let stop_accepting = CancellationToken::new();
-    let app = crate::api::router_with(node.clone(), api.admission);
+    let app = crate::api::router_with(node.clone(), api.admission, api.auth);
     let server = crate::http::serve(listener, app, api.limits, stop_accepting.clone());
     let mut server = tokio::spawn(server);
 
@@ -218,6 +227,61 @@ async fn serve_until_stopped(
             Ok(())
         }
     }
+}
+
+/// With auth on, the bootstrap token from its file, read and checked before anything is opened
+/// or bound (a bad file stops the node with one line; the token is never logged).
+fn read_bootstrap_token(cfg: &ServerConfig) -> Result<Option<String>, ServerError> {
+    let Some(path) = cfg.bootstrap_token_file.as_deref() else {
+        return Ok(None);
+    };
+    if cfg.auth != crate::config::AuthMode::On {
+        return Ok(None);
+    }
+    let fail = |reason: String| ServerError::Bootstrap {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let token = text.trim().to_string();
+    if token.len() < riftkv_core::security::MIN_TOKEN_LEN {
+        return Err(fail(
+            riftkv_core::security::SecurityError::ShortToken.to_string(),
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// With auth on: creates the first admin from the bootstrap token when the cluster has never
+/// had a user.
+fn bootstrap_admin(node: &Node, token: Option<String>) -> Result<(), ServerError> {
+    let Some(token) = token else {
+        if node.state.read().security.never_had_users() {
+            tracing::warn!(
+                "auth is on and this node knows no users yet: every request but /health and \
+                 /ready is refused until users arrive by gossip or --bootstrap-token-file names \
+                 the first admin's token"
+            );
+        }
+        return Ok(());
+    };
+    let me = node.id.clone();
+    let created = node
+        .update_state(move |s| {
+            let r = s.security.bootstrap(&token, &me);
+            (matches!(r, Ok(true)), r)
+        })?
+        .map_err(|e| ServerError::Bootstrap {
+            path: PathBuf::from("--bootstrap-token-file"),
+            reason: e.to_string(),
+        })?;
+    if created {
+        tracing::info!(
+            user = riftkv_core::security::BOOTSTRAP_USER,
+            "no users yet: created the bootstrap admin from the token file"
+        );
+    }
+    Ok(())
 }
 
 /// Creates the data dir if needed and proves it is writable.

@@ -172,6 +172,10 @@ pub fn server_args(i: usize, opts: &NodeOptions, seeds: &[usize]) -> Vec<String>
         opts.gossip_interval_ms.to_string(),
         "--handoff-interval-ms".into(),
         opts.handoff_interval_ms.to_string(),
+        // The API listens off loopback (the nodes' own addresses): an open API on purpose, so
+        // the harness's clients need no tokens.
+        "--auth".into(),
+        "off".into(),
     ];
     if opts.aae_interval_ms > 0 {
         a.push("--aae-interval-ms".into());
@@ -656,6 +660,7 @@ mod tests {
         let a = server_args(1, &opts(), &[]);
         assert!(!a.contains(&"--seeds".to_string()));
         assert!(a.contains(&"10.77.0.1:8700".to_string()));
+        assert!(a.windows(2).any(|w| w[0] == "--auth" && w[1] == "off"));
         assert!(a.contains(&"/tmp/rkvj-data/n1".to_string()));
         let b = server_args(2, &opts(), &seed_order(2, 3, &[1], false));
         assert_eq!(b.last().unwrap(), "10.77.0.1:8800");

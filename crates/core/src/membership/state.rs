@@ -7,7 +7,8 @@
 //!   the claimant (joining -> valid) or an operator (removed); a per-entry version orders writes;
 //! - ownership (`ring`, `plan`, `ring_version`) is written only by the claimant, the lowest
 //!   valid node id; the highest `ring_version` wins;
-//! - bucket props are last-writer-wins registers.
+//! - bucket props are last-writer-wins registers, and so is every user, token and grant of
+//!   the security state (removals are tombstones).
 //!
 //! Ownership changes in two steps. The claimant computes a target ring and the transfers it
 //! needs (partition data a node must receive before it becomes a replica). Sources stream the
@@ -17,6 +18,7 @@
 
 use crate::bucket::BucketProps;
 use crate::ring::{Member, Ring, claim};
+use crate::security::SecurityState;
 use crate::types::{NodeId, PartitionId};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -145,6 +147,10 @@ pub struct RingState {
     pub previous_ring: Option<Ring>,
     pub plan: Option<Plan>,
     pub buckets: BTreeMap<Vec<u8>, PropsEntry>,
+    /// Users, tokens and grants (on-disk format 5; JSON inside the postcard frame, so later
+    /// fields change no layout).
+    #[serde(with = "crate::json_field")]
+    pub security: SecurityState,
 }
 
 impl RingState {
@@ -169,6 +175,7 @@ impl RingState {
             previous_ring: None,
             plan: None,
             buckets: BTreeMap::new(),
+            security: SecurityState::default(),
         }
     }
 
@@ -255,6 +262,7 @@ impl RingState {
                 }
             }
         }
+        self.security.merge(&other.security);
         *self != before
     }
 

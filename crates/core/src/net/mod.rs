@@ -37,7 +37,8 @@ pub use tcp::{NetStats, TcpTransport};
 ///    state carries each bucket's props as JSON (later props need no new version), and a
 ///    forwarded write may be a data type update; versions carry an optional expiry (object
 ///    encoding 3) and forwarded writes their TTL.
-/// 5: pings and their answers carry the sender's wall clock (cluster time for expiry).
+/// 5: pings and their answers carry the sender's wall clock (cluster time for expiry); the
+///    ring state carries the security state (users, token hashes, grants) as JSON.
 pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Default bound on one frame; larger frames close the connection that sent them.

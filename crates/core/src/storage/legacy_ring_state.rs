@@ -1,8 +1,9 @@
-//! The persisted ring state as on-disk format 2 laid it out, and the step that rewrites it for
-//! format 3 (bucket props as JSON, `migrations/0003_bucket_props_json.toml`).
+//! The persisted ring state as on-disk formats 2 and 4 laid it out, and the steps that rewrite
+//! it: for format 3 (bucket props as JSON, `migrations/0003_bucket_props_json.toml`) and for
+//! format 5 (the security state appended, `migrations/0005_security.toml`).
 //!
-//! Only the props entry changed; every other field keeps its type, so the format-2 layout
-//! names the current membership types for them.
+//! Only the props entry (format 3) and the last field (format 5) changed; every other field
+//! keeps its type, so the old layouts name the current membership types for them.
 
 use super::StorageError;
 use super::backend::{Backend, Cf, RawOp};
@@ -10,9 +11,10 @@ use super::record;
 use crate::bucket::{BucketProps, Quorum};
 use crate::membership::state::{MemberInfo, Plan, PropsEntry, RING_STATE_META, RingState};
 use crate::ring::Ring;
+use crate::security::SecurityState;
 use crate::types::NodeId;
 use crate::version::ConflictMode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bucket props in format 2: postcard fields in this order, nothing else.
@@ -36,10 +38,11 @@ pub(super) struct PropsEntryV2 {
     pub author: NodeId,
 }
 
-/// `RingState` in format 2, field for field.
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
-pub(super) struct RingStateV2 {
+/// `RingState` before format 5, field for field, with its props entries of type `E`: format 2
+/// held postcard props, formats 3 and 4 JSON props (the current `PropsEntry`); no security
+/// state.
+#[derive(Serialize, Deserialize)]
+pub(super) struct RingStateBefore5<E> {
     pub cluster_name: String,
     pub n_val: u32,
     pub members: BTreeMap<NodeId, MemberInfo>,
@@ -48,11 +51,33 @@ pub(super) struct RingStateV2 {
     pub ring_author: NodeId,
     pub previous_ring: Option<Ring>,
     pub plan: Option<Plan>,
-    pub buckets: BTreeMap<Vec<u8>, PropsEntryV2>,
+    pub buckets: BTreeMap<Vec<u8>, E>,
 }
 
-impl From<RingStateV2> for RingState {
-    fn from(s: RingStateV2) -> RingState {
+/// `RingState` in format 2.
+pub(super) type RingStateV2 = RingStateBefore5<PropsEntryV2>;
+/// `RingState` in formats 3 and 4.
+pub(super) type RingStateV4 = RingStateBefore5<PropsEntry>;
+
+impl From<RingStateV4> for RingState {
+    fn from(s: RingStateV4) -> RingState {
+        RingState {
+            cluster_name: s.cluster_name,
+            n_val: s.n_val,
+            members: s.members,
+            ring: s.ring,
+            ring_version: s.ring_version,
+            ring_author: s.ring_author,
+            previous_ring: s.previous_ring,
+            plan: s.plan,
+            buckets: s.buckets,
+            security: SecurityState::default(),
+        }
+    }
+}
+
+impl From<RingStateV2> for RingStateV4 {
+    fn from(s: RingStateV2) -> RingStateV4 {
         let buckets = s
             .buckets
             .into_iter()
@@ -77,7 +102,7 @@ impl From<RingStateV2> for RingState {
                 (bucket, entry)
             })
             .collect();
-        RingState {
+        RingStateBefore5 {
             cluster_name: s.cluster_name,
             n_val: s.n_val,
             members: s.members,
@@ -91,21 +116,37 @@ impl From<RingStateV2> for RingState {
     }
 }
 
-/// Format 3: rewrites the stored ring state with its bucket props as JSON. A ring state that
-/// cannot be read in the format-2 layout stops the upgrade (the node could not start on it).
+/// Format 3: rewrites the stored ring state with its bucket props as JSON (in the format-3
+/// layout, which format 4 kept). A ring state that cannot be read in the format-2 layout stops
+/// the upgrade (the node could not start on it).
 pub(super) fn bucket_props_json(b: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+    rewrite::<RingStateV2, RingStateV4>(b, "format-2")
+}
+
+/// Format 5: rewrites the stored ring state with an empty security state appended. A ring
+/// state that cannot be read in the format-4 layout stops the upgrade.
+pub(super) fn security(b: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+    rewrite::<RingStateV4, RingState>(b, "format-4")
+}
+
+/// Decodes the stored ring state in the `Old` layout and returns the write of it in the `New`
+/// one; nothing when there is no ring state (a node that never joined).
+fn rewrite<Old, New>(b: &dyn Backend, layout: &str) -> Result<Vec<RawOp>, StorageError>
+where
+    Old: for<'de> Deserialize<'de>,
+    New: From<Old> + Serialize,
+{
     let Some(raw) = b.raw_get(Cf::Meta, RING_STATE_META.as_bytes())? else {
         return Ok(Vec::new());
     };
     let payload = record::open(&raw)
         .map_err(|d| StorageError::Migration(format!("stored ring state is damaged: {d}")))?;
-    let old: RingStateV2 = postcard::from_bytes(payload).map_err(|e| {
+    let old: Old = postcard::from_bytes(payload).map_err(|e| {
         StorageError::Migration(format!(
-            "stored ring state is not in the format-2 layout: {e}"
+            "stored ring state is not in the {layout} layout: {e}"
         ))
     })?;
-    let new = RingState::from(old);
-    let bytes = postcard::to_stdvec(&new)
+    let bytes = postcard::to_stdvec(&New::from(old))
         .map_err(|e| StorageError::Migration(format!("encoding the ring state: {e}")))?;
     Ok(vec![RawOp::Put(
         Cf::Meta,

@@ -46,6 +46,10 @@ const FILES: &[(&str, &str)] = &[
         "0004_expiry.toml",
         include_str!("../../../../migrations/0004_expiry.toml"),
     ),
+    (
+        "0005_security.toml",
+        include_str!("../../../../migrations/0005_security.toml"),
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -63,6 +67,7 @@ fn step_by_name(name: &str) -> Option<StepFn> {
         "write_identities" => Some(write_identities),
         "bucket_props_json" => Some(super::legacy_ring_state::bucket_props_json),
         "expiry" => Some(expiry),
+        "security" => Some(super::legacy_ring_state::security),
         _ => None,
     }
 }
@@ -511,7 +516,7 @@ mod tests {
         }
         let (s, applied) =
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
-        assert_eq!(applied, vec![3, 4]);
+        assert_eq!(applied, vec![3, 4, 5]);
         assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
         let bytes = s.get_object(&ok("b", "k")).unwrap().unwrap();
         assert_eq!(bytes, v2, "the migration rewrites nothing");
@@ -526,20 +531,48 @@ mod tests {
         assert!(s.scan_expiry(None, u64::MAX, 10).unwrap().is_empty());
     }
 
+    /// A one-node ring state of node n1, as a node that joined holds it.
+    fn found_n1() -> RingState {
+        use crate::membership::state::MemberInfo;
+        RingState::found(
+            "c".into(),
+            8,
+            3,
+            MemberInfo::new(
+                "n1".into(),
+                "127.0.0.1:1".into(),
+                "127.0.0.1:2".into(),
+                None,
+            ),
+        )
+    }
+
+    /// `state` in a layout before format 5, with `buckets` as its props entries.
+    fn before_5<E>(
+        state: &RingState,
+        buckets: std::collections::BTreeMap<Vec<u8>, E>,
+    ) -> crate::storage::legacy_ring_state::RingStateBefore5<E> {
+        crate::storage::legacy_ring_state::RingStateBefore5 {
+            cluster_name: state.cluster_name.clone(),
+            n_val: state.n_val,
+            members: state.members.clone(),
+            ring: state.ring.clone(),
+            ring_version: state.ring_version,
+            ring_author: state.ring_author.clone(),
+            previous_ring: state.previous_ring.clone(),
+            plan: state.plan.clone(),
+            buckets,
+        }
+    }
+
     /// A format-2 data dir as the previous release left it: stamped 2, with a ring state in
     /// the format-2 layout holding props of one bucket.
     fn format_2_dir_with_bucket_props(dir: &std::path::Path) -> RingState {
         use crate::bucket::Quorum;
-        use crate::membership::state::MemberInfo;
         use crate::storage::legacy_ring_state::{PropsEntryV2, PropsV2, RingStateV2};
         use crate::types::NodeId;
         let me = NodeId::from("n1");
-        let state = RingState::found(
-            "c".into(),
-            8,
-            3,
-            MemberInfo::new(me.clone(), "127.0.0.1:1".into(), "127.0.0.1:2".into(), None),
-        );
+        let state = found_n1();
         let props = PropsV2 {
             n: 2,
             r: Quorum::One,
@@ -549,16 +582,9 @@ mod tests {
             pw: Quorum::Count(0),
             conflict: ConflictMode::Lww,
         };
-        let old = RingStateV2 {
-            cluster_name: state.cluster_name.clone(),
-            n_val: state.n_val,
-            members: state.members.clone(),
-            ring: state.ring.clone(),
-            ring_version: state.ring_version,
-            ring_author: state.ring_author.clone(),
-            previous_ring: None,
-            plan: None,
-            buckets: [(
+        let old: RingStateV2 = before_5(
+            &state,
+            [(
                 b"b".to_vec(),
                 PropsEntryV2 {
                     props,
@@ -568,7 +594,7 @@ mod tests {
             )]
             .into_iter()
             .collect(),
-        };
+        );
         let list = embedded().unwrap();
         let (s, _) = RocksStorage::open_with_migrations(dir, &list[..2]).unwrap();
         assert_eq!(s.format_version().unwrap(), Some(2));
@@ -585,7 +611,7 @@ mod tests {
         let before = format_2_dir_with_bucket_props(dir.path());
         let (s, applied) =
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
-        assert_eq!(applied, vec![3, 4]);
+        assert_eq!(applied, vec![3, 4, 5]);
         assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
         let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
         let after: RingState = postcard::from_bytes(&bytes).unwrap();
@@ -611,6 +637,48 @@ mod tests {
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
         assert!(applied.is_empty());
         assert_eq!(s.get_meta(RING_STATE_META).unwrap().unwrap(), bytes);
+    }
+
+    /// A format-4 data dir as the previous release left it: its ring state in the format-4
+    /// layout (no security state) opens at format 5 with everything kept and no users.
+    #[test]
+    fn a_format_4_ring_state_reads_after_the_upgrade() {
+        use crate::bucket::BucketProps;
+        use crate::membership::state::PropsEntry;
+        use crate::storage::legacy_ring_state::RingStateV4;
+        use crate::types::NodeId;
+        let dir = tempfile::tempdir().unwrap();
+        let me = NodeId::from("n1");
+        let state = found_n1();
+        let entry = PropsEntry {
+            props: BucketProps::with_n(2),
+            version: 3,
+            author: me,
+        };
+        let old: RingStateV4 = before_5(
+            &state,
+            [(b"b".to_vec(), entry.clone())].into_iter().collect(),
+        );
+        let list = embedded().unwrap();
+        {
+            let (s, _) = RocksStorage::open_with_migrations(dir.path(), &list[..4]).unwrap();
+            assert_eq!(s.format_version().unwrap(), Some(4));
+            let mut b = WriteBatch::new();
+            b.put_meta(RING_STATE_META, postcard::to_stdvec(&old).unwrap());
+            s.write(b, true).unwrap();
+            // The current layout cannot read it: the migration is what makes it readable.
+            let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
+            assert!(postcard::from_bytes::<RingState>(&bytes).is_err());
+        }
+        let (s, applied) = RocksStorage::open_with_migrations(dir.path(), &list).unwrap();
+        assert_eq!(applied, vec![5]);
+        assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
+        let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
+        let after: RingState = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(after.buckets[&b"b"[..]], entry);
+        assert_eq!(after.members, state.members);
+        assert_eq!(after.ring, state.ring);
+        assert!(after.security.never_had_users());
     }
 
     #[test]

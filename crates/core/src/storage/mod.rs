@@ -33,7 +33,7 @@ pub use rocks::RocksBackend;
 pub use store::RecordStore;
 
 /// The on-disk format this binary writes; the last file in `migrations/`.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Storage backed by RocksDB in a data dir.
 pub type RocksStorage = RecordStore<RocksBackend>;

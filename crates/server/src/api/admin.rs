@@ -328,7 +328,7 @@ pub async fn remove(State(node): State<AppState>, uri: Uri) -> Result<Response, 
         .into_response())
 }
 
-#[utoipa::path(get, path = "/health", tag = "operations",
+#[utoipa::path(get, path = "/health", tag = "operations", security(()),
     responses((status = 200, description = "The process serves", body = HealthBody)))]
 pub async fn health() -> Json<HealthBody> {
     Json(HealthBody {
@@ -336,7 +336,7 @@ pub async fn health() -> Json<HealthBody> {
     })
 }
 
-#[utoipa::path(get, path = "/ready", tag = "operations",
+#[utoipa::path(get, path = "/ready", tag = "operations", security(()),
     responses((status = 200, description = "Joined with a known ring", body = HealthBody),
               (status = 503, description = "Not joined yet", body = HealthBody)))]
 pub async fn ready(State(node): State<AppState>) -> Response {

@@ -187,6 +187,9 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE && self.code == Code::Overloaded {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if self.code == Code::Unauthorized {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         for (k, v) in self.headers {
             headers.append(k, v);
         }
@@ -279,6 +282,16 @@ impl From<riftkv_core::bucket::PropsError> for ApiError {
 impl From<riftkv_core::version::ContextError> for ApiError {
     fn from(e: riftkv_core::version::ContextError) -> ApiError {
         ApiError::invalid_context(format!("X-RiftKV-Context is not usable: {e}"))
+    }
+}
+
+impl From<riftkv_core::security::SecurityError> for ApiError {
+    fn from(e: riftkv_core::security::SecurityError) -> ApiError {
+        use riftkv_core::security::SecurityError as E;
+        match e {
+            E::NoSuchUser(_) | E::NoSuchToken { .. } => ApiError::not_found(e.to_string()),
+            _ => ApiError::bad_request(e.to_string()),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod auth;
 pub mod buckets;
 pub mod error;
 #[cfg(feature = "fault-injection")]
@@ -17,13 +18,14 @@ pub mod openapi;
 pub mod params;
 pub mod render;
 pub mod types;
+pub mod users;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use error::{ApiError, Code};
 use futures::FutureExt;
 use riftkv_cluster::node::Node;
@@ -40,18 +42,28 @@ pub use riftkv_cluster::trace::SLOW_REQUEST;
 /// Shared state of every handler.
 pub type AppState = Arc<Node>;
 
-/// The whole API of one node, with the default admission bounds.
+/// The id of a request (from `observe`), for the audit log.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// The whole API of one node, with the default admission bounds and auth off.
 pub fn router(node: Arc<Node>) -> Router {
     use crate::config::{DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_MAX_IN_FLIGHT};
     let body_timeout = std::time::Duration::from_millis(DEFAULT_CLIENT_TIMEOUT_MS);
     router_with(
         node,
         admission::Admission::new(DEFAULT_MAX_IN_FLIGHT, body_timeout),
+        false,
     )
 }
 
-/// The whole API of one node, admitting requests through `admission`.
-pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>) -> Router {
+/// The whole API of one node, admitting requests through `admission`; with `auth`, every
+/// request but the probes needs a bearer token with the route's permission.
+pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>, auth: bool) -> Router {
+    let auth = auth::Auth {
+        node: node.clone(),
+        enabled: auth,
+    };
     let routes = Router::new()
         .route(
             "/v1/kv/{bucket}/{key}",
@@ -75,6 +87,20 @@ pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>) -> Rou
         .route("/v1/admin/local/{bucket}/{key}", get(admin::local))
         .route("/v1/admin/leave", post(admin::leave))
         .route("/v1/admin/remove/{node_id}", post(admin::remove))
+        .route("/v1/admin/users", get(users::list_users))
+        .route(
+            "/v1/admin/users/{name}",
+            put(users::put_user).delete(users::delete_user),
+        )
+        .route("/v1/admin/users/{name}/tokens", post(users::create_token))
+        .route(
+            "/v1/admin/users/{name}/tokens/{id}",
+            delete(users::revoke_token),
+        )
+        .route(
+            "/v1/admin/grants",
+            get(users::list_grants).post(users::change_grants),
+        )
         .route("/health", get(admin::health))
         .route("/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
@@ -88,6 +114,9 @@ pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>) -> Rou
         // Bodies are read and bounded by the handlers themselves, so an oversized value gets
         // the contract's JSON `too_large` answer rather than a bare 413.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // Inside admission: a refused request costs no permit beyond its check, and an
+        // overloaded node refuses before it reads the ring state.
+        .layer(middleware::from_fn_with_state(auth, auth::check))
         // Inside `observe`, so refusals are counted and logged like every answer.
         .layer(middleware::from_fn_with_state(admission, admission::admit))
         .layer(middleware::from_fn_with_state(node.clone(), observe))
@@ -129,9 +158,10 @@ pub fn op_for(method: &Method, matched: Option<&str>) -> &'static str {
 }
 
 /// Per-request bookkeeping around every handler: request id, span, metrics, panic guard.
-async fn observe(State(node): State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(State(node): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = params::request_id(req.headers());
+    req.extensions_mut().insert(RequestId(id.clone()));
     let matched = req
         .extensions()
         .get::<MatchedPath>()

@@ -1,16 +1,34 @@
 //! The OpenAPI 3 document of the REST API, generated from the handlers' annotations and the
 //! JSON body types (so it cannot drift from the code).
 
-use super::{admin, buckets, error, objects, render, types};
+use super::{admin, buckets, error, objects, render, types, users};
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The bearer token scheme (nodes with `--auth on`); every route but the probes uses it.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     info(
         title = "RiftKV",
         description = "Dynamo-style, sloppy-quorum key-value store. Every error answers \
-            {\"error\": code, \"message\": sentence, ...}."
+            {\"error\": code, \"message\": sentence, ...}. With --auth on, every route but \
+            /health and /ready needs Authorization: Bearer TOKEN (401 without a valid token, \
+            403 without the route's permission)."
     ),
     paths(
         objects::get_object,
@@ -28,6 +46,13 @@ use utoipa::OpenApi;
         admin::local,
         admin::leave,
         admin::remove,
+        users::list_users,
+        users::put_user,
+        users::delete_user,
+        users::create_token,
+        users::revoke_token,
+        users::change_grants,
+        users::list_grants,
         admin::health,
         admin::ready,
         admin::metrics,
@@ -53,12 +78,22 @@ use utoipa::OpenApi;
         admin::PreflistBody,
         admin::AcceptedBody,
         admin::HealthBody,
+        users::TokenBody,
+        users::UserBody,
+        users::UsersBody,
+        users::UserPutBody,
+        users::TokenRequestBody,
+        users::NewTokenBody,
+        users::GrantRequestBody,
+        users::GrantBody,
+        users::GrantsBody,
     )),
     tags(
         (name = "objects", description = "Values under bucket and key"),
         (name = "types", description = "Convergent counters, sets and maps in buckets with a datatype"),
         (name = "buckets", description = "Per-bucket replication and consistency defaults"),
         (name = "admin", description = "Cluster status and membership commands"),
+        (name = "security", description = "Users, bearer tokens and grants (the admin permission)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -91,6 +126,11 @@ mod tests {
         ("/v1/admin/local/{bucket}/{key}", &["get"]),
         ("/v1/admin/leave", &["post"]),
         ("/v1/admin/remove/{node_id}", &["post"]),
+        ("/v1/admin/users", &["get"]),
+        ("/v1/admin/users/{name}", &["put", "delete"]),
+        ("/v1/admin/users/{name}/tokens", &["post"]),
+        ("/v1/admin/users/{name}/tokens/{id}", &["delete"]),
+        ("/v1/admin/grants", &["get", "post"]),
         ("/health", &["get"]),
         ("/ready", &["get"]),
         ("/metrics", &["get"]),
@@ -108,6 +148,24 @@ mod tests {
             for m in *methods {
                 assert!(item.get(*m).is_some(), "missing {m} {path}");
             }
+        }
+    }
+
+    #[test]
+    fn document_declares_the_bearer_scheme() {
+        let v = serde_json::to_value(document()).unwrap();
+        assert_eq!(
+            v["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(v["security"][0]["bearer"], serde_json::json!([]));
+        // The probes need nothing: an empty requirement overrides the global one.
+        for probe in ["/health", "/ready"] {
+            assert_eq!(
+                v["paths"][probe]["get"]["security"],
+                serde_json::json!([{}]),
+                "{probe}"
+            );
         }
     }
 

@@ -1292,7 +1292,11 @@ async fn past_its_in_flight_bound_a_node_answers_overloaded_and_recovers() {
     use tokio::io::AsyncReadExt;
     let body_timeout = std::time::Duration::from_millis(800);
     let api = start_with(move |node| {
-        super::router_with(node, super::admission::Admission::new(1, body_timeout))
+        super::router_with(
+            node,
+            super::admission::Admission::new(1, body_timeout),
+            false,
+        )
     })
     .await;
     let mut stalled = start_stalled_put(&api, "stalled").await;
