@@ -116,6 +116,13 @@ fn ten_times_the_sustainable_load_gets_success_or_overloaded_and_bounded_memory(
     let base = c.url(1);
     let pid = c.node(1).child.as_ref().expect("running").id();
 
+    // Last-writer-wins: blind writes replace the value instead of piling up siblings.
+    let r = common::client()
+        .put(format!("{base}/v1/buckets/load/props"))
+        .json(&serde_json::json!({"conflict": "lww"}))
+        .send()
+        .expect("props");
+    assert!(r.status().is_success(), "props: {}", r.status());
     // Every key exists, so a GET's success is a 200.
     for k in 0..KEYS {
         let r = common::client()

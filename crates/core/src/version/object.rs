@@ -169,6 +169,8 @@ impl Object {
                 }
             }
         }
+        // The write's own time: versions expired by then are history and do not count.
+        let now = sibling.last_modified_ms;
         let actor: Actor = actor.into();
         let i = match entries.binary_search_by(|e| e.actor.cmp(&actor)) {
             Ok(i) => i,
@@ -185,7 +187,11 @@ impl Object {
         if mode == ConflictMode::Lww {
             obj.resolve_lww();
         }
-        let count = obj.sibling_count();
+        let count = obj
+            .siblings()
+            .iter()
+            .filter(|(_, s)| !s.is_expired(now))
+            .count();
         if count > limits.max_siblings {
             return Err(VersionError::TooManySiblings {
                 count,
@@ -1063,6 +1069,17 @@ mod tests {
         let err = Object::update(Some(&o), &e, n("a"), val("x", 9), S, &l).unwrap_err();
         assert_eq!(err, VersionError::TooManySiblings { count: 4, limit: 3 });
         assert_eq!(o, before);
+        // Expired versions are history, like superseded ones: they do not count.
+        let mut expired = Object::new();
+        for i in 0..3 {
+            let v = val(&i.to_string(), i).expiring(Some(100));
+            expired = Object::update(Some(&expired), &e, n("a"), v, S, &l).unwrap();
+        }
+        let after_expiry = Object::update(Some(&expired), &e, n("a"), val("y", 200), S, &l)
+            .expect("three expired siblings and a new one are one live sibling");
+        assert_eq!(after_expiry.live_siblings(200).len(), 1);
+        // Still refused while they are live.
+        assert!(Object::update(Some(&expired), &e, n("a"), val("y", 50), S, &l).is_err());
         // a write that supersedes what it read is fine
         let ok = Object::update(Some(&o), &o.context(), n("a"), val("x", 9), S, &l).unwrap();
         assert_eq!(ok.sibling_count(), 1);
