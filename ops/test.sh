@@ -19,6 +19,8 @@ echo "== tests"
 cargo test --workspace --no-fail-fast -- --test-threads 2
 echo "== observability (real Prometheus)"
 ./ops/observability-test.sh
+echo "== schema testing (Schemathesis against a 3-node cluster with auth on)"
+./ops/schemathesis-test.sh
 echo "== partition tests (riftkv-jepsen)"
 ./ops/jepsen/ci.sh
 echo "== product build: no test-only fault switch"

@@ -282,11 +282,18 @@ pub fn hash_token(token: &str) -> String {
     out
 }
 
-/// A fresh token: 32 random bytes, base64url without padding.
+/// What every issued token starts with: it never begins with `-` (base64url may), so it can
+/// follow `--token` on a command line, and secret scanners can recognise a leaked one.
+pub const TOKEN_PREFIX: &str = "rkv_";
+
+/// A fresh token: [`TOKEN_PREFIX`] and 32 random bytes, base64url without padding.
 pub fn new_token() -> String {
     use base64::Engine;
     let bytes: [u8; TOKEN_BYTES] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// A fresh token id: 8 random bytes, hex.

@@ -126,7 +126,25 @@ async fn concurrent_increments_during_a_partition_converge_to_the_exact_sum() {
         siblings >= 2,
         "expected siblings to merge, found {siblings}"
     );
-    // The next update through any node supersedes them with the merged state.
+    // The next update through any node supersedes them with the merged state: the versions
+    // it covers are those its coordinator holds, so wait for that read's repair to reach
+    // node 1 (repairs are sent after the answer).
+    let k = {
+        let n = c.node(1);
+        let size = n.state.read().ring_size();
+        riftkv_core::storage::ObjectKey::new(
+            riftkv_core::ring::partition_for(b"b", b"hits", size),
+            b"b".to_vec(),
+            b"hits".to_vec(),
+        )
+    };
+    c.wait_for(
+        WAIT,
+        "node 1 to hold every concurrent version",
+        |c| matches!(c.node(1).local_object(&k), Ok(Some(o)) if o.sibling_count() >= siblings),
+    )
+    .await
+    .unwrap();
     update_via(&c, 1, "hits", r#"{"increment": 1}"#, None, "all").await;
     let (value, _, siblings) = read_all(&c, 3, "hits").await;
     assert_eq!(value, serde_json::json!(expected + 1));

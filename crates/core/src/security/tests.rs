@@ -211,6 +211,10 @@ fn tokens_are_random_and_only_hashed() {
     let a = new_token();
     assert_ne!(a, new_token());
     assert!(a.len() >= 43);
+    // Never mistaken for a flag on a command line (base64url may start with '-').
+    for _ in 0..1000 {
+        assert!(new_token().starts_with(TOKEN_PREFIX));
+    }
     assert_eq!(hash_token(&a).len(), 64);
     assert_ne!(hash_token(&a), a);
 }

@@ -16,6 +16,48 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // Answers every route can give whatever its handler does: the token check (all but
+        // the probes) and the in-flight bound (all but the probes and /metrics).
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let probe = matches!(path.as_str(), "/health" | "/ready");
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.head,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let answers = &mut op.responses.responses;
+                if !probe {
+                    for (code, what) in [
+                        (
+                            "401",
+                            "unauthorized: no valid bearer token (with --auth on)",
+                        ),
+                        ("403", "forbidden: the token lacks this route's permission"),
+                    ] {
+                        answers.entry(code.to_string()).or_insert_with(|| {
+                            utoipa::openapi::ResponseBuilder::new()
+                                .description(what)
+                                .build()
+                                .into()
+                        });
+                    }
+                }
+                if !probe && path != "/metrics" {
+                    answers.entry("503".to_string()).or_insert_with(|| {
+                        utoipa::openapi::ResponseBuilder::new()
+                            .description(
+                                "overloaded (with Retry-After), timeout or quorum_unavailable",
+                            )
+                            .build()
+                            .into()
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -147,6 +189,26 @@ mod tests {
             let item = paths.get(*path).unwrap_or_else(|| panic!("missing {path}"));
             for m in *methods {
                 assert!(item.get(*m).is_some(), "missing {m} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_documents_the_refusals_it_can_give() {
+        let v = serde_json::to_value(document()).unwrap();
+        for (path, methods) in ROUTES {
+            for m in *methods {
+                let answers = &v["paths"][*path][*m]["responses"];
+                let probe = matches!(*path, "/health" | "/ready");
+                for code in ["401", "403"] {
+                    assert_eq!(answers.get(code).is_some(), !probe, "{m} {path} {code}");
+                }
+                let admitted = !probe && *path != "/metrics";
+                assert_eq!(
+                    answers.get("503").is_some(),
+                    admitted || *path == "/ready",
+                    "{m} {path} 503"
+                );
             }
         }
     }
