@@ -75,6 +75,19 @@ curl -sf -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application
     "$URL/v1/admin/grants" >/dev/null
 sleep 1
 
+# True when a report has no failure and its only errors are the generator's own internal error
+# in Hypothesis's lambda introspection (seen with schemathesis 4.32.5: "AST constructor
+# recursion depth mismatch"), which says nothing about the API under test.
+tool_error_only() {
+    local log=$1
+    grep -q '^Failures:' "$log" && return 1
+    local errors
+    errors=$(sed -n '/^Errors:/,/^$/p' "$log" | grep -v '^Errors:' | grep -v '^$' || true)
+    [[ -n "$errors" ]] || return 1
+    grep -qv 'Runtime Error' <<<"$errors" && return 1
+    grep -q 'hypothesis/internal/lambda_sources.py' "$log"
+}
+
 # run NAME SECONDS FILTER...: one pass; its summary, or the whole report when it finds anything.
 run() {
     local name=$1 secs=$2
@@ -85,6 +98,11 @@ run() {
         -H "Authorization: Bearer $TOKEN" \
         --checks no_server_error_but_503,response_schema_conformance,status_code_conformance,content_type_conformance \
         --phases examples,coverage,fuzzing --max-time "$secs" -w 2 "$@" >"$TMP/$name.log" 2>&1 || rc=$?
+    if [[ $rc -ne 0 ]] && tool_error_only "$TMP/$name.log"; then
+        echo "schemathesis $name: no findings; the generator itself failed once (a Hypothesis" \
+            "lambda-description error inside the tool, not an answer of RiftKV): ignored"
+        rc=0
+    fi
     if [[ $rc -ne 0 ]]; then
         cat "$TMP/$name.log" >&2
         echo "schemathesis $name: findings (exit $rc)" >&2
