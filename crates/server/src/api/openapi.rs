@@ -32,6 +32,7 @@ impl Modify for BearerAuth {
                 let answers = &mut op.responses.responses;
                 if !probe {
                     for (code, what) in [
+                        ("400", "bad_request: a malformed path, parameter or body"),
                         (
                             "401",
                             "unauthorized: no valid bearer token (with --auth on)",
@@ -200,7 +201,7 @@ mod tests {
             for m in *methods {
                 let answers = &v["paths"][*path][*m]["responses"];
                 let probe = matches!(*path, "/health" | "/ready");
-                for code in ["401", "403"] {
+                for code in ["400", "401", "403"] {
                     assert_eq!(answers.get(code).is_some(), !probe, "{m} {path} {code}");
                 }
                 let admitted = !probe && *path != "/metrics";
