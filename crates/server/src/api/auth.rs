@@ -45,27 +45,20 @@ pub enum Need {
     Cluster(Permission),
 }
 
-/// The permission of a route, from its matched path (as in `op_for`) and method.
+/// The permission of a route, from its operation label ([`super::op_for`]: the same route
+/// table the metrics use, so the two cannot disagree about what a request is).
 pub fn need_for(method: &Method, matched: Option<&str>) -> Need {
-    let m = method.as_str();
-    match matched {
-        Some("/health" | "/ready") => Need::Nothing,
-        Some("/v1/openapi.json") => Need::Token,
-        Some("/metrics") => Need::Cluster(Permission::Metrics),
-        Some("/v1/kv/{bucket}/{key}") => match m {
-            "GET" | "HEAD" => Need::Bucket(Permission::Get),
-            "PUT" | "POST" => Need::Bucket(Permission::Put),
-            "DELETE" => Need::Bucket(Permission::Delete),
-            _ => Need::Token,
-        },
-        Some("/v1/kv/{bucket}") => Need::Bucket(Permission::List),
-        Some("/v1/types/{bucket}/{key}") => match m {
-            "POST" => Need::Bucket(Permission::Put),
-            _ => Need::Bucket(Permission::Get),
-        },
-        Some("/v1/buckets/{bucket}/props") => Need::Bucket(Permission::Props),
-        Some(p) if p.starts_with("/v1/admin/") => Need::Cluster(Permission::Admin),
-        // Unknown routes answer 404 to authenticated callers only.
+    match super::op_for(method, matched) {
+        "health" | "ready" => Need::Nothing,
+        "metrics" => Need::Cluster(Permission::Metrics),
+        "admin" => Need::Cluster(Permission::Admin),
+        "get" | "type_get" => Need::Bucket(Permission::Get),
+        "put" | "type_update" => Need::Bucket(Permission::Put),
+        "delete" => Need::Bucket(Permission::Delete),
+        "list" => Need::Bucket(Permission::List),
+        "props_get" | "props_put" => Need::Bucket(Permission::Props),
+        // The document, other methods on known routes, and unknown routes (404 to
+        // authenticated callers only).
         _ => Need::Token,
     }
 }
@@ -92,6 +85,57 @@ pub fn audit(req_id: &str, source: &str, who: &str, action: &str, resource: &str
     );
 }
 
+/// What an audit line says of a request.
+struct AuditContext {
+    request_id: String,
+    source: String,
+    action: String,
+    resource: String,
+}
+
+impl AuditContext {
+    fn of(req: &Request, matched: Option<&str>, need: Need) -> AuditContext {
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map_or_else(String::new, |r| r.0.clone());
+        let source = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
+        let action = format!("{} {}", req.method(), matched.unwrap_or("unknown"));
+        // The resource names the bucket (operator-chosen metadata), never a key (user data).
+        let resource = match need {
+            Need::Bucket(_) => bucket_of(req)
+                .map(|b| format!("bucket:{}", params::shorten(&String::from_utf8_lossy(&b))))
+                .unwrap_or_default(),
+            _ => params::shorten(req.uri().path()),
+        };
+        AuditContext {
+            request_id,
+            source,
+            action,
+            resource,
+        }
+    }
+
+    fn write(&self, who: &str, status: u16) {
+        audit(
+            &self.request_id,
+            &self.source,
+            who,
+            &self.action,
+            &self.resource,
+            status,
+        );
+    }
+}
+
+/// The bucket a request names (path segment 3), raw.
+fn bucket_of(req: &Request) -> Option<Vec<u8>> {
+    params::path_segments(req.uri().path()).into_iter().nth(2)
+}
+
 /// The middleware: authenticates and authorizes, or answers 401/403.
 pub async fn check(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
     let matched = req
@@ -99,68 +143,48 @@ pub async fn check(State(auth): State<Auth>, mut req: Request, next: Next) -> Re
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
     let need = need_for(req.method(), matched.as_deref());
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map_or_else(String::new, |r| r.0.clone());
-    let source = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
-    let action = format!(
-        "{} {}",
-        req.method(),
-        matched.as_deref().unwrap_or("unknown")
-    );
-    // The resource names the bucket (operator-chosen metadata), never a key (user data).
-    let segs = params::path_segments(req.uri().path());
-    let bucket = segs.get(2).cloned();
-    let resource = match need {
-        Need::Bucket(_) => bucket
-            .as_deref()
-            .map(|b| format!("bucket:{}", params::shorten(&String::from_utf8_lossy(b))))
-            .unwrap_or_default(),
-        _ => params::shorten(req.uri().path()),
-    };
-    let caller = if !auth.enabled || need == Need::Nothing {
+    let is_admin = need == Need::Cluster(Permission::Admin);
+    let checked = auth.enabled && need != Need::Nothing;
+    if !checked && !is_admin {
+        // Nothing to check and nothing to audit: no work on the request path.
+        req.extensions_mut().insert(Caller(None));
+        return next.run(req).await;
+    }
+    let ctx = AuditContext::of(&req, matched.as_deref(), need);
+    let caller = if !checked {
         Caller(None)
     } else {
         let now = auth.node.clock.now_ms();
-        let principal =
-            bearer(&req).and_then(|t| auth.node.state.read().security.authenticate(t, now).ok());
-        let Some(principal) = principal else {
-            audit(&request_id, &source, "anonymous", &action, &resource, 401);
+        let bucket = match need {
+            Need::Bucket(_) => bucket_of(&req),
+            _ => None,
+        };
+        // One view of the security state for both questions.
+        let verdict = {
+            let state = auth.node.state.read();
+            bearer(&req)
+                .and_then(|t| state.security.authenticate(t, now).ok())
+                .map(|principal| {
+                    let allowed = match need {
+                        Need::Nothing | Need::Token => true,
+                        Need::Bucket(p) => {
+                            state.security.authorize(&principal, p, bucket.as_deref())
+                        }
+                        Need::Cluster(p) => state.security.authorize(&principal, p, None),
+                    };
+                    (principal, allowed)
+                })
+        };
+        let Some((principal, allowed)) = verdict else {
+            ctx.write("anonymous", 401);
             return ApiError::new(
                 Code::Unauthorized,
                 "this request needs a valid bearer token (Authorization: Bearer TOKEN)",
             )
             .into_response();
         };
-        let allowed = match need {
-            Need::Nothing | Need::Token => true,
-            Need::Bucket(p) => {
-                auth.node
-                    .state
-                    .read()
-                    .security
-                    .authorize(&principal, p, bucket.as_deref())
-            }
-            Need::Cluster(p) => auth
-                .node
-                .state
-                .read()
-                .security
-                .authorize(&principal, p, None),
-        };
         if !allowed {
-            audit(
-                &request_id,
-                &source,
-                &principal.user,
-                &action,
-                &resource,
-                403,
-            );
+            ctx.write(&principal.user, 403);
             let what = match need {
                 Need::Bucket(p) | Need::Cluster(p) => p.as_str(),
                 _ => "",
@@ -176,19 +200,11 @@ pub async fn check(State(auth): State<Auth>, mut req: Request, next: Next) -> Re
         }
         Caller(Some(principal))
     };
-    let is_admin = need == Need::Cluster(Permission::Admin);
     let who = caller.name().to_string();
     req.extensions_mut().insert(caller);
     let resp = next.run(req).await;
     if is_admin {
-        audit(
-            &request_id,
-            &source,
-            &who,
-            &action,
-            &resource,
-            resp.status().as_u16(),
-        );
+        ctx.write(&who, resp.status().as_u16());
     }
     resp
 }
