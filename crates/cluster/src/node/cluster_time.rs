@@ -12,6 +12,7 @@
 use parking_lot::Mutex;
 use riftkv_core::types::NodeId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Offsets heard longer ago than this no longer count (a stopped peer's clock says nothing).
@@ -36,25 +37,64 @@ pub fn offset_of(peer_ms: u64, sent_ms: u64, received_ms: u64) -> i64 {
         .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
-/// The peers' clock offsets this node has heard.
-#[derive(Debug, Default)]
+/// The peers' clock offsets this node has heard, and the correction they give.
+///
+/// The correction is read on every read and write (expiry) but changes only when a ping is
+/// heard or an offset goes stale, so it is computed then and cached: a reader loads two
+/// atomics and takes the lock only once the cached value may have changed.
+#[derive(Debug)]
 pub struct PeerClocks {
     heard: Mutex<HashMap<NodeId, (i64, Instant)>>,
+    /// Time origin of `valid_until_ms`.
+    origin: Instant,
+    /// The correction of the fresh offsets, as last computed.
+    cached_ms: AtomicI64,
+    /// Milliseconds after `origin` at which the first offset counted in `cached_ms` goes stale.
+    valid_until_ms: AtomicU64,
+}
+
+impl Default for PeerClocks {
+    fn default() -> Self {
+        PeerClocks {
+            heard: Mutex::new(HashMap::new()),
+            origin: Instant::now(),
+            cached_ms: AtomicI64::new(0),
+            valid_until_ms: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 impl PeerClocks {
     pub fn observe(&self, peer: &NodeId, offset_ms: i64) {
-        self.heard
-            .lock()
-            .insert(peer.clone(), (offset_ms, Instant::now()));
+        let mut heard = self.heard.lock();
+        heard.insert(peer.clone(), (offset_ms, Instant::now()));
+        self.recompute(&mut heard);
+    }
+
+    /// Drops stale offsets and caches the median of the rest, with the instant it holds until.
+    fn recompute(&self, heard: &mut HashMap<NodeId, (i64, Instant)>) -> i64 {
+        heard.retain(|_, (_, at)| at.elapsed() < FRESH);
+        let offsets: Vec<i64> = heard.values().map(|(o, _)| *o).collect();
+        let median = lower_median_with_self(&offsets);
+        let until = heard
+            .values()
+            .map(|(_, at)| (*at + FRESH).saturating_duration_since(self.origin))
+            .min()
+            .map_or(u64::MAX, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            });
+        self.cached_ms.store(median, Ordering::Relaxed);
+        self.valid_until_ms.store(until, Ordering::Relaxed);
+        median
     }
 
     /// The correction to add to this node's clock for cluster time.
     pub fn offset_ms(&self) -> i64 {
-        let mut heard = self.heard.lock();
-        heard.retain(|_, (_, at)| at.elapsed() < FRESH);
-        let offsets: Vec<i64> = heard.values().map(|(o, _)| *o).collect();
-        lower_median_with_self(&offsets)
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if now < self.valid_until_ms.load(Ordering::Relaxed) {
+            return self.cached_ms.load(Ordering::Relaxed);
+        }
+        self.recompute(&mut self.heard.lock())
     }
 
     /// `now_ms` (this node's clock) corrected to cluster time.
@@ -106,5 +146,24 @@ mod tests {
         p.observe(&NodeId::from("b"), -5);
         assert_eq!(p.cluster_now(1_000), 1_000);
         assert_eq!(PeerClocks::default().cluster_now(0), 0);
+    }
+
+    #[test]
+    fn a_stale_offset_stops_counting_without_a_new_ping() {
+        let p = PeerClocks::default();
+        // (A machine up for less than that has no instant so old to use.)
+        let Some(long_ago) = Instant::now().checked_sub(FRESH + Duration::from_secs(1)) else {
+            return;
+        };
+        {
+            let mut heard = p.heard.lock();
+            heard.insert(NodeId::from("a"), (30_000, long_ago));
+            heard.insert(NodeId::from("b"), (30_000, Instant::now()));
+        }
+        // As if both had been heard fresh: the cache says 30 s until it expires.
+        p.cached_ms.store(30_000, Ordering::Relaxed);
+        p.valid_until_ms.store(0, Ordering::Relaxed);
+        assert_eq!(p.offset_ms(), 0, "one fresh peer of two is no majority");
+        assert_eq!(p.heard.lock().len(), 1);
     }
 }
