@@ -6,6 +6,9 @@
 //! state before replicating it, where a PUT only stores; the ratio printed after criterion's
 //! runs is that read-modify-write's price.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use criterion::{Criterion, black_box};
 use riftkv_cluster::coordinator::quorum::ConsistencyParams;
 use riftkv_cluster::coordinator::{PutRequest, UpdateRequest, put, update};
@@ -14,16 +17,9 @@ use riftkv_cluster::testkit::TestCluster;
 use riftkv_core::bucket::DataType;
 use riftkv_core::version::ConflictMode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{best_mean, runtime};
 use tokio::runtime::Runtime;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// A settled cluster whose bucket `counters` holds counters and whose bucket `plain` is
 /// last-writer-wins (a blind PUT replaces the value instead of piling up siblings, so it is
@@ -95,21 +91,6 @@ async fn increment(node: &Arc<Node>, i: u64) {
     .await
     .expect("increment");
     black_box(out);
-}
-
-/// Mean time per operation over the best of `rounds` rounds of `n`.
-fn best_mean(rounds: usize, n: u32, mut f: impl FnMut(u64)) -> Duration {
-    let mut best = Duration::MAX;
-    let mut i = 0u64;
-    for _ in 0..rounds {
-        let start = Instant::now();
-        for _ in 0..n {
-            i += 1;
-            f(i);
-        }
-        best = best.min(start.elapsed() / n);
-    }
-    best
 }
 
 fn main() {

@@ -9,6 +9,9 @@
 //!
 //! After criterion's runs, prints the cost of (b) as a share of (a); the budget is 3%.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use criterion::{Criterion, black_box};
 use riftkv_cluster::coordinator::quorum::ConsistencyParams;
 use riftkv_cluster::coordinator::{GetRequest, PutRequest, get, put};
@@ -16,19 +19,12 @@ use riftkv_cluster::metrics::Metrics;
 use riftkv_cluster::node::Node;
 use riftkv_cluster::testkit::TestCluster;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{best_mean, runtime};
 use tokio::runtime::Runtime;
 
 /// Share of a request's cost metrics may take.
 const BUDGET: f64 = 0.03;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 fn cluster(rt: &Runtime) -> (TestCluster, Arc<Node>) {
     rt.block_on(async {
@@ -100,21 +96,6 @@ fn bench(c: &mut Criterion, rt: &Runtime, node: &Arc<Node>) {
         b.iter(|| metrics_of_put_get(&m, black_box(Duration::from_micros(850))))
     });
     g.finish();
-}
-
-/// Mean time per iteration over the best of `rounds` rounds of `n` iterations.
-fn best_mean(rounds: usize, n: u32, mut f: impl FnMut(u64)) -> Duration {
-    let mut best = Duration::MAX;
-    let mut i = 0u64;
-    for _ in 0..rounds {
-        let start = Instant::now();
-        for _ in 0..n {
-            i += 1;
-            f(i);
-        }
-        best = best.min(start.elapsed() / n);
-    }
-    best
 }
 
 fn report_ratio(rt: &Runtime, node: &Arc<Node>, quick: bool) {
