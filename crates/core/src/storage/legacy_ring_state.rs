@@ -76,43 +76,44 @@ impl From<RingStateV4> for RingState {
     }
 }
 
+impl<P> RingStateBefore5<P> {
+    /// The same state with each bucket's props entry converted by `f`.
+    fn map_buckets<Q>(self, mut f: impl FnMut(P) -> Q) -> RingStateBefore5<Q> {
+        RingStateBefore5 {
+            cluster_name: self.cluster_name,
+            n_val: self.n_val,
+            members: self.members,
+            ring: self.ring,
+            ring_version: self.ring_version,
+            ring_author: self.ring_author,
+            previous_ring: self.previous_ring,
+            plan: self.plan,
+            buckets: self.buckets.into_iter().map(|(b, e)| (b, f(e))).collect(),
+        }
+    }
+}
+
 impl From<RingStateV2> for RingStateV4 {
     fn from(s: RingStateV2) -> RingStateV4 {
-        let buckets = s
-            .buckets
-            .into_iter()
-            .map(|(bucket, e)| {
-                let p = e.props;
-                let props = BucketProps {
-                    n: p.n,
-                    r: p.r,
-                    w: p.w,
-                    dw: p.dw,
-                    pr: p.pr,
-                    pw: p.pw,
-                    conflict: p.conflict,
-                    datatype: None,
-                    ttl: 0,
-                };
-                let entry = PropsEntry {
-                    props,
-                    version: e.version,
-                    author: e.author,
-                };
-                (bucket, entry)
-            })
-            .collect();
-        RingStateBefore5 {
-            cluster_name: s.cluster_name,
-            n_val: s.n_val,
-            members: s.members,
-            ring: s.ring,
-            ring_version: s.ring_version,
-            ring_author: s.ring_author,
-            previous_ring: s.previous_ring,
-            plan: s.plan,
-            buckets,
-        }
+        s.map_buckets(|e| {
+            let p = e.props;
+            let props = BucketProps {
+                n: p.n,
+                r: p.r,
+                w: p.w,
+                dw: p.dw,
+                pr: p.pr,
+                pw: p.pw,
+                conflict: p.conflict,
+                datatype: None,
+                ttl: 0,
+            };
+            PropsEntry {
+                props,
+                version: e.version,
+                author: e.author,
+            }
+        })
     }
 }
 
