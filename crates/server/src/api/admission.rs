@@ -63,8 +63,15 @@ pub async fn admit(State(adm): State<Arc<Admission>>, req: Request, next: Next) 
         )
         .into_response();
     };
+    // A request without a body (most reads) has nothing to wait for: no timer for it.
     let timeout = adm.body_timeout;
-    let req = req.map(|body| Body::new(DeadlineBody::new(body, timeout)));
+    let req = req.map(|body| {
+        if http_body::Body::is_end_stream(&body) {
+            body
+        } else {
+            Body::new(DeadlineBody::new(body, timeout))
+        }
+    });
     let response = next.run(req).await;
     drop(permit);
     response
