@@ -828,11 +828,12 @@ impl ServerConfig {
         let tls = match (c.tls_cert.0, c.tls_key.0, c.tls_ca.0) {
             (None, None, None) => None,
             (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
-            (cert, key, _) => {
-                let (o, k, v) = match (cert, key) {
-                    (Some(v), _) => (c.tls_cert.1, "tls_cert", v),
-                    (None, Some(v)) => (c.tls_key.1, "tls_key", v),
-                    (None, None) => (c.tls_ca.1, "tls_ca", PathBuf::new()),
+            (cert, key, ca) => {
+                // Name the first of the three that was given, with its value.
+                let (o, k, v) = match (cert, key, ca) {
+                    (Some(v), _, _) => (c.tls_cert.1, "tls_cert", v),
+                    (None, Some(v), _) => (c.tls_key.1, "tls_key", v),
+                    (None, None, v) => (c.tls_ca.1, "tls_ca", v.unwrap_or_default()),
                 };
                 return Err(invalid(
                     o,
@@ -1384,6 +1385,10 @@ request_timeout_ms = 700
             .unwrap_err()
             .to_string();
         assert!(e.contains("--tls-key"), "{e}");
+        let e = ServerConfig::resolve(parse(&["--tls-ca", "ca.crt"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--tls-ca ca.crt"), "{e}");
         let c = ServerConfig::resolve(parse(&[
             "--peer-addr",
             "10.1.2.3:8800",
