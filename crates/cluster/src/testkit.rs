@@ -497,9 +497,10 @@ impl Storage for GatedStorage {
         target: &NodeId,
         after: Option<&HintKey>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<HintEntries, StorageError> {
         self.gate
-            .run(|| self.inner.scan_hints(target, after, limit))
+            .run(|| self.inner.scan_hints(target, after, limit, max_bytes))
     }
     fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError> {
         self.gate.run(|| self.inner.hint_counts())

@@ -54,8 +54,12 @@ const MAX_LIMIT: usize = 1 << 20;
 pub const MAX_INTERVAL_MS: u64 = 24 * 3600 * 1000;
 /// Default largest value accepted by a PUT.
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 8 * 1024 * 1024;
-/// Hard ceiling for `max_value_bytes`: a value travels whole in one inter-node frame.
-pub const MAX_MAX_VALUE_BYTES: u64 = 1024 * 1024 * 1024;
+/// Hard ceiling for `max_value_bytes` and `max_object_bytes`: an object travels whole in one
+/// inter-node frame, and frames are sized from the object limit (see
+/// [`ServerConfig::max_frame_bytes`]).
+pub const MAX_MAX_VALUE_BYTES: u64 = 256 * 1024 * 1024;
+/// Default largest total of a key's versions (all siblings together).
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = riftkv_core::version::DEFAULT_MAX_OBJECT_BYTES as u64;
 /// Longest node id, cluster name or zone accepted.
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -261,6 +265,13 @@ settings! {
         env "RIFTKV_MAX_VALUE_BYTES", value "BYTES", default DEFAULT_MAX_VALUE_BYTES,
         check check_max_value_bytes;
 
+    /// Largest total of a key's versions (all sibling values together), in bytes; a write
+    /// that would pass it is refused with 413. At least max_value_bytes [default: 16777216 =
+    /// 16 MiB]
+    max_object_bytes: u64, file u64 => u64,
+        env "RIFTKV_MAX_OBJECT_BYTES", value "BYTES", default DEFAULT_MAX_OBJECT_BYTES,
+        check check_max_value_bytes;
+
     /// Default per-request timeout in milliseconds [default: 5000]
     request_timeout_ms: u64, file u64 => u64,
         env "RIFTKV_REQUEST_TIMEOUT_MS", value "MS", default DEFAULT_REQUEST_TIMEOUT_MS,
@@ -401,6 +412,7 @@ pub struct ServerConfig {
     pub tombstone_grace_ms: u64,
     pub aae_interval_ms: u64,
     pub max_value_bytes: u64,
+    pub max_object_bytes: u64,
     pub request_timeout_ms: u64,
     pub max_in_flight: usize,
     pub max_connections: usize,
@@ -876,6 +888,18 @@ impl ServerConfig {
                 &format!("must not exceed the ring size {ring_size}"),
             ));
         }
+        let (max_object_bytes, object_o) = c.max_object_bytes;
+        if max_object_bytes < c.max_value_bytes.0 {
+            return Err(invalid(
+                object_o,
+                "max_object_bytes",
+                max_object_bytes,
+                &format!(
+                    "must be at least max_value_bytes ({}): one value alone must fit",
+                    c.max_value_bytes.0
+                ),
+            ));
+        }
         let (auth, auth_explicit) = match c.auth.0 {
             Some(mode) => (mode, true),
             None if !api_addr.ip().is_loopback() => {
@@ -917,6 +941,7 @@ impl ServerConfig {
             tombstone_grace_ms: c.tombstone_grace_ms.0,
             aae_interval_ms: c.aae_interval_ms.0,
             max_value_bytes: c.max_value_bytes.0,
+            max_object_bytes,
             request_timeout_ms: c.request_timeout_ms.0,
             max_in_flight: c.max_in_flight.0,
             max_connections: c.max_connections.0,
@@ -986,6 +1011,15 @@ impl ServerConfig {
     pub fn client_timeout(&self) -> Duration {
         Duration::from_millis(self.client_timeout_ms)
     }
+    /// The largest inter-node frame, sized from the object limit: a replica's answer holds a
+    /// whole object, and concurrent writes admitted at different coordinators can merge to
+    /// a few times the limit. Every node should use the same object limit.
+    pub fn max_frame_bytes(&self) -> usize {
+        let object = usize::try_from(self.max_object_bytes).unwrap_or(usize::MAX);
+        object
+            .saturating_mul(4)
+            .max(riftkv_core::net::DEFAULT_MAX_FRAME_BYTES)
+    }
     /// Default request timeout as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
@@ -1047,6 +1081,8 @@ mod tests {
         assert_eq!(c.handoff_interval_ms, 1000);
         assert_eq!(c.gossip_interval_ms, 1000);
         assert_eq!(c.max_value_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.max_object_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.max_frame_bytes(), 64 * 1024 * 1024);
         assert_eq!(c.request_timeout(), Duration::from_secs(5));
         assert!(c.cluster_secret_open);
     }
@@ -1519,6 +1555,7 @@ request_timeout_ms = 700
         ("tombstone_grace_ms", "13", "13"),
         ("aae_interval_ms", "14", "14"),
         ("max_value_bytes", "15", "15"),
+        ("max_object_bytes", "16777217", "16777217"),
         ("request_timeout_ms", "16", "16"),
         ("max_in_flight", "17", "17"),
         ("max_connections", "18", "18"),
@@ -1637,6 +1674,7 @@ request_timeout_ms = 700
         ("tombstone_grace_ms", Some("0"), "0"),
         ("aae_interval_ms", Some("86400001"), "86400001"),
         ("max_value_bytes", Some("0"), "0"),
+        ("max_object_bytes", Some("268435457"), "268435457"),
         ("request_timeout_ms", Some("0"), "0"),
         ("max_in_flight", Some("0"), "0"),
         ("max_connections", Some("2000000"), "2000000"),

@@ -67,6 +67,7 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     let transport = TcpTransport::bind(NetConfig {
         advertise: cfg.advertise_peer_addr.to_string(),
         tls: tls.clone(),
+        max_frame_bytes: cfg.max_frame_bytes(),
         ..NetConfig::new(
             cfg.node_id.clone(),
             cfg.cluster_name.clone(),
@@ -350,6 +351,7 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
         aae_interval: cfg.aae_interval(),
         limits: Limits {
             max_value_bytes: usize::try_from(cfg.max_value_bytes).unwrap_or(usize::MAX),
+            max_object_bytes: usize::try_from(cfg.max_object_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         },
         boot_id: boot_id(),

@@ -888,3 +888,30 @@ async fn a_bucket_ttl_expires_writes_that_give_none() {
         assert_eq!(values(&got.object.unwrap()), vec!["v"], "n{i}");
     }
 }
+
+/// A write too large for one frame fails in the coordinator's own encoder. That says nothing
+/// about the peers: none may be suspected (traffic would be routed around healthy nodes and
+/// strict quorums would fail), so a `pw=all` write right after still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_too_large_to_send_never_marks_a_peer_down() {
+    let c = cluster(3, 22, false).await;
+    c.net.set_max_frame_bytes(64 * 1024);
+    let big = "x".repeat(100 * 1024);
+    for k in 0..8 {
+        let r = put(&c.node(1), put_req(&format!("big{k}"), &big, None)).await;
+        assert!(
+            r.is_err(),
+            "no replica but the coordinator can take it: {r:?}"
+        );
+    }
+    for i in 2..=3 {
+        assert!(
+            c.node(1).is_reachable(&id_of(i)),
+            "n{i} is suspected after a local encoding failure"
+        );
+    }
+    let mut req = put_req("small", "v", None);
+    req.params.pw = Some(Quorum::All);
+    req.params.w = Some(Quorum::All);
+    put(&c.node(1), req).await.unwrap();
+}

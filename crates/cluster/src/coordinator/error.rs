@@ -19,6 +19,11 @@ pub enum KvError {
     TooLarge { size: usize, limit: usize },
     #[error("the write would leave {count} siblings, over the limit of {limit}")]
     TooManySiblings { count: usize, limit: usize },
+    /// All versions of the key together would exceed the object limit.
+    #[error(
+        "the write would leave {size} bytes of versions, over the object limit of {limit} bytes"
+    )]
+    ObjectTooLarge { size: usize, limit: usize },
     /// Not enough replicas answered (`which` names the unmet requirement: r, pr, w, dw, pw).
     /// `got` is the most answers that could still be counted when the request gave up.
     #[error("{which}={needed} cannot be met: only {got} replicas could answer")]
@@ -65,6 +70,7 @@ impl KvError {
             KvError::PreconditionFailed => "precondition_failed",
             KvError::TooLarge { .. } => "too_large",
             KvError::TooManySiblings { .. } => "too_many_siblings",
+            KvError::ObjectTooLarge { .. } => "too_large",
             KvError::Quorum { .. } => "quorum_unavailable",
             KvError::Timeout => "timeout",
             KvError::Internal(_) => "internal",
@@ -84,6 +90,7 @@ impl From<VersionError> for KvError {
             VersionError::TooManySiblings { count, limit } => {
                 KvError::TooManySiblings { count, limit }
             }
+            VersionError::ObjectTooLarge { size, limit } => KvError::ObjectTooLarge { size, limit },
             VersionError::Decode(m) => KvError::Internal(format!("stored object: {m}")),
         }
     }
@@ -100,6 +107,10 @@ impl From<crate::replica::ReplicaError> for KvError {
             },
             R::TooManySiblings { count, limit } => KvError::TooManySiblings {
                 count: usize::try_from(count).unwrap_or(usize::MAX),
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            },
+            R::ObjectTooLarge { size, limit } => KvError::ObjectTooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
             },
             R::Internal(m) => KvError::Internal(m),
@@ -152,6 +163,11 @@ pub enum WireKvError {
     },
     /// The receiver is not a replica of the key in its view of the ring; try another node.
     NotReplica,
+    /// Appended last, so every earlier variant keeps its encoding.
+    ObjectTooLarge {
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl From<&KvError> for WireKvError {
@@ -165,6 +181,10 @@ impl From<&KvError> for WireKvError {
             },
             KvError::TooManySiblings { count, limit } => WireKvError::TooManySiblings {
                 count: count as u64,
+                limit: limit as u64,
+            },
+            KvError::ObjectTooLarge { size, limit } => WireKvError::ObjectTooLarge {
+                size: size as u64,
                 limit: limit as u64,
             },
             KvError::Quorum {
@@ -197,6 +217,10 @@ impl From<WireKvError> for KvError {
             },
             WireKvError::TooManySiblings { count, limit } => KvError::TooManySiblings {
                 count: clamp(count),
+                limit: clamp(limit),
+            },
+            WireKvError::ObjectTooLarge { size, limit } => KvError::ObjectTooLarge {
+                size: clamp(size),
                 limit: clamp(limit),
             },
             WireKvError::Quorum {
@@ -233,6 +257,10 @@ mod tests {
             KvError::TooManySiblings {
                 count: 101,
                 limit: 100,
+            },
+            KvError::ObjectTooLarge {
+                size: 17 << 20,
+                limit: 16 << 20,
             },
             KvError::Quorum {
                 needed: 2,

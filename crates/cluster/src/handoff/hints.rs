@@ -22,6 +22,10 @@ use tokio::task::JoinHandle;
 
 /// Hints sent in one message.
 pub const HINT_BATCH: usize = 64;
+/// Soft cap on one message's payload: past the first hint, a batch ends once its hints reach
+/// this many bytes, so large hints travel one by one and never make a frame over the limit
+/// (which would fail the same batch on every tick and never drain).
+pub const HINT_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Batches sent per tick over all targets (the throttle).
 pub const MAX_BATCHES_PER_TICK: usize = 8;
 
@@ -110,11 +114,15 @@ pub async fn deliver_once(node: &Arc<Node>) -> Result<u64, HintError> {
         while budget > 0 {
             budget -= 1;
             let (n, t, a) = (node.clone(), target.clone(), after.clone());
-            let batch =
-                run_blocking(move || Ok(n.storage.scan_hints(&t, a.as_ref(), HINT_BATCH)?)).await?;
+            let batch = run_blocking(move || {
+                Ok(n.storage
+                    .scan_hints(&t, a.as_ref(), HINT_BATCH, HINT_BATCH_BYTES)?)
+            })
+            .await?;
             let Some((last, _)) = batch.last() else { break };
             after = Some(last.clone());
-            let full = batch.len() >= HINT_BATCH;
+            let bytes: usize = batch.iter().map(|(_, v)| v.len()).sum();
+            let full = batch.len() >= HINT_BATCH || bytes >= HINT_BATCH_BYTES;
             let sent = if gone {
                 redirect_batch(node, &batch).await
             } else {

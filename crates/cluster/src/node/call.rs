@@ -62,7 +62,7 @@ impl Node {
         if let Some(to) = to {
             match &result {
                 Ok(_) => self.detector.lock().heartbeat(to, self.clock.now_ms()),
-                Err(e) if e.never_delivered() => {
+                Err(e) if e.says_peer_down() => {
                     self.detector.lock().suspect(to, self.clock.now_ms())
                 }
                 Err(_) => {}

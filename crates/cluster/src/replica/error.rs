@@ -16,6 +16,12 @@ pub enum ReplicaError {
     /// Storage failed or holds something it cannot read.
     #[error("{0}")]
     Internal(String),
+    /// All versions of the key together would exceed the object limit. Appended last, so
+    /// every earlier variant keeps its encoding.
+    #[error(
+        "the write would leave {size} bytes of versions, over the object limit of {limit} bytes"
+    )]
+    ObjectTooLarge { size: u64, limit: u64 },
 }
 
 impl From<VersionError> for ReplicaError {
@@ -27,6 +33,10 @@ impl From<VersionError> for ReplicaError {
             },
             VersionError::TooManySiblings { count, limit } => ReplicaError::TooManySiblings {
                 count: count as u64,
+                limit: limit as u64,
+            },
+            VersionError::ObjectTooLarge { size, limit } => ReplicaError::ObjectTooLarge {
+                size: size as u64,
                 limit: limit as u64,
             },
             VersionError::Decode(m) => ReplicaError::Internal(format!("stored object: {m}")),

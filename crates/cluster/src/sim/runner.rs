@@ -129,7 +129,8 @@ pub fn classify(e: &KvError) -> Outcome {
         KvError::BadRequest(_)
         | KvError::PreconditionFailed
         | KvError::TooLarge { .. }
-        | KvError::TooManySiblings { .. } => Outcome::Failed,
+        | KvError::TooManySiblings { .. }
+        | KvError::ObjectTooLarge { .. } => Outcome::Failed,
         // The read of a context-less delete failed (nothing written yet); the fail-fast check
         // refused it (no errors collected: nothing was sent); or no node agreed to coordinate
         // it (a coordinator's own store always counts one ack).

@@ -161,4 +161,12 @@ impl NetError {
             NetError::Unreachable(_) | NetError::Refused(_) | NetError::FrameTooLarge { .. }
         )
     }
+
+    /// True when the failure says the peer itself is down or refuses us, so the failure
+    /// detector may suspect it. A frame too large to send is a local encoding failure: it
+    /// says nothing about the peer, and suspecting a healthy peer for it would route traffic
+    /// around the peer and fail `pr`/`pw` requests.
+    pub fn says_peer_down(&self) -> bool {
+        matches!(self, NetError::Unreachable(_) | NetError::Refused(_))
+    }
 }

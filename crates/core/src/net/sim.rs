@@ -49,6 +49,9 @@ struct SimState {
     drop_rate: f64,
     delay: Option<(Duration, Duration)>,
     links: HashMap<(String, String), StdRng>,
+    /// Largest request or response payload, as the TCP transport's frame limit; `None`:
+    /// [`super::DEFAULT_MAX_FRAME_BYTES`].
+    max_frame: Option<usize>,
 }
 
 /// What happens to one message on one leg.
@@ -104,6 +107,11 @@ fn link_seed(seed: u64, from: &str, to: &str) -> u64 {
 }
 
 impl SimNetwork {
+    /// Sets the largest payload one message may carry, like `max_frame_bytes` over TCP.
+    pub fn set_max_frame_bytes(&self, limit: usize) {
+        self.inner.state.lock().max_frame = Some(limit);
+    }
+
     pub fn new(seed: u64) -> SimNetwork {
         SimNetwork {
             inner: Arc::new(SimInner {
@@ -208,6 +216,18 @@ impl SimTransport {
     async fn deliver(&self, to: &str, request: Bytes) -> Result<Bytes, NetError> {
         let net = self.net.upgrade().ok_or(NetError::ShuttingDown)?;
         let seed = net.seed;
+        // As over TCP: a request too large for one frame fails here, before it leaves.
+        let limit = net
+            .state
+            .lock()
+            .max_frame
+            .unwrap_or(super::DEFAULT_MAX_FRAME_BYTES);
+        if request.len() > limit {
+            return Err(NetError::FrameTooLarge {
+                size: request.len(),
+                limit,
+            });
+        }
         let leg = net.state.lock().leg(seed, &self.addr, to);
         match leg {
             Leg::Dead => {
@@ -251,6 +271,11 @@ impl SimTransport {
                     peer_addr: self.addr.clone(),
                 };
                 match tokio::spawn(async move { h.handle(from, request).await }).await {
+                    // As over TCP: a response too large for a frame is replaced by an error.
+                    Ok(resp) if resp.len() > limit => Err(NetError::Remote(format!(
+                        "response cannot be sent: frame of {} bytes exceeds the limit of {limit} bytes",
+                        resp.len()
+                    ))),
                     Ok(resp) => Ok(resp),
                     Err(e) if e.is_panic() => {
                         Err(NetError::Remote("request handler panicked".to_string()))

@@ -419,7 +419,9 @@ fn hints_per_target<H: Harness>(h: &mut H) {
             (NodeId::new("n2"), 4)
         ]
     );
-    let n1 = s.scan_hints(&NodeId::new("n1"), None, 100).unwrap();
+    let n1 = s
+        .scan_hints(&NodeId::new("n1"), None, 100, usize::MAX)
+        .unwrap();
     assert_eq!(n1.len(), 3);
     assert!(n1.iter().all(|(k, _)| k.target.as_str() == "n1"));
     let mut sorted: Vec<HintKey> = n1.iter().map(|(k, _)| k.clone()).collect();
@@ -436,17 +438,43 @@ fn hints_per_target<H: Harness>(h: &mut H) {
     let mut paged = Vec::new();
     let mut after: Option<HintKey> = None;
     for _ in 0..100 {
-        let page = s.scan_hints(&NodeId::new("n2"), after.as_ref(), 1).unwrap();
+        let page = s
+            .scan_hints(&NodeId::new("n2"), after.as_ref(), 1, usize::MAX)
+            .unwrap();
         if page.is_empty() {
             break;
         }
         after = page.last().map(|(k, _)| k.clone());
         paged.extend(page);
     }
-    assert_eq!(paged, s.scan_hints(&NodeId::new("n2"), None, 100).unwrap());
+    assert_eq!(
+        paged,
+        s.scan_hints(&NodeId::new("n2"), None, 100, usize::MAX)
+            .unwrap()
+    );
     assert_eq!(paged.len(), 4);
+    // A byte budget ends a batch once the payloads reach it; the first hint always comes, so
+    // one larger than the budget still moves.
+    for budget in [0, 1, 2, 5, usize::MAX] {
+        let mut want = Vec::new();
+        let mut bytes = 0;
+        for e in &paged {
+            want.push(e.clone());
+            bytes += e.1.len();
+            if bytes >= budget {
+                break;
+            }
+        }
+        let got = s.scan_hints(&NodeId::new("n2"), None, 100, budget).unwrap();
+        assert_eq!(got, want, "budget {budget}");
+    }
     assert!(matches!(
-        s.scan_hints(&NodeId::new("n2"), Some(&hk("n1", 0, b"b", b"")), 1),
+        s.scan_hints(
+            &NodeId::new("n2"),
+            Some(&hk("n1", 0, b"b", b"")),
+            1,
+            usize::MAX
+        ),
         Err(StorageError::Invalid(_))
     ));
 
@@ -458,7 +486,7 @@ fn hints_per_target<H: Harness>(h: &mut H) {
     b.delete_hint(hk("", 0, b"b", &[0]));
     s.write(b, false).unwrap();
     assert!(
-        s.scan_hints(&NodeId::new("n1"), None, 100)
+        s.scan_hints(&NodeId::new("n1"), None, 100, usize::MAX)
             .unwrap()
             .is_empty()
     );
@@ -716,7 +744,9 @@ fn damaged_records_are_isolated<H: Harness>(h: &mut H) {
         s.get_hint(&hk("n9", 2, b"bk", b"a")),
         Err(StorageError::Corrupt { .. })
     ));
-    let hints = s.scan_hints(&NodeId::new("n9"), None, 10).unwrap();
+    let hints = s
+        .scan_hints(&NodeId::new("n9"), None, 10, usize::MAX)
+        .unwrap();
     assert_eq!(hints, vec![(hk("n9", 2, b"bk", b"b"), b"hb".to_vec())]);
     assert_eq!(s.hint_counts().unwrap(), vec![(NodeId::new("n9"), 1)]);
     assert!(matches!(
@@ -818,7 +848,7 @@ mod differential {
         ScanPartition(u32, Option<(Vec<u8>, Vec<u8>)>, usize),
         ListBucket(u32, Vec<u8>, Option<Vec<u8>>, usize),
         Count(u32),
-        ScanHints(String, Option<HintKey>, usize),
+        ScanHints(String, Option<HintKey>, usize, usize),
         HintCounts,
         ScanAae(Vec<u8>, usize),
         ScanExpiry(Option<(u64, ObjectKey)>, u64, usize),
@@ -887,8 +917,8 @@ mod differential {
             2 => (partition(), bucket(), prop::option::of(bytes()), limit.clone())
                 .prop_map(|(p, b, a, l)| Op::ListBucket(p, b, a, l)),
             1 => partition().prop_map(Op::Count),
-            1 => (target(), prop::option::of(hint_key()), limit.clone())
-                .prop_map(|(t, a, l)| Op::ScanHints(t, a, l)),
+            1 => (target(), prop::option::of(hint_key()), limit.clone(), 0..64usize)
+                .prop_map(|(t, a, l, m)| Op::ScanHints(t, a, l, m)),
             1 => Just(Op::HintCounts),
             1 => (bytes(), limit.clone()).prop_map(|(p, l)| Op::ScanAae(p, l)),
             1 => (prop::option::of((instant(), object_key())), instant(), limit)
@@ -916,7 +946,9 @@ mod differential {
             }
             Op::ListBucket(p, b, a, l) => show(s.list_bucket(*p, b, a.as_deref(), *l)),
             Op::Count(p) => show(s.count_partition(*p)),
-            Op::ScanHints(t, a, l) => show(s.scan_hints(&NodeId::new(t.as_str()), a.as_ref(), *l)),
+            Op::ScanHints(t, a, l, m) => {
+                show(s.scan_hints(&NodeId::new(t.as_str()), a.as_ref(), *l, *m))
+            }
             Op::HintCounts => show(s.hint_counts()),
             Op::ScanAae(p, l) => show(s.scan_aae_prefix(p, *l)),
             Op::ScanExpiry(a, u, l) => {

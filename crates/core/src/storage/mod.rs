@@ -18,10 +18,11 @@ mod legacy_ring_state;
 pub mod memory;
 pub mod migrate;
 pub mod record;
+#[cfg(feature = "rocksdb")]
 pub mod rocks;
 pub mod store;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "rocksdb"))]
 mod conformance;
 
 use crate::types::{NodeId, PartitionId};
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use backend::Cf;
 pub use memory::MemoryBackend;
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksBackend;
 pub use store::RecordStore;
 
@@ -36,6 +38,7 @@ pub use store::RecordStore;
 pub const FORMAT_VERSION: u32 = 5;
 
 /// Storage backed by RocksDB in a data dir.
+#[cfg(feature = "rocksdb")]
 pub type RocksStorage = RecordStore<RocksBackend>;
 /// Storage held in memory, for tests.
 pub type MemoryStorage = RecordStore<MemoryBackend>;
@@ -232,12 +235,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Readable objects in a partition (a full scan of it).
     fn count_partition(&self, partition: PartitionId) -> Result<u64, StorageError>;
     fn get_hint(&self, k: &HintKey) -> Result<Option<Vec<u8>>, StorageError>;
-    /// Hints for one target node in key order after `after`, up to `limit`.
+    /// Hints for one target node in key order after `after`, up to `limit` entries and,
+    /// past the first, until their payloads reach `max_bytes` (so a batch of large hints
+    /// still fits one frame).
     fn scan_hints(
         &self,
         target: &NodeId,
         after: Option<&HintKey>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<HintEntries, StorageError>;
     /// Every target node that has at least one pending hint, with its count, by node id.
     fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError>;

@@ -18,6 +18,23 @@ pub struct RecordStore<B: Backend> {
     corrupt: AtomicU64,
 }
 
+/// How much one scan returns: at most `entries` entries and, past the first, until their
+/// payloads reach `bytes`.
+#[derive(Clone, Copy)]
+struct Budget {
+    entries: usize,
+    bytes: usize,
+}
+
+impl Budget {
+    fn entries(entries: usize) -> Budget {
+        Budget {
+            entries,
+            bytes: usize::MAX,
+        }
+    }
+}
+
 impl<B: Backend> RecordStore<B> {
     pub(crate) fn from_backend(backend: B) -> Self {
         RecordStore {
@@ -91,10 +108,15 @@ impl<B: Backend> RecordStore<B> {
         within: impl Fn(&[u8]) -> bool,
         from: &[u8],
         exclusive: bool,
-        limit: usize,
+        budget: Budget,
         mut decode: impl FnMut(&[u8]) -> Option<T>,
     ) -> Result<Vec<(T, Vec<u8>)>, StorageError> {
+        let Budget {
+            entries: limit,
+            bytes: max_bytes,
+        } = budget;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         if limit == 0 {
             return Ok(out);
         }
@@ -110,13 +132,17 @@ impl<B: Backend> RecordStore<B> {
                 return Flow::Continue;
             };
             match record::open(v) {
-                Ok(payload) => out.push((key, payload.to_vec())),
+                Ok(payload) => {
+                    bytes = bytes.saturating_add(payload.len());
+                    out.push((key, payload.to_vec()));
+                }
                 Err(d) => {
                     let _ = self.damaged(format!("{} key {}: {d}", cf.name(), show(k)));
                     return Flow::Continue;
                 }
             }
-            if out.len() >= limit {
+            // The first entry always fits, so one larger than the budget still moves.
+            if out.len() >= limit || bytes >= max_bytes {
                 Flow::Stop
             } else {
                 Flow::Continue
@@ -211,7 +237,7 @@ impl<B: Backend> Storage for RecordStore<B> {
             |k| k.starts_with(&prefix),
             &from,
             exclusive,
-            limit,
+            Budget::entries(limit),
             keys::decode_object,
         )
     }
@@ -234,7 +260,7 @@ impl<B: Backend> Storage for RecordStore<B> {
             |k| k.starts_with(&prefix),
             &from,
             after.is_some(),
-            limit,
+            Budget::entries(limit),
             |k| Some(k[plen..].to_vec()),
         )
     }
@@ -278,6 +304,7 @@ impl<B: Backend> Storage for RecordStore<B> {
         target: &NodeId,
         after: Option<&HintKey>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<HintEntries, StorageError> {
         let prefix = keys::target_prefix(target)?;
         let (from, exclusive) = match after {
@@ -295,7 +322,10 @@ impl<B: Backend> Storage for RecordStore<B> {
             |k| k.starts_with(&prefix),
             &from,
             exclusive,
-            limit,
+            Budget {
+                entries: limit,
+                bytes: max_bytes,
+            },
             keys::decode_hint,
         )
     }
@@ -335,7 +365,7 @@ impl<B: Backend> Storage for RecordStore<B> {
             due,
             &from,
             exclusive,
-            limit,
+            Budget::entries(limit),
             keys::decode_expiry,
         )?;
         Ok(entries.into_iter().map(|(e, _)| e).collect())
@@ -357,7 +387,7 @@ impl<B: Backend> Storage for RecordStore<B> {
             |k| k.starts_with(prefix),
             prefix,
             false,
-            limit,
+            Budget::entries(limit),
             |k| Some(k.to_vec()),
         )
     }

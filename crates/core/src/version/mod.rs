@@ -26,13 +26,16 @@ mod proptests;
 
 #[cfg(any(test, feature = "testkit"))]
 pub use context::legacy_v1_token;
+#[cfg(fuzzing)]
+pub use context::seal_for_fuzzing;
 pub use context::{
     CONTEXT_TOKEN_VERSION, ContextError, ContextKey, MAX_TOKEN_CHARS, TYPE_CONTEXT_TOKEN_VERSION,
     decode_context, decode_type_context, encode_context, encode_type_context,
 };
 pub use identity::{Custody, StoredCopy, Writer};
 pub use object::{
-    ConflictMode, Limits, MAX_COUNTER, OBJECT_ENCODING_VERSION, Object, VersionError,
+    ConflictMode, DEFAULT_MAX_OBJECT_BYTES, Limits, MAX_COUNTER, OBJECT_ENCODING_VERSION, Object,
+    VersionError,
 };
 pub use sibling::{DEFAULT_CONTENT_TYPE, Sibling};
 pub use vv::{Actor, Dot, VersionVector, etag};

@@ -73,7 +73,14 @@ pub struct Limits {
     pub warn_siblings: usize,
     /// A write that would leave more siblings than this is refused.
     pub max_siblings: usize,
+    /// Largest total size of an object's versions (all sibling values together). Without
+    /// it, 100 siblings of 8 MiB make a key that no frame can carry: it could be neither
+    /// replicated, read remotely, handed off nor repaired.
+    pub max_object_bytes: usize,
 }
+
+/// Default of [`Limits::max_object_bytes`]: twice the default value limit.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -81,6 +88,7 @@ impl Default for Limits {
             max_value_bytes: 8 * 1024 * 1024,
             warn_siblings: 25,
             max_siblings: 100,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
         }
     }
 }
@@ -91,6 +99,10 @@ pub enum VersionError {
     ValueTooLarge { size: usize, limit: usize },
     #[error("the write would leave {count} siblings, over the limit of {limit}")]
     TooManySiblings { count: usize, limit: usize },
+    #[error(
+        "the write would leave {size} bytes of versions, over the object limit of {limit} bytes"
+    )]
+    ObjectTooLarge { size: usize, limit: usize },
     #[error("cannot decode object: {0}")]
     Decode(String),
 }
@@ -196,6 +208,17 @@ impl Object {
             return Err(VersionError::TooManySiblings {
                 count,
                 limit: limits.max_siblings,
+            });
+        }
+        let size = obj
+            .siblings()
+            .iter()
+            .filter(|(_, s)| !s.is_expired(now))
+            .fold(0usize, |sum, (_, s)| sum.saturating_add(s.value.len()));
+        if size > limits.max_object_bytes {
+            return Err(VersionError::ObjectTooLarge {
+                size,
+                limit: limits.max_object_bytes,
             });
         }
         Ok(obj)
@@ -1052,6 +1075,52 @@ mod tests {
             ),
             Err(VersionError::ValueTooLarge { .. })
         ));
+    }
+
+    /// The total of a key's versions is bounded whatever the sibling count: 100 siblings of
+    /// a large value are refused long before the 100th, and a write that supersedes what it
+    /// read always fits again.
+    #[test]
+    fn an_object_over_its_total_limit_is_refused_at_write_time() {
+        let l = Limits {
+            max_value_bytes: 8,
+            max_object_bytes: 20,
+            ..Limits::default()
+        };
+        let e = VersionVector::new();
+        let mut o = Object::new();
+        let mut refused = None;
+        for i in 0..100u64 {
+            match Object::update(Some(&o), &e, n("a"), val("12345678", i), S, &l) {
+                Ok(next) => o = next,
+                Err(err) => {
+                    refused = Some((i, err));
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            refused,
+            Some((
+                2,
+                VersionError::ObjectTooLarge {
+                    size: 24,
+                    limit: 20
+                }
+            )),
+            "the third 8-byte sibling makes 24 bytes"
+        );
+        assert_eq!(o.sibling_count(), 2);
+        let resolved = Object::update(Some(&o), &o.context(), n("a"), val("12345678", 9), S, &l);
+        assert_eq!(resolved.map(|r| r.sibling_count()), Ok(1));
+        // Expired versions are history and do not count.
+        let mut expiring = Object::new();
+        for i in 0..2 {
+            let v = val("12345678", i).expiring(Some(100));
+            expiring = Object::update(Some(&expiring), &e, n("a"), v, S, &l).unwrap();
+        }
+        assert!(Object::update(Some(&expiring), &e, n("a"), val("12345678", 200), S, &l).is_ok());
+        assert!(Object::update(Some(&expiring), &e, n("a"), val("12345678", 50), S, &l).is_err());
     }
 
     #[test]

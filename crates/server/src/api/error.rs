@@ -217,6 +217,16 @@ impl From<KvError> for ApiError {
             )
             .with("count", count as u64)
             .with("limit", limit as u64),
+            KvError::ObjectTooLarge { size, limit } => ApiError::new(
+                Code::TooLarge,
+                format!(
+                    "the key's versions would hold {size} bytes together, over the object limit \
+                     of {limit} bytes: read the key, resolve its siblings and write back with the \
+                     context"
+                ),
+            )
+            .with("size", size as u64)
+            .with("limit", limit as u64),
             KvError::Quorum {
                 needed,
                 got,
@@ -413,6 +423,14 @@ mod tests {
                 409,
             ),
             (
+                KvError::ObjectTooLarge {
+                    size: 17 << 20,
+                    limit: 16 << 20,
+                },
+                "too_large",
+                413,
+            ),
+            (
                 KvError::Quorum {
                     needed: 2,
                     got: 1,
@@ -434,7 +452,11 @@ mod tests {
             let msg = b["message"].as_str().unwrap();
             assert!(!msg.is_empty() && !msg.contains('\n'), "{code}: {msg}");
             match code {
-                "too_large" => assert_eq!(b["limit"], 8),
+                "too_large" if b["size"] == 9 => assert_eq!(b["limit"], 8),
+                "too_large" => {
+                    assert_eq!(b["limit"], 16 << 20);
+                    assert_eq!(b["size"], 17 << 20);
+                }
                 "too_many_siblings" => assert_eq!(b["limit"], 100),
                 "quorum_unavailable" => {
                     assert_eq!(b["needed"], 2);
