@@ -2,7 +2,8 @@
 # The whole RiftKV test suite, as CI runs it: setup, formatting, lints, then every test layer
 # (unit and property tests, in-process cluster tests, multi-process tests against real
 # `riftkv server` processes), the observability test against a real Prometheus, and the
-# Jepsen-style partition tests (network namespaces and iptables: needs root), and last a check
+# Jepsen-style partition tests (network namespaces and iptables: needs root), coverage-guided
+# fuzzing of every decoder of outside input (`ops/fuzz.sh`), and last a check
 # that the product build has none of the test-only fault switches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ source ops/env.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== build"
@@ -19,6 +21,8 @@ echo "== tests"
 cargo test --workspace --no-fail-fast -- --test-threads 2
 echo "== observability (real Prometheus)"
 ./ops/observability-test.sh
+echo "== fuzzing (libFuzzer; every decoder of outside input, 20 s per target)"
+./ops/fuzz.sh
 echo "== schema testing (Schemathesis against a 3-node cluster with auth on)"
 ./ops/schemathesis-test.sh
 echo "== partition tests (riftkv-jepsen)"

@@ -5,4 +5,5 @@
 pub mod api;
 pub mod config;
 pub mod http;
+#[cfg(feature = "rocksdb")]
 pub mod server;

@@ -195,7 +195,7 @@ pub fn run(b: &dyn Backend, list: &[Migration]) -> Result<Vec<u32>, StorageError
     Ok(applied)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "rocksdb"))]
 mod tests {
     use super::*;
     use crate::membership::state::{RING_STATE_META, RingState};

@@ -8,7 +8,9 @@ use super::params::{CONTEXT_HEADER, DELETED_HEADER};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use riftkv_core::version::{ContextKey, Dot, Object, Sibling, encode_context, etag};
+use riftkv_core::version::{
+    ContextKey, DEFAULT_CONTENT_TYPE, Dot, Object, Sibling, encode_context, etag,
+};
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 use utoipa::ToSchema;
@@ -46,9 +48,13 @@ pub struct LocalJson {
     pub hinted_for: Option<String>,
 }
 
-/// `Last-Modified` form of a millisecond timestamp.
+/// The last instant an HTTP date can show, 9999-12-31T23:59:59Z, in ms since the epoch.
+const LAST_HTTP_DATE_MS: u64 = 253_402_300_799_000;
+
+/// `Last-Modified` form of a millisecond timestamp. A later one (a node whose clock was far
+/// off, a damaged record) is shown as the last HTTP date rather than failing the read.
 pub fn http_date(ms: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(ms))
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(ms.min(LAST_HTTP_DATE_MS)))
 }
 
 /// RFC 3339 form (UTC, milliseconds) of a millisecond timestamp.
@@ -212,7 +218,14 @@ pub fn read_answer(
 fn sibling_part(dot: &Dot, s: &Sibling) -> Part {
     let mut headers = Vec::new();
     if !s.deleted {
-        headers.push(("Content-Type".to_string(), s.content_type.clone()));
+        // The same rule as a single version's header: a type that is not a valid header
+        // value (a line break would end the part's headers) is not shown as stored.
+        let ct = if HeaderValue::from_str(&s.content_type).is_ok() {
+            s.content_type.clone()
+        } else {
+            DEFAULT_CONTENT_TYPE.to_string()
+        };
+        headers.push(("Content-Type".to_string(), ct));
     }
     headers.push(("ETag".to_string(), format!("\"{}\"", etag(dot))));
     headers.push(("Last-Modified".to_string(), http_date(s.last_modified_ms)));
@@ -283,6 +296,67 @@ mod tests {
             http_date(1_700_000_000_000),
             "Tue, 14 Nov 2023 22:13:20 GMT"
         );
+    }
+
+    /// Found by the `multipart` fuzz target: a version stamped after the year 9999 (a node
+    /// whose clock was far off, or a record from a damaged disk) made the HTTP date panic, so
+    /// the key could not be read on any node. It is shown as the last HTTP date instead.
+    #[tokio::test]
+    async fn a_version_from_the_far_future_is_still_readable() {
+        assert_eq!(http_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+        for stamp in [253_402_300_800_000, u64::MAX] {
+            let o = write(
+                None,
+                &VersionVector::new(),
+                "a",
+                Sibling::new(&b"v"[..], "text/plain", stamp),
+            );
+            let o = write(
+                Some(&o),
+                &VersionVector::new(),
+                "b",
+                Sibling::new(&b"w"[..], "text/plain", 1),
+            );
+            for json in [false, true] {
+                let r = read_answer(Some(&o), &signer(), json, 0);
+                assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+            }
+        }
+    }
+
+    /// Found by the `multipart` fuzz target: a content type holding a line break (from a
+    /// peer or a damaged record; clients cannot send one) broke the part's headers, so the
+    /// 300 answer could not be parsed, and could inject headers. Such a type is replaced.
+    #[tokio::test]
+    async fn a_content_type_with_a_line_break_cannot_break_a_part() {
+        let o = write(
+            None,
+            &VersionVector::new(),
+            "a",
+            Sibling::new(&b"v"[..], "text/plain\r\nX-Injected: 1\r\n\r\nbody", 1),
+        );
+        let o = write(
+            Some(&o),
+            &VersionVector::new(),
+            "b",
+            Sibling::new(&b"w"[..], "text/plain", 2),
+        );
+        let r = read_answer(Some(&o), &signer(), false, 0);
+        assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+        let ct = r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let boundary = multipart::boundary_of(&ct).unwrap();
+        let parts = multipart::parse(&boundary, &body_of(r).await).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.header("x-injected").is_none()));
+        let mut types: Vec<_> = parts
+            .iter()
+            .filter_map(|p| p.header("content-type"))
+            .collect();
+        types.sort();
+        assert_eq!(types, ["application/octet-stream", "text/plain"]);
     }
 
     #[tokio::test]
