@@ -17,7 +17,7 @@ from riftkv import Client, QuorumUnavailable
 def _port_closed(url: str) -> bool:
     u = urlsplit(url)
     try:
-        with socket.create_connection((u.hostname, u.port), timeout=0.5):
+        with socket.create_connection((u.hostname, u.port or 80), timeout=0.5):
             return False
     except OSError:
         return True

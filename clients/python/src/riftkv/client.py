@@ -6,7 +6,6 @@ from __future__ import annotations
 import json as _json
 import random
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -172,7 +171,6 @@ class Client:
             verify=verify,
             transport=transport,
         )
-        self._lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -398,7 +396,7 @@ class Client:
         )
         if returnbody:
             return Object.from_json(bucket, key, resp.json())
-        return resp.headers.get(CONTEXT_HEADER, "")
+        return str(resp.headers.get(CONTEXT_HEADER, ""))
 
     def put_json(self, bucket: Name, key: Name, value: Any, **kw: Any) -> Any:
         """:meth:`put` of ``value`` encoded as JSON (``application/json``)."""
@@ -431,7 +429,7 @@ class Client:
             server_timeout_ms=timeout,
             ok=(200, 204),
         )
-        return resp.headers.get(CONTEXT_HEADER, "")
+        return str(resp.headers.get(CONTEXT_HEADER, ""))
 
     def list_keys(
         self,
