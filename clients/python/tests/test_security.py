@@ -76,3 +76,22 @@ def test_forbidden_without_the_grant(client: Client, cluster, bucket: str) -> No
 def test_errors_share_a_base_class() -> None:
     for cls in (Unauthorized, Forbidden, NotFound):
         assert issubclass(cls, RiftKVError)
+
+
+def test_requests_after_early_error_answers_succeed(cluster, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """The server may close a keep-alive connection after answering a request with a body
+    before reading that body (401, 400); the next request on the client must still work."""
+    with Client(cluster.urls[0], token="wrong", timeout=10) as bad, cluster.client(0) as good:
+        for i in range(30):
+            with pytest.raises(Unauthorized):
+                bad.put(bucket, "k", b"v" * 100)
+            with pytest.raises(Unauthorized):
+                bad.status()
+            other = good.get_or_none(bucket, "nope")
+            assert other is None
+            good.put(bucket, "a", b"1")
+            try:
+                good.put(bucket, "b", b"2", context=good.get(bucket, "a"))
+            except RiftKVError as e:
+                assert e.error == "invalid_context"
+            good.get(bucket, "a")

@@ -48,6 +48,9 @@ _UNSET: Any = _Unset()
 
 CONTEXT_HEADER = "X-RiftKV-Context"
 _QUORUM_WORDS = ("one", "quorum", "all")
+# A pooled connection the server closed before reading the request shows as one of these.
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 # update(): errors after which a fresh read and another attempt make sense.
 _RETRYABLE = (PreconditionFailed, Conflict, Overloaded)
 
@@ -136,6 +139,8 @@ class Client:
     ``token``: bearer token, sent as ``Authorization: Bearer`` on every request.
     ``ca``: path of a CA certificate (PEM) to verify an https node with; default: the
     system's trust store. ``timeout``: HTTP timeout in seconds (connect, read, write).
+    ``retry_stale``: resend an idempotent request once when a pooled connection turns out
+    closed by the server before it answered (see :meth:`request`).
     ``resolver``: the default sibling resolver (see :mod:`riftkv.resolvers`); None = raise
     :class:`SiblingsError` from ``.value`` and let the caller look at the siblings.
 
@@ -152,10 +157,12 @@ class Client:
         resolver: Resolver | None = None,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        retry_stale: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
         self.resolver = resolver
+        self.retry_stale = retry_stale
         h = {"User-Agent": "riftkv-python/0.1"}
         if headers:
             h.update(headers)
@@ -209,21 +216,34 @@ class Client:
         server_timeout_ms: int | None = None,
         ok: Sequence[int] = (200, 201, 202, 204),
     ) -> httpx.Response:
-        """Sends one request; answers outside ``ok`` raise their typed error."""
-        try:
-            if json is not None:
-                content = _json.dumps(json).encode()
-                headers = {**(headers or {}), "Content-Type": "application/json"}
-            resp = self._http.request(
-                method,
-                path,
-                params=params,
-                headers=headers,
-                content=content,
-                timeout=self._http_timeout(server_timeout_ms),
-            )
-        except httpx.HTTPError as e:
-            raise TransportError(f"{method} {path}: {e!r}") from e
+        """Sends one request; answers outside ``ok`` raise their typed error.
+
+        A request of an idempotent method (GET, HEAD, PUT, DELETE) that fails because the
+        server closed a pooled keep-alive connection before answering is sent once more on a
+        new connection (as browsers and Go's net/http do); other failures raise
+        :class:`TransportError`.
+        """
+        if json is not None:
+            content = _json.dumps(json).encode()
+            headers = {**(headers or {}), "Content-Type": "application/json"}
+        attempts = 2 if self.retry_stale and method.upper() in _IDEMPOTENT else 1
+        for attempt in range(attempts):
+            try:
+                resp = self._http.request(
+                    method,
+                    path,
+                    params=params,
+                    headers=headers,
+                    content=content,
+                    timeout=self._http_timeout(server_timeout_ms),
+                )
+                break
+            except _STALE as e:
+                if attempt + 1 < attempts:
+                    continue
+                raise TransportError(f"{method} {path}: {e!r}") from e
+            except httpx.HTTPError as e:
+                raise TransportError(f"{method} {path}: {e!r}") from e
         if resp.status_code not in ok:
             raise error_from_response(resp)
         return resp
