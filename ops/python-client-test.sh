@@ -50,7 +50,7 @@ trap cleanup EXIT
 BASE=""
 for try in $(seq 0 40); do
     b=$(( 22000 + (RANDOM % 400) * 10 ))
-    if ! (ss -ltn | grep -Eq ":(${b}[1-3]|$((b + 100))[1-3]) "); then BASE=$b; break; fi
+    if ! (ss -ltn | grep -Eq ":(${b}[1-4]|$((b + 100))[1-4]) "); then BASE=$b; break; fi
 done
 [[ -n "$BASE" ]] || { echo "no free ports" >&2; exit 1; }
 
@@ -81,12 +81,44 @@ settled || { echo "the cluster did not settle" >&2; exit 1; }
 curl -sf -m 5 -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
     -d '{"action":"grant","subject":"user:admin","bucket":"*","permissions":["get","put","delete","list","props","metrics"]}' \
     "$URL/v1/admin/grants" >/dev/null
+
+# A fourth node, a cluster of its own, serving HTTPS with a certificate of a test CA (for the
+# client's `ca` option). Skipped when openssl is missing.
+TLS_URL=""
+if command -v openssl >/dev/null; then
+    (
+        cd "$TMP"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+            -out ca.pem -days 2 -subj "/CN=riftkv-pyclient-test-ca"
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout node.key \
+            -out node.csr -subj "/CN=127.0.0.1"
+        printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+            "extendedKeyUsage=serverAuth,clientAuth" "basicConstraints=CA:FALSE" > node.ext
+        openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem \
+            -days 2 -extfile node.ext
+    ) >"$TMP/openssl.log" 2>&1
+    "$BIN" server --node-id tls1 --api-addr "127.0.0.1:$((BASE + 4))" \
+        --peer-addr "127.0.0.1:$((BASE + 104))" --data-dir "$TMP/d4" --ring-size 16 \
+        --auth on --bootstrap-token-file "$TMP/token" --tls-cert "$TMP/node.pem" \
+        --tls-key "$TMP/node.key" --tls-ca "$TMP/ca.pem" >"$TMP/n4.log" 2>&1 &
+    PIDS+=($!)
+    TLS_URL="https://127.0.0.1:$((BASE + 4))"
+    for _ in $(seq 1 50); do
+        curl -sf -m 2 --cacert "$TMP/ca.pem" "$TLS_URL/ready" >/dev/null && break
+        sleep 0.2
+    done
+    curl -sf -m 5 --cacert "$TMP/ca.pem" -X POST -H "Authorization: Bearer $TOKEN" \
+        -H 'content-type: application/json' \
+        -d '{"action":"grant","subject":"user:admin","bucket":"*","permissions":["get","put","delete","list","props"]}' \
+        "$TLS_URL/v1/admin/grants" >/dev/null
+    export RIFTKV_TEST_TLS_URL=$TLS_URL RIFTKV_TEST_CA="$TMP/ca.pem"
+fi
 sleep 1
 
 export RIFTKV_TEST_URLS
 RIFTKV_TEST_URLS=$(IFS=,; echo "${URLS[*]}")
 export RIFTKV_TEST_PIDS
-RIFTKV_TEST_PIDS=$(IFS=,; echo "${PIDS[*]}")
+RIFTKV_TEST_PIDS=$(IFS=,; echo "${PIDS[*]:0:3}")
 export RIFTKV_TEST_TOKEN=$TOKEN
 echo "== pytest against $RIFTKV_TEST_URLS"
 cd clients/python

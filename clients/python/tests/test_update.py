@@ -8,7 +8,7 @@ import uuid
 from riftkv import Client, union_resolver
 
 WRITERS = 8
-INCREMENTS = 6
+INCREMENTS = 10
 
 
 def test_update_creates_and_modifies(client: Client, bucket: str) -> None:
