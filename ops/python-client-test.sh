@@ -21,7 +21,7 @@ if [[ ! -x "$VENV/bin/python" ]] || [[ "$(cat "$VENV/.pins" 2>/dev/null)" != "${
     echo "${PINS[*]}" > "$VENV/.pins"
 fi
 echo "== pip install ./clients/python"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps ./clients/python
+"$VENV/bin/pip" install --quiet --disable-pip-version-check ./clients/python
 
 if [[ -n "${RIFTKV_BIN:-}" ]]; then
     BIN=$RIFTKV_BIN
