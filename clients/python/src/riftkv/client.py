@@ -9,7 +9,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, TypeVar, overload
+from typing import Any, Literal, TypeAlias, overload
 from urllib.parse import quote
 
 import httpx
@@ -36,7 +36,6 @@ Quorum: TypeAlias = int | Literal["one", "quorum", "all"]
 Value: TypeAlias = bytes | bytearray | memoryview | str
 Name: TypeAlias = str | bytes
 
-T = TypeVar("T")
 
 
 class _Unset:
