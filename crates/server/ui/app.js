@@ -452,7 +452,7 @@
     let prevLe = 0, prevCount = 0;
     for (const [le, count] of bs) {
       if (count >= rank) {
-        if (le === Infinity) return prevLe; // beyond the largest bound: report that bound
+        if (le === Infinity) return -prevLe; // beyond the largest bound: negative = "over"
         if (count === prevCount) return le;
         return prevLe + (le - prevLe) * ((rank - prevCount) / (count - prevCount));
       }
@@ -464,6 +464,7 @@
 
   function fmtSeconds(s) {
     if (s === null || s === undefined || isNaN(s)) return '-';
+    if (s < 0 || (s === 0 && Object.is(s, -0))) return '> ' + fmtSeconds(-s);
     if (s < 0.001) return (s * 1e6).toFixed(0) + ' µs';
     if (s < 1) return (s * 1000).toFixed(s < 0.01 ? 2 : 1) + ' ms';
     return s.toFixed(2) + ' s';

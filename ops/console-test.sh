@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Browser test of the web console (`GET /ui`): a 3-node `riftkv dev` cluster, headless Chromium
+# driven by Selenium (ops/console/test_console.py). Checks the cluster page (3 members, then
+# one SIGKILLed member turning unreachable within 10 s), the ring drawing (every partition of
+# /v1/admin/ring, preference list on click), the traffic page, sibling resolution on the key
+# page (checked back through the API) and a bucket props edit. Screenshots of every page go
+# to $CONSOLE_ARTIFACTS (default ~/.cache/riftkv/console-artifacts, outside the tree).
+#
+#   ./ops/console-test.sh                      # builds, as in CI
+#   RIFTKV_BIN=/path/to/riftkv ./ops/console-test.sh   # uses that binary, no build
+#
+# Installs Debian's chromium and chromium-driver when missing (needs root) and a pinned
+# selenium into ~/.cache/riftkv/venv-console. The cluster and its data are removed on exit,
+# failed or not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ops/env.sh
+
+SELENIUM_VERSION=4.50.0
+VENV="$HOME/.cache/riftkv/venv-console"
+ARTIFACTS="${CONSOLE_ARTIFACTS:-$HOME/.cache/riftkv/console-artifacts}"
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "== installing chromium and chromium-driver (Debian packages)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; then
+        apt-get update -q >/dev/null
+        apt-get install -y -q chromium chromium-driver >/dev/null
+    fi
+fi
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import selenium, sys; sys.exit(selenium.__version__ != '$SELENIUM_VERSION')" 2>/dev/null; then
+    echo "== installing selenium $SELENIUM_VERSION into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet "selenium==$SELENIUM_VERSION"
+fi
+
+if [[ -n "${RIFTKV_BIN:-}" ]]; then
+    BIN="$RIFTKV_BIN"
+else
+    cargo build --quiet --workspace --all-targets
+    BIN="$CARGO_TARGET_DIR/debug/riftkv"
+fi
+[[ -x "$BIN" ]] || { echo "no riftkv binary at $BIN" >&2; exit 2; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-console.XXXXXX")
+DEV_PID=""
+NODE_PIDS=()
+cleanup() {
+    local rc=$?
+    if [[ -n "$DEV_PID" ]]; then
+        # riftkv dev stops its nodes on SIGTERM (SIGKILL after its own grace period).
+        kill -TERM "$DEV_PID" 2>/dev/null || true
+        for _ in $(seq 1 60); do kill -0 "$DEV_PID" 2>/dev/null || break; sleep 0.25; done
+        kill -KILL "$DEV_PID" 2>/dev/null || true
+        wait "$DEV_PID" 2>/dev/null || true
+    fi
+    for p in "${NODE_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    if [[ $rc -ne 0 ]]; then
+        echo "console test failed; riftkv dev output and node logs:" >&2
+        tail -n 20 "$TMP/dev.log" "$TMP"/data/node*/server.log >&2 2>/dev/null || true
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# A free block of ports on loopback (API base+1..3, peers base+101..103).
+BASE=""
+for _ in $(seq 0 40); do
+    b=$(( 23000 + (RANDOM % 400) * 10 ))
+    if ! (ss -ltn | grep -Eq ":(${b}[1-3]|$((b + 100))[1-3]) "); then BASE=$b; break; fi
+done
+[[ -n "$BASE" ]] || { echo "no free ports" >&2; exit 1; }
+
+echo "== starting a 3-node dev cluster on ports $((BASE + 1))-$((BASE + 3))"
+"$BIN" dev --nodes 3 --base-port "$BASE" --data-dir "$TMP/data" --startup-timeout 90 \
+    >"$TMP/dev.log" 2>&1 &
+DEV_PID=$!
+URL=""
+for _ in $(seq 1 400); do
+    URL=$(sed -n 's/^Console: \(http[^ ]*\)\/ui$/\1/p' "$TMP/dev.log" | head -n 1)
+    [[ -n "$URL" ]] && break
+    kill -0 "$DEV_PID" 2>/dev/null || { echo "riftkv dev exited early" >&2; exit 1; }
+    sleep 0.25
+done
+[[ -n "$URL" ]] || { echo "riftkv dev did not print the console URL within 100 s" >&2; exit 1; }
+[[ "$URL" == "http://127.0.0.1:$((BASE + 1))" ]] || { echo "unexpected console URL $URL" >&2; exit 1; }
+echo "== console at $URL/ui"
+
+# The dev nodes are riftkv dev's children; the test kills node3.
+VICTIM_PID=""
+while read -r pid args; do
+    NODE_PIDS+=("$pid")
+    [[ " $args " == *" --node-id node3 "* ]] && VICTIM_PID=$pid
+done < <(ps -o pid=,args= --ppid "$DEV_PID")
+[[ -n "$VICTIM_PID" ]] || { echo "cannot find node3 among riftkv dev's children" >&2; exit 1; }
+
+mkdir -p "$ARTIFACTS"
+CONSOLE_BASE="$URL" VICTIM_NODE=node3 VICTIM_PID="$VICTIM_PID" CONSOLE_ARTIFACTS="$ARTIFACTS" \
+    CHROMIUM="$(command -v chromium)" CHROMEDRIVER="$(command -v chromedriver)" SE_OFFLINE=true \
+    timeout 180 "$VENV/bin/python" ops/console/test_console.py
+echo "== console test passed; screenshots in $ARTIFACTS"
