@@ -3,7 +3,8 @@
 # driven by Selenium (ops/console/test_console.py). Checks the cluster page (3 members, then
 # one SIGKILLed member turning unreachable within 10 s), the ring drawing (every partition of
 # /v1/admin/ring, preference list on click), the traffic page, sibling resolution on the key
-# page (checked back through the API) and a bucket props edit. Screenshots of every page go
+# page (checked back through the API), a bucket props edit, and on a node with auth on the
+# token login and a panel the token does not allow. Screenshots of every page go
 # to $CONSOLE_ARTIFACTS (default ~/.cache/riftkv/console-artifacts, outside the tree).
 #
 #   ./ops/console-test.sh                      # builds, as in CI
@@ -57,19 +58,27 @@ cleanup() {
     for p in "${NODE_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     if [[ $rc -ne 0 ]]; then
         echo "console test failed; riftkv dev output and node logs:" >&2
-        tail -n 20 "$TMP/dev.log" "$TMP"/data/node*/server.log >&2 2>/dev/null || true
+        tail -n 20 "$TMP/dev.log" "$TMP"/data/node*/server.log "$TMP/auth1.log" >&2 2>/dev/null || true
     fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 
-# A free block of ports on loopback (API base+1..3, peers base+101..103).
+# A free block of ports on loopback (dev API base+1..3, peers base+101..103; the node with
+# auth on: base+4 and base+104).
 BASE=""
 for _ in $(seq 0 40); do
     b=$(( 23000 + (RANDOM % 400) * 10 ))
-    if ! (ss -ltn | grep -Eq ":(${b}[1-3]|$((b + 100))[1-3]) "); then BASE=$b; break; fi
+    if ! (ss -ltn | grep -Eq ":(${b}[1-4]|$((b + 100))[1-4]) "); then BASE=$b; break; fi
 done
 [[ -n "$BASE" ]] || { echo "no free ports" >&2; exit 1; }
+
+# One more node, alone and with auth on, for the token login and the per-panel refusal.
+head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > "$TMP/token"
+"$BIN" server --node-id auth1 --api-addr "127.0.0.1:$((BASE + 4))" \
+    --peer-addr "127.0.0.1:$((BASE + 104))" --data-dir "$TMP/auth1" \
+    --auth on --bootstrap-token-file "$TMP/token" >"$TMP/auth1.log" 2>&1 &
+NODE_PIDS+=($!)
 
 echo "== starting a 3-node dev cluster on ports $((BASE + 1))-$((BASE + 3))"
 "$BIN" dev --nodes 3 --base-port "$BASE" --data-dir "$TMP/data" --startup-timeout 90 \
@@ -94,8 +103,13 @@ while read -r pid args; do
 done < <(ps -o pid=,args= --ppid "$DEV_PID")
 [[ -n "$VICTIM_PID" ]] || { echo "cannot find node3 among riftkv dev's children" >&2; exit 1; }
 
+AUTH_URL="http://127.0.0.1:$((BASE + 4))"
+for _ in $(seq 1 120); do curl -sf "$AUTH_URL/ready" >/dev/null && break; sleep 0.25; done
+curl -sf "$AUTH_URL/ready" >/dev/null || { echo "the auth node did not get ready" >&2; exit 1; }
+
 mkdir -p "$ARTIFACTS"
-CONSOLE_BASE="$URL" VICTIM_NODE=node3 VICTIM_PID="$VICTIM_PID" CONSOLE_ARTIFACTS="$ARTIFACTS" \
+AUTH_BASE="$AUTH_URL" AUTH_TOKEN="$(cat "$TMP/token")" \
+    CONSOLE_BASE="$URL" VICTIM_NODE=node3 VICTIM_PID="$VICTIM_PID" CONSOLE_ARTIFACTS="$ARTIFACTS" \
     CHROMIUM="$(command -v chromium)" CHROMEDRIVER="$(command -v chromedriver)" SE_OFFLINE=true \
     timeout 180 "$VENV/bin/python" ops/console/test_console.py
 echo "== console test passed; screenshots in $ARTIFACTS"

@@ -2,6 +2,7 @@
 
 Run by ops/console-test.sh, which starts the cluster and passes, in the environment:
   CONSOLE_BASE     http://127.0.0.1:PORT of node 1 (the console is at /ui)
+  AUTH_BASE, AUTH_TOKEN  a node with auth on, and the token of its bootstrap admin
   VICTIM_NODE      node id of the member this test kills at the end
   VICTIM_PID       its process id
   CONSOLE_ARTIFACTS  directory for the screenshots
@@ -252,6 +253,24 @@ def check_node_down(driver):
     shot(driver, "cluster-node-down")
 
 
+def check_auth(driver):
+    step("with auth on: the page loads, 401 asks for the token, 403 is said per panel")
+    base = os.environ["AUTH_BASE"].rstrip("/")
+    driver.get(base + "/ui#/cluster")
+    wait(driver, "the login form", lambda d: d.find_element(By.ID, "login").is_displayed())
+    shot(driver, "login")
+    driver.find_element(By.ID, "token-input").send_keys(os.environ["AUTH_TOKEN"])
+    driver.find_element(By.ID, "login-save").click()
+    wait(driver, "the member row of the auth node",
+         lambda d: attrs(d, "tr.member", "data-node") == ["auth1"])
+    assert not driver.find_element(By.ID, "login").is_displayed()
+    # The bootstrap admin administers the cluster but holds no bucket permission.
+    driver.get(base + "/ui#/keys/console-test")
+    wait(driver, "the refusal on the key list",
+         lambda d: (text(d, "keys-list-panel") or "").strip() == "your token does not allow this")
+    shot(driver, "forbidden")
+
+
 def check_console_log(driver):
     """No Content-Security-Policy violation and no script error in the browser's console."""
     entries = driver.get_log("browser")
@@ -272,6 +291,7 @@ def main():
         check_siblings(driver)
         check_buckets(driver)
         check_console_log(driver)
+        check_auth(driver)
         check_node_down(driver)
         check_console_log(driver)
     finally:
