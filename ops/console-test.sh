@@ -45,6 +45,7 @@ fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-console.XXXXXX")
 DEV_PID=""
+AUTH_PID=""
 NODE_PIDS=()
 cleanup() {
     local rc=$?
@@ -55,6 +56,13 @@ cleanup() {
         kill -KILL "$DEV_PID" 2>/dev/null || true
         wait "$DEV_PID" 2>/dev/null || true
     fi
+    if [[ -n "$AUTH_PID" ]]; then
+        kill -TERM "$AUTH_PID" 2>/dev/null || true
+        for _ in $(seq 1 40); do kill -0 "$AUTH_PID" 2>/dev/null || break; sleep 0.25; done
+        kill -KILL "$AUTH_PID" 2>/dev/null || true
+        wait "$AUTH_PID" 2>/dev/null || true
+    fi
+    # Whatever of the dev nodes outlived riftkv dev.
     for p in "${NODE_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     if [[ $rc -ne 0 ]]; then
         echo "console test failed; riftkv dev output and node logs:" >&2
@@ -78,7 +86,7 @@ head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > "$TMP/token"
 "$BIN" server --node-id auth1 --api-addr "127.0.0.1:$((BASE + 4))" \
     --peer-addr "127.0.0.1:$((BASE + 104))" --data-dir "$TMP/auth1" \
     --auth on --bootstrap-token-file "$TMP/token" >"$TMP/auth1.log" 2>&1 &
-NODE_PIDS+=($!)
+AUTH_PID=$!
 
 echo "== starting a 3-node dev cluster on ports $((BASE + 1))-$((BASE + 3))"
 "$BIN" dev --nodes 3 --base-port "$BASE" --data-dir "$TMP/data" --startup-timeout 90 \

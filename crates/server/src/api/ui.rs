@@ -126,7 +126,10 @@ mod tests {
         assert!(!page.contains("<style"), "inline style");
         assert!(!page.contains(" style=\""), "inline style attribute");
         let inline_handler = page.split(" on").skip(1).any(|rest| {
-            let name = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+            let name = rest.len()
+                - rest
+                    .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                    .len();
             name > 0 && rest[name..].starts_with('=')
         });
         assert!(!inline_handler, "inline event handler");
