@@ -62,8 +62,13 @@ cleanup() {
         kill -KILL "$AUTH_PID" 2>/dev/null || true
         wait "$AUTH_PID" 2>/dev/null || true
     fi
-    # Whatever of the dev nodes outlived riftkv dev.
-    for p in "${NODE_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    # Whatever of the dev nodes outlived riftkv dev (still running on our data dir, so the pid
+    # has not been reused).
+    for p in "${NODE_PIDS[@]}"; do
+        if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$TMP/data"; then
+            kill -KILL "$p" 2>/dev/null || true
+        fi
+    done
     if [[ $rc -ne 0 ]]; then
         echo "console test failed; riftkv dev output and node logs:" >&2
         tail -n 20 "$TMP/dev.log" "$TMP"/data/node*/server.log "$TMP/auth1.log" >&2 2>/dev/null || true
