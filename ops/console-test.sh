@@ -65,7 +65,7 @@ cleanup() {
     # Whatever of the dev nodes outlived riftkv dev (still running on our data dir, so the pid
     # has not been reused).
     for p in "${NODE_PIDS[@]}"; do
-        if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$TMP/data"; then
+        if grep -qaF "$TMP/data" "/proc/$p/cmdline" 2>/dev/null; then
             kill -KILL "$p" 2>/dev/null || true
         fi
     done
