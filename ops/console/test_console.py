@@ -181,6 +181,9 @@ def check_traffic(driver):
          lambda d: {"put", "get"} <= set(attrs(d, "tr.op-row", "data-op"))
          and "measuring" not in (text(d, "total-rate") or "measuring"), 15)
     assert css(driver, 'tr.op-row[data-op="put"] td.op-quorum-failures'), "no quorum failure column"
+    p50 = driver.execute_script(
+        "return document.querySelector('tr.op-row[data-op=\"put\"] td.op-p50').textContent;")
+    assert p50.endswith("s") and p50 != "-", f"put p50 shown as {p50!r}"
     assert css(driver, "#traffic-spark polyline")
     shot(driver, "traffic")
 

@@ -257,6 +257,7 @@ mod tests {
             (get.clone(), "/health", Need::Nothing),
             (get.clone(), "/ready", Need::Nothing),
             (get.clone(), "/ui", Need::Nothing),
+            (get.clone(), "/ui/", Need::Nothing),
             (get.clone(), "/ui/{asset}", Need::Nothing),
         ];
         for (m, path, need) in cases {

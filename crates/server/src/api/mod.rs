@@ -107,6 +107,7 @@ pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>, auth: 
         .route("/metrics", get(admin::metrics))
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
         .route("/ui/{asset}", get(ui::asset));
     // Test-only: absent (404) unless built with the `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
@@ -155,7 +156,7 @@ pub fn op_for(method: &Method, matched: Option<&str>) -> &'static str {
         ("/ready", _) => "ready",
         ("/metrics", _) => "metrics",
         ("/v1/openapi.json", _) => "openapi",
-        ("/ui" | "/ui/{asset}", _) => "ui",
+        ("/ui" | "/ui/" | "/ui/{asset}", _) => "ui",
         (p, _) if p.starts_with("/v1/admin/") => "admin",
         _ => "unknown",
     }

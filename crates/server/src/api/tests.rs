@@ -1367,6 +1367,7 @@ async fn the_console_is_served_without_a_token_under_a_strict_policy() {
         ("/ui/app.js", "text/javascript; charset=utf-8"),
         ("/ui/app.css", "text/css; charset=utf-8"),
         ("/ui/index.html", "text/html; charset=utf-8"),
+        ("/ui/", "text/html; charset=utf-8"),
     ] {
         let r = api.get(path).await;
         assert_eq!(r.status, 200, "{path}");
