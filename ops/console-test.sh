@@ -123,6 +123,6 @@ curl -sf "$AUTH_URL/ready" >/dev/null || { echo "the auth node did not get ready
 mkdir -p "$ARTIFACTS"
 AUTH_BASE="$AUTH_URL" AUTH_TOKEN="$(cat "$TMP/token")" \
     CONSOLE_BASE="$URL" VICTIM_NODE=node3 VICTIM_PID="$VICTIM_PID" CONSOLE_ARTIFACTS="$ARTIFACTS" \
-    CHROMIUM="$(command -v chromium)" CHROMEDRIVER="$(command -v chromedriver)" SE_OFFLINE=true \
+    CHROMIUM="$(command -v chromium)" CHROMEDRIVER="$(command -v chromedriver)" SE_OFFLINE=true PYTHONDONTWRITEBYTECODE=1 \
     timeout 180 "$VENV/bin/python" ops/console/test_console.py
 echo "== console test passed; screenshots in $ARTIFACTS"
