@@ -76,7 +76,16 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
         "dev printed a curl example: {printed}"
     );
 
+    let console = format!("Console: http://127.0.0.1:{}/ui\n", base + 1);
+    assert!(
+        printed.contains(&console),
+        "dev printed the console URL: {printed}"
+    );
+
     let u = format!("http://127.0.0.1:{}", base + 2);
+    let page = client().get(format!("{u}/ui")).send().expect("console");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     let st = status(&u).expect("status");
     assert_eq!(st["ring_settled"], true);
     assert_eq!(st["members"].as_array().map(|m| m.len()), Some(3));

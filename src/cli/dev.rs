@@ -219,6 +219,7 @@ pub fn banner(plans: &[NodePlan], data_dir: &Path) -> String {
         ));
     }
     if let Some(first) = plans.first() {
+        s.push_str(&format!("\nConsole: {}\n", console_url(first)));
         let second = plans.get(1).unwrap_or(first);
         s.push_str(&format!(
             "\nTry it:\n  curl -i -X PUT -H 'Content-Type: text/plain' --data 'hello' {}/v1/kv/demo/greeting\n  curl -i {}/v1/kv/demo/greeting\n  riftkv get demo greeting --url {}\n",
@@ -229,6 +230,11 @@ pub fn banner(plans: &[NodePlan], data_dir: &Path) -> String {
     }
     s.push_str("\nPress Ctrl-C to stop every node.\n");
     s
+}
+
+/// The web console of a node (CONTRACT §8).
+pub fn console_url(plan: &NodePlan) -> String {
+    format!("{}/ui", plan.api_url())
 }
 
 /// Last `n` lines of a log, to show why a node died.
@@ -896,6 +902,7 @@ mod tests {
             assert!(b.contains(&p.api_url()), "{b}");
             assert!(b.contains(&p.log_path.display().to_string()));
         }
+        assert!(b.contains("Console: http://127.0.0.1:8701/ui\n"), "{b}");
         assert!(b.contains("curl -i -X PUT"));
         assert!(b.contains("http://127.0.0.1:8701/v1/kv/demo/greeting"));
         assert!(b.contains("curl -i http://127.0.0.1:8702/v1/kv/demo/greeting"));

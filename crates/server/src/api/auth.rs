@@ -1,7 +1,8 @@
-//! Who may call what (CONTRACT §5): with auth on, every request but `/health` and `/ready`
-//! needs `Authorization: Bearer TOKEN`, and the route's permission on its bucket (or the
-//! cluster). The check runs before any handler, so neither refusal reveals whether a key
-//! exists. Refusals and every `/v1/admin/*` request are written to the `audit` log target.
+//! Who may call what (CONTRACT §5): with auth on, every request but `/health`, `/ready` and
+//! the console's static assets (`/ui`) needs `Authorization: Bearer TOKEN`, and the route's
+//! permission on its bucket (or the cluster). The check runs before any handler, so neither
+//! refusal reveals whether a key exists. Refusals and every `/v1/admin/*` request are written
+//! to the `audit` log target.
 
 use super::error::{ApiError, Code};
 use super::{RequestId, params};
@@ -49,7 +50,8 @@ pub enum Need {
 /// table the metrics use, so the two cannot disagree about what a request is).
 pub fn need_for(method: &Method, matched: Option<&str>) -> Need {
     match super::op_for(method, matched) {
-        "health" | "ready" => Need::Nothing,
+        // The console's page and assets are public; the data it fetches needs the token.
+        "health" | "ready" | "ui" => Need::Nothing,
         "metrics" => Need::Cluster(Permission::Metrics),
         "admin" => Need::Cluster(Permission::Admin),
         "get" | "type_get" => Need::Bucket(Permission::Get),
@@ -254,6 +256,9 @@ mod tests {
             (get.clone(), "/v1/openapi.json", Need::Token),
             (get.clone(), "/health", Need::Nothing),
             (get.clone(), "/ready", Need::Nothing),
+            (get.clone(), "/ui", Need::Nothing),
+            (get.clone(), "/ui/", Need::Nothing),
+            (get.clone(), "/ui/{asset}", Need::Nothing),
         ];
         for (m, path, need) in cases {
             assert_eq!(need_for(&m, Some(path)), need, "{m} {path}");

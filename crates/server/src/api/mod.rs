@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod params;
 pub mod render;
 pub mod types;
+pub mod ui;
 pub mod users;
 
 use axum::Router;
@@ -104,7 +105,10 @@ pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>, auth: 
         .route("/health", get(admin::health))
         .route("/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
-        .route("/v1/openapi.json", get(openapi::serve));
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{asset}", get(ui::asset));
     // Test-only: absent (404) unless built with the `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
     let routes = routes.route("/v1/admin/fault/corrupt", post(fault::corrupt));
@@ -152,6 +156,7 @@ pub fn op_for(method: &Method, matched: Option<&str>) -> &'static str {
         ("/ready", _) => "ready",
         ("/metrics", _) => "metrics",
         ("/v1/openapi.json", _) => "openapi",
+        ("/ui" | "/ui/" | "/ui/{asset}", _) => "ui",
         (p, _) if p.starts_with("/v1/admin/") => "admin",
         _ => "unknown",
     }

@@ -1341,3 +1341,53 @@ async fn past_its_in_flight_bound_a_node_answers_overloaded_and_recovers() {
     assert_eq!(api.put("/v1/kv/b/k", "v").await.status, 204);
     assert_eq!(api.get("/v1/kv/b/k").await.status, 200);
 }
+
+#[tokio::test]
+async fn the_console_is_served_without_a_token_under_a_strict_policy() {
+    let api = start_with(|node| {
+        super::router_with(
+            node,
+            super::admission::Admission::new(64, std::time::Duration::from_secs(5)),
+            true,
+        )
+    })
+    .await;
+    // Auth is on: the data the console shows needs a token ...
+    assert_eq!(api.get("/v1/admin/status").await.status, 401);
+    // ... but the page and its assets do not.
+    let page = api.get("/ui").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert_eq!(page.headers["cache-control"], super::ui::CACHE_CONTROL);
+    assert!(page.text().contains("/ui/app.js"));
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/index.html", "text/html; charset=utf-8"),
+        ("/ui/", "text/html; charset=utf-8"),
+    ] {
+        let r = api.get(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.headers["content-type"], kind, "{path}");
+        assert!(r.headers.contains_key("content-security-policy"), "{path}");
+        // Revalidation by ETag answers 304 without a body.
+        let etag = r.headers["etag"].to_str().unwrap().to_string();
+        let again = api.get_with(path, &[("if-none-match", &etag)]).await;
+        assert_eq!(again.status, 304, "{path}");
+        assert!(again.body.is_empty());
+    }
+    for missing in ["/ui/nope.js", "/ui/..%2Fapp.js", "/ui/APP.JS"] {
+        let r = api.get(missing).await;
+        assert_eq!(r.status, 404, "{missing}");
+        assert_eq!(r.json()["error"], "not_found", "{missing}");
+    }
+    // Console requests are counted under their own operation label.
+    let text = api.node.metrics.render();
+    assert!(
+        text.contains("riftkv_requests_total{code=\"200\",op=\"ui\"}"),
+        "{text}"
+    );
+}
