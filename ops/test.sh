@@ -3,7 +3,8 @@
 # (unit and property tests, in-process cluster tests, multi-process tests against real
 # `riftkv server` processes), the observability test against a real Prometheus, and the
 # Jepsen-style partition tests (network namespaces and iptables: needs root), coverage-guided
-# fuzzing of every decoder of outside input (`ops/fuzz.sh`), and last a check
+# fuzzing of every decoder of outside input (`ops/fuzz.sh`), the Python client's tests and the
+# web console in a headless browser, and last a check
 # that the product build has none of the test-only fault switches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,10 @@ echo "== fuzzing (libFuzzer; every decoder of outside input, 20 s per target)"
 ./ops/fuzz.sh
 echo "== schema testing (Schemathesis against a 3-node cluster with auth on)"
 ./ops/schemathesis-test.sh
+echo "== Python client (against a real 3-node cluster with auth on)"
+./ops/python-client-test.sh
+echo "== web console (headless Chromium against riftkv dev)"
+./ops/console-test.sh
 echo "== partition tests (riftkv-jepsen)"
 ./ops/jepsen/ci.sh
 echo "== product build: no test-only fault switch"

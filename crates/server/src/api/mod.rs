@@ -187,6 +187,7 @@ async fn observe(State(node): State<AppState>, mut req: Request, next: Next) -> 
     };
     let span = tracing::info_span!("request", request_id = %id, op, bucket = %bucket, key_len);
     let method = req.method().clone();
+    let sends_body = req.version() < axum::http::Version::HTTP_2 && declares_body(req.headers());
     // Inter-node calls made for this request carry its id (see `riftkv_cluster::rpc::RequestMeta`).
     let scoped = riftkv_cluster::trace::with_request_id(Arc::from(id.as_str()), next.run(req));
     let answer = AssertUnwindSafe(scoped)
@@ -209,6 +210,15 @@ async fn observe(State(node): State<AppState>, mut req: Request, next: Next) -> 
         resp.headers_mut().insert(params::REQUEST_ID_HEADER, v);
     }
     let status = resp.status();
+    // Refusals (auth, admission, bad parameters) answer before the body is read; its unread
+    // rest makes the connection unusable, so say that it closes rather than let a client's
+    // next request on it fail.
+    if sends_body && (status.is_client_error() || status.is_server_error()) {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     let elapsed = started.elapsed();
     node.metrics.observe_request(op, status.as_str(), elapsed);
     span.in_scope(|| {
@@ -224,6 +234,14 @@ async fn observe(State(node): State<AppState>, mut req: Request, next: Next) -> 
         }
     });
     resp
+}
+
+/// True when an HTTP/1 request announces a body (a non-zero length, or chunked).
+fn declares_body(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 #[cfg(test)]
