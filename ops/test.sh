@@ -22,8 +22,8 @@ echo "== tests"
 cargo test --workspace --no-fail-fast -- --test-threads 2
 echo "== observability (real Prometheus)"
 ./ops/observability-test.sh
-echo "== fuzzing (libFuzzer; every decoder of outside input, 20 s per target)"
-./ops/fuzz.sh
+echo "== fuzzing (libFuzzer; every decoder of outside input, 15 s per target)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} ./ops/fuzz.sh
 echo "== schema testing (Schemathesis against a 3-node cluster with auth on)"
 ./ops/schemathesis-test.sh
 echo "== Python client (against a real 3-node cluster with auth on)"

@@ -13,14 +13,18 @@ const MIB: usize = 1024 * 1024;
 /// A client for large bodies (a debug build takes a while over 8 MiB).
 fn big_client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(90))
         .build()
         .expect("http client")
 }
 
+/// The server's 5 s default request timeout is short for 8 MiB on a loaded 2-core machine
+/// running a debug build: large requests get 50 s.
+const SLOW: &str = "&timeout=50000";
+
 fn put_big(url: &str, key: &str, body: Vec<u8>, query: &str, ctx: Option<&str>) -> (u16, Value) {
     let mut req = big_client()
-        .put(format!("{url}/v1/kv/big/{}{query}", seg(key)))
+        .put(format!("{url}/v1/kv/big/{}{query}{SLOW}", seg(key)))
         .header("content-type", "application/octet-stream")
         .body(body);
     if let Some(c) = ctx {
@@ -34,7 +38,7 @@ fn put_big(url: &str, key: &str, body: Vec<u8>, query: &str, ctx: Option<&str>) 
 
 fn read(url: &str, key: &str, query: &str) -> (u16, Value) {
     let resp = big_client()
-        .get(format!("{url}/v1/kv/big/{}{query}", seg(key)))
+        .get(format!("{url}/v1/kv/big/{}{query}{SLOW}", seg(key)))
         .header("accept", "application/json")
         .send()
         .expect("get");
