@@ -78,7 +78,11 @@ echo "   sustainable: $RATE ops/s; offering $OFFER ops/s for ${SECS}s"
 SAMPLER=$!
 
 echo "== overload (open loop at ${FACTOR}x)"
-"${BENCH[@]}" --target-rate "$OFFER" --concurrency 1024 --duration "$SECS" >"$RESULTS/overload.json"
+# Most operations are refused by design, so the bench's "too many errors" exit is expected
+# here; the checks below read its JSON.
+# At most 256 in flight: under the per-address connection bound (1024), past which connections
+# are refused at accept by design (docs/security.md).
+"${BENCH[@]}" --target-rate "$OFFER" --concurrency 256 --duration "$SECS" >"$RESULTS/overload.json" || true
 kill "$SAMPLER" 2>/dev/null || true
 SAMPLER=""
 echo "== recovery (closed loop, 16 clients, 10 s, at once)"
