@@ -23,64 +23,12 @@ fi
 echo "== pip install ./clients/python"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check ./clients/python
 
-if [[ -n "${RIFTKV_BIN:-}" ]]; then
-    BIN=$RIFTKV_BIN
-else
-    source ops/env.sh
-    cargo build --quiet --workspace --all-targets
-    BIN="$CARGO_TARGET_DIR/debug/riftkv"
-fi
-[[ -x "$BIN" ]] || { echo "no riftkv binary at $BIN" >&2; exit 2; }
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-pyclient.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [[ $rc -ne 0 ]]; then
-        echo "python client test failed; node logs:" >&2
-        tail -n 20 "$TMP"/n*.log >&2 || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# A free block of ports on loopback.
-BASE=""
-for try in $(seq 0 40); do
-    b=$(( 22000 + (RANDOM % 400) * 10 ))
-    if ! (ss -ltn | grep -Eq ":(${b}[1-4]|$((b + 100))[1-4]) "); then BASE=$b; break; fi
-done
-[[ -n "$BASE" ]] || { echo "no free ports" >&2; exit 1; }
-
-head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > "$TMP/token"
-TOKEN=$(cat "$TMP/token")
-export RIFTKV_CLUSTER_SECRET="pyclient-$RANDOM$RANDOM$RANDOM"
-URLS=()
-for k in 1 2 3; do
-    seeds=()
-    [[ $k -gt 1 ]] && seeds=(--seeds "127.0.0.1:$((BASE + 101))")
-    "$BIN" server --node-id "n$k" --api-addr "127.0.0.1:$((BASE + k))" \
-        --peer-addr "127.0.0.1:$((BASE + 100 + k))" --data-dir "$TMP/d$k" --ring-size 16 \
-        --gossip-interval-ms 200 --auth on --bootstrap-token-file "$TMP/token" \
-        "${seeds[@]}" >"$TMP/n$k.log" 2>&1 &
-    PIDS+=($!)
-    URLS+=("http://127.0.0.1:$((BASE + k))")
-done
-URL=${URLS[0]}
-settled() {
-    curl -sf -m 2 -H "Authorization: Bearer $TOKEN" "$URL/v1/admin/status" | grep -q '"ring_settled":true'
-}
-for _ in $(seq 1 150); do
-    settled && break
-    sleep 0.2
-done
-settled || { echo "the cluster did not settle" >&2; exit 1; }
-# The bootstrap admin may administer; give it the data permissions too.
-curl -sf -m 5 -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-    -d '{"action":"grant","subject":"user:admin","bucket":"*","permissions":["get","put","delete","list","props","metrics"]}' \
-    "$URL/v1/admin/grants" >/dev/null
+source ops/lib/cluster.sh
+rk_binary
+rk_tmp pyclient
+trap 'rk_cleanup "python client test"' EXIT
+rk_free_ports 4
+rk_start_auth_cluster 3
 
 # A fourth node, a cluster of its own, serving HTTPS with a certificate of a test CA (for the
 # client's `ca` option). Skipped when openssl is missing.

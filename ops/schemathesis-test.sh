@@ -24,55 +24,12 @@ if [[ ! -x "$VENV/bin/schemathesis" ]] || ! "$VENV/bin/schemathesis" --version |
     "$VENV/bin/pip" install --quiet "schemathesis==$ST_VERSION"
 fi
 
-cargo build --quiet --workspace --all-targets
-BIN="$CARGO_TARGET_DIR/debug/riftkv"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-schemathesis.XXXXXX")
-PIDS=()
-cleanup() {
-    local rc=$?
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [[ $rc -ne 0 ]]; then
-        echo "schemathesis test failed; node logs:" >&2
-        tail -n 20 "$TMP"/n*.log >&2 || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# A free block of ports on loopback.
-BASE=""
-for try in $(seq 0 40); do
-    b=$(( 22000 + (RANDOM % 400) * 10 ))
-    if ! (ss -ltn | grep -Eq ":(${b}[1-3]|$((b + 100))[1-3]) "); then BASE=$b; break; fi
-done
-[[ -n "$BASE" ]] || { echo "no free ports" >&2; exit 1; }
-
-head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > "$TMP/token"
-TOKEN=$(cat "$TMP/token")
-export RIFTKV_CLUSTER_SECRET="schemathesis-$RANDOM$RANDOM$RANDOM"
-for k in 1 2 3; do
-    seeds=()
-    [[ $k -gt 1 ]] && seeds=(--seeds "127.0.0.1:$((BASE + 101))")
-    "$BIN" server --node-id "n$k" --api-addr "127.0.0.1:$((BASE + k))" \
-        --peer-addr "127.0.0.1:$((BASE + 100 + k))" --data-dir "$TMP/d$k" --ring-size 16 \
-        --gossip-interval-ms 200 --auth on --bootstrap-token-file "$TMP/token" \
-        "${seeds[@]}" >"$TMP/n$k.log" 2>&1 &
-    PIDS+=($!)
-done
-URL="http://127.0.0.1:$((BASE + 1))"
-for _ in $(seq 1 150); do
-    if curl -sf -H "Authorization: Bearer $TOKEN" "$URL/v1/admin/status" | grep -q '"ring_settled":true'; then
-        break
-    fi
-    sleep 0.2
-done
-curl -sf -H "Authorization: Bearer $TOKEN" "$URL/v1/admin/status" | grep -q '"ring_settled":true' \
-    || { echo "the cluster did not settle" >&2; exit 1; }
-# The bootstrap admin may administer; give it the data permissions too.
-curl -sf -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-    -d '{"action":"grant","subject":"user:admin","bucket":"*","permissions":["get","put","delete","list","props","metrics"]}' \
-    "$URL/v1/admin/grants" >/dev/null
+source ops/lib/cluster.sh
+rk_binary
+rk_tmp schemathesis
+trap 'rk_cleanup "schemathesis test"' EXIT
+rk_free_ports 3
+rk_start_auth_cluster 3
 sleep 1
 
 # True when a report has no failure and its only errors are the generator's own internal error
