@@ -259,6 +259,48 @@ fn a_restored_node_loses_no_write_resurrects_no_delete_and_reuses_no_identity() 
     assert!(o.status.success(), "forced: {}", text(&o.stderr));
     assert!(text(&o.stderr).contains("WARNING"), "{}", text(&o.stderr));
     assert!(fresh.join("db").is_dir());
+
+    // The cluster-wide script backs every member up into a directory of its own.
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if have("curl") && have("jq") {
+        let all = backups.join("all");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/backup-cluster.sh");
+        let o = Command::new("bash")
+            .args([script, &c.url(1), all.to_str().unwrap()])
+            .output()
+            .expect("run backup-cluster.sh");
+        assert!(o.status.success(), "script: {}", text(&o.stderr));
+        let mut made: Vec<String> = std::fs::read_dir(&all)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        made.sort();
+        assert_eq!(made.len(), 3, "{made:?}");
+        for (i, name) in made.iter().enumerate() {
+            assert!(name.starts_with(&format!("node{}-", i + 1)), "{made:?}");
+            let m = read_manifest(&all.join(name));
+            assert_eq!(m["node_id"], format!("node{}", i + 1));
+            assert!(all.join(name).join("db").is_dir());
+        }
+        // Usage errors: a relative OUTDIR.
+        let o = Command::new("bash")
+            .args([script, &c.url(1), "relative"])
+            .output()
+            .expect("run backup-cluster.sh");
+        assert_eq!(o.status.code(), Some(2));
+    } else {
+        eprintln!("curl or jq missing: ops/backup-cluster.sh not exercised");
+    }
+}
+
+fn read_manifest(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("backup.json")).expect("backup.json"))
+        .expect("manifest json")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
