@@ -93,7 +93,8 @@ pub fn prepare_out_dir(out: &str) -> Result<bool, BackupError> {
                 "out {out} exists and is not a directory"
             )));
         }
-        if !absent_or_empty(path)? {
+        let empty = absent_or_empty(path).map_err(|e| BackupError::BadTarget(e.to_string()))?;
+        if !empty {
             return Err(BackupError::BadTarget(format!(
                 "out {out} exists and is not empty; a backup goes into a new directory"
             )));
