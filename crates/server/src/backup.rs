@@ -224,6 +224,7 @@ pub fn check_target(data_dir: &Path) -> Result<(), BackupError> {
 }
 
 /// Copies a directory tree (a checkpoint: files and, possibly, directories).
+#[cfg(feature = "rocksdb")]
 fn copy_tree(from: &Path, to: &Path) -> Result<u64, BackupError> {
     std::fs::create_dir_all(to).map_err(|e| io_err("cannot create", to, e))?;
     let mut bytes = 0u64;
