@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 when the server answers "no" (404, 412, 503 and every other 4xx/5xx);
 //! 2 for usage errors, bad configuration, and failures to reach or understand the server.
 
+pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod dev;
@@ -50,6 +51,8 @@ pub enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Manage users, tokens and grants (a node with --auth on; needs the admin permission)
     User(users::UserArgs),
+    /// Operations: online backup of a node, offline restore of a data dir
+    Admin(admin::AdminCmd),
 }
 
 /// Why a client command failed; decides the exit code.
@@ -77,6 +80,9 @@ pub enum CliError {
     /// key with siblings).
     #[error("{0}")]
     Refused(String),
+    /// A local operation (e.g. `admin restore`) refused or failed.
+    #[error("{0}")]
+    Local(String),
 }
 
 fn server_error_line(status: u16, code: Option<&str>, message: &str) -> String {
@@ -91,7 +97,10 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Server { .. } | CliError::Refused(_) => 1,
-            CliError::Usage(_) | CliError::Connection(_) | CliError::BadResponse(_) => 2,
+            CliError::Usage(_)
+            | CliError::Connection(_)
+            | CliError::BadResponse(_)
+            | CliError::Local(_) => 2,
         }
     }
 }
@@ -111,6 +120,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ring(args) => finish(client::ring(&args)),
         Command::Bench(args) => ExitCode::from(bench::run(&args)),
         Command::User(args) => finish(users::run(&args)),
+        Command::Admin(args) => finish(admin::run(&args)),
     }
 }
 

@@ -532,6 +532,10 @@ impl Storage for GatedStorage {
     fn flush(&self) -> Result<(), StorageError> {
         self.gate.run(|| self.inner.flush())
     }
+    /// Unsupported, as for the in-memory store it wraps.
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StorageError> {
+        self.gate.run(|| self.inner.checkpoint(dir))
+    }
     #[cfg(any(test, feature = "fault-injection"))]
     fn damage_objects_for_test(
         &self,

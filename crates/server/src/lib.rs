@@ -3,6 +3,7 @@
 //! and its background duties ([`server`]).
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod http;
 #[cfg(feature = "rocksdb")]

@@ -75,6 +75,14 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), StorageError>;
     fn approximate_bytes(&self) -> u64;
     fn flush(&self) -> Result<(), StorageError>;
+    /// A consistent point-in-time copy of every column family in `dir` (see
+    /// `Storage::checkpoint`); unsupported unless the engine overrides it.
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StorageError> {
+        let _ = dir;
+        Err(StorageError::Unsupported(
+            "the in-memory engine cannot take a checkpoint (only RocksDB can)".into(),
+        ))
+    }
 }
 
 /// Whether a column family holds at least one entry.

@@ -60,6 +60,12 @@ pub enum StorageError {
     /// A request the key layout cannot hold (bucket too long, reserved meta name, ...).
     #[error("invalid storage request: {0}")]
     Invalid(String),
+    /// The engine cannot do this at all (e.g. a checkpoint of the in-memory test engine).
+    #[error("not supported by this storage: {0}")]
+    Unsupported(String),
+    /// A checkpoint's target directory already exists (RocksDB creates it itself).
+    #[error("checkpoint target {0} already exists")]
+    CheckpointExists(String),
 }
 
 /// Where an object lives: its ring partition, bucket and key.
@@ -267,6 +273,17 @@ pub trait Storage: Send + Sync + 'static {
     fn corrupt_records(&self) -> u64;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StorageError>;
+    /// Writes an online, consistent copy of the whole store (every column family, one point
+    /// in time) into `dir`, which must not exist yet; the copy opens as a data dir's `db`.
+    /// RocksDB hard-links its immutable files where it can, so this is cheap and does not
+    /// stop writes. Engines that cannot (the in-memory test engine) answer
+    /// [`StorageError::Unsupported`].
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StorageError> {
+        let _ = dir;
+        Err(StorageError::Unsupported(
+            "this storage cannot take a checkpoint".into(),
+        ))
+    }
     /// Test only (riftkv-jepsen's `corrupt` nemesis): damages `fraction` of the intact object
     /// records of `bucket` (of `key` only, when given) so their checksum fails; see
     /// [`damage`].

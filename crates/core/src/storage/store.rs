@@ -404,6 +404,10 @@ impl<B: Backend> Storage for RecordStore<B> {
         self.backend.flush()
     }
 
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StorageError> {
+        self.backend.checkpoint(dir)
+    }
+
     #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
     fn damage_objects_for_test(
         &self,

@@ -328,6 +328,48 @@ pub async fn remove(State(node): State<AppState>, uri: Uri) -> Result<Response, 
         .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/admin/backup", tag = "admin",
+    request_body(content = crate::backup::BackupRequest, content_type = "application/json"),
+    responses((status = 201, description = "The snapshot is written into `out` on this node's file system: `out/db` and `out/backup.json` (this body)", body = crate::backup::BackupManifest),
+              (status = 400, description = "`out` is relative, exists and is not empty, or cannot be created", body = super::error::ErrorBody)))]
+pub async fn backup(
+    State(node): State<AppState>,
+    uri: Uri,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    use crate::backup::{self as b, BackupError};
+    params::no_query(uri.query())?;
+    let bytes = super::objects::read_body(body, None, 64 * 1024).await?;
+    let req: b::BackupRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not the expected JSON: {e}")))?;
+    let manifest = {
+        let state = node.state.read();
+        b::BackupManifest {
+            format_version: b::BACKUP_FORMAT_VERSION,
+            node_id: node.id.as_str().to_string(),
+            cluster_name: node.settings.cluster_name.clone(),
+            storage_format_version: riftkv_core::storage::FORMAT_VERSION,
+            ring_version: state.ring_version,
+            // Before the checkpoint: the recorded time is never later than the data.
+            snapshot_ms: node.clock.now_ms(),
+            tombstone_grace_ms: u64::try_from(node.settings.tombstone_grace.as_millis())
+                .unwrap_or(u64::MAX),
+            riftkv_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    };
+    let (n, m) = (node.clone(), manifest.clone());
+    blocking(move || {
+        b::take(n.storage.as_ref(), &req.out, &m).map_err(|e| match e {
+            BackupError::BadTarget(msg) => ApiError::bad_request(msg),
+            other => ApiError::internal(format!("backup failed: {other}")),
+        })?;
+        tracing::info!(out = %req.out, snapshot_ms = m.snapshot_ms, "backup written");
+        Ok(())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(manifest)).into_response())
+}
+
 #[utoipa::path(get, path = "/health", tag = "operations", security(()),
     responses((status = 200, description = "The process serves", body = HealthBody)))]
 pub async fn health() -> Json<HealthBody> {

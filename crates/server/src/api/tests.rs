@@ -1429,3 +1429,42 @@ async fn an_error_answered_before_the_body_closes_the_connection_and_says_so() {
     assert_eq!(r.status, 401);
     assert!(!r.headers.contains_key("connection"), "{:?}", r.headers);
 }
+
+/// `POST /v1/admin/backup` refuses bad targets with 400 before touching storage; the
+/// in-memory store of this test node cannot take a checkpoint (500, and nothing is left).
+#[tokio::test]
+async fn backup_refuses_bad_targets() {
+    let api = start().await;
+    let post = |body: &str| {
+        api.http
+            .post(api.url("/v1/admin/backup"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let v = error_of(
+        api.send(post(r#"{"out":"rel/dir"}"#)).await,
+        400,
+        "bad_request",
+    );
+    assert!(v["message"].as_str().unwrap().contains("absolute"), "{v}");
+    error_of(api.send(post("{}")).await, 400, "bad_request");
+    error_of(api.send(post("not json")).await, 400, "bad_request");
+    error_of(
+        api.send(post(r#"{"out":"/x","extra":1}"#)).await,
+        400,
+        "bad_request",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("f"), b"x").unwrap();
+    let body = serde_json::json!({ "out": tmp.path() }).to_string();
+    let v = error_of(api.send(post(&body)).await, 400, "bad_request");
+    assert!(v["message"].as_str().unwrap().contains("not empty"), "{v}");
+    let fresh = tmp.path().join("new");
+    let body = serde_json::json!({ "out": fresh }).to_string();
+    let v = error_of(api.send(post(&body)).await, 500, "internal");
+    assert!(v["message"].as_str().unwrap().contains("checkpoint"), "{v}");
+    assert!(
+        !fresh.exists(),
+        "a failed backup removes the directory it made"
+    );
+}
