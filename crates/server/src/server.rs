@@ -2,8 +2,8 @@
 //!
 //! Order matters: the data dir and storage are checked first (the commonest operator mistakes
 //! fail before anything listens), then both listeners are bound (a port in use fails before the
-//! node joins a cluster), then background duties start. Shutdown runs the other way: stop
-//! accepting clients, let in-flight requests finish (bounded), stop background duties, close
+//! node joins a cluster), then background duties start. Shutdown runs the other way: tell the
+//! other members this node is going down (on a signal), stop accepting clients, let in-flight requests finish (bounded), stop background duties, close
 //! the transport and flush storage.
 
 use crate::config::ServerConfig;
@@ -205,15 +205,26 @@ async fn serve_until_stopped(
     let server = crate::http::serve(listener, app, api.limits, stop_accepting.clone());
     let mut server = tokio::spawn(server);
 
-    let early = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM received, shutting down"); None }
-        _ = int.recv() => { tracing::info!("SIGINT received, shutting down"); None }
-        _ = node.shutdown.cancelled() => { tracing::info!("node stopping"); None }
-        _ = left.wait_for(|l| *l) => { tracing::info!("node has left the cluster, shutting down"); None }
-        r = &mut server => Some(r),
+    // Ok(true): a signal; Ok(false): the node stops on its own; Err: the API server ended.
+    let stop = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM received, shutting down"); Ok(true) }
+        _ = int.recv() => { tracing::info!("SIGINT received, shutting down"); Ok(true) }
+        _ = node.shutdown.cancelled() => { tracing::info!("node stopping"); Ok(false) }
+        _ = left.wait_for(|l| *l) => { tracing::info!("node has left the cluster, shutting down"); Ok(false) }
+        r = &mut server => Err(r),
     };
-    if let Some(r) = early {
-        return r.map_err(|e| ServerError::Serve(e.to_string()));
+    match stop {
+        Err(r) => return r.map_err(|e| ServerError::Serve(e.to_string())),
+        // Before anything stops: members route around this node from now on, while it still
+        // serves what they already sent it.
+        Ok(true) => {
+            riftkv_cluster::membership::going_down::announce(
+                &node,
+                riftkv_cluster::membership::going_down::ANNOUNCE_BUDGET,
+            )
+            .await;
+        }
+        Ok(false) => {}
     }
     stop_accepting.cancel();
     match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
