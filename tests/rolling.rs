@@ -56,7 +56,11 @@ fn sigterm_rolling_restart_fails_no_w3_write() {
                 let mut o = outcome.lock().unwrap();
                 match r {
                     Ok(r) if r.status().is_success() => o.acked.push(key),
-                    Ok(r) => o.failed.push(format!("{key}: {}", r.status())),
+                    Ok(r) => {
+                        let code = r.status();
+                        let body = r.text().unwrap_or_default();
+                        o.failed.push(format!("{key}: {code} {body}"))
+                    }
                     Err(e) => o.failed.push(format!("{key}: {e}")),
                 }
                 drop(o);
@@ -78,6 +82,11 @@ fn sigterm_rolling_restart_fails_no_w3_write() {
         o.failed.len()
     );
     assert!(o.acked.len() > 50, "too few writes: {}", o.acked.len());
+    if !o.failed.is_empty() {
+        for i in [1, 3, 4] {
+            eprintln!("--- node{i} log tail:\n{}", tail(&c.node(i).log(), 40));
+        }
+    }
     assert!(
         o.failed.is_empty(),
         "{} of {} writes failed, first: {:?}",

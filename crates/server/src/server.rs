@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long background duties and the transport get to stop.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// After announcing it is going down, how long a node keeps serving its peers at least:
+/// requests they routed here just before they took the notice may still be arriving.
+pub const PEER_LINGER: Duration = Duration::from_millis(500);
 /// Timeout of one inter-node call made by a background duty.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -226,8 +229,33 @@ async fn serve_until_stopped(
         }
         Ok(false) => {}
     }
+    let announced = matches!(stop, Ok(true)).then(std::time::Instant::now);
     stop_accepting.cancel();
-    match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+    let drained = drain_clients(&mut server).await;
+    if let Some(at) = announced {
+        finish_peer_requests(&node, at).await;
+    }
+    drained
+}
+
+/// Waits (bounded) for a stopping node's peers: until [`PEER_LINGER`] after its notice, then
+/// until no peer request is being handled, so the transport closes none mid-way.
+async fn finish_peer_requests(node: &Node, announced: std::time::Instant) {
+    use std::sync::atomic::Ordering;
+    tokio::time::sleep_until((announced + PEER_LINGER).into()).await;
+    let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+    while node.peer_requests_in_flight.load(Ordering::SeqCst) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("requests from peers did not finish in time; closing them");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Lets in-flight client requests finish (bounded) after the listener stopped accepting.
+async fn drain_clients(server: &mut JoinHandle<()>) -> Result<(), ServerError> {
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut *server).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServerError::Serve(e.to_string())),
         Err(_) => {

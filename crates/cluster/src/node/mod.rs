@@ -127,6 +127,8 @@ pub struct Node {
     pub run_id: u64,
     /// Members that have answered this run's hello (see `membership::going_down`).
     pub greeted: Mutex<std::collections::HashSet<NodeId>>,
+    /// Requests from peers being handled right now (a stopping node lets them finish).
+    pub peer_requests_in_flight: std::sync::atomic::AtomicUsize,
     /// The background duties running on this node and their latest state.
     pub workers: Arc<crate::worker::Workers>,
     /// Set once the node has joined a cluster and knows a ring (for `/ready`).
@@ -204,6 +206,7 @@ impl Node {
             shutdown,
             run_id: rand::random(),
             greeted: Mutex::new(std::collections::HashSet::new()),
+            peer_requests_in_flight: std::sync::atomic::AtomicUsize::new(0),
             workers: Arc::new(crate::worker::Workers::new(clock.clone())),
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
             left: tokio::sync::watch::channel(false).0,
