@@ -2,9 +2,10 @@
 //!
 //! Order matters: the data dir and storage are checked first (the commonest operator mistakes
 //! fail before anything listens), then both listeners are bound (a port in use fails before the
-//! node joins a cluster), then background duties start. Shutdown runs the other way: tell the
-//! other members this node is going down (on a signal), stop accepting clients, let in-flight requests finish (bounded), stop background duties, close
-//! the transport and flush storage.
+//! node joins a cluster), then background duties start. Shutdown runs the other way: on a
+//! signal, tell the other members this node is going down (they route around it at once);
+//! stop accepting clients, let in-flight client requests and peer requests finish (bounded),
+//! stop background duties, close the transport and flush storage.
 
 use crate::config::ServerConfig;
 use riftkv_cluster::dispatch::RpcHandler;
