@@ -216,3 +216,35 @@ fn join_conflict(node: &Arc<Node>, member: &MemberInfo) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New variants go at the end: the variants older nodes know keep their wire tags.
+    #[test]
+    fn variant_tags_are_stable() {
+        let tag = |m: &MembershipRequest| postcard::to_stdvec(m).unwrap()[0];
+        let ping = MembershipRequest::Ping {
+            ring_version: 1,
+            now_ms: 2,
+        };
+        assert_eq!(tag(&ping), 0);
+        assert_eq!(tag(&MembershipRequest::GoingDown { run: 7 }), 3);
+        let hello = MembershipRequest::Hello {
+            run: 7,
+            ring_version: 1,
+            now_ms: 2,
+        };
+        assert_eq!(tag(&hello), 4);
+        let rtag = |m: &MembershipResponse| postcard::to_stdvec(m).unwrap()[0];
+        let refused = MembershipResponse::Refused { reason: "x".into() };
+        assert_eq!(rtag(&refused), 3);
+        assert_eq!(rtag(&MembershipResponse::Noted), 4);
+        let bytes = postcard::to_stdvec(&MembershipRequest::GoingDown { run: 9 }).unwrap();
+        assert!(matches!(
+            postcard::from_bytes::<MembershipRequest>(&bytes),
+            Ok(MembershipRequest::GoingDown { run: 9 })
+        ));
+    }
+}
