@@ -102,6 +102,24 @@ fn sigterm_rolling_restart_fails_no_w3_write() {
         );
     }
 
+    // Nodes 1 and 2 ran throughout and took both notices.
+    for i in [1, 2] {
+        let text = client()
+            .get(format!("{}/metrics", c.url(i)))
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("metrics text");
+        assert!(
+            text.contains("riftkv_going_down_received_total 2"),
+            "node{i}: {}",
+            text.lines()
+                .filter(|l| l.contains("going_down"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
     // Hints written while a node was away reach it; then every acknowledged key reads back.
     eventually(Duration::from_secs(30), "hints delivered", || {
         (1..=4).all(|i| hints_pending(&c.url(i)) == 0)
