@@ -132,6 +132,11 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
         let log = std::fs::read_to_string(dir.path().join(format!("node{k}/server.log")))
             .expect("node log");
         assert!(log.contains("riftkv dev: starting"), "node {k} log: {log}");
+        // The supervisor's SIGTERM is a graceful stop: each node told the others first.
+        assert!(
+            log.contains("announced going down to"),
+            "node {k} log: {log}"
+        );
         assert!(
             !log.contains("no cluster secret configured"),
             "node {k} ran open: {log}"

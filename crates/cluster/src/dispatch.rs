@@ -19,7 +19,8 @@ pub struct RpcHandler(pub Arc<Node>);
 impl Handler for RpcHandler {
     async fn handle(&self, from: PeerInfo, request: Bytes) -> Bytes {
         let node = &self.0;
-        // Any message proves the sender is up.
+        let _in_flight = InFlight::enter(node);
+        // Any message proves the sender is up (unless it announced going down).
         node.detector
             .lock()
             .heartbeat(&from.node_id, node.clock.now_ms());
@@ -28,6 +29,25 @@ impl Handler for RpcHandler {
             Err(e) => failed(&from, e),
         };
         Bytes::from(reply)
+    }
+}
+
+/// Counts one peer request in `Node::peer_requests_in_flight` while it is handled.
+struct InFlight<'a>(&'a Node);
+
+impl<'a> InFlight<'a> {
+    fn enter(node: &'a Node) -> Self {
+        node.peer_requests_in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(node)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .peer_requests_in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

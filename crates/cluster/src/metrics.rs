@@ -75,6 +75,10 @@ pub struct Metrics {
     pub storage_bytes: IntGauge,
     /// Records found corrupt on disk (checksum or decode failure) and skipped.
     pub storage_corrupt_records_total: IntCounter,
+    /// Going-down notices this node sent at shutdown that a member acknowledged.
+    pub going_down_sent_total: IntCounter,
+    /// Going-down notices received from members shutting down.
+    pub going_down_received_total: IntCounter,
     /// Always 1; the label carries the binary version.
     pub build_info: IntGaugeVec,
 }
@@ -217,6 +221,14 @@ impl Metrics {
                 "storage_corrupt_records_total",
                 "Records found corrupt on disk (checksum or decode failure) and skipped.",
             ),
+            going_down_sent_total: counter(
+                "going_down_sent_total",
+                "Going-down notices this node sent while shutting down that a member acknowledged.",
+            ),
+            going_down_received_total: counter(
+                "going_down_received_total",
+                "Going-down notices received from members shutting down (each routes around the sender at once).",
+            ),
             build_info: gauge_vec(
                 "build_info",
                 "Always 1; the version label is the RiftKV release of this binary.",
@@ -341,6 +353,8 @@ mod tests {
         ("riftkv_rpc_duration_seconds", "histogram"),
         ("riftkv_storage_bytes", "gauge"),
         ("riftkv_storage_corrupt_records_total", "counter"),
+        ("riftkv_going_down_sent_total", "counter"),
+        ("riftkv_going_down_received_total", "counter"),
         ("riftkv_build_info", "gauge"),
     ];
 

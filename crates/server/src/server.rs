@@ -2,9 +2,10 @@
 //!
 //! Order matters: the data dir and storage are checked first (the commonest operator mistakes
 //! fail before anything listens), then both listeners are bound (a port in use fails before the
-//! node joins a cluster), then background duties start. Shutdown runs the other way: stop
-//! accepting clients, let in-flight requests finish (bounded), stop background duties, close
-//! the transport and flush storage.
+//! node joins a cluster), then background duties start. Shutdown runs the other way: on a
+//! signal, tell the other members this node is going down (they route around it at once);
+//! stop accepting clients, let in-flight client requests and peer requests finish (bounded),
+//! stop background duties, close the transport and flush storage.
 
 use crate::config::ServerConfig;
 use riftkv_cluster::dispatch::RpcHandler;
@@ -24,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long background duties and the transport get to stop.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// After announcing it is going down, how long a node keeps serving its peers at least:
+/// requests they routed here just before they took the notice may still be arriving.
+pub const PEER_LINGER: Duration = Duration::from_millis(500);
 /// Timeout of one inter-node call made by a background duty.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -205,18 +209,54 @@ async fn serve_until_stopped(
     let server = crate::http::serve(listener, app, api.limits, stop_accepting.clone());
     let mut server = tokio::spawn(server);
 
-    let early = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM received, shutting down"); None }
-        _ = int.recv() => { tracing::info!("SIGINT received, shutting down"); None }
-        _ = node.shutdown.cancelled() => { tracing::info!("node stopping"); None }
-        _ = left.wait_for(|l| *l) => { tracing::info!("node has left the cluster, shutting down"); None }
-        r = &mut server => Some(r),
+    // Ok(true): a signal; Ok(false): the node stops on its own; Err: the API server ended.
+    let stop = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM received, shutting down"); Ok(true) }
+        _ = int.recv() => { tracing::info!("SIGINT received, shutting down"); Ok(true) }
+        _ = node.shutdown.cancelled() => { tracing::info!("node stopping"); Ok(false) }
+        _ = left.wait_for(|l| *l) => { tracing::info!("node has left the cluster, shutting down"); Ok(false) }
+        r = &mut server => Err(r),
     };
-    if let Some(r) = early {
-        return r.map_err(|e| ServerError::Serve(e.to_string()));
+    match stop {
+        Err(r) => return r.map_err(|e| ServerError::Serve(e.to_string())),
+        // Before anything stops: members route around this node from now on, while it still
+        // serves what they already sent it.
+        Ok(true) => {
+            riftkv_cluster::membership::going_down::announce(
+                &node,
+                riftkv_cluster::membership::going_down::ANNOUNCE_BUDGET,
+            )
+            .await;
+        }
+        Ok(false) => {}
     }
+    let announced = matches!(stop, Ok(true)).then(std::time::Instant::now);
     stop_accepting.cancel();
-    match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+    let drained = drain_clients(&mut server).await;
+    if let Some(at) = announced {
+        finish_peer_requests(&node, at).await;
+    }
+    drained
+}
+
+/// Waits (bounded) for a stopping node's peers: until [`PEER_LINGER`] after its notice, then
+/// until no peer request is being handled, so the transport closes none mid-way.
+async fn finish_peer_requests(node: &Node, announced: std::time::Instant) {
+    use std::sync::atomic::Ordering;
+    tokio::time::sleep_until((announced + PEER_LINGER).into()).await;
+    let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+    while node.peer_requests_in_flight.load(Ordering::SeqCst) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("requests from peers did not finish in time; closing them");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Lets in-flight client requests finish (bounded) after the listener stopped accepting.
+async fn drain_clients(server: &mut JoinHandle<()>) -> Result<(), ServerError> {
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut *server).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServerError::Serve(e.to_string())),
         Err(_) => {

@@ -915,3 +915,24 @@ async fn a_frame_too_large_to_send_never_marks_a_peer_down() {
     req.params.w = Some(Quorum::All);
     put(&c.node(1), req).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w_all_write_takes_a_fallback_at_once_after_a_going_down_notice() {
+    let c = cluster(4, 43, false).await;
+    wait_reachability(&c, 1, &[2, 3, 4], true).await;
+    let key = (0..)
+        .map(|i| format!("gd{i}"))
+        .find(|k| {
+            let (_, prim) = primaries(&c, k);
+            prim.contains(&id_of(1)) && prim.contains(&id_of(4))
+        })
+        .unwrap();
+    crate::membership::going_down::announce(&c.node(4), Duration::from_secs(1)).await;
+    // No wait for the failure detector: the very next write routes around n4.
+    let mut req = put_req(&key, "v", None);
+    req.params.w = Some(Quorum::Count(3));
+    req.params.dw = Some(Quorum::Count(3));
+    let out = put(&c.node(1), req).await.unwrap();
+    assert_eq!(values(&out.object), vec!["v"]);
+    assert_eq!(c.node(1).metrics.sloppy_writes_total.get(), 1);
+}

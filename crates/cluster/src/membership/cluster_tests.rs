@@ -398,3 +398,73 @@ async fn a_joiner_that_crashes_mid_handoff_gets_its_data_after_restart() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", c.describe()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_down_notice_marks_down_at_once_until_the_next_run_says_hello() {
+    use crate::membership::going_down;
+    use crate::membership::rpc::{MembershipRequest, MembershipResponse};
+    let mut c = TestCluster::start(4, 41);
+    settled(&c).await;
+    let n4 = id_of(4);
+    c.wait_for(SETTLE, "n4 reachable everywhere", |c| {
+        (1..=3).all(|i| c.node(i).is_reachable(&n4))
+    })
+    .await
+    .unwrap();
+
+    let dying = c.node(4);
+    let (acked, total) = going_down::announce(&dying, going_down::ANNOUNCE_BUDGET).await;
+    assert_eq!((acked, total), (3, 3));
+    assert!(dying.gossip_stop.is_cancelled());
+    assert!(
+        !dying.shutdown.is_cancelled(),
+        "announcing stops only gossip"
+    );
+    assert_eq!(dying.metrics.going_down_sent_total.get(), 3);
+    for i in 1..=3 {
+        let n = c.node(i);
+        assert!(!n.is_reachable(&n4), "n{i} still routes to n4");
+        assert_eq!(n.metrics.going_down_received_total.get(), 1);
+        let ring_size = n.state.read().ring_size();
+        for p in 0..ring_size {
+            assert!(n.serving(p, 3).iter().all(|(id, _)| id != &n4));
+        }
+    }
+
+    // While it drains, n4 still answers and sends: neither revives it.
+    let n1 = c.node(1);
+    let ping = MembershipRequest::Ping {
+        ring_version: 0,
+        now_ms: 0,
+    };
+    let pong = n1.call(&n4, ping.clone(), Duration::from_secs(1)).await;
+    assert!(matches!(pong, Ok(MembershipResponse::Pong { .. })));
+    dying
+        .call(&id_of(1), ping, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let stale_hello = MembershipRequest::Hello {
+        run: dying.run_id,
+        ring_version: 0,
+        now_ms: 0,
+    };
+    dying
+        .call(&id_of(1), stale_hello, Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !n1.is_reachable(&n4),
+        "a message of the dying run revived it"
+    );
+
+    // The next run is reachable as soon as it gossips, long before the quarantine ends.
+    c.restart(4);
+    assert_ne!(c.node(4).run_id, dying.run_id);
+    c.wait_for(Duration::from_secs(3), "restarted n4 reachable", |c| {
+        (1..=3).all(|i| c.node(i).is_reachable(&n4))
+    })
+    .await
+    .unwrap();
+    assert!(going_down::QUARANTINE > Duration::from_secs(3));
+}

@@ -28,7 +28,7 @@ pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
         joiner: JoinBackoff::new(node.settings.gossip_interval),
         node: node.clone(),
     };
-    crate::worker::spawn(&node.workers, &node.shutdown, worker).0
+    crate::worker::spawn(&node.workers, &node.gossip_stop, worker).0
 }
 
 /// The membership duty as a worker: one [`tick`] per `gossip_interval`.
@@ -220,21 +220,37 @@ fn ping_timeout(node: &Node) -> Duration {
         .min(node.settings.rpc_timeout.max(Duration::from_millis(100)))
 }
 
-/// Pings every member; answers feed the failure detector and the peers' ring versions.
+/// Pings every member; answers feed the failure detector and the peers' ring versions. A
+/// member that has not answered this run yet gets a hello instead, which ends the quarantine
+/// it may hold this node in after a going-down notice of its previous run.
 async fn heartbeat_all(node: &Arc<Node>) {
     let version = node.state.read().ring_version;
     let timeout = ping_timeout(node);
     futures::stream::iter(peers(node))
         .for_each_concurrent(PING_CONCURRENCY, |peer| async move {
             let sent = node.clock.now_ms();
-            let req = MembershipRequest::Ping {
-                ring_version: version,
-                now_ms: sent,
+            let greeted = node.greeted.lock().contains(&peer);
+            let req = if greeted {
+                MembershipRequest::Ping {
+                    ring_version: version,
+                    now_ms: sent,
+                }
+            } else {
+                MembershipRequest::Hello {
+                    run: node.run_id,
+                    ring_version: version,
+                    now_ms: sent,
+                }
             };
+            let answer = node.call(&peer, req, timeout).await;
+            // A member too old to know hello cannot hold a quarantine either.
+            if matches!(answer, Ok(_) | Err(RpcError::Remote(_))) {
+                node.greeted.lock().insert(peer.clone());
+            }
             if let Ok(MembershipResponse::Pong {
                 ring_version,
                 now_ms,
-            }) = node.call(&peer, req, timeout).await
+            }) = answer
             {
                 let received = node.clock.now_ms();
                 node.peer_clocks.observe(

@@ -2,6 +2,7 @@
 //! local failure detection (which only decides routing, never membership).
 
 pub mod admin;
+pub mod going_down;
 pub mod gossip;
 pub mod rpc;
 

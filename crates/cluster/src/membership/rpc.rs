@@ -22,14 +22,37 @@ pub enum MembershipRequest {
         member: MemberInfo,
         cluster_name: String,
     },
+    /// The sender (in its process run `run`) is shutting down: route around it now. It still
+    /// answers calls while it drains, so the receiver ignores its heartbeats for a quarantine
+    /// that only a [`MembershipRequest::Hello`] from another run ends early.
+    GoingDown { run: u64 },
+    /// A Ping that also says which process run sent it; sent to each member until it has
+    /// answered once after this process started, so a member that holds this node in
+    /// going-down quarantine learns at once that it was restarted.
+    Hello {
+        run: u64,
+        ring_version: u64,
+        now_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MembershipResponse {
-    Pong { ring_version: u64, now_ms: u64 },
-    Gossip { state: Box<RingState> },
-    Joined { state: Box<RingState> },
-    Refused { reason: String },
+    Pong {
+        ring_version: u64,
+        now_ms: u64,
+    },
+    Gossip {
+        state: Box<RingState>,
+    },
+    Joined {
+        state: Box<RingState>,
+    },
+    Refused {
+        reason: String,
+    },
+    /// A going-down notice was acted on.
+    Noted,
 }
 
 impl Message for MembershipRequest {
@@ -41,7 +64,26 @@ impl Message for MembershipRequest {
             MembershipRequest::Ping { .. } => "ping",
             MembershipRequest::Gossip { .. } => "gossip",
             MembershipRequest::Join { .. } => "join",
+            MembershipRequest::GoingDown { .. } => "going_down",
+            MembershipRequest::Hello { .. } => "hello",
         }
+    }
+}
+
+/// Answers a liveness probe; records the sender's ring version and clock.
+fn pong(node: &Arc<Node>, from: &PeerInfo, ring_version: u64, now_ms: u64) -> MembershipResponse {
+    node.peer_ring_versions
+        .lock()
+        .insert(from.node_id.clone(), ring_version);
+    let here = node.clock.now_ms();
+    // One way: the ping's transit time is in the offset (milliseconds on a LAN).
+    node.peer_clocks.observe(
+        &from.node_id,
+        crate::node::cluster_time::offset_of(now_ms, here, here),
+    );
+    MembershipResponse::Pong {
+        ring_version: node.state.read().ring_version,
+        now_ms: here,
     }
 }
 
@@ -61,19 +103,41 @@ pub async fn handle(
         MembershipRequest::Ping {
             ring_version,
             now_ms,
+        } => pong(node, from, ring_version, now_ms),
+        MembershipRequest::Hello {
+            run,
+            ring_version,
+            now_ms,
         } => {
-            node.peer_ring_versions
-                .lock()
-                .insert(from.node_id.clone(), ring_version);
             let here = node.clock.now_ms();
-            // One way: the ping's transit time is in the offset (milliseconds on a LAN).
-            node.peer_clocks.observe(
-                &from.node_id,
-                crate::node::cluster_time::offset_of(now_ms, here, here),
-            );
-            MembershipResponse::Pong {
-                ring_version: node.state.read().ring_version,
-                now_ms: here,
+            let revived = {
+                let mut d = node.detector.lock();
+                let quarantined = d.in_quarantine(&from.node_id, here);
+                d.hello(&from.node_id, run, here) && quarantined
+            };
+            if revived {
+                tracing::info!(peer = %from.node_id, "member is back after going down");
+                node.metrics.set_peer_up(from.node_id.as_str(), true);
+            }
+            pong(node, from, ring_version, now_ms)
+        }
+        MembershipRequest::GoingDown { run } => {
+            node.metrics.going_down_received_total.inc();
+            let known = node.state.read().member(&from.node_id).is_some();
+            match crate::membership::going_down::judge(&node.id, &from.node_id, known) {
+                crate::membership::going_down::Verdict::MarkDown => {
+                    let quarantine = crate::membership::going_down::QUARANTINE.as_millis() as u64;
+                    node.detector.lock().mark_down(
+                        &from.node_id,
+                        run,
+                        node.clock.now_ms(),
+                        quarantine,
+                    );
+                    node.metrics.set_peer_up(from.node_id.as_str(), false);
+                    tracing::info!(peer = %from.node_id, "member announced it is going down");
+                    MembershipResponse::Noted
+                }
+                crate::membership::going_down::Verdict::Refuse(reason) => refused(reason),
             }
         }
         MembershipRequest::Gossip { state } => {
@@ -151,4 +215,36 @@ fn join_conflict(node: &Arc<Node>, member: &MemberInfo) -> Option<String> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New variants go at the end: the variants older nodes know keep their wire tags.
+    #[test]
+    fn variant_tags_are_stable() {
+        let tag = |m: &MembershipRequest| postcard::to_stdvec(m).unwrap()[0];
+        let ping = MembershipRequest::Ping {
+            ring_version: 1,
+            now_ms: 2,
+        };
+        assert_eq!(tag(&ping), 0);
+        assert_eq!(tag(&MembershipRequest::GoingDown { run: 7 }), 3);
+        let hello = MembershipRequest::Hello {
+            run: 7,
+            ring_version: 1,
+            now_ms: 2,
+        };
+        assert_eq!(tag(&hello), 4);
+        let rtag = |m: &MembershipResponse| postcard::to_stdvec(m).unwrap()[0];
+        let refused = MembershipResponse::Refused { reason: "x".into() };
+        assert_eq!(rtag(&refused), 3);
+        assert_eq!(rtag(&MembershipResponse::Noted), 4);
+        let bytes = postcard::to_stdvec(&MembershipRequest::GoingDown { run: 9 }).unwrap();
+        assert!(matches!(
+            postcard::from_bytes::<MembershipRequest>(&bytes),
+            Ok(MembershipRequest::GoingDown { run: 9 })
+        ));
+    }
 }

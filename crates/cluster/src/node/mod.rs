@@ -120,6 +120,15 @@ pub struct Node {
     /// Peers' clock offsets, for cluster time (expiry).
     pub peer_clocks: cluster_time::PeerClocks,
     pub shutdown: CancellationToken,
+    /// Stops the gossip duty alone (before a going-down notice); a child of `shutdown`.
+    pub gossip_stop: CancellationToken,
+    /// Random id of this process run, sent with going-down notices and hellos so a member
+    /// tells this run's notice from the next run's hello.
+    pub run_id: u64,
+    /// Members that have answered this run's hello (see `membership::going_down`).
+    pub greeted: Mutex<std::collections::HashSet<NodeId>>,
+    /// Requests from peers being handled right now (a stopping node lets them finish).
+    pub peer_requests_in_flight: std::sync::atomic::AtomicUsize,
     /// The background duties running on this node and their latest state.
     pub workers: Arc<crate::worker::Workers>,
     /// Set once the node has joined a cluster and knows a ring (for `/ready`).
@@ -177,6 +186,7 @@ impl Node {
                 "new incarnation: this node takes new write identities for every key it writes next"
             ),
         }
+        let shutdown = CancellationToken::new();
         let node = Arc::new(Node {
             id: settings.node_id.clone(),
             settings,
@@ -192,7 +202,11 @@ impl Node {
             expiry_cursor: parking_lot::Mutex::new(None),
             peer_ring_versions: Mutex::new(HashMap::new()),
             peer_clocks: cluster_time::PeerClocks::default(),
-            shutdown: CancellationToken::new(),
+            gossip_stop: shutdown.child_token(),
+            shutdown,
+            run_id: rand::random(),
+            greeted: Mutex::new(std::collections::HashSet::new()),
+            peer_requests_in_flight: std::sync::atomic::AtomicUsize::new(0),
             workers: Arc::new(crate::worker::Workers::new(clock.clone())),
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
             left: tokio::sync::watch::channel(false).0,

@@ -21,6 +21,16 @@ struct PeerHistory {
     intervals: VecDeque<f64>,
     /// A failed call that certainly never reached the peer marks it down until it answers.
     suspected: bool,
+    /// The peer said it is going down (see [`Detector::mark_down`]).
+    going_down: Option<GoingDown>,
+}
+
+/// A peer's "going down" notice: which run of the peer sent it, and until when its
+/// heartbeats do not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GoingDown {
+    run: u64,
+    quarantine_until_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -46,9 +56,17 @@ impl Detector {
         }
     }
 
-    /// Records that `peer` answered or sent something at `now_ms`.
+    /// Records that `peer` answered or sent something at `now_ms`. Ignored while the peer is
+    /// in quarantine after a "going down" notice: a node that is going down still answers
+    /// and finishes in-flight calls for a while, which proves nothing about it staying up.
     pub fn heartbeat(&mut self, peer: &NodeId, now_ms: u64) {
         let h = self.peers.entry(peer.clone()).or_default();
+        if let Some(d) = h.going_down {
+            if now_ms < d.quarantine_until_ms {
+                return;
+            }
+            h.going_down = None;
+        }
         if let Some(last) = h.last_ms
             && now_ms > last
         {
@@ -64,6 +82,46 @@ impl Detector {
     /// Records a call that could not reach the peer at all (connection refused).
     pub fn suspect(&mut self, peer: &NodeId, _now_ms: u64) {
         self.peers.entry(peer.clone()).or_default().suspected = true;
+    }
+
+    /// `peer` (in its run `run`) said at `now_ms` that it is going down: it is unreachable at
+    /// once, and its heartbeats are ignored for `quarantine_ms`, unless it says hello from
+    /// another run first ([`Detector::hello`]). Its arrival history is dropped, so the
+    /// downtime never counts as an inter-arrival sample.
+    pub fn mark_down(&mut self, peer: &NodeId, run: u64, now_ms: u64, quarantine_ms: u64) {
+        let h = self.peers.entry(peer.clone()).or_default();
+        h.last_ms = None;
+        h.intervals.clear();
+        h.suspected = true;
+        h.going_down = Some(GoingDown {
+            run,
+            quarantine_until_ms: now_ms.saturating_add(quarantine_ms),
+        });
+    }
+
+    /// `peer` says hello from its run `run` (its first contact after starting). A hello from
+    /// another run than the one that announced going down ends the quarantine: the peer was
+    /// restarted. A hello from the same run is stale and ignored during the quarantine.
+    /// Returns whether the hello counted as a heartbeat.
+    pub fn hello(&mut self, peer: &NodeId, run: u64, now_ms: u64) -> bool {
+        if let Some(h) = self.peers.get_mut(peer)
+            && let Some(d) = h.going_down
+        {
+            if d.run == run && now_ms < d.quarantine_until_ms {
+                return false;
+            }
+            h.going_down = None;
+        }
+        self.heartbeat(peer, now_ms);
+        true
+    }
+
+    /// Whether `peer` announced going down and is still in quarantine at `now_ms`.
+    pub fn in_quarantine(&self, peer: &NodeId, now_ms: u64) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|h| h.going_down)
+            .is_some_and(|d| now_ms < d.quarantine_until_ms)
     }
 
     /// Suspicion level of `peer` at `now_ms`; infinite for a peer never heard from.
@@ -134,6 +192,68 @@ mod tests {
         assert!(d.phi(&p, 19_000 + 3_000) < d.phi(&p, 19_000 + 5_000));
         d.heartbeat(&p, 40_000);
         assert!(d.is_reachable(&p, 40_100));
+    }
+
+    #[test]
+    fn going_down_is_unreachable_at_once_and_ignores_heartbeats_in_quarantine() {
+        let mut d = Detector::default();
+        let p = NodeId::from("p");
+        for i in 0..10 {
+            d.heartbeat(&p, i * 1000);
+        }
+        assert!(d.is_reachable(&p, 9_100));
+        d.mark_down(&p, 7, 9_200, 30_000);
+        assert!(!d.is_reachable(&p, 9_200));
+        assert!(d.in_quarantine(&p, 9_200));
+        // The dying process keeps answering calls while it drains: no revival.
+        d.heartbeat(&p, 9_300);
+        d.heartbeat(&p, 20_000);
+        assert!(!d.is_reachable(&p, 20_100));
+        // A stale hello of the same run does not revive it either.
+        assert!(!d.hello(&p, 7, 20_200));
+        assert!(!d.is_reachable(&p, 20_300));
+        // After the quarantine, ordinary heartbeats count again (e.g. a peer of an older
+        // version that never says hello).
+        assert!(!d.in_quarantine(&p, 39_200));
+        assert!(!d.is_reachable(&p, 39_300));
+        d.heartbeat(&p, 39_400);
+        assert!(d.is_reachable(&p, 39_500));
+        // The downtime was not taken as an inter-arrival sample: regular beats stay up.
+        for i in 1..5 {
+            d.heartbeat(&p, 39_400 + i * 1000);
+        }
+        assert!(d.phi(&p, 43_400 + 1_000) < 1.0);
+    }
+
+    #[test]
+    fn hello_from_a_new_run_ends_the_quarantine() {
+        let mut d = Detector::default();
+        let p = NodeId::from("p");
+        d.heartbeat(&p, 0);
+        d.heartbeat(&p, 1000);
+        d.mark_down(&p, 1, 1_100, 30_000);
+        assert!(!d.is_reachable(&p, 1_200));
+        assert!(d.hello(&p, 2, 3_000));
+        assert!(d.is_reachable(&p, 3_100));
+        assert!(!d.in_quarantine(&p, 3_100));
+        // A later notice of the new run marks it down again.
+        d.mark_down(&p, 2, 4_000, 30_000);
+        assert!(!d.is_reachable(&p, 4_100));
+        // A hello from a peer never marked down is a plain heartbeat.
+        let q = NodeId::from("q");
+        assert!(d.hello(&q, 5, 4_000));
+        assert!(d.is_reachable(&q, 4_100));
+    }
+
+    #[test]
+    fn going_down_of_a_never_heard_peer_stays_down_until_hello() {
+        let mut d = Detector::default();
+        let p = NodeId::from("p");
+        d.mark_down(&p, 1, 0, 30_000);
+        d.heartbeat(&p, 10);
+        assert!(!d.is_reachable(&p, 20));
+        assert!(d.hello(&p, 2, 30));
+        assert!(d.is_reachable(&p, 40));
     }
 
     #[test]

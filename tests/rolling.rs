@@ -1,0 +1,142 @@
+//! Rolling restart: SIGTERM one node at a time while a client writes at w=3 through another
+//! node. A node going down announces it, so coordinators pick a fallback at once instead of
+//! failing writes until their failure detector notices.
+
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the writer saw: acknowledged keys and failed writes (status or transport error).
+#[derive(Default)]
+struct Outcome {
+    acked: Vec<String>,
+    failed: Vec<String>,
+}
+
+fn restart(c: &mut Cluster, i: usize) {
+    let code = c.node(i).terminate();
+    assert_eq!(code, Some(0), "node{i} did not exit cleanly after SIGTERM");
+    std::thread::sleep(Duration::from_millis(500));
+    c.node(i).start();
+    wait_all_reachable(c, 1, Duration::from_secs(30));
+    c.wait_settled(4, Duration::from_secs(30));
+    // Let the writer run against the full cluster for a while before the next node.
+    std::thread::sleep(Duration::from_millis(1000));
+}
+
+#[test]
+fn sigterm_rolling_restart_fails_no_w3_write() {
+    let started = Instant::now();
+    let mut c = Cluster::start(4, ClusterOpts::default());
+    c.wait_settled(4, Duration::from_secs(60));
+    wait_all_reachable(&c, 1, Duration::from_secs(30));
+
+    let url = c.url(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let writer = {
+        let (stop, outcome) = (stop.clone(), outcome.clone());
+        std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("http client");
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let key = format!("k{i}");
+                i += 1;
+                let r = http
+                    .put(format!("{url}/v1/kv/rolling/{key}?w=3&timeout=2000"))
+                    .header("content-type", "text/plain")
+                    .body(key.clone().into_bytes())
+                    .send();
+                let mut o = outcome.lock().unwrap();
+                match r {
+                    Ok(r) if r.status().is_success() => o.acked.push(key),
+                    Ok(r) => {
+                        let code = r.status();
+                        let body = r.text().unwrap_or_default();
+                        o.failed.push(format!("{key}: {code} {body}"))
+                    }
+                    Err(e) => o.failed.push(format!("{key}: {e}")),
+                }
+                drop(o);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+
+    std::thread::sleep(Duration::from_millis(1000));
+    restart(&mut c, 4);
+    restart(&mut c, 3);
+    stop.store(true, Ordering::SeqCst);
+    writer.join().expect("writer thread");
+
+    let o = outcome.lock().unwrap();
+    eprintln!(
+        "rolling restart: {} writes acknowledged, {} failed",
+        o.acked.len(),
+        o.failed.len()
+    );
+    assert!(o.acked.len() > 50, "too few writes: {}", o.acked.len());
+    if !o.failed.is_empty() {
+        for i in [1, 3, 4] {
+            eprintln!("--- node{i} log tail:\n{}", tail(&c.node(i).log(), 40));
+        }
+    }
+    assert!(
+        o.failed.is_empty(),
+        "{} of {} writes failed, first: {:?}",
+        o.failed.len(),
+        o.failed.len() + o.acked.len(),
+        &o.failed[..o.failed.len().min(5)]
+    );
+    for log in [c.node(3).log(), c.node(4).log()] {
+        assert!(
+            log.contains("announced going down to 3 of 3 members"),
+            "{}",
+            tail(&log, 20)
+        );
+    }
+
+    // Nodes 1 and 2 ran throughout and took both notices.
+    for i in [1, 2] {
+        let text = client()
+            .get(format!("{}/metrics", c.url(i)))
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("metrics text");
+        assert!(
+            text.contains("riftkv_going_down_received_total 2"),
+            "node{i}: {}",
+            text.lines()
+                .filter(|l| l.contains("going_down"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    // Hints written while a node was away reach it; then every acknowledged key reads back.
+    eventually(Duration::from_secs(30), "hints delivered", || {
+        (1..=4).all(|i| hints_pending(&c.url(i)) == 0)
+    });
+    let url = c.url(1);
+    for key in &o.acked {
+        let r = get_json(&url, "rolling", key, "?r=2");
+        assert_eq!(r.status(), 200, "key {key} not readable at r=2");
+        let v: serde_json::Value = r.json().expect("json");
+        assert!(
+            values_of(&v).contains(key.as_bytes()),
+            "key {key} read back {v}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
