@@ -9,42 +9,17 @@
 //! [`MembershipRequest::Hello`] carrying a new run id (its first heartbeat to every member
 //! after it starts). A hello of the announcing run itself never revives it.
 
+// The receiving side's decision lives with the handler in `rpc`, which this module builds on.
 use crate::membership::rpc::{MembershipRequest, MembershipResponse};
+pub use crate::membership::rpc::{QUARANTINE, Verdict, judge};
 use crate::node::Node;
 use riftkv_core::types::NodeId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// How long heartbeats of a member that announced going down are ignored, unless its next run
-/// says hello first. Longer than the slowest shutdown (10 s drain, 5 s for duties, 5 s for the
-/// transport), so the draining process never looks up again. A member restarted by a version
-/// that does not say hello is routed around for this long: fallbacks serve, nothing fails.
-pub const QUARANTINE: Duration = Duration::from_secs(30);
-
 /// Total time a shutdown may spend announcing itself.
 pub const ANNOUNCE_BUDGET: Duration = Duration::from_secs(1);
-
-/// What a node does with a going-down notice from `from`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Mark the sender down in the failure detector, with a quarantine.
-    MarkDown,
-    /// Ignore the notice and say why.
-    Refuse(String),
-}
-
-/// Decides on a going-down notice: only another member of the ring may be marked down (the
-/// transport has already authenticated `from` as a node of this cluster).
-pub fn judge(me: &NodeId, from: &NodeId, known_member: bool) -> Verdict {
-    if from == me {
-        return Verdict::Refuse(format!("node {me} cannot mark itself down"));
-    }
-    if !known_member {
-        return Verdict::Refuse(format!("node {from} is not a member of this ring"));
-    }
-    Verdict::MarkDown
-}
 
 /// Stops this node's gossip and tells every other member, in parallel and within `budget`,
 /// that it is going down. Returns (members that acknowledged, members told).

@@ -5,9 +5,11 @@ use crate::node::Node;
 use crate::rpc::{Endpoint, Message};
 use riftkv_core::membership::state::{MemberInfo, RingState};
 use riftkv_core::net::PeerInfo;
+use riftkv_core::types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MembershipRequest {
@@ -93,6 +95,33 @@ fn refused(reason: impl Into<String>) -> MembershipResponse {
     }
 }
 
+/// How long heartbeats of a member that announced going down are ignored, unless its next run
+/// says hello first. Longer than the slowest shutdown (10 s drain, 5 s for duties, 5 s for the
+/// transport), so the draining process never looks up again. A member restarted by a version
+/// that does not say hello is routed around for this long: fallbacks serve, nothing fails.
+pub const QUARANTINE: Duration = Duration::from_secs(30);
+
+/// What a node does with a going-down notice from `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Mark the sender down in the failure detector, with a quarantine.
+    MarkDown,
+    /// Ignore the notice and say why.
+    Refuse(String),
+}
+
+/// Decides on a going-down notice: only another member of the ring may be marked down (the
+/// transport has already authenticated `from` as a node of this cluster).
+pub fn judge(me: &NodeId, from: &NodeId, known_member: bool) -> Verdict {
+    if from == me {
+        return Verdict::Refuse(format!("node {me} cannot mark itself down"));
+    }
+    if !known_member {
+        return Verdict::Refuse(format!("node {from} is not a member of this ring"));
+    }
+    Verdict::MarkDown
+}
+
 pub async fn handle(
     node: &Arc<Node>,
     from: &PeerInfo,
@@ -124,9 +153,9 @@ pub async fn handle(
         MembershipRequest::GoingDown { run } => {
             node.metrics.going_down_received_total.inc();
             let known = node.state.read().member(&from.node_id).is_some();
-            match crate::membership::going_down::judge(&node.id, &from.node_id, known) {
-                crate::membership::going_down::Verdict::MarkDown => {
-                    let quarantine = crate::membership::going_down::QUARANTINE.as_millis() as u64;
+            match judge(&node.id, &from.node_id, known) {
+                Verdict::MarkDown => {
+                    let quarantine = QUARANTINE.as_millis() as u64;
                     node.detector.lock().mark_down(
                         &from.node_id,
                         run,
@@ -137,7 +166,7 @@ pub async fn handle(
                     tracing::info!(peer = %from.node_id, "member announced it is going down");
                     MembershipResponse::Noted
                 }
-                crate::membership::going_down::Verdict::Refuse(reason) => refused(reason),
+                Verdict::Refuse(reason) => refused(reason),
             }
         }
         MembershipRequest::Gossip { state } => {
