@@ -199,22 +199,19 @@ impl Object {
         if mode == ConflictMode::Lww {
             obj.resolve_lww();
         }
-        let count = obj
-            .siblings()
-            .iter()
-            .filter(|(_, s)| !s.is_expired(now))
-            .count();
+        // One pass over the versions that still count (expired ones are history).
+        let (count, size) = obj
+            .candidates()
+            .filter(|c| !c.sibling.is_expired(now))
+            .fold((0usize, 0usize), |(n, bytes), c| {
+                (n + 1, bytes.saturating_add(c.sibling.value.len()))
+            });
         if count > limits.max_siblings {
             return Err(VersionError::TooManySiblings {
                 count,
                 limit: limits.max_siblings,
             });
         }
-        let size = obj
-            .siblings()
-            .iter()
-            .filter(|(_, s)| !s.is_expired(now))
-            .fold(0usize, |sum, (_, s)| sum.saturating_add(s.value.len()));
         if size > limits.max_object_bytes {
             return Err(VersionError::ObjectTooLarge {
                 size,
