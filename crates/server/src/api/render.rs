@@ -129,6 +129,17 @@ fn header_value(s: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
+/// A version's content type as an answer shows it, alone or in a multipart part: a stored
+/// type that is not a valid header value (a line break would end the headers) is shown as
+/// the default type.
+fn shown_content_type(s: &Sibling) -> &str {
+    if HeaderValue::from_str(&s.content_type).is_ok() {
+        &s.content_type
+    } else {
+        DEFAULT_CONTENT_TYPE
+    }
+}
+
 /// The `X-RiftKV-Context` header of an answer about `obj`.
 pub fn context_header(obj: &Object, signer: &TokenSigner) -> (HeaderName, HeaderValue) {
     let token = signer.token(obj);
@@ -197,7 +208,7 @@ pub fn read_answer(
         let Some((dot, s)) = siblings.first() else {
             return not_found(Some(obj), signer).into_response();
         };
-        headers.insert(header::CONTENT_TYPE, header_value(&s.content_type));
+        headers.insert(header::CONTENT_TYPE, header_value(shown_content_type(s)));
         headers.insert(header::ETAG, header_value(&format!("\"{}\"", etag(dot))));
         headers.insert(
             header::LAST_MODIFIED,
@@ -218,14 +229,10 @@ pub fn read_answer(
 fn sibling_part(dot: &Dot, s: &Sibling) -> Part {
     let mut headers = Vec::new();
     if !s.deleted {
-        // The same rule as a single version's header: a type that is not a valid header
-        // value (a line break would end the part's headers) is not shown as stored.
-        let ct = if HeaderValue::from_str(&s.content_type).is_ok() {
-            s.content_type.clone()
-        } else {
-            DEFAULT_CONTENT_TYPE.to_string()
-        };
-        headers.push(("Content-Type".to_string(), ct));
+        headers.push((
+            "Content-Type".to_string(),
+            shown_content_type(s).to_string(),
+        ));
     }
     headers.push(("ETag".to_string(), format!("\"{}\"", etag(dot))));
     headers.push(("Last-Modified".to_string(), http_date(s.last_modified_ms)));
