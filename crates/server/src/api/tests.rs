@@ -124,6 +124,18 @@ async fn start_with(make: impl FnOnce(Arc<Node>) -> axum::Router) -> TestApi {
     start_node(1, make).await
 }
 
+/// As [`start`], with auth on (64 requests in flight, 5 s body deadline).
+async fn start_with_auth() -> TestApi {
+    start_with(|node| {
+        super::router_with(
+            node,
+            super::admission::Admission::new(64, std::time::Duration::from_secs(5)),
+            true,
+        )
+    })
+    .await
+}
+
 /// As [`start`], with a ring that replicates `n_val` (one node still holds every replica).
 async fn start_replicating(n_val: u32) -> TestApi {
     start_node(n_val, super::router).await
@@ -1344,14 +1356,7 @@ async fn past_its_in_flight_bound_a_node_answers_overloaded_and_recovers() {
 
 #[tokio::test]
 async fn the_console_is_served_without_a_token_under_a_strict_policy() {
-    let api = start_with(|node| {
-        super::router_with(
-            node,
-            super::admission::Admission::new(64, std::time::Duration::from_secs(5)),
-            true,
-        )
-    })
-    .await;
+    let api = start_with_auth().await;
     // Auth is on: the data the console shows needs a token ...
     assert_eq!(api.get("/v1/admin/status").await.status, 401);
     // ... but the page and its assets do not.
@@ -1399,14 +1404,7 @@ async fn the_console_is_served_without_a_token_under_a_strict_policy() {
 #[tokio::test]
 async fn an_error_answered_before_the_body_closes_the_connection_and_says_so() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let api = start_with(|node| {
-        super::router_with(
-            node,
-            super::admission::Admission::new(64, std::time::Duration::from_secs(5)),
-            true,
-        )
-    })
-    .await;
+    let api = start_with_auth().await;
     let addr = api.base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = "PUT /v1/kv/b/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n\
