@@ -60,17 +60,52 @@ pub enum Flow {
     Stop,
 }
 
+/// What a scan is for, so the engine can keep bulk passes from evicting what requests read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanKind {
+    /// A pass over many entries (anti-entropy, handoff, the reaper, listings, migrations):
+    /// each block is read once, so it must not push hot blocks out of the cache.
+    Bulk,
+    /// A few entries (a probe, a small page): read like point lookups, through the cache.
+    Short,
+}
+
+impl ScanKind {
+    /// Pages of at most this many entries count as short.
+    pub const SHORT_ENTRIES: usize = 16;
+
+    /// The kind of a scan that stops after `limit` entries.
+    pub fn for_limit(limit: usize) -> ScanKind {
+        if limit <= Self::SHORT_ENTRIES {
+            ScanKind::Short
+        } else {
+            ScanKind::Bulk
+        }
+    }
+}
+
 /// Ordered byte maps with atomic multi-column-family batches.
 pub trait Backend: Send + Sync + 'static {
     fn raw_get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// Applies every op or none; `sync` makes the batch durable before returning.
     fn raw_write(&self, ops: Vec<RawOp>, sync: bool) -> Result<(), StorageError>;
     /// Visits entries with key >= `from` in key order until the visitor stops or the column
-    /// family ends. The visitor must not call back into the backend.
+    /// family ends, as a [`ScanKind::Bulk`] pass. The visitor must not call back into the
+    /// backend.
     fn raw_scan(
         &self,
         cf: Cf,
         from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
+    ) -> Result<(), StorageError> {
+        self.raw_scan_as(cf, from, ScanKind::Bulk, visit)
+    }
+    /// [`Backend::raw_scan`] for a scan of the given kind.
+    fn raw_scan_as(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        kind: ScanKind,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
     ) -> Result<(), StorageError>;
     fn approximate_bytes(&self) -> u64;
@@ -88,9 +123,28 @@ pub trait Backend: Send + Sync + 'static {
 /// Whether a column family holds at least one entry.
 pub fn cf_is_empty(b: &dyn Backend, cf: Cf) -> Result<bool, StorageError> {
     let mut empty = true;
-    b.raw_scan(cf, &[], &mut |_, _| {
+    b.raw_scan_as(cf, &[], ScanKind::Short, &mut |_, _| {
         empty = false;
         Flow::Stop
     })?;
     Ok(empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ScanKind;
+
+    #[test]
+    fn small_pages_are_short_scans_and_larger_ones_bulk() {
+        assert_eq!(ScanKind::for_limit(1), ScanKind::Short);
+        assert_eq!(
+            ScanKind::for_limit(ScanKind::SHORT_ENTRIES),
+            ScanKind::Short
+        );
+        assert_eq!(
+            ScanKind::for_limit(ScanKind::SHORT_ENTRIES + 1),
+            ScanKind::Bulk
+        );
+        assert_eq!(ScanKind::for_limit(usize::MAX), ScanKind::Bulk);
+    }
 }

@@ -3,7 +3,7 @@
 //! It stores the exact bytes RocksDB would (encoded keys, sealed records), so ordering,
 //! envelopes and corruption behave identically and the conformance suite runs on both.
 
-use super::backend::{Backend, Cf, Flow, RawOp};
+use super::backend::{Backend, Cf, Flow, RawOp, ScanKind};
 use super::store::RecordStore;
 use super::{StorageError, migrate};
 use parking_lot::RwLock;
@@ -62,10 +62,12 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn raw_scan(
+    /// There is no cache to spare here: every kind reads the same.
+    fn raw_scan_as(
         &self,
         cf: Cf,
         from: &[u8],
+        _kind: ScanKind,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
     ) -> Result<(), StorageError> {
         let cfs = self.cfs.read();

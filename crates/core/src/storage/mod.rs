@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use backend::Cf;
 pub use memory::MemoryBackend;
 #[cfg(feature = "rocksdb")]
-pub use rocks::RocksBackend;
+pub use rocks::{RocksBackend, RocksTuning};
 pub use store::RecordStore;
 
 /// The on-disk format this binary writes; the last file in `migrations/`.

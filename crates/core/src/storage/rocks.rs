@@ -1,16 +1,47 @@
 //! RocksDB engine: one column family per kind of record, batches as RocksDB write batches.
 
-use super::backend::{Backend, Cf, Flow, RawOp};
+use super::backend::{Backend, Cf, Flow, RawOp, ScanKind};
 use super::store::RecordStore;
 use super::{StorageError, migrate};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options,
-    WriteOptions,
+    ReadOptions, WriteOptions,
 };
 use std::path::Path;
 
-/// Shared block cache for all column families.
-const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// The RocksDB sizes a node's operator chooses (`riftkv server --block-cache-mb`); every
+/// other setting is fixed in this file, each with its reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RocksTuning {
+    /// The block cache shared by every column family, in bytes.
+    pub block_cache_bytes: usize,
+    /// Total size of the live WAL files past which RocksDB flushes the column families that
+    /// still hold the oldest one, so a column family that is rarely written cannot keep every
+    /// log file alive.
+    pub max_total_wal_bytes: u64,
+}
+
+impl RocksTuning {
+    /// Default block cache: the cache figures in BENCHMARKS.md were measured with it.
+    pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
+    /// Twice the objects memtable: that memtable still flushes on its own size, and the cap only
+    /// forces out the quiet column families. RocksDB's own default is four times the sum of
+    /// every column family's memtables (2.5 GB here), which is what a node's data dir grew to.
+    pub const DEFAULT_MAX_TOTAL_WAL_BYTES: u64 = 2 * OBJECTS_WRITE_BUFFER_BYTES as u64;
+}
+
+impl Default for RocksTuning {
+    fn default() -> Self {
+        RocksTuning {
+            block_cache_bytes: Self::DEFAULT_BLOCK_CACHE_BYTES,
+            max_total_wal_bytes: Self::DEFAULT_MAX_TOTAL_WAL_BYTES,
+        }
+    }
+}
+
+/// The objects memtable (RocksDB's default size): the column family that takes nearly every
+/// write.
+const OBJECTS_WRITE_BUFFER_BYTES: usize = 64 << 20;
 
 /// WAL buffer of the power-loss mode: big enough that no test run fills it, so an unsynced
 /// write reaches the OS only with a later synced write, a memtable flush or a clean stop.
@@ -19,6 +50,8 @@ const POWERLOSS_WAL_BUFFER_BYTES: u64 = 64 << 20;
 /// A RocksDB database holding the four column families.
 pub struct RocksBackend {
     db: DB,
+    /// The block cache shared by the column families (its handle, for its usage).
+    cache: Cache,
     /// The WAL is written to its file only by a synced write or [`Backend::flush`] (the
     /// test-only power-loss mode, see [`crate::fault::powerloss_mode`]).
     manual_wal_flush: bool,
@@ -36,9 +69,10 @@ fn io(context: &str, e: rocksdb::Error) -> StorageError {
     StorageError::Io(format!("{context}: {e}"))
 }
 
-fn db_options(powerloss: bool) -> Options {
+fn db_options(powerloss: bool, tuning: &RocksTuning) -> Options {
     let mut o = Options::default();
     o.create_if_missing(true);
+    o.set_max_total_wal_size(tuning.max_total_wal_bytes);
     o.create_missing_column_families(true);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     o.increase_parallelism(cores.clamp(2, 16) as i32);
@@ -55,16 +89,32 @@ fn db_options(powerloss: bool) -> Options {
     o
 }
 
+/// Memtable of every column family but objects: hints, meta, AAE and the expiry index take a
+/// small share of the writes, and each memtable counts fully in the process's memory (RocksDB's
+/// 64 MB default, twice, in four column families would be 512 MB of RSS at worst).
+const QUIET_WRITE_BUFFER_BYTES: usize = 8 << 20;
+
 fn cf_options(cache: &Cache, cf: Cf) -> Options {
     let mut t = BlockBasedOptions::default();
     t.set_block_cache(cache);
+    // Index and filter blocks live in the cache, so their memory is bounded by it (RocksDB 10
+    // gives them the cache's high-priority pool); those of L0 files, read by every lookup that
+    // misses the memtable, stay pinned while their file lives.
     t.set_cache_index_and_filter_blocks(true);
-    // Point lookups dominate for objects and hints; bloom filters spare disk reads on misses.
+    t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Point lookups (`raw_get`) read objects and hints, whole keys, often absent: a full
+    // whole-key bloom filter answers most misses without a data block. Meta and AAE are tiny;
+    // the expiry index is only range-read.
     if matches!(cf, Cf::Objects | Cf::Hints) {
         t.set_bloom_filter(10.0, false);
+        t.set_whole_key_filtering(true);
     }
     let mut o = Options::default();
     o.set_block_based_table_factory(&t);
+    o.set_write_buffer_size(match cf {
+        Cf::Objects => OBJECTS_WRITE_BUFFER_BYTES,
+        _ => QUIET_WRITE_BUFFER_BYTES,
+    });
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
     o.set_level_compaction_dynamic_level_bytes(true);
@@ -72,7 +122,7 @@ fn cf_options(cache: &Cache, cf: Cf) -> Options {
 }
 
 impl RocksBackend {
-    fn open(dir: &Path) -> Result<RocksBackend, StorageError> {
+    fn open(dir: &Path, tuning: &RocksTuning) -> Result<RocksBackend, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StorageError::Io(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
@@ -82,8 +132,8 @@ impl RocksBackend {
                 "fault injection: power-loss storage mode, unsynced writes die with the process"
             );
         }
-        let opts = db_options(manual_wal_flush);
-        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let opts = db_options(manual_wal_flush, tuning);
+        let cache = Cache::new_lru_cache(tuning.block_cache_bytes);
         let mut descriptors: Vec<ColumnFamilyDescriptor> = Cf::ALL
             .iter()
             .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(&cache, *cf)))
@@ -101,8 +151,14 @@ impl RocksBackend {
             .map_err(|e| io(&format!("cannot open RocksDB in {}", dir.display()), e))?;
         Ok(RocksBackend {
             db,
+            cache,
             manual_wal_flush,
         })
+    }
+
+    /// Bytes the block cache holds now.
+    pub fn block_cache_bytes(&self) -> usize {
+        self.cache.get_usage()
     }
 
     fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StorageError> {
@@ -134,13 +190,19 @@ impl Backend for RocksBackend {
             .map_err(|e| io("RocksDB write", e))
     }
 
-    fn raw_scan(
+    fn raw_scan_as(
         &self,
         cf: Cf,
         from: &[u8],
+        kind: ScanKind,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
     ) -> Result<(), StorageError> {
-        let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
+        let mut ro = ReadOptions::default();
+        // A bulk pass reads each block once: caching it would only evict the blocks requests
+        // read again. No explicit readahead: RocksDB's iterators already grow theirs (up to
+        // 256 KiB) once reads run sequential, and a short scan would waste a large one.
+        ro.fill_cache(kind == ScanKind::Short);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
         it.seek(from);
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             if visit(k, v) == Flow::Stop {
@@ -214,8 +276,13 @@ impl Drop for RocksBackend {
 impl RecordStore<RocksBackend> {
     /// Opens (or creates) the database in `dir` and brings it to the current on-disk format.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_tuned(dir, &RocksTuning::default())
+    }
+
+    /// [`Self::open`] with the operator's sizes.
+    pub fn open_tuned(dir: &Path, tuning: &RocksTuning) -> Result<Self, StorageError> {
         let migrations = migrate::embedded()?;
-        Self::open_with_migrations(dir, &migrations).map(|(s, _)| s)
+        Self::open_migrated(dir, tuning, &migrations).map(|(s, _)| s)
     }
 
     /// Opens with an explicit migration list; returns the versions applied. Lets tests prove
@@ -225,7 +292,15 @@ impl RecordStore<RocksBackend> {
         dir: &Path,
         migrations: &[migrate::Migration],
     ) -> Result<(Self, Vec<u32>), StorageError> {
-        let store = RecordStore::from_backend(RocksBackend::open(dir)?);
+        Self::open_migrated(dir, &RocksTuning::default(), migrations)
+    }
+
+    fn open_migrated(
+        dir: &Path,
+        tuning: &RocksTuning,
+        migrations: &[migrate::Migration],
+    ) -> Result<(Self, Vec<u32>), StorageError> {
+        let store = RecordStore::from_backend(RocksBackend::open(dir, tuning)?);
         let applied = migrate::run(store.backend(), migrations)?;
         Ok((store, applied))
     }
@@ -372,5 +447,113 @@ mod checkpoint_tests {
             s.checkpoint(&tmp.path().join("snap")),
             Err(StorageError::Unsupported(_))
         ));
+    }
+}
+
+/// The settings of this file, proven on real RocksDB stores in temp dirs.
+#[cfg(test)]
+mod tuning_tests {
+    use super::RocksTuning;
+    use crate::storage::{ObjectKey, RocksStorage, Storage, WriteBatch};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    /// Bytes of the WAL files (`*.log`) in a RocksDB directory.
+    fn wal_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn a_busy_column_family_beside_idle_ones_keeps_the_wal_under_its_cap() {
+        const CAP: u64 = 1 << 20;
+        let tmp = tempfile::tempdir().unwrap();
+        let tuning = RocksTuning {
+            max_total_wal_bytes: CAP,
+            ..RocksTuning::default()
+        };
+        let s = RocksStorage::open_tuned(tmp.path(), &tuning).unwrap();
+        // The meta column family (already holding the format version) is written once and
+        // then left idle, so its memtable keeps the first log file in use.
+        let mut b = WriteBatch::new();
+        b.put_meta("node_id", b"n1".to_vec());
+        s.write(b, false).unwrap();
+        // Eight times the cap into the objects column family alone.
+        let value = vec![7u8; 1024];
+        for i in 0..(8 * CAP / 1024) {
+            let mut b = WriteBatch::new();
+            b.put_object(
+                ObjectKey::new(
+                    (i % 16) as u32,
+                    b"bk".to_vec(),
+                    format!("k{i}").into_bytes(),
+                ),
+                value.clone(),
+            );
+            s.write(b, false).unwrap();
+        }
+        // Flushes and the deletion of obsolete logs run in the background: give them a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wal_bytes(tmp.path()) > 2 * CAP && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let end = wal_bytes(tmp.path());
+        assert!(end <= 2 * CAP, "WAL files hold {end} bytes, cap {CAP}");
+        assert_eq!(s.get_meta("node_id").unwrap(), Some(b"n1".to_vec()));
+    }
+
+    #[test]
+    fn background_scans_leave_the_block_cache_to_point_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = RocksStorage::open(tmp.path()).unwrap();
+        // 16 MiB of values that do not compress, in 16 partitions, flushed to table files
+        // (memtable reads never touch the block cache).
+        let keys: Vec<ObjectKey> = (0..16_384u32)
+            .map(|i| ObjectKey::new(i % 16, b"bk".to_vec(), format!("k{i}").into_bytes()))
+            .collect();
+        for chunk in keys.chunks(512) {
+            let mut b = WriteBatch::new();
+            for k in chunk {
+                let mut value = vec![0u8; 1024];
+                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut value);
+                b.put_object(k.clone(), value);
+            }
+            s.write(b, false).unwrap();
+        }
+        s.flush().unwrap();
+        let before = s.backend().block_cache_bytes();
+
+        // What anti-entropy and handoff do: every partition, a chunk at a time.
+        let mut scanned = 0;
+        for p in 0..16 {
+            let mut after: Option<(Vec<u8>, Vec<u8>)> = None;
+            loop {
+                let chunk = s
+                    .scan_partition(p, after.as_ref().map(|(b, k)| (&b[..], &k[..])), 1000)
+                    .unwrap();
+                let Some((last, _)) = chunk.last() else { break };
+                after = Some((last.bucket.clone(), last.key.clone()));
+                scanned += chunk.len();
+            }
+        }
+        assert_eq!(scanned, keys.len());
+        let after_scans = s.backend().block_cache_bytes();
+        assert!(
+            after_scans < before + (1 << 20),
+            "bulk scans grew the cache from {before} to {after_scans} bytes"
+        );
+
+        for k in &keys {
+            assert!(s.get_object(k).unwrap().is_some());
+        }
+        let after_reads = s.backend().block_cache_bytes();
+        assert!(
+            after_reads > after_scans + (8 << 20),
+            "point reads grew the cache only from {after_scans} to {after_reads} bytes"
+        );
     }
 }

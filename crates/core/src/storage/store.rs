@@ -1,6 +1,6 @@
 //! The record store: key layout, checksummed envelopes and damage handling over a raw backend.
 
-use super::backend::{Backend, Cf, Flow, RawOp};
+use super::backend::{Backend, Cf, Flow, RawOp, ScanKind};
 use super::keys::{self, show};
 use super::record;
 use super::{
@@ -120,7 +120,8 @@ impl<B: Backend> RecordStore<B> {
         if limit == 0 {
             return Ok(out);
         }
-        self.backend.raw_scan(cf, from, &mut |k, v| {
+        let kind = ScanKind::for_limit(limit);
+        self.backend.raw_scan_as(cf, from, kind, &mut |k, v| {
             if !within(k) {
                 return Flow::Stop;
             }
