@@ -44,6 +44,10 @@ pub const DEFAULT_AAE_INTERVAL_MS: u64 =
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
 /// Default bound on API requests in flight (past it: `503 overloaded`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+/// The block cache the storage figures in BENCHMARKS.md were measured with.
+pub const DEFAULT_BLOCK_CACHE_MB: u64 = 64;
+/// A larger cache than this is a typo, not a plan (1 TiB).
+const MAX_BLOCK_CACHE_MB: u64 = 1 << 20;
 /// Default bound on open API connections, in total and from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default time a client has to send a request's headers, and then its body.
@@ -283,6 +287,12 @@ settings! {
     max_in_flight: usize, file usize => usize,
         env "RIFTKV_MAX_IN_FLIGHT", value "N", default DEFAULT_MAX_IN_FLIGHT, check check_limit;
 
+    /// RocksDB block cache in MiB, shared by every column family: the hot data and the index
+    /// and filter blocks stay in it; background scans bypass it [default: 64]
+    block_cache_mb: u64, file u64 => u64,
+        env "RIFTKV_BLOCK_CACHE_MB", value "MB", default DEFAULT_BLOCK_CACHE_MB,
+        check check_block_cache_mb;
+
     /// Open API connections accepted at once; more are closed at accept [default: 1024]
     max_connections: usize, file usize => usize,
         env "RIFTKV_MAX_CONNECTIONS", value "N", default DEFAULT_MAX_CONNECTIONS,
@@ -415,6 +425,8 @@ pub struct ServerConfig {
     pub max_object_bytes: u64,
     pub request_timeout_ms: u64,
     pub max_in_flight: usize,
+    /// RocksDB block cache, MiB.
+    pub block_cache_mb: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub client_timeout_ms: u64,
@@ -682,6 +694,19 @@ fn check_limit(value: usize, origin: Origin<'_>, key: &str) -> Result<usize, Con
     }
 }
 
+fn check_block_cache_mb(value: u64, origin: Origin<'_>, key: &str) -> Result<u64, ConfigError> {
+    match value {
+        0 => Err(invalid(origin, key, 0, "must be at least 1 MiB")),
+        mb if mb > MAX_BLOCK_CACHE_MB => Err(invalid(
+            origin,
+            key,
+            mb,
+            &format!("must be at most {MAX_BLOCK_CACHE_MB} MiB"),
+        )),
+        mb => Ok(mb),
+    }
+}
+
 /// Settings whose type already says everything (enums, booleans).
 fn accept<T>(value: T, _origin: Origin<'_>, _key: &str) -> Result<T, ConfigError> {
     Ok(value)
@@ -944,6 +969,7 @@ impl ServerConfig {
             max_object_bytes,
             request_timeout_ms: c.request_timeout_ms.0,
             max_in_flight: c.max_in_flight.0,
+            block_cache_mb: c.block_cache_mb.0,
             max_connections: c.max_connections.0,
             max_connections_per_ip: c.max_connections_per_ip.0,
             client_timeout_ms: c.client_timeout_ms.0,
@@ -1558,6 +1584,7 @@ request_timeout_ms = 700
         ("max_object_bytes", "16777217", "16777217"),
         ("request_timeout_ms", "16", "16"),
         ("max_in_flight", "17", "17"),
+        ("block_cache_mb", "32", "32"),
         ("max_connections", "18", "18"),
         ("max_connections_per_ip", "19", "19"),
         ("client_timeout_ms", "20", "20"),
@@ -1677,6 +1704,7 @@ request_timeout_ms = 700
         ("max_object_bytes", Some("268435457"), "268435457"),
         ("request_timeout_ms", Some("0"), "0"),
         ("max_in_flight", Some("0"), "0"),
+        ("block_cache_mb", Some("0"), "1048577"),
         ("max_connections", Some("2000000"), "2000000"),
         ("max_connections_per_ip", Some("0"), "0"),
         ("client_timeout_ms", Some("0"), "0"),

@@ -12,7 +12,7 @@ use riftkv_cluster::dispatch::RpcHandler;
 use riftkv_cluster::metrics::Metrics;
 use riftkv_cluster::node::{META_NODE_ID, Node, NodeError, NodeSettings};
 use riftkv_core::net::{NetConfig, NetError, TcpTransport, Transport};
-use riftkv_core::storage::{RocksStorage, Storage, StorageError, WriteBatch};
+use riftkv_core::storage::{RocksStorage, RocksTuning, Storage, StorageError, WriteBatch};
 use riftkv_core::types::{NodeId, SystemClock};
 use riftkv_core::version::Limits;
 use std::path::{Path, PathBuf};
@@ -61,7 +61,11 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     let bootstrap_token = read_bootstrap_token(&cfg)?;
     prepare_data_dir(&cfg.data_dir)?;
     let db_dir = cfg.data_dir.join("db");
-    let storage: Arc<dyn Storage> = Arc::new(RocksStorage::open(&db_dir)?);
+    let tuning = RocksTuning {
+        block_cache_bytes: usize::try_from(cfg.block_cache_mb << 20).unwrap_or(usize::MAX),
+        ..RocksTuning::default()
+    };
+    let storage: Arc<dyn Storage> = Arc::new(RocksStorage::open_tuned(&db_dir, &tuning)?);
     claim_node_id(storage.as_ref(), &cfg.node_id)?;
 
     let tls = match &cfg.tls {
