@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Key-scale figures (BENCHMARKS.md, "Storage at key scale"): for each data-set size, a fresh
+# 3-node cluster (`riftkv dev`, loopback only) is loaded with `riftkv bench --load` (1 KiB
+# values, n=3, r=w=2 by default), then runs YCSB-A closed loop for KEYSCALE_SECS. Per run it
+# prints one line: records, load time, ops/s, read and update p99, RSS now and peak (VmHWM) per
+# node from /proc, and disk per node (`du` of each data dir) while serving and after the clean
+# stop (a stop flushes every memtable). Live data is records x value size per node (every node
+# holds every key with three nodes and n=3).
+#
+# With KEYSCALE_BINS="label=path,label=path" it alternates the binaries at each size, in one
+# run, so a before/after comparison sees the same machine noise. Bounded: every bench run has a
+# duration, the cluster is stopped and its data removed on exit, failed or not.
+#
+#   ./ops/bench/keyscale.sh                                   # release build (built if missing)
+#   KEYSCALE_SIZES="10000 100000" KEYSCALE_SECS=20 ./ops/bench/keyscale.sh
+#   KEYSCALE_BINS="before=/tmp/riftkv-old,after=target/release/riftkv" ./ops/bench/keyscale.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SIZES=${KEYSCALE_SIZES:-"10000 100000 300000 1000000"}
+SECS=${KEYSCALE_SECS:-30}
+VALUE=${KEYSCALE_VALUE_SIZE:-1024}
+CONC=${KEYSCALE_CONCURRENCY:-16}
+PORT=${KEYSCALE_BASE_PORT:-27900}
+RESULTS=${RESULTS:-$HOME/.cache/riftkv/keyscale-results}
+
+if [[ -z "${KEYSCALE_BINS:-}" ]]; then
+    if [[ -z "${RIFTKV_BIN:-}" ]]; then
+        source ops/env.sh
+        RIFTKV_BIN="$CARGO_TARGET_DIR/release/riftkv"
+        echo "keyscale: building the release binary (RocksDB takes a while the first time)" >&2
+        cargo build --release --bin riftkv --quiet
+    fi
+    KEYSCALE_BINS="riftkv=$RIFTKV_BIN"
+fi
+IFS=',' read -r -a BINS <<<"$KEYSCALE_BINS"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-keyscale.XXXXXX")
+DEV=""
+stop_cluster() {
+    if [[ -n "$DEV" ]]; then
+        # SIGINT: the supervisor stops every node cleanly (each flushes its storage).
+        kill -INT "$DEV" 2>/dev/null || true
+        for _ in $(seq 1 150); do kill -0 "$DEV" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$DEV" 2>/dev/null || true
+        DEV=""
+    fi
+}
+cleanup() {
+    stop_cluster
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$RESULTS"
+
+kib() { awk '/^'"$1"':/ {print $2}' "/proc/$2/status" 2>/dev/null || echo 0; }
+disk_mib() { du -sm "$1" | cut -f1; }
+
+printf '%-8s %9s %8s %9s %8s %8s  %-26s %-26s %-20s %-20s\n' bin records load_s ops_s \
+    rd_p99 upd_p99 "rss_mib(now)" "rss_mib(peak)" disk_mib_serving disk_mib_stopped
+for n in $SIZES; do
+    for entry in "${BINS[@]}"; do
+        label=${entry%%=*}
+        bin=${entry#*=}
+        data="$WORK/$label-$n"
+        "$bin" dev --nodes 3 --base-port "$PORT" --data-dir "$data" >"$data.log" 2>&1 &
+        DEV=$!
+        for _ in $(seq 1 300); do
+            ready=0
+            for k in 1 2 3; do
+                curl -sf "http://127.0.0.1:$((PORT + k))/v1/admin/status" 2>/dev/null |
+                    grep -q '"ring_settled":true' && ready=$((ready + 1))
+            done
+            [[ $ready -eq 3 ]] && break
+            sleep 0.2
+        done
+        [[ $ready -eq 3 ]] || { tail "$data.log" >&2; exit 1; }
+        pids=$(pgrep -P "$DEV" | tr '\n' ' ')
+        target="riftkv://127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2)),127.0.0.1:$((PORT + 3))"
+        start=$(date +%s.%N)
+        "$bin" bench --target "$target" --workload a --records "$n" --value-size "$VALUE" \
+            --concurrency "$CONC" --load --duration "$SECS" --r 2 --w 2 --json \
+            >"$RESULTS/$label-$n.json"
+        wall=$(python3 -c "import time; print(f'{time.time() - $start - $SECS:.0f}')")
+        rss_now="" rss_peak="" disk_serving=""
+        for p in $pids; do
+            rss_now+="$(( $(kib VmRSS "$p") / 1024 )) "
+            rss_peak+="$(( $(kib VmHWM "$p") / 1024 )) "
+        done
+        for k in 1 2 3; do disk_serving+="$(disk_mib "$data/node$k") "; done
+        stop_cluster
+        disk_stopped=""
+        for k in 1 2 3; do disk_stopped+="$(disk_mib "$data/node$k") "; done
+        python3 - "$RESULTS/$label-$n.json" "$label" "$n" "$wall" "$rss_now" "$rss_peak" \
+            "$disk_serving" "$disk_stopped" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+label, n, wall, now, peak, serving, stopped = sys.argv[2:9]
+p99 = lambda op: r["ops"].get(op, {}).get("p99_ms", float("nan"))
+print(f"{label:8} {int(n):9d} {wall:>8} {r['throughput']:9.0f} {p99('read'):8.2f} "
+      f"{p99('update'):8.2f}  {now:26} {peak:26} {serving:20} {stopped:20}")
+EOF
+        rm -rf "$data"
+    done
+done
