@@ -666,6 +666,68 @@ fn expiry_index<H: Harness>(h: &mut H) {
     );
 }
 
+/// The tombstone index: written in the object's batch, read in storage order after a cursor,
+/// paged, deleted; a damaged entry still names its key, an undecodable one is skipped; kept
+/// across a reopen.
+fn tombstone_index<H: Harness>(h: &mut H) {
+    let s = h.open();
+    assert!(s.scan_tombstones(None, 10).unwrap().is_empty());
+    let (a, b, c, d) = (
+        ok(1, b"b", b"a"),
+        ok(0, b"b", b"b"),
+        ok(2, b"c", b"c"),
+        ok(1, b"bb", b""),
+    );
+    let mut batch = WriteBatch::new();
+    batch
+        .put_object(a.clone(), b"va".to_vec())
+        .put_tombstone(a.clone())
+        .put_object(b.clone(), b"vb".to_vec())
+        .put_tombstone(b.clone())
+        .put_tombstone(c.clone())
+        .put_tombstone(d.clone())
+        .put_tombstone(d.clone());
+    s.write(batch, false).unwrap();
+    let all = vec![b.clone(), a.clone(), d.clone(), c.clone()];
+    assert_eq!(s.scan_tombstones(None, 10).unwrap(), all);
+    assert!(s.scan_tombstones(None, 0).unwrap().is_empty());
+    // Paging strictly after a cursor, also one that is not an entry.
+    assert_eq!(s.scan_tombstones(None, 2).unwrap(), all[..2].to_vec());
+    assert_eq!(s.scan_tombstones(Some(&a), 10).unwrap(), all[2..].to_vec());
+    assert_eq!(
+        s.scan_tombstones(Some(&ok(1, b"b", b"")), 10).unwrap(),
+        all[1..].to_vec()
+    );
+    assert!(s.scan_tombstones(Some(&c), 10).unwrap().is_empty());
+    // Deleting entries with their object in one batch; an invalid key rejects the batch.
+    let mut batch = WriteBatch::new();
+    batch
+        .delete_object(b.clone())
+        .delete_tombstone(b.clone())
+        .delete_tombstone(ok(9, b"z", b"z"));
+    s.write(batch, false).unwrap();
+    assert_eq!(s.get_object(&b).unwrap(), None);
+    assert_eq!(s.scan_tombstones(None, 10).unwrap(), all[1..].to_vec());
+    let mut bad = WriteBatch::new();
+    bad.put_object(ok(1, b"b", b"x"), b"x".to_vec())
+        .put_tombstone(ok(1, b"", b"x"));
+    assert!(matches!(s.write(bad, false), Err(StorageError::Invalid(_))));
+    assert_eq!(s.get_object(&ok(1, b"b", b"x")).unwrap(), None);
+    // A damaged entry still names its key (counted); an undecodable key is skipped (counted).
+    let before = s.corrupt_records();
+    flip_last_byte(&s, Cf::Tombstones, &keys::encode_object(&a).unwrap());
+    s.raw_put_for_test(
+        Cf::Tombstones,
+        &[0, 0, 0, 1, 9],
+        &crate::storage::record::seal(&[]),
+    )
+    .unwrap();
+    assert_eq!(s.scan_tombstones(None, 10).unwrap(), all[1..].to_vec());
+    assert_eq!(s.corrupt_records(), before + 2);
+    let s = h.reopen(s);
+    assert_eq!(s.scan_tombstones(None, 10).unwrap(), all[1..].to_vec());
+}
+
 fn damaged_records_are_isolated<H: Harness>(h: &mut H) {
     let s = h.open();
     let mut b = WriteBatch::new();
@@ -823,6 +885,10 @@ macro_rules! conformance {
                 super::expiry_index(&mut $harness);
             }
             #[test]
+            fn tombstone_index() {
+                super::tombstone_index(&mut $harness);
+            }
+            #[test]
             fn damaged_records_are_isolated() {
                 super::damaged_records_are_isolated(&mut $harness);
             }
@@ -852,6 +918,7 @@ mod differential {
         HintCounts,
         ScanAae(Vec<u8>, usize),
         ScanExpiry(Option<(u64, ObjectKey)>, u64, usize),
+        ScanTombstones(Option<ObjectKey>, usize),
         Damage(ObjectKey),
     }
 
@@ -899,6 +966,8 @@ mod differential {
             1 => bytes().prop_map(BatchOp::DeleteAae),
             2 => (instant(), object_key()).prop_map(|(t, k)| BatchOp::PutExpiry(t, k)),
             1 => (instant(), object_key()).prop_map(|(t, k)| BatchOp::DeleteExpiry(t, k)),
+            2 => object_key().prop_map(BatchOp::PutTombstone),
+            1 => object_key().prop_map(BatchOp::DeleteTombstone),
         ]
     }
     fn instant() -> impl Strategy<Value = u64> {
@@ -921,8 +990,10 @@ mod differential {
                 .prop_map(|(t, a, l, m)| Op::ScanHints(t, a, l, m)),
             1 => Just(Op::HintCounts),
             1 => (bytes(), limit.clone()).prop_map(|(p, l)| Op::ScanAae(p, l)),
-            1 => (prop::option::of((instant(), object_key())), instant(), limit)
+            1 => (prop::option::of((instant(), object_key())), instant(), limit.clone())
                 .prop_map(|(a, u, l)| Op::ScanExpiry(a, u, l)),
+            1 => (prop::option::of(object_key()), limit)
+                .prop_map(|(a, l)| Op::ScanTombstones(a, l)),
             1 => object_key().prop_map(Op::Damage),
         ]
     }
@@ -954,6 +1025,7 @@ mod differential {
             Op::ScanExpiry(a, u, l) => {
                 show(s.scan_expiry(a.as_ref().map(|(t, k)| (*t, k)), *u, *l))
             }
+            Op::ScanTombstones(a, l) => show(s.scan_tombstones(a.as_ref(), *l)),
             Op::Damage(k) => match keys::encode_object(k) {
                 Ok(raw) => show(s.raw_put_for_test(Cf::Objects, &raw, b"\x01bad")),
                 Err(e) => format!("err {e}"),

@@ -180,6 +180,12 @@ impl<B: Backend> RecordStore<B> {
                     BatchOp::DeleteExpiry(at, k) => {
                         RawOp::Delete(Cf::Expiry, keys::encode_expiry(at, &k)?)
                     }
+                    BatchOp::PutTombstone(k) => {
+                        RawOp::Put(Cf::Tombstones, keys::encode_object(&k)?, record::seal(&[]))
+                    }
+                    BatchOp::DeleteTombstone(k) => {
+                        RawOp::Delete(Cf::Tombstones, keys::encode_object(&k)?)
+                    }
                 })
             })
             .collect()
@@ -369,6 +375,42 @@ impl<B: Backend> Storage for RecordStore<B> {
             keys::decode_expiry,
         )?;
         Ok(entries.into_iter().map(|(e, _)| e).collect())
+    }
+
+    fn scan_tombstones(
+        &self,
+        after: Option<&ObjectKey>,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, StorageError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let from = match after {
+            Some(k) => keys::encode_object(k)?,
+            None => Vec::new(),
+        };
+        // Not `scan`: the entry's payload is empty, so a damaged envelope loses nothing; the
+        // key still goes to the caller, who checks the object itself.
+        self.backend.raw_scan(Cf::Tombstones, &from, &mut |k, v| {
+            if after.is_some() && k == from.as_slice() {
+                return Flow::Continue;
+            }
+            let Some(key) = keys::decode_object(k) else {
+                let _ = self.damaged(format!("tombstones key {}: undecodable key", show(k)));
+                return Flow::Continue;
+            };
+            if let Err(d) = record::open(v) {
+                let _ = self.damaged(format!("tombstones key {}: {d}", show(k)));
+            }
+            out.push(key);
+            if out.len() >= limit {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        })?;
+        Ok(out)
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
