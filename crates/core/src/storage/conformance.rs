@@ -501,6 +501,76 @@ fn hints_per_target<H: Harness>(h: &mut H) {
     assert_eq!(s.get_hint(&hk("n10", 0, b"b", &[1])).unwrap(), None);
 }
 
+/// Hint counts follow every change (new, overwritten, deleted, deleted twice, damaged, within
+/// one batch) and agree with a recount after a reopen.
+fn hint_counts_follow_writes<H: Harness>(h: &mut H) {
+    let s = h.open();
+    let counts = |s: &RecordStore<H::B>| s.hint_counts().unwrap();
+    let n = |t: &str, c: u64| (NodeId::new(t), c);
+    assert!(counts(&s).is_empty());
+    let mut b = WriteBatch::new();
+    b.put_hint(hk("a", 0, b"b", b"1"), vec![1])
+        .put_hint(hk("a", 0, b"b", b"1"), vec![2])
+        .put_hint(hk("a", 0, b"b", b"2"), vec![1])
+        .put_hint(hk("b", 0, b"b", b"1"), vec![1])
+        .delete_hint(hk("c", 0, b"b", b"1"));
+    s.write(b, false).unwrap();
+    assert_eq!(counts(&s), vec![n("a", 2), n("b", 1)]);
+    // Overwriting an existing hint adds nothing; put then delete in one batch is a delete.
+    let mut b = WriteBatch::new();
+    b.put_hint(hk("a", 0, b"b", b"1"), vec![3])
+        .put_hint(hk("b", 0, b"b", b"2"), vec![1])
+        .delete_hint(hk("b", 0, b"b", b"2"));
+    s.write(b, true).unwrap();
+    assert_eq!(counts(&s), vec![n("a", 2), n("b", 1)]);
+    let mut b = WriteBatch::new();
+    b.delete_hint(hk("b", 0, b"b", b"1"));
+    s.write(b.clone(), false).unwrap();
+    s.write(b, false).unwrap();
+    assert_eq!(counts(&s), vec![n("a", 2)]);
+    // A rejected batch changes nothing.
+    let mut bad = WriteBatch::new();
+    bad.put_hint(hk("a", 0, b"b", b"9"), vec![1])
+        .put_object(ok(1, b"", b"x"), vec![]);
+    assert!(s.write(bad, false).is_err());
+    assert_eq!(counts(&s), vec![n("a", 2)]);
+    // A damaged hint is not pending (it cannot be delivered), as a recount would find.
+    flip_last_byte(
+        &s,
+        Cf::Hints,
+        &keys::encode_hint(&hk("a", 0, b"b", b"2")).unwrap(),
+    );
+    assert!(
+        s.scan_hints(&NodeId::new("a"), None, 10, usize::MAX)
+            .unwrap()
+            .len()
+            == 1
+    );
+    assert_eq!(counts(&s), vec![n("a", 1)]);
+    let s = h.reopen(s);
+    assert_eq!(counts(&s), vec![n("a", 1)]);
+}
+
+/// Counting pending hints reads no hint once the counts are known (the handoff tick and the
+/// reaper ask every second).
+#[test]
+fn hint_counts_are_kept_not_recounted() {
+    let s = RecordStore::<MemoryBackend>::new();
+    let mut b = WriteBatch::new();
+    for i in 0..100u8 {
+        b.put_hint(hk("a", 0, b"b", &[i]), vec![i]);
+    }
+    s.write(b, false).unwrap();
+    assert_eq!(s.hint_counts().unwrap(), vec![(NodeId::new("a"), 100)]);
+    let before = s.entries_read(Cf::Hints);
+    assert_eq!(s.hint_counts().unwrap(), vec![(NodeId::new("a"), 100)]);
+    assert_eq!(
+        s.entries_read(Cf::Hints),
+        before,
+        "a second count reads no hint"
+    );
+}
+
 fn meta_and_aae<H: Harness>(h: &mut H) {
     let s = h.open();
     assert_eq!(s.get_meta("node_id").unwrap(), None);
@@ -871,6 +941,10 @@ macro_rules! conformance {
             #[test]
             fn hints_per_target() {
                 super::hints_per_target(&mut $harness);
+            }
+            #[test]
+            fn hint_counts_follow_writes() {
+                super::hint_counts_follow_writes(&mut $harness);
             }
             #[test]
             fn meta_and_aae() {

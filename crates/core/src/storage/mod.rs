@@ -261,7 +261,8 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
         max_bytes: usize,
     ) -> Result<HintEntries, StorageError>;
-    /// Every target node that has at least one pending hint, with its count, by node id.
+    /// Every target node that has at least one pending (intact) hint, with its count, by node
+    /// id. Kept up to date by writes, so asking costs no scan (only the first ask counts).
     fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError>;
     /// Expiry index entries due by `up_to_ms` (instant <= it), in (instant, key) order,
     /// strictly after `after`, up to `limit`. The index lists objects whose versions all
