@@ -14,9 +14,10 @@
 //! it is still exactly the copy that was checked (compare-and-delete under the key's lock),
 //! so a write racing with the reap is never dropped.
 //!
-//! Tombstones are found by scanning the owned partitions; expired keys by the expiry index
-//! (`storage::Storage::scan_expiry`), a range read of the entries due by now minus the grace,
-//! so finding them costs no scan of live data.
+//! Tombstones are found by the tombstone index (`storage::Storage::scan_tombstones`, walked
+//! with a cursor persisted in `meta`, so a restart continues where the walk was); expired
+//! keys by the expiry index (`storage::Storage::scan_expiry`), a range read of the entries
+//! due by now minus the grace. Finding either reads no live object.
 
 use crate::handoff::held_elsewhere;
 use crate::handoff::rpc::{HandoffRequest, HandoffResponse};
@@ -36,8 +37,11 @@ use tokio::task::JoinHandle;
 
 /// Tombstones examined per round (the throttle).
 pub const MAX_CANDIDATES_PER_ROUND: usize = 256;
-/// Objects scanned per storage read.
-const SCAN_CHUNK: usize = 256;
+/// Tombstone index entries read per round at most (the walk continues there next round).
+pub const MAX_TOMBSTONE_ENTRIES_PER_ROUND: usize = 4096;
+/// Meta record of where the walk of the tombstone index stopped (postcard of the last object
+/// key visited; absent = start from the beginning), so a restart continues where it was.
+pub const TOMBSTONE_CURSOR_META: &str = "reaper.tombstone_cursor";
 /// Expiry index entries read per round at most (entries of partitions this node does not own
 /// stay for their owner to reap; the bound keeps a round short whatever they number).
 pub const MAX_EXPIRY_ENTRIES_PER_ROUND: usize = 4096;
@@ -134,41 +138,17 @@ pub async fn reap_once(node: &Arc<Node>) -> Result<u64, ReplicaError> {
     let now = node.clock.now_ms();
     let partitions = node.state.read().ring.partitions_of(&node.id);
     let mut candidates = expired_candidates(node, &partitions, now, grace_ms).await?;
-    'scan: for p in partitions {
-        if candidates.len() >= MAX_CANDIDATES_PER_ROUND {
-            break;
-        }
-        let mut after: Option<(Vec<u8>, Vec<u8>)> = None;
-        loop {
-            let (n, a) = (node.clone(), after.clone());
-            let chunk = blocking(move || {
-                n.storage
-                    .scan_partition(
-                        p,
-                        a.as_ref().map(|(b, k)| (b.as_slice(), k.as_slice())),
-                        SCAN_CHUNK,
-                    )
-                    .map_err(|e| ReplicaError::Internal(e.to_string()))
-            })
-            .await?;
-            let full = chunk.len() >= SCAN_CHUNK;
-            for (k, bytes) in chunk {
-                after = Some((k.bucket.clone(), k.key.clone()));
-                // Keys with expiring versions come from the expiry index, not from here.
-                if let Ok(obj) = Object::decode(&bytes)
-                    && obj.expiry_index_ms().is_none()
-                    && is_reapable(&obj, now, grace_ms)
-                {
-                    candidates.push((k, obj));
-                    if candidates.len() >= MAX_CANDIDATES_PER_ROUND {
-                        break 'scan;
-                    }
-                }
-            }
-            if !full {
-                break;
-            }
-        }
+    let room = MAX_CANDIDATES_PER_ROUND.saturating_sub(candidates.len());
+    if room > 0 {
+        let walk = TombstoneWalk {
+            owned: partitions.into_iter().collect(),
+            now_ms: now,
+            grace_ms,
+            page: MAX_TOMBSTONE_ENTRIES_PER_ROUND,
+            room,
+        };
+        let n = node.clone();
+        candidates.extend(blocking(move || walk.run(&n)).await?);
     }
     let mut reaped = 0u64;
     for (k, obj) in candidates {
@@ -177,6 +157,94 @@ pub async fn reap_once(node: &Arc<Node>) -> Result<u64, ReplicaError> {
         }
     }
     Ok(reaped)
+}
+
+/// One round's walk of the tombstone index: up to `page` entries after the persisted cursor,
+/// keeping the reapable keys of `owned` partitions (at most `room`).
+pub(crate) struct TombstoneWalk {
+    pub owned: HashSet<PartitionId>,
+    pub now_ms: u64,
+    pub grace_ms: u64,
+    pub page: usize,
+    pub room: usize,
+}
+
+impl TombstoneWalk {
+    /// Reads the entries, checks each owned one against its object (under the key's lock, so
+    /// a write listing the key again is kept) and drops stale entries; then stores the cursor:
+    /// after the last entry examined when the page or the room ran out, else from the start.
+    pub(crate) fn run(&self, node: &Node) -> Result<Vec<(ObjectKey, Object)>, ReplicaError> {
+        let internal =
+            |e: riftkv_core::storage::StorageError| ReplicaError::Internal(e.to_string());
+        let cursor = read_cursor(node);
+        let entries = node
+            .storage
+            .scan_tombstones(cursor.as_ref(), self.page)
+            .map_err(internal)?;
+        let mut next = if entries.len() >= self.page {
+            entries.last().cloned()
+        } else {
+            None
+        };
+        let mut out = Vec::new();
+        for k in entries {
+            // Other owners' keys stay listed for them (or for the drain that drops them).
+            if !self.owned.contains(&k.partition) {
+                continue;
+            }
+            if out.len() >= self.room {
+                next = Some(k);
+                break;
+            }
+            let _guard = lock_key(&k);
+            match node.local_object(&k) {
+                // A damaged copy is left to repair, which lists it again if it is dead.
+                Err(_) => {}
+                Ok(Some(o)) if o.in_tombstone_index() => {
+                    if is_reapable(&o, self.now_ms, self.grace_ms) {
+                        out.push((k, o));
+                    }
+                }
+                Ok(_) => {
+                    let mut batch = WriteBatch::default();
+                    batch.delete_tombstone(k);
+                    node.storage.write(batch, false).map_err(internal)?;
+                }
+            }
+        }
+        if next != cursor {
+            let mut batch = WriteBatch::default();
+            match &next {
+                Some(k) => {
+                    let bytes = postcard::to_stdvec(k)
+                        .map_err(|e| ReplicaError::Internal(e.to_string()))?;
+                    batch.put_meta(TOMBSTONE_CURSOR_META, bytes)
+                }
+                None => batch.delete_meta(TOMBSTONE_CURSOR_META),
+            };
+            node.storage.write(batch, false).map_err(internal)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The persisted cursor of the tombstone walk. A missing or damaged one starts the walk over:
+/// it only costs a pass over the index, never a key.
+fn read_cursor(node: &Node) -> Option<ObjectKey> {
+    match node.storage.get_meta(TOMBSTONE_CURSOR_META) {
+        Ok(Some(bytes)) => match postcard::from_bytes(&bytes) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable reaper cursor; walking from the start");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable reaper cursor; walking from the start");
+            None
+        }
+    }
 }
 
 /// Reapable expired keys of the partitions this node owns, from the expiry index entries due

@@ -514,6 +514,13 @@ impl Storage for GatedStorage {
         self.gate
             .run(|| self.inner.scan_expiry(after, up_to_ms, limit))
     }
+    fn scan_tombstones(
+        &self,
+        after: Option<&ObjectKey>,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, StorageError> {
+        self.gate.run(|| self.inner.scan_tombstones(after, limit))
+    }
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.gate.run(|| self.inner.get_meta(name))
     }

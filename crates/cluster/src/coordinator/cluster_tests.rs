@@ -665,6 +665,103 @@ async fn read_all(c: &TestCluster, via: usize, key: &str) -> Option<Object> {
     get(&c.node(via), req).await.unwrap().object
 }
 
+/// `count` keys of bucket "b" whose partition node `owner` owns, written and then deleted
+/// on every primary (w=all).
+async fn dead_keys_owned_by(c: &TestCluster, owner: usize, count: usize) -> Vec<ObjectKey> {
+    let mut out = Vec::new();
+    for i in 0.. {
+        let key = format!("dead{i}");
+        let (p, prim) = primaries(c, &key);
+        if prim[0] != id_of(owner) {
+            continue;
+        }
+        let mut req = put_req(&key, "v", None);
+        req.params.w = Some(Quorum::All);
+        put(&c.node(owner), req).await.unwrap();
+        delete(&c.node(owner), delete_req(&key, "all"))
+            .await
+            .unwrap();
+        out.push(ObjectKey::new(p, b"b".to_vec(), key.into_bytes()));
+        if out.len() == count {
+            break;
+        }
+    }
+    out
+}
+
+/// A reaping round costs what there is to reap: over 10,000 live keys and 3 tombstones of its
+/// partitions, the owner reads the 3 dead objects (twice each: check, compare-and-delete),
+/// not the live ones; a round with nothing left reads no object at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reaping_round_reads_only_dead_keys() {
+    use riftkv_core::storage::{Cf, WriteBatch};
+    let c = reaping_cluster(43, Duration::ZERO).await;
+    let owner = 1;
+    let dead = dead_keys_owned_by(&c, owner, 3).await;
+    let live = Object::update(
+        None,
+        &VersionVector::new(),
+        id_of(owner),
+        riftkv_core::version::Sibling::new(&b"v"[..], "text/plain", 1),
+        riftkv_core::version::ConflictMode::Siblings,
+        &riftkv_core::version::Limits::default(),
+    )
+    .unwrap()
+    .encode();
+    let mut batch = WriteBatch::default();
+    for i in 0..10_000 {
+        let k = ObjectKey::new(dead[0].partition, b"b".to_vec(), format!("live{i:05}"));
+        batch.put_object(k, live.clone());
+    }
+    c.storage(owner).write(batch, false).unwrap();
+    // A damaged index entry still names its key, which is checked against the object.
+    let raw = riftkv_core::storage::keys::encode_object(&dead[0]).unwrap();
+    c.storage(owner)
+        .raw_put_for_test(Cf::Tombstones, &raw, b"\x01bad")
+        .unwrap();
+    let read = || c.storage(owner).entries_read(Cf::Objects);
+    let before = read();
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 3);
+    let spent = read() - before;
+    assert!(spent <= 6, "a round over 3 tombstones read {spent} objects");
+    for k in &dead {
+        assert_eq!(c.node(owner).local_object(k).unwrap(), None, "reaped");
+    }
+    let before = read();
+    assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 0);
+    assert_eq!(read() - before, 0, "nothing dead: no object read");
+}
+
+/// The walk of the tombstone index goes on from its persisted cursor after a restart, and
+/// starts over once it reached the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tombstone_walk_continues_after_a_restart() {
+    let mut c = reaping_cluster(47, Duration::ZERO).await;
+    let owner = 1;
+    let mut dead = dead_keys_owned_by(&c, owner, 5).await;
+    // One bucket: object key order is storage order.
+    dead.sort();
+    let walk = |c: &TestCluster| {
+        let node = c.node(owner);
+        let owned = node.state.read().ring.partitions_of(&node.id);
+        let walk = crate::reaper::TombstoneWalk {
+            owned: owned.into_iter().collect(),
+            now_ms: u64::MAX,
+            grace_ms: 0,
+            page: 2,
+            room: 100,
+        };
+        let found = walk.run(&node).unwrap();
+        found.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+    };
+    assert_eq!(walk(&c), dead[..2]);
+    c.restart(owner);
+    assert_eq!(walk(&c), dead[2..4]);
+    c.restart(owner);
+    assert_eq!(walk(&c), dead[4..]);
+    assert_eq!(walk(&c), dead[..2], "past the end it starts over");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_values_read_as_missing_everywhere_and_are_reaped_like_tombstones() {
     let mut c = reaping_cluster(37, Duration::from_millis(300)).await;

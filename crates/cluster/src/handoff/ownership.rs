@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use riftkv_core::membership::state::{RingState, Transfer, TransferDone};
 use riftkv_core::storage::{ObjectKey, Storage, StorageError, WriteBatch};
 use riftkv_core::types::{NodeId, PartitionId};
+use riftkv_core::version::StoredCopy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -570,6 +571,15 @@ pub fn delete_unchanged(
     for (e, k) in entries.iter().zip(keys) {
         match storage.get_object(&k) {
             Ok(Some(bytes)) if bytes == e.object => {
+                // Its index listings go with it (an unlisted key's delete costs nothing).
+                if let Ok(copy) = StoredCopy::decode(&bytes) {
+                    if let Some(t) = copy.object.expiry_index_ms() {
+                        batch.delete_expiry(t, k.clone());
+                    }
+                    if copy.object.in_tombstone_index() {
+                        batch.delete_tombstone(k.clone());
+                    }
+                }
                 batch.delete_object(k);
             }
             Ok(_) | Err(StorageError::Corrupt { .. }) => {}

@@ -41,6 +41,9 @@ pub fn delete_if_unchanged(
     if let Some(t) = expected.expiry_index_ms() {
         batch.delete_expiry(t, k.clone());
     }
+    if expected.in_tombstone_index() {
+        batch.delete_tombstone(k.clone());
+    }
     node.storage
         .write(batch, false)
         .map_err(|e| ReplicaError::Internal(e.to_string()))?;

@@ -1,4 +1,4 @@
-//! The raw seam beneath the record store: ordered byte maps in four column families.
+//! The raw seam beneath the record store: ordered byte maps, one per column family.
 //!
 //! Everything RiftKV-specific (key layout, envelopes, corruption handling, migrations) lives
 //! above this trait in `store.rs`, once, so RocksDB and the in-memory engine cannot drift apart.
@@ -19,10 +19,20 @@ pub enum Cf {
     /// The expiry index: (instant, partition, bucket, key) -> nothing, so the reaper finds
     /// expired objects by a range read up to "now" instead of a scan of every object.
     Expiry,
+    /// The tombstone index: (partition, bucket, key) -> nothing, for every object whose
+    /// versions are all tombstones, so the reaper finds dead keys without reading live ones.
+    Tombstones,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [Cf::Objects, Cf::Hints, Cf::Meta, Cf::Aae, Cf::Expiry];
+    pub const ALL: [Cf; 6] = [
+        Cf::Objects,
+        Cf::Hints,
+        Cf::Meta,
+        Cf::Aae,
+        Cf::Expiry,
+        Cf::Tombstones,
+    ];
 
     /// Name of the RocksDB column family.
     pub fn name(self) -> &'static str {
@@ -32,6 +42,7 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::Aae => "aae",
             Cf::Expiry => "expiry",
+            Cf::Tombstones => "tombstones",
         }
     }
 
@@ -42,6 +53,7 @@ impl Cf {
             Cf::Meta => 2,
             Cf::Aae => 3,
             Cf::Expiry => 4,
+            Cf::Tombstones => 5,
         }
     }
 }

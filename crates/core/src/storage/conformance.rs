@@ -501,6 +501,76 @@ fn hints_per_target<H: Harness>(h: &mut H) {
     assert_eq!(s.get_hint(&hk("n10", 0, b"b", &[1])).unwrap(), None);
 }
 
+/// Hint counts follow every change (new, overwritten, deleted, deleted twice, damaged, within
+/// one batch) and agree with a recount after a reopen.
+fn hint_counts_follow_writes<H: Harness>(h: &mut H) {
+    let s = h.open();
+    let counts = |s: &RecordStore<H::B>| s.hint_counts().unwrap();
+    let n = |t: &str, c: u64| (NodeId::new(t), c);
+    assert!(counts(&s).is_empty());
+    let mut b = WriteBatch::new();
+    b.put_hint(hk("a", 0, b"b", b"1"), vec![1])
+        .put_hint(hk("a", 0, b"b", b"1"), vec![2])
+        .put_hint(hk("a", 0, b"b", b"2"), vec![1])
+        .put_hint(hk("b", 0, b"b", b"1"), vec![1])
+        .delete_hint(hk("c", 0, b"b", b"1"));
+    s.write(b, false).unwrap();
+    assert_eq!(counts(&s), vec![n("a", 2), n("b", 1)]);
+    // Overwriting an existing hint adds nothing; put then delete in one batch is a delete.
+    let mut b = WriteBatch::new();
+    b.put_hint(hk("a", 0, b"b", b"1"), vec![3])
+        .put_hint(hk("b", 0, b"b", b"2"), vec![1])
+        .delete_hint(hk("b", 0, b"b", b"2"));
+    s.write(b, true).unwrap();
+    assert_eq!(counts(&s), vec![n("a", 2), n("b", 1)]);
+    let mut b = WriteBatch::new();
+    b.delete_hint(hk("b", 0, b"b", b"1"));
+    s.write(b.clone(), false).unwrap();
+    s.write(b, false).unwrap();
+    assert_eq!(counts(&s), vec![n("a", 2)]);
+    // A rejected batch changes nothing.
+    let mut bad = WriteBatch::new();
+    bad.put_hint(hk("a", 0, b"b", b"9"), vec![1])
+        .put_object(ok(1, b"", b"x"), vec![]);
+    assert!(s.write(bad, false).is_err());
+    assert_eq!(counts(&s), vec![n("a", 2)]);
+    // A damaged hint is not pending (it cannot be delivered), as a recount would find.
+    flip_last_byte(
+        &s,
+        Cf::Hints,
+        &keys::encode_hint(&hk("a", 0, b"b", b"2")).unwrap(),
+    );
+    assert!(
+        s.scan_hints(&NodeId::new("a"), None, 10, usize::MAX)
+            .unwrap()
+            .len()
+            == 1
+    );
+    assert_eq!(counts(&s), vec![n("a", 1)]);
+    let s = h.reopen(s);
+    assert_eq!(counts(&s), vec![n("a", 1)]);
+}
+
+/// Counting pending hints reads no hint once the counts are known (the handoff tick and the
+/// reaper ask every second).
+#[test]
+fn hint_counts_are_kept_not_recounted() {
+    let s = RecordStore::<MemoryBackend>::new();
+    let mut b = WriteBatch::new();
+    for i in 0..100u8 {
+        b.put_hint(hk("a", 0, b"b", &[i]), vec![i]);
+    }
+    s.write(b, false).unwrap();
+    assert_eq!(s.hint_counts().unwrap(), vec![(NodeId::new("a"), 100)]);
+    let before = s.entries_read(Cf::Hints);
+    assert_eq!(s.hint_counts().unwrap(), vec![(NodeId::new("a"), 100)]);
+    assert_eq!(
+        s.entries_read(Cf::Hints),
+        before,
+        "a second count reads no hint"
+    );
+}
+
 fn meta_and_aae<H: Harness>(h: &mut H) {
     let s = h.open();
     assert_eq!(s.get_meta("node_id").unwrap(), None);
@@ -666,6 +736,68 @@ fn expiry_index<H: Harness>(h: &mut H) {
     );
 }
 
+/// The tombstone index: written in the object's batch, read in storage order after a cursor,
+/// paged, deleted; a damaged entry still names its key, an undecodable one is skipped; kept
+/// across a reopen.
+fn tombstone_index<H: Harness>(h: &mut H) {
+    let s = h.open();
+    assert!(s.scan_tombstones(None, 10).unwrap().is_empty());
+    let (a, b, c, d) = (
+        ok(1, b"b", b"a"),
+        ok(0, b"b", b"b"),
+        ok(2, b"c", b"c"),
+        ok(1, b"bb", b""),
+    );
+    let mut batch = WriteBatch::new();
+    batch
+        .put_object(a.clone(), b"va".to_vec())
+        .put_tombstone(a.clone())
+        .put_object(b.clone(), b"vb".to_vec())
+        .put_tombstone(b.clone())
+        .put_tombstone(c.clone())
+        .put_tombstone(d.clone())
+        .put_tombstone(d.clone());
+    s.write(batch, false).unwrap();
+    let all = vec![b.clone(), a.clone(), d.clone(), c.clone()];
+    assert_eq!(s.scan_tombstones(None, 10).unwrap(), all);
+    assert!(s.scan_tombstones(None, 0).unwrap().is_empty());
+    // Paging strictly after a cursor, also one that is not an entry.
+    assert_eq!(s.scan_tombstones(None, 2).unwrap(), all[..2].to_vec());
+    assert_eq!(s.scan_tombstones(Some(&a), 10).unwrap(), all[2..].to_vec());
+    assert_eq!(
+        s.scan_tombstones(Some(&ok(1, b"b", b"")), 10).unwrap(),
+        all[1..].to_vec()
+    );
+    assert!(s.scan_tombstones(Some(&c), 10).unwrap().is_empty());
+    // Deleting entries with their object in one batch; an invalid key rejects the batch.
+    let mut batch = WriteBatch::new();
+    batch
+        .delete_object(b.clone())
+        .delete_tombstone(b.clone())
+        .delete_tombstone(ok(9, b"z", b"z"));
+    s.write(batch, false).unwrap();
+    assert_eq!(s.get_object(&b).unwrap(), None);
+    assert_eq!(s.scan_tombstones(None, 10).unwrap(), all[1..].to_vec());
+    let mut bad = WriteBatch::new();
+    bad.put_object(ok(1, b"b", b"x"), b"x".to_vec())
+        .put_tombstone(ok(1, b"", b"x"));
+    assert!(matches!(s.write(bad, false), Err(StorageError::Invalid(_))));
+    assert_eq!(s.get_object(&ok(1, b"b", b"x")).unwrap(), None);
+    // A damaged entry still names its key (counted); an undecodable key is skipped (counted).
+    let before = s.corrupt_records();
+    flip_last_byte(&s, Cf::Tombstones, &keys::encode_object(&a).unwrap());
+    s.raw_put_for_test(
+        Cf::Tombstones,
+        &[0, 0, 0, 1, 9],
+        &crate::storage::record::seal(&[]),
+    )
+    .unwrap();
+    assert_eq!(s.scan_tombstones(None, 10).unwrap(), all[1..].to_vec());
+    assert_eq!(s.corrupt_records(), before + 2);
+    let s = h.reopen(s);
+    assert_eq!(s.scan_tombstones(None, 10).unwrap(), all[1..].to_vec());
+}
+
 fn damaged_records_are_isolated<H: Harness>(h: &mut H) {
     let s = h.open();
     let mut b = WriteBatch::new();
@@ -811,6 +943,10 @@ macro_rules! conformance {
                 super::hints_per_target(&mut $harness);
             }
             #[test]
+            fn hint_counts_follow_writes() {
+                super::hint_counts_follow_writes(&mut $harness);
+            }
+            #[test]
             fn meta_and_aae() {
                 super::meta_and_aae(&mut $harness);
             }
@@ -821,6 +957,10 @@ macro_rules! conformance {
             #[test]
             fn expiry_index() {
                 super::expiry_index(&mut $harness);
+            }
+            #[test]
+            fn tombstone_index() {
+                super::tombstone_index(&mut $harness);
             }
             #[test]
             fn damaged_records_are_isolated() {
@@ -852,6 +992,7 @@ mod differential {
         HintCounts,
         ScanAae(Vec<u8>, usize),
         ScanExpiry(Option<(u64, ObjectKey)>, u64, usize),
+        ScanTombstones(Option<ObjectKey>, usize),
         Damage(ObjectKey),
     }
 
@@ -899,6 +1040,8 @@ mod differential {
             1 => bytes().prop_map(BatchOp::DeleteAae),
             2 => (instant(), object_key()).prop_map(|(t, k)| BatchOp::PutExpiry(t, k)),
             1 => (instant(), object_key()).prop_map(|(t, k)| BatchOp::DeleteExpiry(t, k)),
+            2 => object_key().prop_map(BatchOp::PutTombstone),
+            1 => object_key().prop_map(BatchOp::DeleteTombstone),
         ]
     }
     fn instant() -> impl Strategy<Value = u64> {
@@ -921,8 +1064,10 @@ mod differential {
                 .prop_map(|(t, a, l, m)| Op::ScanHints(t, a, l, m)),
             1 => Just(Op::HintCounts),
             1 => (bytes(), limit.clone()).prop_map(|(p, l)| Op::ScanAae(p, l)),
-            1 => (prop::option::of((instant(), object_key())), instant(), limit)
+            1 => (prop::option::of((instant(), object_key())), instant(), limit.clone())
                 .prop_map(|(a, u, l)| Op::ScanExpiry(a, u, l)),
+            1 => (prop::option::of(object_key()), limit)
+                .prop_map(|(a, l)| Op::ScanTombstones(a, l)),
             1 => object_key().prop_map(Op::Damage),
         ]
     }
@@ -954,6 +1099,7 @@ mod differential {
             Op::ScanExpiry(a, u, l) => {
                 show(s.scan_expiry(a.as_ref().map(|(t, k)| (*t, k)), *u, *l))
             }
+            Op::ScanTombstones(a, l) => show(s.scan_tombstones(a.as_ref(), *l)),
             Op::Damage(k) => match keys::encode_object(k) {
                 Ok(raw) => show(s.raw_put_for_test(Cf::Objects, &raw, b"\x01bad")),
                 Err(e) => format!("err {e}"),

@@ -7,6 +7,8 @@
 //! - hints:   `target len u16 BE | target | partition u32 BE | bucket len u8 | bucket | key`
 //! - expiry:  `instant ms u64 BE | partition u32 BE | bucket len u8 | bucket | key` (an index:
 //!   big-endian instants sort in time order, so "everything due by t" is one range read)
+//! - tombstones: the object key itself (an index in storage order, so a walk with a cursor
+//!   visits each dead key once per pass)
 //!
 //! Length prefixes (rather than separators) make buckets that are prefixes of one another
 //! ("a", "ab") land in disjoint key ranges, whatever bytes the keys contain.

@@ -8,6 +8,7 @@ use super::store::RecordStore;
 use super::{StorageError, migrate};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -21,6 +22,9 @@ pub struct MemoryBackend {
     /// When tracked: the state a power cut would leave (every synced batch and what preceded
     /// it) and the unsynced batches since, oldest first.
     durability: parking_lot::Mutex<Option<Durability>>,
+    /// Entries read per column family (point hits and scanned entries), so tests can show
+    /// what background work costs.
+    reads: [AtomicU64; CFS],
 }
 
 #[derive(Debug, Default)]
@@ -44,7 +48,11 @@ fn apply(cfs: &mut [Map; CFS], ops: &[RawOp]) {
 
 impl Backend for MemoryBackend {
     fn raw_get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.cfs.read()[cf.index()].get(key).cloned())
+        let found = self.cfs.read()[cf.index()].get(key).cloned();
+        if found.is_some() {
+            self.reads[cf.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(found)
     }
 
     fn raw_write(&self, ops: Vec<RawOp>, sync: bool) -> Result<(), StorageError> {
@@ -74,6 +82,7 @@ impl Backend for MemoryBackend {
         for (k, v) in cfs[cf.index()]
             .range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
         {
+            self.reads[cf.index()].fetch_add(1, Ordering::Relaxed);
             if visit(k, v) == Flow::Stop {
                 break;
             }
@@ -101,6 +110,12 @@ impl Backend for MemoryBackend {
 
 #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
 impl RecordStore<MemoryBackend> {
+    /// Entries read from `cf` since the store was made: point lookups that found a record
+    /// and every entry a scan visited.
+    pub fn entries_read(&self, cf: Cf) -> u64 {
+        self.backend().reads[cf.index()].load(Ordering::Relaxed)
+    }
+
     /// From now on, remember which writes a power cut would lose (writes not followed by a
     /// synced one), for [`RecordStore::power_loss`].
     pub fn track_durability(&self) {

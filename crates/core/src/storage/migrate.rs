@@ -50,6 +50,10 @@ const FILES: &[(&str, &str)] = &[
         "0005_security.toml",
         include_str!("../../../../migrations/0005_security.toml"),
     ),
+    (
+        "0006_tombstone_index.toml",
+        include_str!("../../../../migrations/0006_tombstone_index.toml"),
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -68,6 +72,7 @@ fn step_by_name(name: &str) -> Option<StepFn> {
         "bucket_props_json" => Some(super::legacy_ring_state::bucket_props_json),
         "expiry" => Some(expiry),
         "security" => Some(super::legacy_ring_state::security),
+        "tombstone_index" => Some(tombstone_index),
         _ => None,
     }
 }
@@ -88,6 +93,26 @@ fn write_identities(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
 /// instead of taking encoding-3 objects for damage.
 fn expiry(_: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
     Ok(Vec::new())
+}
+
+/// Tombstone index: one read of every object, listing those whose versions are all
+/// tombstones. Damaged or undecodable records are left out: the write that repairs one lists
+/// it if it is dead.
+fn tombstone_index(b: &dyn Backend) -> Result<Vec<RawOp>, StorageError> {
+    use crate::version::identity::StoredCopy;
+    let mut ops = Vec::new();
+    b.raw_scan(Cf::Objects, &[], &mut |k, v| {
+        let dead = super::keys::decode_object(k).is_some()
+            && record::open(v)
+                .ok()
+                .and_then(|payload| StoredCopy::decode(payload).ok())
+                .is_some_and(|c| c.object.in_tombstone_index());
+        if dead {
+            ops.push(RawOp::Put(Cf::Tombstones, k.to_vec(), record::seal(&[])));
+        }
+        super::backend::Flow::Continue
+    })?;
+    Ok(ops)
 }
 
 /// Parses migration files (name, TOML text), resolves their steps and checks the list.
@@ -516,7 +541,7 @@ mod tests {
         }
         let (s, applied) =
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
-        assert_eq!(applied, vec![3, 4, 5]);
+        assert_eq!(applied, vec![3, 4, 5, 6]);
         assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
         let bytes = s.get_object(&ok("b", "k")).unwrap().unwrap();
         assert_eq!(bytes, v2, "the migration rewrites nothing");
@@ -529,6 +554,68 @@ mod tests {
         assert_eq!(sibs[0].1.last_modified_ms, 1000);
         assert_eq!(sibs[0].1.expires_at_ms, None);
         assert!(s.scan_expiry(None, u64::MAX, 10).unwrap().is_empty());
+    }
+
+    /// A format-5 data dir gets its tombstone index built once at open: dead keys listed,
+    /// live, expiring and damaged ones not, every object left as it was.
+    #[test]
+    fn a_format_five_data_dir_gets_its_tombstone_index() {
+        use crate::storage::Cf;
+        use crate::version::{Limits, Object, Sibling, StoredCopy};
+        let write = |stored: Option<&Object>, sib: Sibling| {
+            Object::update(
+                stored,
+                &stored.map(Object::context).unwrap_or_default(),
+                crate::types::NodeId::from("a"),
+                sib,
+                ConflictMode::Siblings,
+                &Limits::default(),
+            )
+            .unwrap()
+        };
+        let live = write(None, Sibling::new(&b"v"[..], "t", 1));
+        let dead = write(Some(&live), Sibling::tombstone(2));
+        let expiring = write(None, Sibling::new(&b"v"[..], "t", 1).expiring(Some(5)));
+        assert!(dead.in_tombstone_index() && !live.in_tombstone_index());
+        assert!(!expiring.in_tombstone_index());
+        let custody = StoredCopy::new(
+            dead.clone(),
+            Some(crate::version::Custody {
+                epoch: 7,
+                incarnation: 1,
+            }),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStorage::open(dir.path()).unwrap();
+            s.backend().raw_write(vec![version_op(5)], true).unwrap();
+            let mut b = WriteBatch::new();
+            b.put_object(ok("b", "live"), live.encode())
+                .put_object(ok("b", "dead"), dead.encode())
+                .put_object(ok("b", "dead-custody"), custody.encode())
+                .put_object(ok("b", "expiring"), expiring.encode())
+                .put_object(ok("b", "damaged"), dead.encode());
+            s.write(b, true).unwrap();
+            let raw = keys_for_test(&ok("b", "damaged"));
+            s.raw_put_for_test(Cf::Objects, &raw, b"\x01bad").unwrap();
+        }
+        let (s, applied) =
+            RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
+        assert_eq!(applied, vec![6]);
+        assert_eq!(
+            s.scan_tombstones(None, 10).unwrap(),
+            vec![ok("b", "dead"), ok("b", "dead-custody")]
+        );
+        assert_eq!(s.get_object(&ok("b", "live")).unwrap(), Some(live.encode()));
+        // Built once: a second open applies nothing.
+        drop(s);
+        let (_, applied) =
+            RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
+        assert!(applied.is_empty());
+    }
+
+    fn keys_for_test(k: &ObjectKey) -> Vec<u8> {
+        crate::storage::keys::encode_object(k).unwrap()
     }
 
     /// A one-node ring state of node n1, as a node that joined holds it.
@@ -611,7 +698,7 @@ mod tests {
         let before = format_2_dir_with_bucket_props(dir.path());
         let (s, applied) =
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
-        assert_eq!(applied, vec![3, 4, 5]);
+        assert_eq!(applied, vec![3, 4, 5, 6]);
         assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
         let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
         let after: RingState = postcard::from_bytes(&bytes).unwrap();
@@ -671,7 +758,7 @@ mod tests {
             assert!(postcard::from_bytes::<RingState>(&bytes).is_err());
         }
         let (s, applied) = RocksStorage::open_with_migrations(dir.path(), &list).unwrap();
-        assert_eq!(applied, vec![5]);
+        assert_eq!(applied, vec![5, 6]);
         assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
         let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
         let after: RingState = postcard::from_bytes(&bytes).unwrap();

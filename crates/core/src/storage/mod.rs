@@ -35,7 +35,7 @@ pub use rocks::{RocksBackend, RocksTuning};
 pub use store::RecordStore;
 
 /// The on-disk format this binary writes; the last file in `migrations/`.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Storage backed by RocksDB in a data dir.
 #[cfg(feature = "rocksdb")]
@@ -147,6 +147,9 @@ pub enum BatchOp {
     /// Lists the object at `ObjectKey` in the expiry index at the instant (ms).
     PutExpiry(u64, ObjectKey),
     DeleteExpiry(u64, ObjectKey),
+    /// Lists the object at `ObjectKey` in the tombstone index (every version a tombstone).
+    PutTombstone(ObjectKey),
+    DeleteTombstone(ObjectKey),
 }
 
 /// Changes applied all together or not at all; later ops win over earlier ones on one key.
@@ -193,6 +196,13 @@ impl WriteBatch {
     }
     pub fn delete_expiry(&mut self, at_ms: u64, k: ObjectKey) -> &mut Self {
         self.push(BatchOp::DeleteExpiry(at_ms, k))
+    }
+    /// Lists `k` in the tombstone index; write it in the batch that stores the object.
+    pub fn put_tombstone(&mut self, k: ObjectKey) -> &mut Self {
+        self.push(BatchOp::PutTombstone(k))
+    }
+    pub fn delete_tombstone(&mut self, k: ObjectKey) -> &mut Self {
+        self.push(BatchOp::DeleteTombstone(k))
     }
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -251,7 +261,8 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
         max_bytes: usize,
     ) -> Result<HintEntries, StorageError>;
-    /// Every target node that has at least one pending hint, with its count, by node id.
+    /// Every target node that has at least one pending (intact) hint, with its count, by node
+    /// id. Kept up to date by writes, so asking costs no scan (only the first ask counts).
     fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError>;
     /// Expiry index entries due by `up_to_ms` (instant <= it), in (instant, key) order,
     /// strictly after `after`, up to `limit`. The index lists objects whose versions all
@@ -263,6 +274,16 @@ pub trait Storage: Send + Sync + 'static {
         up_to_ms: u64,
         limit: usize,
     ) -> Result<ExpiryEntries, StorageError>;
+    /// Tombstone index entries in storage order (partition, bucket, key), strictly after
+    /// `after`, up to `limit`. The index lists objects whose versions are all tombstones; an
+    /// entry may be stale (its object since rewritten or gone), so callers check the object.
+    /// An entry whose record is damaged but whose key decodes is still returned (and counted),
+    /// so the caller re-checks it against the object instead of losing the key.
+    fn scan_tombstones(
+        &self,
+        after: Option<&ObjectKey>,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, StorageError>;
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
     fn get_aae(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// AAE entries whose key starts with `prefix`, in key order, up to `limit`.

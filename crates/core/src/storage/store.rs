@@ -9,14 +9,22 @@ use super::{
 };
 use crate::types::{NodeId, PartitionId};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A [`Storage`] over any raw [`Backend`]; `RocksStorage` and `MemoryStorage` are instances.
 #[derive(Debug)]
 pub struct RecordStore<B: Backend> {
     backend: B,
     corrupt: AtomicU64,
+    /// Pending hints per target, counted once (on first use) and then kept up to date by every
+    /// batch that puts or deletes hints, so asking costs no scan. `None` = count again.
+    hint_counts: parking_lot::Mutex<Option<BTreeMap<NodeId, u64>>>,
+    /// Set when a read meets a damaged hint: it is no longer pending, so the next ask recounts.
+    hints_damaged: AtomicBool,
 }
+
+/// How one batch changes the number of intact hints of a target.
+type HintDeltas = BTreeMap<NodeId, i64>;
 
 /// How much one scan returns: at most `entries` entries and, past the first, until their
 /// payloads reach `bytes`.
@@ -40,6 +48,8 @@ impl<B: Backend> RecordStore<B> {
         RecordStore {
             backend,
             corrupt: AtomicU64::new(0),
+            hint_counts: parking_lot::Mutex::new(None),
+            hints_damaged: AtomicBool::new(false),
         }
     }
 
@@ -61,6 +71,9 @@ impl<B: Backend> RecordStore<B> {
         raw_key: &[u8],
         raw_value: &[u8],
     ) -> Result<(), StorageError> {
+        if cf == Cf::Hints {
+            self.hints_damaged.store(true, Ordering::Relaxed);
+        }
         self.backend.raw_write(
             vec![RawOp::Put(cf, raw_key.to_vec(), raw_value.to_vec())],
             false,
@@ -75,6 +88,55 @@ impl<B: Backend> RecordStore<B> {
         raw_key: &[u8],
     ) -> Result<Option<Vec<u8>>, StorageError> {
         self.backend.raw_get(cf, raw_key)
+    }
+
+    /// Counts intact hints per target with one scan of the hints.
+    fn count_hints(&self) -> Result<BTreeMap<NodeId, u64>, StorageError> {
+        let mut counts: BTreeMap<NodeId, u64> = BTreeMap::new();
+        self.backend.raw_scan(Cf::Hints, &[], &mut |k, v| {
+            match (keys::decode_hint(k), record::open(v)) {
+                (Some(h), Ok(_)) => *counts.entry(h.target).or_default() += 1,
+                (None, _) => {
+                    let _ = self.damaged(format!("hints key {}: undecodable key", show(k)));
+                }
+                (_, Err(d)) => {
+                    let _ = self.damaged(format!("hints key {}: {d}", show(k)));
+                }
+            }
+            Flow::Continue
+        })?;
+        Ok(counts)
+    }
+
+    /// What `ops` change in the intact hints per target, against what is stored now (later
+    /// ops on one key win, as in the batch).
+    fn hint_deltas(&self, ops: &[RawOp]) -> Result<HintDeltas, StorageError> {
+        let mut after: BTreeMap<&[u8], bool> = BTreeMap::new();
+        for op in ops {
+            match op {
+                RawOp::Put(Cf::Hints, k, v) => {
+                    after.insert(k, record::open(v).is_ok());
+                }
+                RawOp::Delete(Cf::Hints, k) => {
+                    after.insert(k, false);
+                }
+                _ => {}
+            }
+        }
+        let mut deltas = HintDeltas::new();
+        for (k, present) in after {
+            let before = self
+                .backend
+                .raw_get(Cf::Hints, k)?
+                .is_some_and(|v| record::open(&v).is_ok());
+            let change = i64::from(present) - i64::from(before);
+            if change != 0
+                && let Some((target, _)) = keys::split_target(k)
+            {
+                *deltas.entry(target).or_default() += change;
+            }
+        }
+        Ok(deltas)
     }
 
     fn damaged(&self, what: String) -> StorageError {
@@ -132,6 +194,9 @@ impl<B: Backend> RecordStore<B> {
                 let _ = self.damaged(format!("{} key {}: undecodable key", cf.name(), show(k)));
                 return Flow::Continue;
             };
+            if cf == Cf::Hints && record::open(v).is_err() {
+                self.hints_damaged.store(true, Ordering::Relaxed);
+            }
             match record::open(v) {
                 Ok(payload) => {
                     bytes = bytes.saturating_add(payload.len());
@@ -181,6 +246,12 @@ impl<B: Backend> RecordStore<B> {
                     BatchOp::DeleteExpiry(at, k) => {
                         RawOp::Delete(Cf::Expiry, keys::encode_expiry(at, &k)?)
                     }
+                    BatchOp::PutTombstone(k) => {
+                        RawOp::Put(Cf::Tombstones, keys::encode_object(&k)?, record::seal(&[]))
+                    }
+                    BatchOp::DeleteTombstone(k) => {
+                        RawOp::Delete(Cf::Tombstones, keys::encode_object(&k)?)
+                    }
                 })
             })
             .collect()
@@ -218,8 +289,29 @@ impl<B: Backend> Storage for RecordStore<B> {
         if batch.is_empty() {
             return Ok(());
         }
+        let touches_hints = batch
+            .ops()
+            .iter()
+            .any(|op| matches!(op, BatchOp::PutHint(..) | BatchOp::DeleteHint(..)));
         let ops = Self::to_raw(batch)?;
-        self.backend.raw_write(ops, sync)
+        if !touches_hints {
+            return self.backend.raw_write(ops, sync);
+        }
+        // Held across read, write and update, so two batches on one hint cannot both count it.
+        let mut counts = self.hint_counts.lock();
+        let Some(map) = counts.as_mut() else {
+            return self.backend.raw_write(ops, sync);
+        };
+        let deltas = self.hint_deltas(&ops)?;
+        self.backend.raw_write(ops, sync)?;
+        for (target, change) in deltas {
+            let n = map.entry(target.clone()).or_default();
+            *n = n.saturating_add_signed(change);
+            if *n == 0 {
+                map.remove(&target);
+            }
+        }
+        Ok(())
     }
 
     fn scan_partition(
@@ -332,20 +424,15 @@ impl<B: Backend> Storage for RecordStore<B> {
     }
 
     fn hint_counts(&self) -> Result<Vec<(NodeId, u64)>, StorageError> {
-        let mut counts: BTreeMap<NodeId, u64> = BTreeMap::new();
-        self.backend.raw_scan(Cf::Hints, &[], &mut |k, v| {
-            match (keys::decode_hint(k), record::open(v)) {
-                (Some(h), Ok(_)) => *counts.entry(h.target).or_default() += 1,
-                (None, _) => {
-                    let _ = self.damaged(format!("hints key {}: undecodable key", show(k)));
-                }
-                (_, Err(d)) => {
-                    let _ = self.damaged(format!("hints key {}: {d}", show(k)));
-                }
-            }
-            Flow::Continue
-        })?;
-        Ok(counts.into_iter().collect())
+        let mut counts = self.hint_counts.lock();
+        if self.hints_damaged.swap(false, Ordering::Relaxed) {
+            *counts = None;
+        }
+        let map = match counts.as_mut() {
+            Some(map) => map,
+            None => counts.insert(self.count_hints()?),
+        };
+        Ok(map.iter().map(|(t, n)| (t.clone(), *n)).collect())
     }
 
     fn scan_expiry(
@@ -370,6 +457,42 @@ impl<B: Backend> Storage for RecordStore<B> {
             keys::decode_expiry,
         )?;
         Ok(entries.into_iter().map(|(e, _)| e).collect())
+    }
+
+    fn scan_tombstones(
+        &self,
+        after: Option<&ObjectKey>,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, StorageError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let from = match after {
+            Some(k) => keys::encode_object(k)?,
+            None => Vec::new(),
+        };
+        // Not `scan`: the entry's payload is empty, so a damaged envelope loses nothing; the
+        // key still goes to the caller, who checks the object itself.
+        self.backend.raw_scan(Cf::Tombstones, &from, &mut |k, v| {
+            if after.is_some() && k == from.as_slice() {
+                return Flow::Continue;
+            }
+            let Some(key) = keys::decode_object(k) else {
+                let _ = self.damaged(format!("tombstones key {}: undecodable key", show(k)));
+                return Flow::Continue;
+            };
+            if let Err(d) = record::open(v) {
+                let _ = self.damaged(format!("tombstones key {}: {d}", show(k)));
+            }
+            out.push(key);
+            if out.len() >= limit {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        })?;
+        Ok(out)
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {

@@ -401,6 +401,12 @@ impl Object {
         if expires { self.dead_since_ms() } else { None }
     }
 
+    /// Whether the tombstone index must list this object: every version a tombstone and none
+    /// expiring (keys with expiring versions are listed in the expiry index instead).
+    pub fn in_tombstone_index(&self) -> bool {
+        self.expiry_index_ms().is_none() && self.dead_since_ms().is_some()
+    }
+
     /// Number of versions, tombstones included.
     pub fn sibling_count(&self) -> usize {
         self.entries.iter().map(|e| e.values.len()).sum()
