@@ -6,15 +6,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-fn ring_of(url: &str) -> Value {
-    client()
-        .get(format!("{url}/v1/admin/ring"))
-        .send()
-        .expect("ring request")
-        .json()
-        .expect("ring json")
-}
-
 #[test]
 fn three_servers_settle_and_survive_sigkill_restart() {
     let mut c = Cluster::start(3, ClusterOpts::default());

@@ -26,6 +26,17 @@ pub enum AdminCommand {
         #[command(flatten)]
         conn: ConnOpts,
     },
+    /// Replace the dead member OLD by NEW, a member that joined and owns no partitions yet:
+    /// OLD is removed and NEW receives exactly its partitions from the surviving replicas
+    /// (follow it with `riftkv status`)
+    Replace {
+        /// The member to replace
+        old: String,
+        /// The member that takes over its partitions
+        new: String,
+        #[command(flatten)]
+        conn: ConnOpts,
+    },
     /// With the node stopped: prepare its data dir from a backup. The node starts a new
     /// incarnation on it; a snapshot older than its tombstone grace is refused
     Restore {
@@ -46,6 +57,7 @@ pub enum AdminCommand {
 pub fn run(args: &AdminCmd) -> Result<(), CliError> {
     match &args.command {
         AdminCommand::Backup { out, conn } => backup(conn, out),
+        AdminCommand::Replace { old, new, conn } => replace(conn, old, new),
         AdminCommand::Restore {
             from,
             data_dir,
@@ -68,6 +80,18 @@ fn backup(conn: &ConnOpts, out: &str) -> Result<(), CliError> {
         serde_json::to_string_pretty(&v).map_err(|e| CliError::BadResponse(e.to_string()))?;
     t.push('\n');
     write_stdout(t.as_bytes())
+}
+
+fn replace(conn: &ConnOpts, old: &str, new: &str) -> Result<(), CliError> {
+    let c = connect(conn)?;
+    let v = c
+        .admin(Method::POST, "/v1/admin/replace", &[old, new], None)
+        .map_err(cli_error)?;
+    let message = v
+        .get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("accepted");
+    write_stdout(format!("{message}\n").as_bytes())
 }
 
 fn now_ms() -> u64 {

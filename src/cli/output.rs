@@ -164,6 +164,9 @@ pub fn render_status(v: &serde_json::Value) -> String {
         "handoffs pending:  {}",
         text(field(v, "handoffs_pending"))
     );
+    if let Some(t) = v.get("transfers").filter(|t| t.is_object()) {
+        out.push_str(&render_transfers(t));
+    }
     let members = field(v, "members").as_array().cloned().unwrap_or_default();
     let _ = writeln!(out, "\nmembers: {}", members.len());
     let mut rows = vec![vec![
@@ -208,6 +211,37 @@ pub fn render_status(v: &serde_json::Value) -> String {
         }
         out.push_str(&table(&rows));
     }
+    out
+}
+
+/// The lines of a pending ring change: progress, bytes and this node's limits.
+fn render_transfers(t: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let done = field(t, "partitions_done").as_u64().unwrap_or(0);
+    let total = field(t, "partitions_total").as_u64().unwrap_or(0);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    let _ = writeln!(
+        out,
+        "transfers:         {done}/{total} partitions ({percent}%), {} bytes moved here",
+        text(field(t, "bytes_moved"))
+    );
+    if let Some(r) = t.get("replacing").filter(|r| r.is_object()) {
+        let _ = writeln!(
+            out,
+            "replacing:         {} by {}",
+            text(field(r, "old")),
+            text(field(r, "new"))
+        );
+    }
+    let limit = match field(t, "max_bytes_per_sec").as_u64() {
+        Some(0) | None => "no byte limit".to_string(),
+        Some(b) => format!("at most {b} bytes/s"),
+    };
+    let _ = writeln!(
+        out,
+        "transfer limits:   {} streams, {limit}",
+        text(field(t, "concurrency"))
+    );
     out
 }
 
@@ -344,6 +378,28 @@ mod tests {
         assert_eq!(row("reaper"), "reaper error 3 peer down");
         let without: serde_json::Value = serde_json::from_str(r#"{"members":[]}"#).unwrap();
         assert!(!render_status(&without).contains("workers"));
+    }
+
+    #[test]
+    fn status_renders_transfers_while_partitions_move() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"node_id":"node1","members":[],"transfers":{"partitions_done":12,
+            "partitions_total":48,"bytes_moved":1048576,"concurrency":2,
+            "max_bytes_per_sec":0,"replacing":{"old":"node2","new":"node4"}}}"#,
+        )
+        .unwrap();
+        let text = render_status(&v);
+        assert!(
+            text.contains("transfers:         12/48 partitions (25%), 1048576 bytes moved here"),
+            "{text}"
+        );
+        assert!(text.contains("replacing:         node2 by node4"), "{text}");
+        assert!(
+            text.contains("transfer limits:   2 streams, no byte limit"),
+            "{text}"
+        );
+        let idle: serde_json::Value = serde_json::from_str(r#"{"members":[]}"#).unwrap();
+        assert!(!render_status(&idle).contains("transfers"));
     }
 
     #[test]

@@ -277,6 +277,16 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("http client")
 }
 
+/// `GET /v1/admin/ring` of the node at `url`.
+pub fn ring_of(url: &str) -> Value {
+    client()
+        .get(format!("{url}/v1/admin/ring"))
+        .send()
+        .expect("ring request")
+        .json()
+        .expect("ring json")
+}
+
 pub fn status(url: &str) -> Option<Value> {
     client()
         .get(format!("{url}/v1/admin/status"))

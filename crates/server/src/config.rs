@@ -247,6 +247,16 @@ settings! {
         env "RIFTKV_HANDOFF_INTERVAL_MS", value "MS", default DEFAULT_HANDOFF_INTERVAL_MS,
         check positive_ms;
 
+    /// Partition streams of ownership handoff (ring changes) a node runs at once [default: 2]
+    transfer_concurrency: usize, file usize => usize,
+        env "RIFTKV_TRANSFER_CONCURRENCY", value "N",
+        default riftkv_cluster::handoff::ownership::DEFAULT_CONCURRENCY, check check_limit;
+
+    /// Bytes per second a node's ownership-handoff streams may send together; 0 = no limit
+    /// [default: 0]
+    transfer_max_bytes_per_sec: u64, file u64 => u64,
+        env "RIFTKV_TRANSFER_MAX_BYTES_PER_SEC", value "BYTES", default 0, check accept;
+
     /// Milliseconds between gossip rounds [default: 1000]
     gossip_interval_ms: u64, file u64 => u64,
         env "RIFTKV_GOSSIP_INTERVAL_MS", value "MS", default DEFAULT_GOSSIP_INTERVAL_MS,
@@ -418,6 +428,8 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     pub hinted_handoff: bool,
     pub handoff_interval_ms: u64,
+    pub transfer_concurrency: usize,
+    pub transfer_max_bytes_per_sec: u64,
     pub gossip_interval_ms: u64,
     pub tombstone_grace_ms: u64,
     pub aae_interval_ms: u64,
@@ -962,6 +974,8 @@ impl ServerConfig {
             log_format: c.log_format.0,
             hinted_handoff: c.hinted_handoff.0,
             handoff_interval_ms: c.handoff_interval_ms.0,
+            transfer_concurrency: c.transfer_concurrency.0,
+            transfer_max_bytes_per_sec: c.transfer_max_bytes_per_sec.0,
             gossip_interval_ms: c.gossip_interval_ms.0,
             tombstone_grace_ms: c.tombstone_grace_ms.0,
             aae_interval_ms: c.aae_interval_ms.0,
@@ -1577,6 +1591,8 @@ request_timeout_ms = 700
         ("log_format", "json", "\"json\""),
         ("hinted_handoff", "false", "false"),
         ("handoff_interval_ms", "11", "11"),
+        ("transfer_concurrency", "3", "3"),
+        ("transfer_max_bytes_per_sec", "1048576", "1048576"),
         ("gossip_interval_ms", "12", "12"),
         ("tombstone_grace_ms", "13", "13"),
         ("aae_interval_ms", "14", "14"),
@@ -1697,6 +1713,8 @@ request_timeout_ms = 700
         ("log_format", None, "\"xml\""),
         ("hinted_handoff", None, "\"maybe\""),
         ("handoff_interval_ms", Some("0"), "0"),
+        ("transfer_concurrency", Some("0"), "0"),
+        ("transfer_max_bytes_per_sec", None, "\"fast\""),
         ("gossip_interval_ms", Some("0"), "0"),
         ("tombstone_grace_ms", Some("0"), "0"),
         ("aae_interval_ms", Some("86400001"), "86400001"),

@@ -398,6 +398,8 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
             max_object_bytes: usize::try_from(cfg.max_object_bytes).unwrap_or(usize::MAX),
             ..Limits::default()
         },
+        transfer_concurrency: cfg.transfer_concurrency,
+        transfer_max_bytes_per_sec: cfg.transfer_max_bytes_per_sec,
         boot_id: boot_id(),
         faults: riftkv_core::fault::Faults::from_env(),
     }

@@ -3,6 +3,7 @@
 
 pub mod hints;
 pub mod ownership;
+pub mod pace;
 pub mod rpc;
 
 use crate::node::Node;

@@ -1,6 +1,7 @@
 //! Ownership handoff: moving partition data when the ring changes.
 //!
-//! Two duties, run every `handoff_interval` with at most [`MAX_CONCURRENT`] streams at once:
+//! Two duties, run every `handoff_interval` with at most `transfer_concurrency` streams at
+//! once and their chunks paced to `transfer_max_bytes_per_sec` ([`super::pace`]):
 //! - **transfers**: each transfer of the pending plan whose source is this node streams its
 //!   partition to the new replica, chunk by chunk, waiting for each acknowledgement before the
 //!   next (back-pressure). A cursor per (plan, partition, target) is persisted after every
@@ -12,6 +13,7 @@
 //!   deleted locally once every target acknowledged it (and only if unchanged meanwhile). This
 //!   carries over the writes that reached the old replicas while the plan was pending.
 
+use crate::handoff::pace::Pacer;
 use crate::handoff::rpc::{HandoffEntry, HandoffRequest, HandoffResponse};
 use crate::node::{Node, NodeError};
 use crate::rpc::RpcError;
@@ -33,8 +35,8 @@ use tokio::task::JoinHandle;
 pub const CHUNK_ENTRIES: usize = 256;
 /// Soft cap on a chunk's payload (a single larger object still goes alone).
 pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
-/// Partition streams running at once on one node.
-pub const MAX_CONCURRENT: usize = 2;
+/// Partition streams running at once on one node, unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 2;
 /// Meta record holding the resume cursors of the current plan's transfers.
 pub const META_CURSORS: &str = "handoff_cursors";
 /// Shortest wait for a chunk's acknowledgement (a receiver merges up to 4 MiB).
@@ -339,6 +341,7 @@ pub fn pending_handoffs(node: &Node) -> Result<usize, StorageError> {
 pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
     let worker = OwnershipWorker {
         cursors: Arc::new(CursorStore::load(node.storage.clone())),
+        pacer: Arc::new(Mutex::new(Pacer::default())),
         node: node.clone(),
     };
     crate::worker::spawn(&node.workers, &node.shutdown, worker).0
@@ -348,6 +351,8 @@ pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
 struct OwnershipWorker {
     node: Arc<Node>,
     cursors: Arc<CursorStore>,
+    /// Shared by every stream of this node, so the byte limit holds for all of them together.
+    pacer: Arc<Mutex<Pacer>>,
 }
 
 impl Worker for OwnershipWorker {
@@ -364,7 +369,7 @@ impl Worker for OwnershipWorker {
         if !self.node.joined.load(Ordering::SeqCst) {
             return Ok(Step::Idle);
         }
-        tick(&self.node, &self.cursors).await;
+        tick(&self.node, &self.cursors, &self.pacer).await;
         // `tick` logs and retries its own failures; the gauge it sets tells busy from idle.
         if self.node.metrics.handoffs_pending.get() > 0 {
             Ok(Step::Busy)
@@ -374,8 +379,8 @@ impl Worker for OwnershipWorker {
     }
 }
 
-/// One round: plan the jobs, then run them, [`MAX_CONCURRENT`] at a time.
-pub async fn tick(node: &Arc<Node>, cursors: &Arc<CursorStore>) {
+/// One round: plan the jobs, then run them, `transfer_concurrency` at a time.
+pub async fn tick(node: &Arc<Node>, cursors: &Arc<CursorStore>, pacer: &Arc<Mutex<Pacer>>) {
     let (plan_id, jobs) = match plan_jobs(node) {
         Ok(x) => x,
         Err(e) => {
@@ -388,17 +393,18 @@ pub async fn tick(node: &Arc<Node>, cursors: &Arc<CursorStore>) {
         tracing::warn!(error = %e, "cannot prune handoff cursors");
     }
     let drains_allowed = ring_is_current(node);
+    let concurrency = node.settings.transfer_concurrency.max(1);
     futures::stream::iter(jobs)
-        .for_each_concurrent(MAX_CONCURRENT, |job| async move {
+        .for_each_concurrent(concurrency, |job| async move {
             match job {
                 Job::Transfer { plan, transfer } => {
-                    if let Err(e) = run_transfer(node, cursors, plan, &transfer).await {
+                    if let Err(e) = run_transfer(node, cursors, pacer, plan, &transfer).await {
                         tracing::debug!(partition = transfer.partition, to = %transfer.to,
                             error = %e, "ownership transfer interrupted; retrying next round");
                     }
                 }
                 Job::Drain { partition, targets } if drains_allowed => {
-                    if let Err(e) = run_drain(node, partition, &targets).await {
+                    if let Err(e) = run_drain(node, pacer, partition, &targets).await {
                         tracing::debug!(partition, error = %e,
                             "partition drain interrupted; retrying next round");
                     }
@@ -413,17 +419,34 @@ fn chunk_timeout(node: &Node) -> Duration {
     node.settings.rpc_timeout.max(CHUNK_TIMEOUT_FLOOR)
 }
 
-/// Sends one chunk and waits for its acknowledgement.
+/// Sends one chunk, once the byte limit allows it, and waits for its acknowledgement.
 async fn send_chunk(
     node: &Arc<Node>,
+    pacer: &Mutex<Pacer>,
     to: &NodeId,
     partition: PartitionId,
     entries: Vec<HandoffEntry>,
 ) -> Result<usize, HandoffError> {
+    let bytes: u64 = entries.iter().map(|e| e.size() as u64).sum();
+    let wait = pacer.lock().charge(
+        node.clock.now_ms(),
+        bytes,
+        node.settings.transfer_max_bytes_per_sec,
+    );
+    if !wait.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = node.shutdown.cancelled() => return Err(HandoffError::Stopped),
+        }
+    }
+    let plan = node.state.read().plan.as_ref().map(|p| p.id);
     let sent = entries.len();
     let req = HandoffRequest::Chunk { partition, entries };
     match node.call(to, req, chunk_timeout(node)).await? {
-        HandoffResponse::Ack { stored } if stored == sent => Ok(stored),
+        HandoffResponse::Ack { stored } if stored == sent => {
+            node.transfer_bytes.add(plan, bytes);
+            Ok(stored)
+        }
         HandoffResponse::Ack { stored } => Err(HandoffError::Short { stored, sent }),
         #[allow(unreachable_patterns)]
         _ => Err(HandoffError::Unexpected),
@@ -448,6 +471,7 @@ fn plan_is_current(node: &Node, plan: u64) -> bool {
 async fn run_transfer(
     node: &Arc<Node>,
     cursors: &Arc<CursorStore>,
+    pacer: &Mutex<Pacer>,
     plan: u64,
     t: &Transfer,
 ) -> Result<(), HandoffError> {
@@ -473,7 +497,7 @@ async fn run_transfer(
         let Some((entries, after)) = next else {
             break;
         };
-        send_chunk(node, &t.to, t.partition, entries).await?;
+        send_chunk(node, pacer, &t.to, t.partition, entries).await?;
         cursors.set(key.clone(), after.clone())?;
         cursor = Some(after);
         chunks += 1;
@@ -519,6 +543,7 @@ fn drain_still_valid(node: &Node, p: PartitionId, targets: &[NodeId]) -> bool {
 /// locally once every target acknowledged it.
 async fn run_drain(
     node: &Arc<Node>,
+    pacer: &Mutex<Pacer>,
     partition: PartitionId,
     targets: &[NodeId],
 ) -> Result<(), HandoffError> {
@@ -537,7 +562,7 @@ async fn run_drain(
             break;
         };
         for to in targets {
-            send_chunk(node, to, partition, entries.clone()).await?;
+            send_chunk(node, pacer, to, partition, entries.clone()).await?;
         }
         if !drain_still_valid(node, partition, targets) {
             return Ok(());

@@ -96,6 +96,9 @@ pub enum ChunkError {
 pub async fn handle(node: &Arc<Node>, req: HandoffRequest) -> Result<HandoffResponse, String> {
     match req {
         HandoffRequest::Chunk { partition, entries } => {
+            let bytes: u64 = entries.iter().map(|e| e.size() as u64).sum();
+            let plan = node.state.read().plan.as_ref().map(|p| p.id);
+            node.transfer_bytes.add(plan, bytes);
             let node = node.clone();
             // Merging reads and writes storage, which blocks.
             let res =

@@ -33,6 +33,41 @@ pub struct StatusView {
     pub ring_settled: bool,
     /// The node's background workers and their latest state.
     pub workers: Vec<crate::worker::WorkerStatus>,
+    /// Progress of the pending ring change; None while nothing moves.
+    pub transfers: Option<TransfersView>,
+}
+
+/// Progress of the pending plan's transfers as this node sees them, with its own limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransfersView {
+    /// Partition transfers of the plan finished (by any source) and planned in total.
+    pub partitions_done: usize,
+    pub partitions_total: usize,
+    /// Bytes this node sent or received for the plan.
+    pub bytes_moved: u64,
+    /// This node's partition streams at once and bytes per second (0 = no limit).
+    pub concurrency: usize,
+    pub max_bytes_per_sec: u64,
+    /// `(old, new)` when the plan is a replace.
+    pub replacing: Option<(NodeId, NodeId)>,
+}
+
+/// The transfers part of the status: None without a pending plan.
+pub fn transfers_view(
+    state: &RingState,
+    bytes_moved: u64,
+    concurrency: usize,
+    max_bytes_per_sec: u64,
+) -> Option<TransfersView> {
+    let (partitions_done, partitions_total) = state.plan_progress()?;
+    Some(TransfersView {
+        partitions_done,
+        partitions_total,
+        bytes_moved,
+        concurrency,
+        max_bytes_per_sec,
+        replacing: state.replace_in_flight(),
+    })
 }
 
 /// One partition of `/v1/admin/ring`.
@@ -120,6 +155,13 @@ pub fn status(node: &Node) -> Result<StatusView, MembershipError> {
         .map_err(|e| MembershipError::Persist(e.to_string()))?;
     let ring_settled = is_settled(node);
     let state = node.state.read();
+    let plan = state.plan.as_ref().map(|p| p.id);
+    let transfers = transfers_view(
+        &state,
+        node.transfer_bytes.bytes(plan),
+        node.settings.transfer_concurrency.max(1),
+        node.settings.transfer_max_bytes_per_sec,
+    );
     Ok(StatusView {
         node_id: node.id.clone(),
         cluster_name: state.cluster_name.clone(),
@@ -131,6 +173,7 @@ pub fn status(node: &Node) -> Result<StatusView, MembershipError> {
         handoffs_pending,
         ring_settled,
         workers: node.workers.list(),
+        transfers,
     })
 }
 
@@ -242,6 +285,32 @@ pub fn remove(node: &Node, id: &NodeId) -> Result<(), MembershipError> {
     out
 }
 
+/// Replaces the (dead) member `old` by `new`, a member that joined and owns nothing yet: `old`
+/// is removed and `new` receives exactly `old`'s partitions from the surviving replicas
+/// (see `RingState::replace`). The node asked must not be `old` itself.
+pub fn replace(node: &Node, old: &NodeId, new: &NodeId) -> Result<(), MembershipError> {
+    if !node.joined.load(Ordering::SeqCst) {
+        return Err(MembershipError::NotJoined);
+    }
+    let me = node.id.clone();
+    if old == &me {
+        return Err(MembershipError::CannotRemoveSelf);
+    }
+    let out = node
+        .update_state(|s| match s.replace(&me, old, new) {
+            Ok(()) => (true, Ok(())),
+            Err(e) => (false, Err(e)),
+        })
+        .map_err(|e| MembershipError::Persist(e.to_string()))?;
+    if out.is_ok() {
+        node.detector.lock().forget(old);
+        node.peer_ring_versions.lock().remove(old);
+        node.metrics.forget_peer(old.as_str());
+        tracing::info!(old = %old, new = %new, "member replaced by operator");
+    }
+    out
+}
+
 /// Whether `me` may remove `id`.
 pub fn check_remove(state: &RingState, me: &NodeId, id: &NodeId) -> Result<(), MembershipError> {
     if id == me {
@@ -335,6 +404,35 @@ mod tests {
     }
 
     #[test]
+    fn transfers_show_while_a_plan_moves_partitions() {
+        let mut s = three();
+        assert_eq!(transfers_view(&s, 0, 2, 0), None, "nothing moves");
+        s.add_member(info("d")).unwrap();
+        s.replace(&id("a"), &id("b"), &id("d")).unwrap();
+        let plan = s.plan.clone().unwrap();
+        let first = &plan.transfers[0];
+        s.mark_transfer_done(
+            &first.from,
+            riftkv_core::membership::state::TransferDone {
+                plan: plan.id,
+                partition: first.partition,
+                to: first.to.clone(),
+            },
+        );
+        let t = transfers_view(&s, 4096, 3, 1 << 20).unwrap();
+        assert_eq!(t.partitions_done, 1);
+        assert_eq!(t.partitions_total, plan.transfers.len());
+        assert!(t.partitions_total > 1);
+        assert_eq!(t.bytes_moved, 4096);
+        assert_eq!((t.concurrency, t.max_bytes_per_sec), (3, 1 << 20));
+        assert_eq!(t.replacing, Some((id("b"), id("d"))));
+        let j = serde_json::to_value(&t).unwrap();
+        for f in ["partitions_done", "partitions_total", "bytes_moved"] {
+            assert!(j.get(f).is_some(), "missing {f}");
+        }
+    }
+
+    #[test]
     fn status_json_has_the_contract_fields() {
         let s = three();
         let v = StatusView {
@@ -348,6 +446,7 @@ mod tests {
             handoffs_pending: 0,
             ring_settled: true,
             workers: Vec::new(),
+            transfers: None,
         };
         let j = serde_json::to_value(&v).unwrap();
         for f in [

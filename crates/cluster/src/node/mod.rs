@@ -54,6 +54,10 @@ pub struct NodeSettings {
     /// Pause between active anti-entropy exchanges (one partition with one peer each).
     pub aae_interval: Duration,
     pub limits: Limits,
+    /// Partition streams of ownership handoff running at once (at least 1).
+    pub transfer_concurrency: usize,
+    /// Bytes per second ownership handoff may send, across its streams; 0 = no limit.
+    pub transfer_max_bytes_per_sec: u64,
     /// The current machine boot (Linux `boot_id`), to tell a process crash, which loses no
     /// written data, from a machine crash, which may (see [`incarnation`]).
     pub boot_id: Option<String>,
@@ -82,6 +86,8 @@ impl NodeSettings {
             tombstone_grace: Duration::from_secs(3600),
             aae_interval: Duration::from_secs(2),
             limits: Limits::default(),
+            transfer_concurrency: 2,
+            transfer_max_bytes_per_sec: 0,
             boot_id: Some("test-boot".to_string()),
             faults: riftkv_core::fault::Faults::default(),
         }
@@ -135,6 +141,32 @@ pub struct Node {
     pub joined: std::sync::atomic::AtomicBool,
     /// Becomes true once this node has left the cluster (or was removed): the process exits.
     pub left: tokio::sync::watch::Sender<bool>,
+    /// Ownership-handoff bytes this node sent or received for the pending plan.
+    pub transfer_bytes: TransferMeter,
+}
+
+/// Bytes of ownership handoff moved for one plan, for `/v1/admin/status`: a new plan starts
+/// again from zero, so the figure always describes the change in progress.
+#[derive(Debug, Default)]
+pub struct TransferMeter {
+    inner: Mutex<(Option<u64>, u64)>,
+}
+
+impl TransferMeter {
+    /// Counts `bytes` moved for `plan` (None: outside any plan, e.g. a drain after a commit).
+    pub fn add(&self, plan: Option<u64>, bytes: u64) {
+        let mut g = self.inner.lock();
+        if g.0 != plan {
+            *g = (plan, 0);
+        }
+        g.1 = g.1.saturating_add(bytes);
+    }
+
+    /// Bytes moved for `plan` so far.
+    pub fn bytes(&self, plan: Option<u64>) -> u64 {
+        let g = self.inner.lock();
+        if g.0 == plan { g.1 } else { 0 }
+    }
 }
 
 impl Node {
@@ -210,6 +242,7 @@ impl Node {
             workers: Arc::new(crate::worker::Workers::new(clock.clone())),
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
             left: tokio::sync::watch::channel(false).0,
+            transfer_bytes: TransferMeter::default(),
         });
         // A joiner's founding state is a placeholder until a seed answers: persisting it would
         // make a restart before the join believe it founded its own cluster.

@@ -17,7 +17,7 @@
 //! meanwhile to the new replicas and drop their copies.
 
 use crate::bucket::BucketProps;
-use crate::ring::{Member, Ring, claim};
+use crate::ring::{Member, Ring, as_good_as, claim, replace_owner, substitution};
 use crate::security::SecurityState;
 use crate::types::{NodeId, PartitionId};
 use parking_lot::Mutex;
@@ -372,8 +372,11 @@ impl RingState {
         }
         let n = self.n_val as usize;
         let desired = claim(self.ring_size(), &members, n, Some(&self.ring));
+        // A ring (or target) that meets the claim rules as well as the claim's own choice is
+        // kept: this is what lets a replace stand instead of being reshuffled.
+        let keeps = |r: &Ring| *r == desired || as_good_as(r, &desired, &members, n);
         if let Some(plan) = &self.plan {
-            if plan.target != desired {
+            if !keeps(&plan.target) {
                 // Membership moved under the plan: replace it, keeping the transfer logic fresh.
                 return self.start_plan(me, desired);
             }
@@ -391,10 +394,94 @@ impl RingState {
             .members
             .values()
             .any(|m| m.status == MemberStatus::Joining);
-        if desired != self.ring || joining {
+        if !keeps(&self.ring) || joining {
             return self.start_plan(me, desired);
         }
         false
+    }
+
+    /// Replaces `old` by `new`: `old` is removed and a plan gives `new` exactly the partitions
+    /// `old` owned in the committed ring, fed by the surviving replicas (a removed node is never
+    /// a transfer source). Any pending plan is superseded (typically a join that waits for
+    /// transfers from the dead `old`). Written by whichever node the operator asked, like a
+    /// removal; the claimant keeps the plan because it meets the claim rules ([`as_good_as`]).
+    pub fn replace(
+        &mut self,
+        me: &NodeId,
+        old: &NodeId,
+        new: &NodeId,
+    ) -> Result<(), MembershipError> {
+        let target = self.check_replace(old, new)?;
+        self.set_status(old, MemberStatus::Removed)?;
+        self.start_plan(me, target);
+        Ok(())
+    }
+
+    /// Whether `new` may replace `old` now; the target ring when it may.
+    ///
+    /// `new` must be a joined member that owns nothing in the committed ring: a member that
+    /// already owns partitions would own both shares and break balance and the replica
+    /// windows, so the operator removes `old` instead.
+    pub fn check_replace(&self, old: &NodeId, new: &NodeId) -> Result<Ring, MembershipError> {
+        if old == new {
+            return Err(MembershipError::ReplaceSameNode(old.clone()));
+        }
+        for id in [old, new] {
+            match self.member(id).map(|m| m.status) {
+                None => return Err(MembershipError::UnknownMember(id.clone())),
+                Some(MemberStatus::Removed) => return Err(MembershipError::Removed(id.clone())),
+                Some(_) => {}
+            }
+        }
+        if self
+            .member(new)
+            .is_some_and(|m| m.status == MemberStatus::Leaving)
+        {
+            return Err(MembershipError::AlreadyLeaving(new.clone()));
+        }
+        if let Some((old, new)) = self.replace_in_flight() {
+            return Err(MembershipError::ReplaceInFlight { old, new });
+        }
+        if !self.ring.partitions_of(new).is_empty() {
+            return Err(MembershipError::ReplacementOwnsPartitions(new.clone()));
+        }
+        if self.ring.partitions_of(old).is_empty() {
+            return Err(MembershipError::NothingToReplace(old.clone()));
+        }
+        let target = replace_owner(&self.ring, old, new)
+            .map_err(|e| MembershipError::Refused(e.to_string()))?;
+        let members: Vec<Member> = self
+            .active_members()
+            .filter(|m| &m.node_id != old)
+            .map(|m| Member {
+                id: m.node_id.clone(),
+                zone: m.zone.clone(),
+            })
+            .collect();
+        let n = self.n_val as usize;
+        let desired = claim(self.ring_size(), &members, n, Some(&self.ring));
+        if target != desired && !as_good_as(&target, &desired, &members, n) {
+            return Err(MembershipError::ReplaceBreaksPlacement(new.clone()));
+        }
+        Ok(target)
+    }
+
+    /// The replace the pending plan carries out, as `(old, new)`, if it is one.
+    pub fn replace_in_flight(&self) -> Option<(NodeId, NodeId)> {
+        self.plan
+            .as_ref()
+            .and_then(|p| substitution(&self.ring, &p.target))
+    }
+
+    /// Transfers of the pending plan done so far and in total, None without a plan.
+    pub fn plan_progress(&self) -> Option<(usize, usize)> {
+        let plan = self.plan.as_ref()?;
+        let done = plan
+            .transfers
+            .iter()
+            .filter(|t| self.transfer_is_done(plan.id, t))
+            .count();
+        Some((done, plan.transfers.len()))
     }
 
     fn start_plan(&mut self, me: &NodeId, target: Ring) -> bool {
@@ -563,6 +650,20 @@ pub enum MembershipError {
     AlreadyLeaving(NodeId),
     #[error("this node has not joined a cluster yet")]
     NotJoined,
+    #[error("a node cannot replace itself ({0}); name a different, newly joined member")]
+    ReplaceSameNode(NodeId),
+    #[error("a replace of {old} by {new} is still in flight; wait until the ring is settled")]
+    ReplaceInFlight { old: NodeId, new: NodeId },
+    #[error(
+        "node {0} already owns partitions, so it cannot take over another node's share; remove the old node instead"
+    )]
+    ReplacementOwnsPartitions(NodeId),
+    #[error("node {0} owns no partitions; there is nothing to replace")]
+    NothingToReplace(NodeId),
+    #[error(
+        "giving node {0} the old node's partitions would break the placement rules (zone spread or other members waiting to join); remove the old node instead"
+    )]
+    ReplaceBreaksPlacement(NodeId),
     #[error("could not read or persist node state: {0}")]
     Persist(String),
 }
@@ -570,7 +671,7 @@ pub enum MembershipError {
 /// Builders shared by the membership and handoff tests.
 #[cfg(any(test, feature = "testkit"))]
 pub mod fixtures {
-    use super::{MemberInfo, RingState, TransferDone};
+    use super::{MemberInfo, RingState, Transfer, TransferDone};
     use crate::types::NodeId;
 
     /// A member named `id` with addresses `{id}-api` and `{id}-peer`.
@@ -591,27 +692,33 @@ pub mod fixtures {
                 return;
             };
             s.claimant_step(&c);
-            if let Some(plan) = s.plan.clone() {
-                for t in &plan.transfers {
-                    s.mark_transfer_done(
-                        &t.from,
-                        TransferDone {
-                            plan: plan.id,
-                            partition: t.partition,
-                            to: t.to.clone(),
-                        },
-                    );
-                }
+            if s.plan.is_some() {
+                finish_transfers(s, |_| true);
             } else if s.locally_settled() {
                 return;
             }
+        }
+    }
+
+    /// Marks the pending plan's transfers that `which` selects done by their sources.
+    pub fn finish_transfers(s: &mut RingState, which: impl Fn(&Transfer) -> bool) {
+        let Some(plan) = s.plan.clone() else {
+            return;
+        };
+        for t in plan.transfers.iter().filter(|t| which(t)) {
+            let done = TransferDone {
+                plan: plan.id,
+                partition: t.partition,
+                to: t.to.clone(),
+            };
+            s.mark_transfer_done(&t.from, done);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{info, settle};
+    use super::fixtures::{finish_transfers, info, settle};
     use super::*;
 
     #[test]
@@ -733,6 +840,113 @@ mod tests {
         settle(&mut s);
         assert!(s.ring.partitions_of(&NodeId::from("4")).is_empty());
         assert!(s.previous_ring.is_some());
+    }
+
+    /// Three members settled, then `4` joins while `2` is dead: the join's plan waits on
+    /// transfers from `2` that never come.
+    fn dead_member_and_a_stalled_join() -> RingState {
+        let mut s = RingState::found("c".into(), 64, 3, info("1"));
+        for id in ["2", "3"] {
+            s.add_member(info(id)).unwrap();
+        }
+        settle(&mut s);
+        s.add_member(info("4")).unwrap();
+        s.claimant_step(&NodeId::from("1"));
+        let plan = s.plan.clone().expect("join planned");
+        assert!(plan.transfers.iter().any(|t| t.from == NodeId::from("2")));
+        s
+    }
+
+    /// Marks the transfers of the plan done for every source but `dead`.
+    fn transfer_all_but(s: &mut RingState, dead: &str) {
+        finish_transfers(s, |t| t.from != NodeId::from(dead));
+    }
+
+    #[test]
+    fn replace_gives_the_new_node_exactly_the_old_nodes_partitions() {
+        let mut s = dead_member_and_a_stalled_join();
+        let before = s.ring.clone();
+        let (old, new) = (NodeId::from("2"), NodeId::from("4"));
+        // Asked on node 3 (not the claimant).
+        s.replace(&NodeId::from("3"), &old, &new).unwrap();
+        assert_eq!(s.members[&old].status, MemberStatus::Removed);
+        assert_eq!(s.replace_in_flight(), Some((old.clone(), new.clone())));
+        let plan = s.plan.clone().unwrap();
+        assert!(plan.transfers.iter().all(|t| t.to == new && t.from != old));
+        assert_eq!(s.plan_progress(), Some((0, plan.transfers.len())));
+        // The claimant keeps the plan, waiting for the survivors' transfers, then commits.
+        assert!(!s.claimant_step(&NodeId::from("1")));
+        assert_eq!(s.plan.as_ref().map(|p| p.id), Some(plan.id));
+        transfer_all_but(&mut s, "2");
+        assert!(s.claimant_step(&NodeId::from("1")));
+        assert!(s.plan.is_none());
+        for p in 0..64 {
+            let want = if before.owner(p) == &old {
+                &new
+            } else {
+                before.owner(p)
+            };
+            assert_eq!(s.ring.owner(p), want, "partition {p}");
+        }
+        // Settled, and the next claimant steps leave the ring alone.
+        assert!(s.locally_settled());
+        let settled = s.ring.clone();
+        assert!(!s.claimant_step(&NodeId::from("1")));
+        assert_eq!(s.ring, settled);
+    }
+
+    #[test]
+    fn replacing_the_dead_claimant_works() {
+        let mut s = RingState::found("c".into(), 32, 3, info("1"));
+        for id in ["2", "3"] {
+            s.add_member(info(id)).unwrap();
+        }
+        settle(&mut s);
+        s.add_member(info("4")).unwrap();
+        let share = s.ring.partitions_of(&NodeId::from("1"));
+        s.replace(&NodeId::from("2"), &NodeId::from("1"), &NodeId::from("4"))
+            .unwrap();
+        assert_eq!(s.claimant(), Some(&NodeId::from("2")));
+        transfer_all_but(&mut s, "1");
+        assert!(s.claimant_step(&NodeId::from("2")));
+        assert_eq!(s.ring.partitions_of(&NodeId::from("4")), share);
+        assert!(s.ring.partitions_of(&NodeId::from("1")).is_empty());
+        assert_eq!(s.members[&NodeId::from("4")].status, MemberStatus::Valid);
+    }
+
+    #[test]
+    fn replace_refusals() {
+        let mut s = dead_member_and_a_stalled_join();
+        let id = NodeId::from;
+        for (old, new, refusal) in [
+            ("2", "2", MembershipError::ReplaceSameNode(id("2"))),
+            ("9", "4", MembershipError::UnknownMember(id("9"))),
+            ("2", "9", MembershipError::UnknownMember(id("9"))),
+            (
+                "2",
+                "3",
+                MembershipError::ReplacementOwnsPartitions(id("3")),
+            ),
+        ] {
+            assert_eq!(
+                s.check_replace(&id(old), &id(new)),
+                Err(refusal),
+                "{old} by {new}"
+            );
+        }
+        s.replace(&id("1"), &id("2"), &id("4")).unwrap();
+        s.add_member(info("5")).unwrap();
+        assert_eq!(
+            s.check_replace(&id("3"), &id("5")),
+            Err(MembershipError::ReplaceInFlight {
+                old: id("2"),
+                new: id("4")
+            })
+        );
+        assert_eq!(
+            s.check_replace(&id("2"), &id("5")),
+            Err(MembershipError::Removed(id("2")))
+        );
     }
 
     #[test]

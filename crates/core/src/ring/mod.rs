@@ -7,6 +7,7 @@
 mod claim;
 mod hash;
 mod ownership;
+mod replace;
 
 pub use claim::{Member, RingQuality, assess, claim, claim_feasible, try_claim};
 pub use hash::{
@@ -14,6 +15,7 @@ pub use hash::{
     validate_ring_size,
 };
 pub use ownership::Ring;
+pub use replace::{as_good_as, replace_owner, substitution};
 
 /// Errors of the ring layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

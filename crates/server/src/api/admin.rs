@@ -62,6 +62,50 @@ pub struct StatusBody {
     /// Every member valid, no transfer pending, every reachable member on this ring version.
     pub ring_settled: bool,
     pub workers: Vec<WorkerBody>,
+    /// Present while partitions move (a ring change is pending).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfers: Option<TransfersBody>,
+}
+
+/// Progress of the pending ring change in `/v1/admin/status`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TransfersBody {
+    /// Partition transfers of the plan finished so far, by any member.
+    pub partitions_done: u64,
+    /// Partition transfers the plan needs in total.
+    pub partitions_total: u64,
+    /// Bytes this node has sent or received for the plan.
+    pub bytes_moved: u64,
+    /// Partition streams this node runs at once (`--transfer-concurrency`).
+    pub concurrency: u64,
+    /// Bytes per second this node's streams may send together, 0 = no limit
+    /// (`--transfer-max-bytes-per-sec`).
+    pub max_bytes_per_sec: u64,
+    /// Set when the change is a replace.
+    pub replacing: Option<ReplacingBody>,
+}
+
+/// The two members of a replace in flight.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReplacingBody {
+    pub old: String,
+    pub new: String,
+}
+
+impl From<madmin::TransfersView> for TransfersBody {
+    fn from(t: madmin::TransfersView) -> TransfersBody {
+        TransfersBody {
+            partitions_done: t.partitions_done as u64,
+            partitions_total: t.partitions_total as u64,
+            bytes_moved: t.bytes_moved,
+            concurrency: t.concurrency as u64,
+            max_bytes_per_sec: t.max_bytes_per_sec,
+            replacing: t.replacing.map(|(old, new)| ReplacingBody {
+                old: old.0,
+                new: new.0,
+            }),
+        }
+    }
 }
 
 impl From<madmin::StatusView> for StatusBody {
@@ -99,6 +143,7 @@ impl From<madmin::StatusView> for StatusBody {
                     errors: w.errors,
                 })
                 .collect(),
+            transfers: v.transfers.map(TransfersBody::from),
         }
     }
 }
@@ -182,13 +227,19 @@ impl From<MembershipError> for ApiError {
     fn from(e: MembershipError) -> ApiError {
         let code = match &e {
             MembershipError::UnknownMember(_) => Code::NotFound,
-            MembershipError::CannotRemoveSelf => Code::BadRequest,
+            MembershipError::CannotRemoveSelf | MembershipError::ReplaceSameNode(_) => {
+                Code::BadRequest
+            }
             MembershipError::Removed(_)
             | MembershipError::OnlyMember
             | MembershipError::AlreadyLeaving(_)
             | MembershipError::NotJoined
             | MembershipError::OtherCluster { .. }
-            | MembershipError::Refused(_) => Code::Conflict,
+            | MembershipError::Refused(_)
+            | MembershipError::ReplaceInFlight { .. }
+            | MembershipError::ReplacementOwnsPartitions(_)
+            | MembershipError::NothingToReplace(_)
+            | MembershipError::ReplaceBreaksPlacement(_) => Code::Conflict,
             MembershipError::Persist(_) => Code::Internal,
         };
         ApiError::new(code, e.to_string())
@@ -308,16 +359,8 @@ pub async fn leave(State(node): State<AppState>, uri: Uri) -> Result<Response, A
               (status = 400, description = "A node cannot remove itself", body = super::error::ErrorBody)))]
 pub async fn remove(State(node): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     params::no_query(uri.query())?;
-    let raw = params::path_segments(uri.path())
-        .into_iter()
-        .nth(3)
-        .unwrap_or_default();
-    let id =
-        String::from_utf8(raw).map_err(|_| ApiError::bad_request("a node id is UTF-8 text"))?;
-    if id.is_empty() {
-        return Err(ApiError::bad_request("a node id must not be empty"));
-    }
-    let target = NodeId(id.clone());
+    let target = node_id_segment(&uri, 3)?;
+    let id = target.0.clone();
     blocking(move || madmin::remove(&node, &target).map_err(ApiError::from)).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -326,6 +369,38 @@ pub async fn remove(State(node): State<AppState>, uri: Uri) -> Result<Response, 
         }),
     )
         .into_response())
+}
+
+/// The UTF-8, non-empty path segment at `index` (a node id).
+fn node_id_segment(uri: &Uri, index: usize) -> Result<NodeId, ApiError> {
+    let raw = params::path_segments(uri.path())
+        .into_iter()
+        .nth(index)
+        .unwrap_or_default();
+    let id =
+        String::from_utf8(raw).map_err(|_| ApiError::bad_request("a node id is UTF-8 text"))?;
+    if id.is_empty() {
+        return Err(ApiError::bad_request("a node id must not be empty"));
+    }
+    Ok(NodeId(id))
+}
+
+#[utoipa::path(post, path = "/v1/admin/replace/{old}/{new}", tag = "admin",
+    params(("old" = String, Path, description = "The (dead) member to replace"),
+           ("new" = String, Path, description = "A member that joined and owns no partitions yet")),
+    responses((status = 202, description = "`old` is removed; `new` receives exactly its partitions from the surviving replicas", body = AcceptedBody),
+              (status = 400, description = "`old` and `new` are the same node, or `old` is the node asked", body = super::error::ErrorBody),
+              (status = 404, description = "`old` or `new` is not a member", body = super::error::ErrorBody),
+              (status = 409, description = "A member was removed, `new` already owns partitions, or a replace is in flight", body = super::error::ErrorBody)))]
+pub async fn replace(State(node): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    params::no_query(uri.query())?;
+    let old = node_id_segment(&uri, 3)?;
+    let new = node_id_segment(&uri, 4)?;
+    let message = format!(
+        "node {old} removed; node {new} receives its partitions from the surviving replicas"
+    );
+    blocking(move || madmin::replace(&node, &old, &new).map_err(ApiError::from)).await?;
+    Ok((StatusCode::ACCEPTED, Json(AcceptedBody { message })).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/admin/backup", tag = "admin",

@@ -252,6 +252,11 @@ mod tests {
                 "/v1/admin/grants",
                 Need::Cluster(Permission::Admin),
             ),
+            (
+                Method::POST,
+                "/v1/admin/replace/{old}/{new}",
+                Need::Cluster(Permission::Admin),
+            ),
             (get.clone(), "/metrics", Need::Cluster(Permission::Metrics)),
             (get.clone(), "/v1/openapi.json", Need::Token),
             (get.clone(), "/health", Need::Nothing),

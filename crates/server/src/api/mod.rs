@@ -88,6 +88,7 @@ pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>, auth: 
         .route("/v1/admin/local/{bucket}/{key}", get(admin::local))
         .route("/v1/admin/leave", post(admin::leave))
         .route("/v1/admin/remove/{node_id}", post(admin::remove))
+        .route("/v1/admin/replace/{old}/{new}", post(admin::replace))
         .route("/v1/admin/backup", post(admin::backup))
         .route("/v1/admin/users", get(users::list_users))
         .route(

@@ -1466,3 +1466,126 @@ async fn backup_refuses_bad_targets() {
         "a failed backup removes the directory it made"
     );
 }
+
+/// Adds `id` to the node's ring state as a member that joined (no partitions yet).
+fn join_member(node: &Node, id: &str) {
+    use riftkv_core::membership::state::MemberInfo;
+    node.update_state(|s| {
+        let info = MemberInfo::new(
+            NodeId::from(id),
+            format!("{id}-api"),
+            format!("{id}-peer"),
+            None,
+        );
+        (s.add_member(info).is_ok(), ())
+    })
+    .unwrap();
+}
+
+/// Runs the claimant and marks its transfers done until nothing is pending (bounded).
+fn settle_state(node: &Node) {
+    use riftkv_core::membership::state::TransferDone;
+    for _ in 0..20 {
+        node.update_state(|s| {
+            let me = NodeId::from("n1");
+            s.claimant_step(&me);
+            if let Some(plan) = s.plan.clone() {
+                for t in &plan.transfers {
+                    let done = TransferDone {
+                        plan: plan.id,
+                        partition: t.partition,
+                        to: t.to.clone(),
+                    };
+                    s.mark_transfer_done(&t.from, done);
+                }
+            }
+            (true, ())
+        })
+        .unwrap();
+        if node.state.read().locally_settled() {
+            return;
+        }
+    }
+    panic!("the ring state did not settle");
+}
+
+#[tokio::test]
+async fn replace_refuses_what_it_cannot_do_and_shows_its_progress() {
+    let api = start_replicating(2).await;
+    join_member(&api.node, "n2");
+    settle_state(&api.node);
+    let owned_by_n2 = api
+        .node
+        .state
+        .read()
+        .ring
+        .partitions_of(&NodeId::from("n2"));
+    assert!(!owned_by_n2.is_empty());
+    // No transfers while nothing moves.
+    let v = api.get("/v1/admin/status").await.json();
+    assert!(v.get("transfers").is_none(), "{v}");
+    join_member(&api.node, "n3");
+
+    error_of(
+        api.post("/v1/admin/replace/n2/n2").await,
+        400,
+        "bad_request",
+    );
+    error_of(
+        api.post("/v1/admin/replace/n1/n3").await,
+        400,
+        "bad_request",
+    );
+    error_of(
+        api.post("/v1/admin/replace/ghost/n3").await,
+        404,
+        "not_found",
+    );
+    error_of(
+        api.post("/v1/admin/replace/n2/ghost").await,
+        404,
+        "not_found",
+    );
+    // n1 already owns partitions: it cannot take over n2's share as well.
+    error_of(api.post("/v1/admin/replace/n2/n1").await, 409, "conflict");
+    error_of(
+        api.post("/v1/admin/replace/n2/n3?x=1").await,
+        400,
+        "bad_request",
+    );
+
+    let r = api.post("/v1/admin/replace/n2/n3").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(r.json()["message"].as_str().unwrap().contains("n3"));
+    let v = api.get("/v1/admin/status").await.json();
+    let t = &v["transfers"];
+    assert_eq!(t["partitions_done"], 0, "{v}");
+    assert!(t["partitions_total"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(t["bytes_moved"], 0);
+    assert_eq!(t["concurrency"], 2);
+    assert_eq!(t["max_bytes_per_sec"], 0);
+    assert_eq!(t["replacing"]["old"], "n2");
+    assert_eq!(t["replacing"]["new"], "n3");
+    let members: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, ["n1", "n3"], "the old node is removed at once");
+    // Asking again: n2 is gone now.
+    error_of(api.post("/v1/admin/replace/n2/n3").await, 409, "conflict");
+
+    // Once the survivors' transfers are done, n3 owns exactly n2's partitions.
+    settle_state(&api.node);
+    let ring = api.node.state.read().ring.clone();
+    assert_eq!(ring.partitions_of(&NodeId::from("n3")), owned_by_n2);
+    let v = api.get("/v1/admin/status").await.json();
+    assert!(v.get("transfers").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn replace_needs_the_admin_permission() {
+    let api = start_with_auth().await;
+    error_of(api.post("/v1/admin/replace/a/b").await, 401, "unauthorized");
+}
