@@ -1,6 +1,7 @@
 //! Preference lists as served: which reachable nodes take a key's request, and in which
 //! role (a primary, or a fallback standing in for a primary that is down).
 
+use riftkv_core::membership::detector::Liveness;
 use riftkv_core::types::NodeId;
 
 /// The part a serving node plays for one key (riak_core tags its preference lists the same
@@ -36,28 +37,39 @@ impl Role {
 /// The nodes serving one key, primaries first, each with its role.
 pub type Serving = Vec<(NodeId, Role)>;
 
-/// The nodes that serve a request (sloppy quorum): the reachable primaries, and for each
-/// unreachable primary the next reachable node of the walk beyond the primaries, which holds
-/// the write as a hint for that primary.
+/// The nodes that serve a request (sloppy quorum): every primary not known down, and for each
+/// primary known down the next node of the walk beyond the primaries, which holds the write
+/// as a hint for that primary. A merely suspected primary keeps its place and is asked with
+/// the normal timeout: refusing or rerouting on suspicion alone turns a stall or a burst of
+/// load into failed requests. Fallbacks are taken from the up nodes of the walk first, then
+/// from the suspected ones.
 pub fn serving_set(
     primaries: &[NodeId],
     walk: &[NodeId],
-    reachable: impl Fn(&NodeId) -> bool,
+    liveness: impl Fn(&NodeId) -> Liveness,
 ) -> Serving {
-    let mut out: Serving = primaries
+    let primary_health: Vec<(&NodeId, Liveness)> =
+        primaries.iter().map(|p| (p, liveness(p))).collect();
+    let mut out: Serving = primary_health
         .iter()
-        .filter(|p| reachable(p))
-        .map(|p| (p.clone(), Role::Primary))
+        .filter(|(_, l)| *l != Liveness::Down)
+        .map(|(p, _)| ((*p).clone(), Role::Primary))
         .collect();
-    let mut fallbacks = walk
+    let beyond: Vec<(&NodeId, Liveness)> = walk
         .iter()
-        .filter(|x| !primaries.contains(x) && reachable(x));
-    for down in primaries.iter().filter(|p| !reachable(p)) {
+        .filter(|x| !primaries.contains(x))
+        .map(|x| (x, liveness(x)))
+        .collect();
+    let mut fallbacks = [Liveness::Up, Liveness::Suspected]
+        .into_iter()
+        .flat_map(|want| beyond.iter().filter(move |(_, l)| *l == want))
+        .map(|(x, _)| *x);
+    for (down, _) in primary_health.iter().filter(|(_, l)| *l == Liveness::Down) {
         match fallbacks.next() {
             Some(f) => out.push((
                 f.clone(),
                 Role::Fallback {
-                    for_node: down.clone(),
+                    for_node: (*down).clone(),
                 },
             )),
             None => break,
@@ -79,7 +91,7 @@ mod tests {
         let s = serving_set(
             &ids(&["a", "b", "c"]),
             &ids(&["a", "b", "c", "d", "e"]),
-            |_| true,
+            |_| Liveness::Up,
         );
         assert_eq!(
             s,
@@ -97,7 +109,13 @@ mod tests {
         let s = serving_set(
             &ids(&["a", "b", "c"]),
             &ids(&["a", "b", "c", "d", "e", "f"]),
-            |x| !down.contains(x),
+            |x| {
+                if down.contains(x) {
+                    Liveness::Down
+                } else {
+                    Liveness::Up
+                }
+            },
         );
         assert_eq!(
             s,
@@ -122,8 +140,91 @@ mod tests {
     #[test]
     fn too_few_nodes_gives_a_short_set() {
         let s = serving_set(&ids(&["a", "b", "c"]), &ids(&["a", "b", "c"]), |x| {
-            x.as_str() != "b"
+            if x.as_str() == "b" {
+                Liveness::Down
+            } else {
+                Liveness::Up
+            }
         });
         assert_eq!(s.len(), 2);
+    }
+
+    fn health<'a>(suspected: &'a [&str], down: &'a [&str]) -> impl Fn(&NodeId) -> Liveness + 'a {
+        move |x| {
+            if down.contains(&x.as_str()) {
+                Liveness::Down
+            } else if suspected.contains(&x.as_str()) {
+                Liveness::Suspected
+            } else {
+                Liveness::Up
+            }
+        }
+    }
+
+    #[test]
+    fn suspected_primaries_still_serve_as_primaries() {
+        let s = serving_set(
+            &ids(&["a", "b", "c"]),
+            &ids(&["a", "b", "c", "d", "e"]),
+            health(&["b", "c"], &[]),
+        );
+        assert_eq!(
+            s,
+            vec![
+                ("a".into(), Role::Primary),
+                ("b".into(), Role::Primary),
+                ("c".into(), Role::Primary)
+            ]
+        );
+        // A whole cluster merely suspected (e.g. right after a stall of the machine) is
+        // still asked: nothing is refused before it is tried.
+        let s = serving_set(
+            &ids(&["a", "b", "c"]),
+            &ids(&["a", "b", "c"]),
+            health(&["a", "b", "c"], &[]),
+        );
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn only_known_down_primaries_get_fallbacks_up_ones_first() {
+        // b is down: its stand-in is the first *up* node beyond the primaries (e is up, d
+        // only suspected); c is suspected and keeps its place.
+        let s = serving_set(
+            &ids(&["a", "b", "c"]),
+            &ids(&["a", "b", "c", "d", "e", "f"]),
+            health(&["c", "d"], &["b"]),
+        );
+        assert_eq!(
+            s,
+            vec![
+                ("a".into(), Role::Primary),
+                ("c".into(), Role::Primary),
+                (
+                    "e".into(),
+                    Role::Fallback {
+                        for_node: "b".into()
+                    }
+                ),
+            ]
+        );
+        // With no up node left beyond the primaries, a suspected one is better than none.
+        let s = serving_set(
+            &ids(&["a", "b", "c"]),
+            &ids(&["a", "b", "c", "d", "e"]),
+            health(&["d"], &["b", "c", "e"]),
+        );
+        assert_eq!(
+            s,
+            vec![
+                ("a".into(), Role::Primary),
+                (
+                    "d".into(),
+                    Role::Fallback {
+                        for_node: "b".into()
+                    }
+                ),
+            ]
+        );
     }
 }

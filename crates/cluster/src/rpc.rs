@@ -46,6 +46,10 @@ pub trait Message: Serialize + DeserializeOwned + Send + 'static {
     type Reply: Serialize + DeserializeOwned + Send + 'static;
     /// Short, bounded label for metrics and logs.
     fn label(&self) -> &'static str;
+    /// The connection it travels on: data unless it is liveness traffic.
+    fn lane(&self) -> riftkv_core::net::Lane {
+        riftkv_core::net::Lane::Data
+    }
 }
 
 /// A reply frame: the handler's answer, or why the receiver could not handle the request at

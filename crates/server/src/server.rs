@@ -388,6 +388,9 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
         n_val: u32::try_from(cfg.n_val).unwrap_or(u32::MAX),
         hinted_handoff: cfg.hinted_handoff,
         gossip_interval: cfg.gossip_interval(),
+        acceptable_pause: Duration::from_millis(
+            riftkv_core::membership::detector::DEFAULT_ACCEPTABLE_PAUSE_MS,
+        ),
         handoff_interval: cfg.handoff_interval(),
         request_timeout: cfg.request_timeout(),
         rpc_timeout: RPC_TIMEOUT,

@@ -1,7 +1,12 @@
-//! The membership duty of a node, run every `gossip_interval`: join through seeds, heartbeat
-//! every member (the failure detector learns who is up, and who is on which ring version),
-//! push-pull gossip with one random member, the claimant's step, finishing a leave, and the
-//! membership metrics.
+//! The membership duties of a node, run every `gossip_interval`: heartbeats to every member
+//! (the failure detector learns who is up, and who is on which ring version), as a worker of
+//! their own; and join through seeds, push-pull gossip with one random member, the claimant's
+//! step, finishing a leave, and the membership metrics.
+//!
+//! Heartbeats are kept apart from everything that can wait: a gossip round waits on a peer
+//! answering a large state and on persisting the merged state, and a heartbeat delayed behind
+//! it makes this node look silent to its peers. Heartbeats travel on the transport's liveness
+//! lane, and their handler touches no storage.
 
 use crate::membership::rpc::{MembershipRequest, MembershipResponse};
 use crate::node::Node;
@@ -29,6 +34,37 @@ pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
         node: node.clone(),
     };
     crate::worker::spawn(&node.workers, &node.gossip_stop, worker).0
+}
+
+/// Starts the heartbeat duty; it stops on the node's shutdown, before a going-down notice,
+/// or once the node has left.
+pub fn spawn_heartbeats(node: Arc<Node>) -> JoinHandle<()> {
+    let worker = HeartbeatWorker { node: node.clone() };
+    crate::worker::spawn(&node.workers, &node.gossip_stop, worker).0
+}
+
+/// Heartbeats to every member, once per `gossip_interval`, whatever the gossip round does.
+struct HeartbeatWorker {
+    node: Arc<Node>,
+}
+
+impl Worker for HeartbeatWorker {
+    fn name(&self) -> &'static str {
+        "heartbeat"
+    }
+    fn period(&self) -> Duration {
+        self.node.settings.gossip_interval
+    }
+    async fn step(&mut self) -> Result<Step, String> {
+        if *self.node.left.borrow() {
+            return Ok(Step::Done);
+        }
+        if !self.node.joined.load(Ordering::SeqCst) {
+            return Ok(Step::Idle);
+        }
+        heartbeat_all(&self.node).await;
+        Ok(Step::Busy)
+    }
 }
 
 /// The membership duty as a worker: one [`tick`] per `gossip_interval`.
@@ -102,7 +138,7 @@ pub async fn tick(node: &Arc<Node>, joiner: &mut JoinBackoff) -> bool {
         }
         return false;
     }
-    let (_, gossiped) = tokio::join!(heartbeat_all(node), gossip_once(node));
+    let gossiped = gossip_once(node).await;
     if !gossiped && !any_peer_reachable(node) {
         gossip_with_seed(node).await;
     }

@@ -13,11 +13,12 @@ use crate::node::Node;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-/// Starts the membership duties of a node (join, heartbeats, gossip, claimant, leave) and the
+/// Starts the membership duties of a node (heartbeats; join, gossip, claimant, leave) and the
 /// ownership handoff that moves partitions when the ring changes. Every task stops on the
 /// node's shutdown token; `node.left` turns true once the node has left the cluster.
 pub fn start_background(node: Arc<Node>) -> Vec<JoinHandle<()>> {
     vec![
+        gossip::spawn_heartbeats(node.clone()),
         gossip::spawn(node.clone()),
         crate::handoff::ownership::spawn(node),
     ]

@@ -70,6 +70,17 @@ impl Message for MembershipRequest {
             MembershipRequest::Hello { .. } => "hello",
         }
     }
+
+    /// Heartbeats and going-down notices never wait behind data traffic; their handlers
+    /// touch no storage either.
+    fn lane(&self) -> riftkv_core::net::Lane {
+        match self {
+            MembershipRequest::Ping { .. }
+            | MembershipRequest::Hello { .. }
+            | MembershipRequest::GoingDown { .. } => riftkv_core::net::Lane::Liveness,
+            _ => riftkv_core::net::Lane::Data,
+        }
+    }
 }
 
 /// Answers a liveness probe; records the sender's ring version and clock.

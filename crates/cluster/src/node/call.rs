@@ -35,6 +35,7 @@ impl Node {
         timeout: Duration,
     ) -> Result<M::Reply, RpcError> {
         let label = req.label();
+        let lane = req.lane();
         let meta = RequestMeta {
             request_id: current_request_id().map(|id| id.to_string()),
         };
@@ -42,7 +43,7 @@ impl Node {
         let started = Instant::now();
         let result = self
             .transport
-            .call(addr, Bytes::from(payload), timeout)
+            .call_on(lane, addr, Bytes::from(payload), timeout)
             .await;
         let elapsed = started.elapsed().as_secs_f64();
         self.metrics

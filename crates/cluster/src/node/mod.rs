@@ -9,7 +9,7 @@ pub mod incarnation;
 
 use crate::metrics::Metrics;
 use parking_lot::{Mutex, RwLock};
-use riftkv_core::membership::detector::Detector;
+use riftkv_core::membership::detector::{Detector, DetectorConfig, Liveness};
 use riftkv_core::membership::state::{MemberInfo, RingState};
 use riftkv_core::net::Transport;
 use riftkv_core::storage::Storage;
@@ -45,6 +45,9 @@ pub struct NodeSettings {
     pub n_val: u32,
     pub hinted_handoff: bool,
     pub gossip_interval: Duration,
+    /// Silence tolerated on top of the gossip interval before the failure detector suspects a
+    /// peer (a stall of the machine, a GC pause).
+    pub acceptable_pause: Duration,
     pub handoff_interval: Duration,
     pub request_timeout: Duration,
     /// Timeout of one inter-node call made by a background duty.
@@ -80,6 +83,7 @@ impl NodeSettings {
             n_val: 3,
             hinted_handoff: true,
             gossip_interval: Duration::from_millis(100),
+            acceptable_pause: Duration::from_millis(300),
             handoff_interval: Duration::from_millis(100),
             request_timeout: Duration::from_secs(2),
             rpc_timeout: Duration::from_secs(1),
@@ -219,13 +223,18 @@ impl Node {
             ),
         }
         let shutdown = CancellationToken::new();
+        let detector = Detector::with_config(DetectorConfig {
+            interval_ms: millis(settings.gossip_interval),
+            acceptable_pause_ms: millis(settings.acceptable_pause),
+            ..DetectorConfig::default()
+        });
         let node = Arc::new(Node {
             id: settings.node_id.clone(),
             settings,
             storage,
             transport,
             state: RwLock::new(state),
-            detector: Mutex::new(Detector::default()),
+            detector: Mutex::new(detector),
             metrics,
             clock: clock.clone(),
             context_key,
@@ -290,6 +299,15 @@ impl Node {
         peer == &self.id || self.detector.lock().is_reachable(peer, self.clock.now_ms())
     }
 
+    /// How the failure detector sees `peer` now (self is always up): routing asks the
+    /// suspected too and routes around only the peers known down.
+    pub fn liveness(&self, peer: &NodeId) -> Liveness {
+        if peer == &self.id {
+            return Liveness::Up;
+        }
+        self.detector.lock().liveness(peer, self.clock.now_ms())
+    }
+
     /// Replicas and fallbacks of a partition: the first `n` reachable nodes of its walk, each
     /// with its role.
     pub fn serving(&self, partition: PartitionId, n: usize) -> crate::preflist::Serving {
@@ -297,12 +315,16 @@ impl Node {
         let primaries = s.ring.preference_list(partition, n).to_vec();
         let walk = s.ring.walk(partition);
         drop(s);
-        crate::preflist::serving_set(&primaries, &walk, |id| self.is_reachable(id))
+        crate::preflist::serving_set(&primaries, &walk, |id| self.liveness(id))
     }
 
     pub fn stop(&self) {
         self.shutdown.cancel();
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,19 +1,93 @@
-//! Phi-accrual failure detection (Hayashibara et al.), as Cassandra uses it: instead of a fixed
-//! timeout, each peer's heartbeat inter-arrival times give a suspicion level `phi`; a peer is
-//! unreachable when phi passes a threshold. It only decides routing, never membership.
+//! Phi-accrual failure detection (Hayashibara et al.), as Cassandra and Akka use it: instead of
+//! a fixed timeout, each peer's arrival history gives a suspicion level `phi`. It only decides
+//! routing, never membership.
+//!
+//! Three things keep load from fooling it:
+//! - the learned mean never drops below the configured heartbeat interval: any answered call
+//!   counts as an arrival, so under load a peer is heard every few milliseconds, and a
+//!   detector that learned that scale would convict the peer at the first pause in traffic;
+//! - an acceptable pause is added to the mean (Akka's `acceptable-heartbeat-pause`): a stall
+//!   of the whole machine or a long GC pause silences every peer at once for seconds, and
+//!   Cassandra's users saw exactly that convict healthy nodes;
+//! - suspicion is not death ([`Liveness`]): a suspected peer is still sent requests with the
+//!   normal timeout; only a peer known down (refused connection, going-down notice, never
+//!   heard from, or silent beyond [`DetectorConfig::down_after_ms`]) is routed around at once.
+//!
+//! Bounds, for interval `I`, acceptable pause `P` and deviation floor `S = max(I/4, 250 ms)`:
+//! a peer that stops is suspected within `I + P + 5.3·S` of its last arrival (phi 8 is 5.3
+//! standard deviations past the mean) and known down within
+//! `max(2·(I + P), I + P + 6·S)`: 8 s at the default 1 s interval, 18 s at 6 s. A crashed
+//! process whose host still runs refuses the next connection and is known down at once.
 
 use crate::types::NodeId;
 use std::collections::{HashMap, VecDeque};
 
-/// Suspicion above which a peer is treated as down (Cassandra's default is 8).
+/// Suspicion above which a peer is suspected (Cassandra's and Akka's default is 8).
 pub const DEFAULT_PHI_THRESHOLD: f64 = 8.0;
+/// Silence tolerated on top of the heartbeat interval before suspicion grows (Akka's default
+/// acceptable heartbeat pause): longer than a stall of the whole machine or a GC pause.
+pub const DEFAULT_ACCEPTABLE_PAUSE_MS: u64 = 3_000;
 /// Inter-arrival samples kept per peer.
 const WINDOW: usize = 100;
-/// Floor on the standard deviation so a perfectly regular peer is not declared dead on the
-/// first late heartbeat.
+/// Floor on the standard deviation so a perfectly regular peer is not suspected on the first
+/// late heartbeat; the floor is at least a quarter of the interval (see [`DetectorConfig`]).
 const MIN_STD_MS: f64 = 250.0;
-/// A peer never heard from counts as down after this long (and before any sample).
-const FIRST_CONTACT_GRACE_MS: u64 = 5_000;
+
+/// How a peer looks to routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Heard from as often as expected.
+    Up,
+    /// Later than expected (phi over the threshold) but not for long: still asked, with the
+    /// normal timeout, and not replaced by a fallback.
+    Suspected,
+    /// Known down: routed around at once.
+    Down,
+}
+
+/// The scale a detector judges by: the configured heartbeat interval and the pause accepted
+/// on top of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectorConfig {
+    pub threshold: f64,
+    /// The gossip (heartbeat) interval: the learned mean never goes below it.
+    pub interval_ms: u64,
+    /// Silence tolerated on top of the interval.
+    pub acceptable_pause_ms: u64,
+}
+
+impl DetectorConfig {
+    /// The default threshold and pause for heartbeats every `interval_ms`.
+    pub fn for_interval(interval_ms: u64) -> Self {
+        DetectorConfig {
+            threshold: DEFAULT_PHI_THRESHOLD,
+            interval_ms,
+            acceptable_pause_ms: DEFAULT_ACCEPTABLE_PAUSE_MS,
+        }
+    }
+
+    fn interval(&self) -> f64 {
+        self.interval_ms.max(1) as f64
+    }
+
+    /// The standard deviation floor: a quarter of the interval, at least [`MIN_STD_MS`].
+    fn std_floor(&self) -> f64 {
+        (self.interval() / 4.0).max(MIN_STD_MS)
+    }
+
+    /// Silence after which a peer is known down whatever phi says: twice the interval plus
+    /// the pause, and never before phi has passed the threshold.
+    pub fn down_after_ms(&self) -> u64 {
+        let base = self.interval() + self.acceptable_pause_ms as f64;
+        (2.0 * base).max(base + 6.0 * self.std_floor()) as u64
+    }
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig::for_interval(1_000)
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 struct PeerHistory {
@@ -36,26 +110,34 @@ struct GoingDown {
 #[derive(Debug, Clone)]
 pub struct Detector {
     peers: HashMap<NodeId, PeerHistory>,
-    threshold: f64,
-    /// Expected heartbeat period, used until real samples exist.
-    expected_interval_ms: f64,
+    config: DetectorConfig,
 }
 
 impl Default for Detector {
     fn default() -> Self {
-        Detector::new(DEFAULT_PHI_THRESHOLD, 1_000.0)
+        Detector::with_config(DetectorConfig::default())
     }
 }
 
 impl Detector {
+    /// A detector with the default acceptable pause.
     pub fn new(threshold: f64, expected_interval_ms: f64) -> Self {
+        Detector::with_config(DetectorConfig {
+            threshold,
+            ..DetectorConfig::for_interval(expected_interval_ms.max(1.0) as u64)
+        })
+    }
+
+    pub fn with_config(config: DetectorConfig) -> Self {
         Detector {
             peers: HashMap::new(),
-            threshold,
-            expected_interval_ms,
+            config,
         }
     }
 
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
     /// Records that `peer` answered or sent something at `now_ms`. Ignored while the peer is
     /// in quarantine after a "going down" notice: a node that is going down still answers
     /// and finishes in-flight calls for a while, which proves nothing about it staying up.
@@ -124,7 +206,8 @@ impl Detector {
             .is_some_and(|d| now_ms < d.quarantine_until_ms)
     }
 
-    /// Suspicion level of `peer` at `now_ms`; infinite for a peer never heard from.
+    /// Suspicion level of `peer` at `now_ms`; infinite for a peer never heard from. The mean
+    /// of the arrivals is floored at the configured interval and the acceptable pause added.
     pub fn phi(&self, peer: &NodeId, now_ms: u64) -> f64 {
         let Some(h) = self.peers.get(peer) else {
             return f64::INFINITY;
@@ -133,26 +216,44 @@ impl Detector {
             return f64::INFINITY;
         };
         let elapsed = now_ms.saturating_sub(last) as f64;
+        let c = &self.config;
         let (mean, std) = if h.intervals.is_empty() {
-            (self.expected_interval_ms, self.expected_interval_ms / 2.0)
+            (c.interval(), c.interval() / 2.0)
         } else {
             let n = h.intervals.len() as f64;
             let mean = h.intervals.iter().sum::<f64>() / n;
             let var = h.intervals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
             (mean, var.sqrt())
         };
-        phi_normal(elapsed, mean, std.max(MIN_STD_MS))
+        let mean = mean.max(c.interval()) + c.acceptable_pause_ms as f64;
+        phi_normal(elapsed, mean, std.max(c.std_floor()))
     }
 
-    pub fn is_reachable(&self, peer: &NodeId, now_ms: u64) -> bool {
-        match self.peers.get(peer) {
-            None => false,
-            Some(h) if h.suspected => false,
-            Some(h) if h.intervals.is_empty() => h
-                .last_ms
-                .is_some_and(|l| now_ms.saturating_sub(l) < FIRST_CONTACT_GRACE_MS),
-            Some(_) => self.phi(peer, now_ms) < self.threshold,
+    /// How `peer` looks to routing at `now_ms` (see [`Liveness`]).
+    pub fn liveness(&self, peer: &NodeId, now_ms: u64) -> Liveness {
+        let Some(h) = self.peers.get(peer) else {
+            return Liveness::Down;
+        };
+        let Some(last) = h.last_ms else {
+            return Liveness::Down;
+        };
+        if h.suspected || h.going_down.is_some_and(|d| now_ms < d.quarantine_until_ms) {
+            return Liveness::Down;
         }
+        if now_ms.saturating_sub(last) >= self.config.down_after_ms() {
+            return Liveness::Down;
+        }
+        if self.phi(peer, now_ms) < self.config.threshold {
+            Liveness::Up
+        } else {
+            Liveness::Suspected
+        }
+    }
+
+    /// Whether `peer` is up (not even suspected): the view of duties that pick one peer
+    /// among many (gossip, hint delivery, anti-entropy) and of operators.
+    pub fn is_reachable(&self, peer: &NodeId, now_ms: u64) -> bool {
+        self.liveness(peer, now_ms) == Liveness::Up
     }
 
     pub fn forget(&mut self, peer: &NodeId) {

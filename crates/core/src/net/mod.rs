@@ -73,11 +73,34 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, from: PeerInfo, request: Bytes) -> Bytes;
 }
 
+/// Which connection to a peer a call travels on. Liveness traffic (heartbeats, going-down
+/// notices) has a lane of its own, so it never waits behind data traffic in a socket, a
+/// write queue or an in-flight bound: a heartbeat that queues behind load makes a busy peer
+/// look dead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Lane {
+    #[default]
+    Data,
+    Liveness,
+}
+
 /// Sends requests to other nodes, addressed by their peer address string.
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Sends `request` to the node at `to` and waits at most `timeout` for its response.
     async fn call(&self, to: &str, request: Bytes, timeout: Duration) -> Result<Bytes, NetError>;
+    /// As [`Transport::call`], on the given lane. A transport without lanes (the in-process
+    /// one) sends everything the same way.
+    async fn call_on(
+        &self,
+        lane: Lane,
+        to: &str,
+        request: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, NetError> {
+        let _ = lane;
+        self.call(to, request, timeout).await
+    }
     /// The address other nodes use to reach this one.
     fn local_addr(&self) -> String;
 }

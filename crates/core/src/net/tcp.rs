@@ -4,6 +4,9 @@
 //! Connections are one-directional: a node sends its requests on the connection it dialled
 //! and serves the peer's requests on the connection the peer dialled. That keeps each side's
 //! task simple (an outbound connection only reads responses, an inbound one only requests).
+//!
+//! Each [`Lane`] dials a connection of its own, so the receiver serves it with its own read
+//! loop, write queue and in-flight bound: heartbeats never wait behind data frames.
 
 use super::backoff::Backoff;
 use super::conn::{
@@ -13,7 +16,7 @@ use super::conn::{
 use super::frame::{self, Envelope, Nonce, Payload, Refusal};
 use super::handshake::{self, Identity, Side};
 use super::limit::{ConnLimiter, ConnPermit};
-use super::{HANDSHAKE_MAX_FRAME_BYTES, Handler, NetConfig, NetError, PeerInfo, Transport};
+use super::{HANDSHAKE_MAX_FRAME_BYTES, Handler, Lane, NetConfig, NetError, PeerInfo, Transport};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use parking_lot::{Mutex, RwLock};
@@ -78,7 +81,8 @@ struct Inner {
     max_frame: usize,
     connect_timeout: Duration,
     handler: RwLock<Option<Arc<dyn Handler>>>,
-    peers: Mutex<HashMap<String, PeerLink>>,
+    /// Outbound links by peer address and lane.
+    peers: Mutex<HashMap<(String, Lane), PeerLink>>,
     /// Cancelled by `shutdown`; every connection's token is a child of it.
     shutdown: CancellationToken,
     counters: Counters,
@@ -199,15 +203,17 @@ impl TcpTransport {
         self.inner.refusals.lock().iter().cloned().collect()
     }
 
-    /// Peer addresses with an open outbound connection.
+    /// Peer addresses with an open outbound data connection.
     pub fn connected_peers(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .inner
             .peers
             .lock()
             .iter()
-            .filter(|(_, l)| matches!(&l.state, LinkState::Up(c) if c.is_open()))
-            .map(|(a, _)| a.clone())
+            .filter(|((_, lane), l)| {
+                *lane == Lane::Data && matches!(&l.state, LinkState::Up(c) if c.is_open())
+            })
+            .map(|((a, _), _)| a.clone())
             .collect();
         v.sort();
         v
@@ -237,11 +243,21 @@ impl Drop for TcpTransport {
 #[async_trait::async_trait]
 impl Transport for TcpTransport {
     async fn call(&self, to: &str, request: Bytes, timeout: Duration) -> Result<Bytes, NetError> {
+        self.call_on(Lane::Data, to, request, timeout).await
+    }
+
+    async fn call_on(
+        &self,
+        lane: Lane,
+        to: &str,
+        request: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, NetError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(NetError::ShuttingDown);
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let conn = match tokio::time::timeout_at(deadline, self.inner.connection(to)).await {
+        let conn = match tokio::time::timeout_at(deadline, self.inner.connection(to, lane)).await {
             Ok(r) => r?,
             Err(_) => return Err(NetError::Timeout),
         };
@@ -462,11 +478,13 @@ impl Inner {
         debug!(node = %self.ident.node_id, peer = %label, "accepted peer connection");
         // The peer just proved it is up: our own calls to it need not wait out a backoff
         // earned while it was down (it would refuse requests to a node known to be alive).
-        if let Some(link) = self.peers.lock().get_mut(&peer.peer_addr)
-            && matches!(link.state, LinkState::Idle)
-        {
-            link.backoff.record_success();
-            link.last_error = None;
+        for lane in [Lane::Data, Lane::Liveness] {
+            if let Some(link) = self.peers.lock().get_mut(&(peer.peer_addr.clone(), lane))
+                && matches!(link.state, LinkState::Idle)
+            {
+                link.backoff.record_success();
+                link.last_error = None;
+            }
         }
 
         let cancel = self.shutdown.child_token();
@@ -560,10 +578,10 @@ impl Inner {
     }
 
     /// The open connection to `to`, dialling if needed; fails fast while in backoff.
-    async fn connection(self: &Arc<Self>, to: &str) -> Result<Arc<OutConn>, NetError> {
+    async fn connection(self: &Arc<Self>, to: &str, lane: Lane) -> Result<Arc<OutConn>, NetError> {
         let dial = {
             let mut peers = self.peers.lock();
-            let link = peers.entry(to.to_string()).or_default();
+            let link = peers.entry((to.to_string(), lane)).or_default();
             match &link.state {
                 LinkState::Up(c) if c.is_open() => return Ok(c.clone()),
                 LinkState::Connecting(d) => d.clone(),
@@ -582,7 +600,7 @@ impl Inner {
                             )),
                         });
                     }
-                    let d = self.clone().start_dial(to.to_string());
+                    let d = self.clone().start_dial(to.to_string(), lane);
                     link.state = LinkState::Connecting(d.clone());
                     d
                 }
@@ -593,11 +611,11 @@ impl Inner {
 
     /// Dials in a task of its own, so the outcome is recorded even if every waiting caller
     /// times out first.
-    fn start_dial(self: Arc<Self>, addr: String) -> SharedDial {
+    fn start_dial(self: Arc<Self>, addr: String, lane: Lane) -> SharedDial {
         let task = tokio::spawn(async move {
             let res = self.dial(&addr).await;
             let mut peers = self.peers.lock();
-            if let Some(link) = peers.get_mut(&addr) {
+            if let Some(link) = peers.get_mut(&(addr, lane)) {
                 match &res {
                     Ok(c) => {
                         link.backoff.record_success();

@@ -1,6 +1,7 @@
 //! Tests of the TCP transport over 127.0.0.1.
 
 use super::*;
+use crate::net::Lane;
 use crate::types::NodeId;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -763,4 +764,38 @@ mod tls {
         })
         .await;
     }
+}
+
+#[tokio::test]
+async fn heartbeats_get_through_while_the_data_lane_is_stalled() {
+    let (a, srv, h, to) = pair().await;
+    // Stall the data lane: more slow requests than the receiver admits at once on one
+    // connection, so it stops reading that socket and frames queue behind them.
+    let stalled: Vec<_> = (0..MAX_INFLIGHT_PER_CONN + 64)
+        .map(|_| {
+            let (a, to) = (a.clone(), to.clone());
+            tokio::spawn(async move {
+                a.call_on(Lane::Data, &to, b("slow:10000:x"), Duration::from_secs(30))
+                    .await
+            })
+        })
+        .collect();
+    eventually(|| (h.calls.load(Ordering::SeqCst) >= MAX_INFLIGHT_PER_CONN as u64).then_some(()))
+        .await;
+    // A heartbeat still arrives and is answered at once.
+    let started = std::time::Instant::now();
+    let r = a
+        .call_on(Lane::Liveness, &to, b("ping"), Duration::from_secs(2))
+        .await;
+    assert!(r.is_ok(), "heartbeat behind the stalled data lane: {r:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // ...while the data lane really is stalled.
+    let r = a
+        .call_on(Lane::Data, &to, b("data"), Duration::from_millis(300))
+        .await;
+    assert_eq!(r, Err(NetError::Timeout));
+    for s in stalled {
+        s.abort();
+    }
+    shutdown_all(&[&a, &srv]).await;
 }
