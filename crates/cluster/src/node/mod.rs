@@ -135,6 +135,8 @@ pub struct Node {
     pub joined: std::sync::atomic::AtomicBool,
     /// Becomes true once this node has left the cluster (or was removed): the process exits.
     pub left: tokio::sync::watch::Sender<bool>,
+    /// Recent latency of replica reads this node sent, which sets the reads' hedge delay.
+    pub replica_reads: Mutex<crate::hedge::ReplicaLatency>,
 }
 
 impl Node {
@@ -210,6 +212,7 @@ impl Node {
             workers: Arc::new(crate::worker::Workers::new(clock.clone())),
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
             left: tokio::sync::watch::channel(false).0,
+            replica_reads: Mutex::new(crate::hedge::ReplicaLatency::default()),
         });
         // A joiner's founding state is a placeholder until a seed answers: persisting it would
         // make a restart before the join believe it founded its own cluster.
