@@ -16,6 +16,7 @@ pub mod aae;
 pub mod coordinator;
 pub mod dispatch;
 pub mod handoff;
+pub mod hedge;
 pub mod membership;
 pub mod metrics;
 pub mod node;

@@ -396,11 +396,10 @@ async fn read_repair_fixes_a_replica_that_missed_a_write() {
     );
 
     let before = c.node(coord).metrics.read_repairs_total.get();
-    let o = get(&c.node(coord), get_req(key))
-        .await
-        .unwrap()
-        .object
-        .unwrap();
+    // r=all: a read asks only its first r replicas, and this one must reach the stale one.
+    let mut req = get_req(key);
+    req.params.r = Some(Quorum::All);
+    let o = get(&c.node(coord), req).await.unwrap().object.unwrap();
     assert_eq!(values(&o), vec!["v1"]);
     // The counter moves when the repair's answer is back, just after the replica stored it.
     c.wait_for(WAIT, "read repair of the stale replica", |c| {

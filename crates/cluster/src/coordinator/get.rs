@@ -1,6 +1,8 @@
-//! The read path: ask every serving node, answer after `r` (with `pr` from primaries) with
-//! the merge of the copies received, then keep collecting the other answers in the background
-//! and read-repair every replica that answered with a stale or missing copy.
+//! The read path: ask the first `r` serving nodes (`pr` of them primaries, this node first
+//! when it serves the key), ask more when one fails or stays silent past the hedge delay,
+//! answer after `r` answers (`pr` from primaries) with the merge of the copies received, then
+//! keep collecting the asked nodes' answers in the background and read-repair every asked
+//! replica that answered with a stale or missing copy.
 
 use super::error::KvError;
 use super::get_core::{GetCore, GetStatus, ReadReply};
@@ -12,7 +14,7 @@ use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
 use crate::replica::{blocking, read_copy};
 use riftkv_core::storage::ObjectKey;
 use riftkv_core::types::NodeId;
-use riftkv_core::version::Object;
+use riftkv_core::version::{ConflictMode, Object};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -87,8 +89,9 @@ pub(crate) async fn read_quorum(
     }
 }
 
-/// Owns the read: sends the answer as soon as it is decided, then collects the remaining
-/// replies until the deadline and repairs the replicas that need it.
+/// Owns the read: asks the first replicas the plan picks, more when one fails or the hedge
+/// delay passes in silence, sends the answer as soon as it is decided, then collects the
+/// asked replicas' remaining replies until the deadline and repairs the ones that need it.
 async fn drive_read(
     node: Arc<Node>,
     pl: Placement,
@@ -98,30 +101,13 @@ async fn drive_read(
     answer: oneshot::Sender<Result<Option<Object>, KvError>>,
 ) {
     let mode = pl.props.conflict;
-    let mut core = GetCore::new(pl.serving.clone(), rq.r, rq.pr).mode(mode);
+    let mut core = GetCore::new(pl.serving.clone(), rq.r, rq.pr)
+        .mode(mode)
+        .prefer(&node.id);
     let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, ReadReply)>();
-    let left = deadline.saturating_duration_since(Instant::now());
-    for (peer, role) in &pl.serving {
-        let (node, peer, role, tx, k) = (
-            node.clone(),
-            peer.clone(),
-            role.clone(),
-            tx.clone(),
-            k.clone(),
-        );
-        tokio::spawn(crate::trace::traced(async move {
-            let r = if peer == node.id {
-                let n = node.clone();
-                blocking(move || read_copy(&n, &k, &role, mode).map_err(KvError::from))
-                    .await
-                    .map_err(|e| e.to_string())
-            } else {
-                ask(&node, &peer, k, &role, left).await
-            };
-            let _ = tx.send((peer, r));
-        }));
-    }
-    drop(tx);
+    let hedge_delay = node.replica_reads.lock().hedge_delay();
+    send_reads(&node, &k, mode, core.to_ask(), deadline, &tx);
+    let mut hedge_at = Instant::now() + hedge_delay;
     let mut answer = Some(answer);
     loop {
         if answer.is_some() {
@@ -136,19 +122,61 @@ async fn drive_read(
                 let _ = tx.send(d);
             }
         }
-        if core.all_replied() {
+        if core.settled() {
             break;
         }
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((peer, r))) => {
-                core.add_reply(peer, r);
+        // Hedging only speeds up an answer still awaited.
+        let hedging = answer.is_some() && hedge_at < deadline;
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some((peer, r)) => {
+                    core.add_reply(peer, r);
+                    send_reads(&node, &k, mode, core.to_ask(), deadline, &tx);
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(hedge_at), if hedging => {
+                send_reads(&node, &k, mode, core.hedge(), deadline, &tx);
+                hedge_at = Instant::now() + hedge_delay;
             }
-            Ok(None) | Err(_) => break,
+            _ = tokio::time::sleep_until(deadline) => break,
         }
     }
     // An undecided read at the deadline: dropping `answer` reports the timeout.
     drop(answer);
     super::read_repair::repair(&node, &pl, &k, &core).await;
+}
+
+/// Sends a replica read to each of `targets`; replies arrive on `tx`. Remote reads that
+/// answer feed the node's replica read latency.
+fn send_reads(
+    node: &Arc<Node>,
+    k: &ObjectKey,
+    mode: ConflictMode,
+    targets: Vec<(NodeId, Role)>,
+    deadline: Instant,
+    tx: &mpsc::UnboundedSender<(NodeId, ReadReply)>,
+) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    for (peer, role) in targets {
+        let (node, tx, k) = (node.clone(), tx.clone(), k.clone());
+        tokio::spawn(crate::trace::traced(async move {
+            let r = if peer == node.id {
+                let n = node.clone();
+                blocking(move || read_copy(&n, &k, &role, mode).map_err(KvError::from))
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                let sent = Instant::now();
+                let r = ask(&node, &peer, k, &role, left).await;
+                if r.is_ok() {
+                    node.replica_reads.lock().observe(sent.elapsed());
+                }
+                r
+            };
+            let _ = tx.send((peer, r));
+        }));
+    }
 }
 
 /// One replica read over the network.

@@ -147,6 +147,8 @@ pub struct Node {
     pub left: tokio::sync::watch::Sender<bool>,
     /// Ownership-handoff bytes this node sent or received for the pending plan.
     pub transfer_bytes: TransferMeter,
+    /// Recent latency of replica reads this node sent, which sets the reads' hedge delay.
+    pub replica_reads: Mutex<crate::hedge::ReplicaLatency>,
 }
 
 /// Bytes of ownership handoff moved for one plan, for `/v1/admin/status`: a new plan starts
@@ -252,6 +254,7 @@ impl Node {
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
             left: tokio::sync::watch::channel(false).0,
             transfer_bytes: TransferMeter::default(),
+            replica_reads: Mutex::new(crate::hedge::ReplicaLatency::default()),
         });
         // A joiner's founding state is a placeholder until a seed answers: persisting it would
         // make a restart before the join believe it founded its own cluster.
