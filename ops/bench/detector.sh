@@ -48,7 +48,7 @@ settled() {
         curl -sf "http://127.0.0.1:$((PORT + i))/v1/admin/status" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-sys.exit(0 if s["ring_settled"] and len(s["members"]) == 3 else 1)' || return 1
+sys.exit(0 if s["ring_settled"] and len(s["members"]) == 3 else 1)' 2>/dev/null || return 1
     done
 }
 
