@@ -79,7 +79,7 @@ pub fn serving_set(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn ids(v: &[&str]) -> Vec<NodeId> {
@@ -149,7 +149,11 @@ mod tests {
         assert_eq!(s.len(), 2);
     }
 
-    fn health<'a>(suspected: &'a [&str], down: &'a [&str]) -> impl Fn(&NodeId) -> Liveness + 'a {
+    /// The detector's view for a test: the named nodes suspected or down, every other up.
+    pub(crate) fn health<'a>(
+        suspected: &'a [&str],
+        down: &'a [&str],
+    ) -> impl Fn(&NodeId) -> Liveness + 'a {
         move |x| {
             if down.contains(&x.as_str()) {
                 Liveness::Down

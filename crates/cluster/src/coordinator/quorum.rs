@@ -112,7 +112,9 @@ fn fail_fast<T>(tracker: QuorumTracker<T>) -> Result<(), QuorumError> {
     }
 }
 
-/// Refuses a read the serving set cannot satisfy even if every node answers.
+/// Refuses a read the serving set cannot satisfy even if every node answers. The serving set
+/// holds every replica not known down, suspected ones included
+/// ([`crate::preflist::serving_set`]), so nothing is refused here for suspicion alone.
 pub fn check_read(serving: &Serving, q: &ReadQuorum) -> Result<(), QuorumError> {
     let needs = q.needs();
     fail_fast(QuorumTracker::<()>::new(serving.clone(), needs, |_| false))
@@ -264,5 +266,58 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!((e.which, e.needed, e.got), ("pr", 1, 0));
+    }
+
+    /// The fail-fast decision over a serving set built from the detector's view: merely
+    /// suspected replicas are counted as able to answer (they are asked with the normal
+    /// timeout); only replicas known down make a request refused before anything is sent.
+    #[test]
+    fn suspected_replicas_are_tried_and_only_known_down_ones_refuse_at_once() {
+        use crate::preflist::serving_set;
+        use crate::preflist::tests::health as view;
+        let ids = |v: &[&str]| v.iter().map(|s| NodeId::from(*s)).collect::<Vec<_>>();
+        let prim = ids(&["a", "b", "c"]);
+        let read = ReadQuorum { n: 3, r: 2, pr: 0 };
+        let write = WriteQuorum {
+            n: 3,
+            w: 2,
+            dw: 0,
+            pw: 2,
+        };
+        // Right after a stall of the whole machine, a's peers are suspected: nothing refused.
+        let s = serving_set(&prim, &prim, view(&["b", "c"], &[]));
+        assert!(check_read(&s, &read).is_ok());
+        assert!(check_write(&s, &write).is_ok());
+        assert!(
+            check_read(
+                &s,
+                &ReadQuorum {
+                    r: 3,
+                    pr: 3,
+                    ..read
+                }
+            )
+            .is_ok()
+        );
+        // The same peers known down: refused at once, naming the requirement.
+        let s = serving_set(&prim, &prim, view(&[], &["b", "c"]));
+        let e = check_read(&s, &read).unwrap_err();
+        assert_eq!((e.which, e.needed, e.got), ("r", 2, 1));
+        let e = check_write(&s, &write).unwrap_err();
+        assert_eq!((e.which, e.needed, e.got), ("w", 2, 1));
+        // b down, c suspected, d up beyond the primaries: the sloppy w=3 counts d standing in
+        // for b, and pw=2 counts the suspected primary c; pw=3 cannot be met.
+        let s = serving_set(&prim, &ids(&["a", "b", "c", "d"]), view(&["c"], &["b"]));
+        assert!(check_write(&s, &WriteQuorum { w: 3, ..write }).is_ok());
+        let e = check_write(
+            &s,
+            &WriteQuorum {
+                w: 3,
+                pw: 3,
+                ..write
+            },
+        )
+        .unwrap_err();
+        assert_eq!((e.which, e.needed, e.got), ("pw", 3, 2));
     }
 }

@@ -287,4 +287,36 @@ mod tests {
             Ok(MembershipRequest::GoingDown { run: 9 })
         ));
     }
+
+    /// Liveness traffic never shares a connection with data: pings, hellos and going-down
+    /// notices on the liveness lane, the ring state's gossip and joins on the data lane.
+    #[test]
+    fn liveness_messages_take_the_liveness_lane() {
+        use riftkv_core::net::Lane;
+        let liveness = [
+            MembershipRequest::Ping {
+                ring_version: 1,
+                now_ms: 2,
+            },
+            MembershipRequest::Hello {
+                run: 7,
+                ring_version: 1,
+                now_ms: 2,
+            },
+            MembershipRequest::GoingDown { run: 7 },
+        ];
+        for m in &liveness {
+            assert_eq!(m.lane(), Lane::Liveness, "{}", m.label());
+        }
+        let state = RingState::found(
+            "c".into(),
+            8,
+            3,
+            MemberInfo::new("a".into(), "x".into(), "y".into(), None),
+        );
+        let gossip = MembershipRequest::Gossip {
+            state: Box::new(state),
+        };
+        assert_eq!(gossip.lane(), Lane::Data);
+    }
 }

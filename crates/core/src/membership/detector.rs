@@ -368,4 +368,144 @@ mod tests {
         d.heartbeat(&p, 1300);
         assert!(d.is_reachable(&p, 1400));
     }
+
+    /// Heartbeats every `interval` from `from` to `to`, plus data-traffic arrivals every
+    /// `traffic_every` ms in between when given (any answered call counts as a heartbeat).
+    fn beats(
+        d: &mut Detector,
+        p: &NodeId,
+        from: u64,
+        to: u64,
+        interval: u64,
+        traffic_every: Option<u64>,
+    ) {
+        let mut t = from;
+        while t <= to {
+            d.heartbeat(p, t);
+            if let Some(step) = traffic_every {
+                let mut x = t + step;
+                while x < (t + interval).min(to) {
+                    d.heartbeat(p, x);
+                    x += step;
+                }
+            }
+            t += interval;
+        }
+    }
+
+    #[test]
+    fn a_two_second_stall_with_a_one_second_interval_does_not_convict() {
+        let mut d = Detector::with_config(DetectorConfig::for_interval(1_000));
+        let p = NodeId::from("p");
+        // Idle heartbeats, then load: answered data calls arrive every 5 ms.
+        beats(&mut d, &p, 0, 20_000, 1_000, None);
+        beats(&mut d, &p, 21_000, 40_000, 1_000, Some(5));
+        let last = 40_000;
+        // The whole machine stalls for 2 s right before the next heartbeat was due: on
+        // resume the peer has been silent for up to one interval plus the stall.
+        for silent in [1_000, 2_000, 3_000, 3_500] {
+            assert_eq!(
+                d.liveness(&p, last + silent),
+                Liveness::Up,
+                "convicted after {silent} ms of silence (phi {})",
+                d.phi(&p, last + silent)
+            );
+        }
+    }
+
+    #[test]
+    fn a_six_second_interval_with_jitter_does_not_suspect() {
+        let mut d = Detector::with_config(DetectorConfig::for_interval(6_000));
+        let p = NodeId::from("p");
+        // First contact: the second heartbeat comes a full interval (plus jitter) later.
+        d.heartbeat(&p, 0);
+        assert_eq!(d.liveness(&p, 7_000), Liveness::Up, "first contact");
+        // Heartbeats 6 s apart with up to 1.5 s of jitter, bursts of data traffic between.
+        let jitter = [0i64, 1_500, -1_000, 700, -1_500, 1_200, 300, -600];
+        let mut t = 0u64;
+        for (i, j) in jitter.iter().cycle().take(40).enumerate() {
+            let next = (t as i64 + 6_000 + j) as u64;
+            if i % 3 == 0 {
+                for x in (t + 10..t + 2_000).step_by(20) {
+                    d.heartbeat(&p, x);
+                }
+            }
+            // Checked just before each heartbeat arrives.
+            assert_eq!(
+                d.liveness(&p, next - 1),
+                Liveness::Up,
+                "suspected {} ms after the last arrival (phi {})",
+                next - 1 - t,
+                d.phi(&p, next - 1)
+            );
+            d.heartbeat(&p, next);
+            t = next;
+        }
+        // Even a late heartbeat (one and a half intervals) leaves it up.
+        assert_eq!(d.liveness(&p, t + 9_000), Liveness::Up);
+    }
+
+    #[test]
+    fn a_crash_is_suspected_then_known_down_within_bounds() {
+        for interval in [100u64, 1_000, 6_000] {
+            let cfg = DetectorConfig::for_interval(interval);
+            let mut d = Detector::with_config(cfg);
+            let p = NodeId::from("p");
+            beats(&mut d, &p, 0, 60 * interval, interval, Some(interval / 10));
+            let last = 60 * interval;
+            // The bounds this detector documents: suspected within one interval plus the
+            // acceptable pause plus 5.3 standard deviations (at least a quarter interval or
+            // 250 ms each); known down, and routed around at once, within `down_after_ms`.
+            let std_floor = (interval / 4).max(250);
+            let suspect_by = interval + cfg.acceptable_pause_ms + 53 * std_floor / 10 + 1;
+            assert_ne!(
+                d.liveness(&p, last + suspect_by),
+                Liveness::Up,
+                "interval {interval}"
+            );
+            let down_by = 2 * (interval + cfg.acceptable_pause_ms) + 6 * std_floor;
+            assert!(cfg.down_after_ms() <= down_by, "interval {interval}");
+            assert_eq!(
+                d.liveness(&p, last + down_by),
+                Liveness::Down,
+                "interval {interval}"
+            );
+            // Never down before it was suspected, and up for a whole interval.
+            assert_eq!(
+                d.liveness(&p, last + interval),
+                Liveness::Up,
+                "interval {interval}"
+            );
+            assert_ne!(
+                d.liveness(&p, last + cfg.down_after_ms() - 1),
+                Liveness::Down,
+                "interval {interval}"
+            );
+        }
+    }
+
+    #[test]
+    fn suspected_is_not_down() {
+        let cfg = DetectorConfig::for_interval(1_000);
+        let mut d = Detector::with_config(cfg);
+        let p = NodeId::from("p");
+        beats(&mut d, &p, 0, 30_000, 1_000, None);
+        // Past the threshold, yet well within the bound: suspected, still worth a try.
+        let t = 30_000 + 6_000;
+        assert!(
+            d.phi(&p, t) >= DEFAULT_PHI_THRESHOLD,
+            "phi {}",
+            d.phi(&p, t)
+        );
+        assert!(!d.is_reachable(&p, t));
+        assert_eq!(d.liveness(&p, t), Liveness::Suspected);
+        // A refused connection, a going-down notice or a peer never heard from: down at once.
+        d.suspect(&p, t);
+        assert_eq!(d.liveness(&p, t), Liveness::Down);
+        d.heartbeat(&p, t + 10);
+        assert_eq!(d.liveness(&p, t + 20), Liveness::Up);
+        d.mark_down(&p, 1, t + 30, 30_000);
+        assert_eq!(d.liveness(&p, t + 40), Liveness::Down);
+        assert_eq!(d.liveness(&NodeId::from("q"), t), Liveness::Down);
+    }
 }
