@@ -14,6 +14,7 @@
 #   ./ops/bench/keyscale.sh                                   # release build (built if missing)
 #   KEYSCALE_SIZES="10000 100000" KEYSCALE_SECS=20 ./ops/bench/keyscale.sh
 #   KEYSCALE_BINS="before=/tmp/riftkv-old,after=target/release/riftkv" ./ops/bench/keyscale.sh
+#   KEYSCALE_PERF=1 ./ops/bench/keyscale.sh   # also `perf record -g` the nodes during each run
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -37,6 +38,7 @@ IFS=',' read -r -a BINS <<<"$KEYSCALE_BINS"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-keyscale.XXXXXX")
 DEV=""
+PERF=""
 stop_cluster() {
     if [[ -n "$DEV" ]]; then
         # SIGINT: the supervisor stops every node cleanly (each flushes its storage).
@@ -47,6 +49,7 @@ stop_cluster() {
     fi
 }
 cleanup() {
+    [[ -n "$PERF" ]] && kill "$PERF" 2>/dev/null || true
     stop_cluster
     rm -rf "$WORK"
 }
@@ -77,11 +80,18 @@ for n in $SIZES; do
         [[ $ready -eq 3 ]] || { tail "$data.log" >&2; exit 1; }
         pids=$(pgrep -P "$DEV" | tr '\n' ' ')
         target="riftkv://127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2)),127.0.0.1:$((PORT + 3))"
+        bench=("$bin" bench --target "$target" --workload a --records "$n" --value-size "$VALUE"
+            --concurrency "$CONC" --r 2 --w 2 --json)
         start=$(date +%s.%N)
-        "$bin" bench --target "$target" --workload a --records "$n" --value-size "$VALUE" \
-            --concurrency "$CONC" --load --duration "$SECS" --r 2 --w 2 --json \
-            >"$RESULTS/$label-$n.json"
-        wall=$(python3 -c "import time; print(f'{time.time() - $start - $SECS:.0f}')")
+        "${bench[@]}" --load --duration 1 >/dev/null
+        wall=$(python3 -c "import time; print(f'{time.time() - $start - 1:.0f}')")
+        if [[ -n "${KEYSCALE_PERF:-}" ]]; then
+            perf record -F 99 -g -o "$RESULTS/$label-$n.perf" -p "$(echo $pids | tr ' ' ',')" \
+                -- sleep "$((SECS - 2))" >/dev/null 2>&1 &
+            PERF=$!
+        fi
+        "${bench[@]}" --duration "$SECS" >"$RESULTS/$label-$n.json"
+        if [[ -n "$PERF" ]]; then wait "$PERF" || true; PERF=""; fi
         rss_now="" rss_peak="" disk_serving=""
         for p in $pids; do
             rss_now+="$(( $(kib VmRSS "$p") / 1024 )) "
