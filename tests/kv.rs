@@ -368,7 +368,8 @@ fn read_repair_fills_a_replica_that_missed_a_write() {
         local(&c.url(victim), "r", key).is_none(),
         "no hinted handoff in this test"
     );
-    let r = get_json(&c.url(other), "r", key, "?r=2");
+    // r=3: a read asks only its first r replicas, and this one must reach the stale one.
+    let r = get_json(&c.url(other), "r", key, "?r=3");
     assert_eq!(r.status(), 200);
     eventually(
         Duration::from_secs(5),
