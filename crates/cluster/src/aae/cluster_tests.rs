@@ -354,3 +354,71 @@ async fn peers_refuse_exchanges_across_ring_versions_and_bad_requests() {
     }
     assert_eq!(exchanges(&c), 0);
 }
+
+/// Trees are kept between calls: asking again about an unchanged partition reads no object
+/// on either side, and a write after the first call is seen by the next exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_trees_read_nothing_until_a_write() {
+    use riftkv_core::version::{Limits, Sibling, VersionVector};
+    let c = cluster(36, false).await;
+    write_keys(&c, "kept", 40, "3", &[1, 2, 3]).await;
+    let p = key_of(&c, "b", "kept-000").partition;
+    let rv = c.node(2).state.read().ring_version;
+    let n = merkle::DEFAULT_SEGMENTS;
+    let read = |i: usize| c.storage(i).entries_read(Cf::Objects);
+    let first = answer_segments(&c.node(2), &id_of(1), p, n, rv)
+        .await
+        .unwrap();
+    let before = read(2);
+    let again = answer_segments(&c.node(2), &id_of(1), p, n, rv)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    for chunk in [0..64u32, 64..128] {
+        answer_keys(&c.node(2), &id_of(1), p, n, rv, chunk.collect())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        read(2) - before,
+        0,
+        "segment calls on an unchanged partition"
+    );
+    exchange(&c.node(1), p, &id_of(2)).await.unwrap();
+    let (one, two) = (read(1), read(2));
+    let r = exchange(&c.node(1), p, &id_of(2)).await.unwrap();
+    assert_eq!(r.segments_differing, 0);
+    assert_eq!(
+        (read(1) - one, read(2) - two),
+        (0, 0),
+        "a repeated exchange"
+    );
+
+    // A write that reaches node 2 alone, after its tree was kept.
+    let key = (0..)
+        .map(|i| format!("fresh-{i}"))
+        .find(|k| key_of(&c, "b", k).partition == p)
+        .unwrap();
+    let k = key_of(&c, "b", &key);
+    let obj = Object::update(
+        None,
+        &VersionVector::new(),
+        id_of(2),
+        Sibling::new(&b"new"[..], "text/plain", 1),
+        ConflictMode::Siblings,
+        &Limits::default(),
+    )
+    .unwrap();
+    store_copy(
+        &c.node(2),
+        &k,
+        &obj,
+        ConflictMode::Siblings,
+        false,
+        &crate::preflist::Role::Primary,
+    )
+    .unwrap();
+    let r = exchange(&c.node(1), p, &id_of(2)).await.unwrap();
+    assert_eq!((r.keys_differing, r.keys_repaired), (1, 1));
+    assert_eq!(values(&c, 1, &k), vec!["new".to_string()]);
+}

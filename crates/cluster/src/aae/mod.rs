@@ -15,9 +15,11 @@
 //! lives on fewer replicas); both sides filter their trees by that rule, and each key is
 //! checked again before it is repaired.
 //!
-//! Trees are rebuilt per exchange (no incremental maintenance): simple and always correct.
-//! I/O is bounded by rebuilding one partition per exchange, one exchange per
-//! `aae_interval`, and at most [`MAX_KEYS_PER_EXCHANGE`] keys repaired per exchange.
+//! A tree is built by a scan of its partition and kept (`node::trees`) until a write to that
+//! partition or a new ring makes it stale, so the calls of one exchange, and a later exchange
+//! of an unchanged partition, read no object again. I/O is bounded by one partition scan per
+//! exchange at most, one exchange per `aae_interval`, and at most [`MAX_KEYS_PER_EXCHANGE`]
+//! keys repaired per exchange.
 //! Exchanges pause while a ring change is pending, and a peer refuses one when its ring
 //! differs from the initiator's.
 
@@ -27,6 +29,7 @@ pub mod rpc;
 mod cluster_tests;
 
 use crate::node::Node;
+use crate::node::trees::TreeKey;
 use crate::replica::copy::store_copy;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
 use crate::replica::store::StoreError;
@@ -300,14 +303,29 @@ pub fn build_tree(
     Ok(MerkleTree::from_leaves(segments, leaves))
 }
 
+/// This node's tree of `partition` over the buckets it shares with `peer`: the kept one when
+/// no write to the partition has landed since it was built (`node::trees`), else a new scan,
+/// kept for the next call.
 async fn build_blocking(
     node: &Arc<Node>,
     partition: PartitionId,
     peer: &NodeId,
     segments: u32,
-) -> Result<MerkleTree, AaeError> {
+) -> Result<Arc<MerkleTree>, AaeError> {
+    let key = TreeKey {
+        partition,
+        peer: peer.clone(),
+        segments,
+        ring_version: node.state.read().ring_version,
+    };
+    if let Some(tree) = node.aae_trees.get(&key) {
+        return Ok(tree);
+    }
+    let generation = node.aae_trees.generation(partition);
     let (n, peer) = (node.clone(), peer.clone());
-    run_blocking(move || build_tree(&n, partition, &peer, segments)).await
+    let tree = Arc::new(run_blocking(move || build_tree(&n, partition, &peer, segments)).await?);
+    node.aae_trees.keep(key, generation, tree.clone());
+    Ok(tree)
 }
 
 /// Timeout of a call that makes the peer scan a whole partition.

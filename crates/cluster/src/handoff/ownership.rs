@@ -570,6 +570,7 @@ async fn run_drain(
         let storage = node.storage.clone();
         dropped +=
             blocking(move || delete_unchanged(storage.as_ref(), partition, &entries)).await?;
+        node.aae_trees.note_write(partition);
         cursor = Some(after);
     }
     if dropped > 0 {

@@ -6,6 +6,7 @@ mod call;
 pub mod cluster_time;
 pub mod fence;
 pub mod incarnation;
+pub mod trees;
 
 use crate::metrics::Metrics;
 use parking_lot::{Mutex, RwLock};
@@ -125,6 +126,8 @@ pub struct Node {
     /// Where the reaper's last walk of the expiry index stopped (instant, key), so a long run
     /// of entries it cannot reap (other owners' keys) does not hide the ones behind it.
     pub expiry_cursor: parking_lot::Mutex<Option<(u64, riftkv_core::storage::ObjectKey)>>,
+    /// Anti-entropy trees kept between calls, made stale by writes to their partition.
+    pub aae_trees: trees::TreeCache,
     /// Ring version each peer last reported (for `ring_settled`).
     pub peer_ring_versions: Mutex<HashMap<NodeId, u64>>,
     /// Peers' clock offsets, for cluster time (expiry).
@@ -243,6 +246,7 @@ impl Node {
             incarnation,
             reap_fence: fence::ReapFence::default(),
             expiry_cursor: parking_lot::Mutex::new(None),
+            aae_trees: trees::TreeCache::default(),
             peer_ring_versions: Mutex::new(HashMap::new()),
             peer_clocks: cluster_time::PeerClocks::default(),
             gossip_stop: shutdown.child_token(),

@@ -47,5 +47,6 @@ pub fn delete_if_unchanged(
     node.storage
         .write(batch, false)
         .map_err(|e| ReplicaError::Internal(e.to_string()))?;
+    node.aae_trees.note_write(k.partition);
     Ok(true)
 }

@@ -176,6 +176,9 @@ impl Node {
             Slot::Hint(hk) => batch.put_hint(hk.clone(), bytes),
         };
         self.storage.write(batch, sync)?;
+        if let Slot::Object(k) = slot {
+            self.aae_trees.note_write(k.partition);
+        }
         Ok(copy.object)
     }
 }
