@@ -334,5 +334,4 @@ fn join_from_a_ring_with_violations_moves_its_share() {
     assert_eq!(quality.node_violations, 0);
     let moved = after.moved_partitions(&before).len();
     assert!(moved <= 12, "moved {moved} of 32");
-    eprintln!("3 to 4 nodes on 32 partitions moved {moved}");
 }
