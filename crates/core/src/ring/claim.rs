@@ -27,7 +27,10 @@
 //! break windows, gives the leavers' partitions and the remaining surplus to under-loaded
 //! members at places that break no window, then repairs remaining violations with owner swaps.
 //! A fresh striped layout (zones interleaved, relabelled and rotated to overlap the previous
-//! ring most) replaces it only when it has strictly fewer violations. Every step is
+//! ring most) competes with it. Both then give partitions back to their previous owners by
+//! swaps that add no violation, and the ring with fewer violations wins, then the one moving
+//! less. So a join from a ring that broke windows (e.g. 3 nodes, Q=32, N=3) no longer
+//! reshuffles the whole ring: 3 to 4 nodes moves 11 of 32, not 23. Every step is
 //! deterministic: members are sorted by id and ties broken by index, so the order of
 //! `members` never matters.
 
@@ -221,7 +224,9 @@ pub fn try_claim(
         let cost = layout.total_cost(&own);
         best = Some((cost, moved(prev, &own), own));
     }
-    if best.as_ref().is_none_or(|(cost, _, _)| *cost > 0) {
+    // The fresh layout also competes when the incremental one is perfect: after a leave,
+    // restoring a rotated stripe can move less than chaining partitions round the gap.
+    {
         let none = vec![HOLE; q];
         let reference = prev.as_ref().unwrap_or(&none);
         let own = layout.fresh(reference);
@@ -499,6 +504,7 @@ impl Layout {
             return None;
         }
         self.repair(&mut own, prev, &mut budget);
+        self.restore(&mut own, prev, &mut budget);
         Some(own)
     }
 
@@ -518,30 +524,15 @@ impl Layout {
                         break;
                     }
                     let i = (s + d) % q;
-                    let mut best: Option<(i64, i64, usize)> = None;
-                    for j in 0..q {
-                        if own[j] == own[i] {
-                            continue;
-                        }
-                        if *budget == 0 {
-                            return;
-                        }
-                        *budget -= 1;
-                        let (oi, oj) = (own[i], own[j]);
-                        let dc = self.delta(own, &[(i, oj), (j, oi)]);
-                        if dc >= 0 {
-                            continue;
-                        }
+                    let oi = own[i];
+                    let moves = |j: usize, oj: u32| {
                         let was = i64::from(oi != prev[i]) + i64::from(oj != prev[j]);
                         let now = i64::from(oj != prev[i]) + i64::from(oi != prev[j]);
-                        let key = (dc, now - was, j);
-                        if best.is_none_or(|b| key < b) {
-                            best = Some(key);
-                        }
-                    }
-                    if let Some((_, _, j)) = best {
-                        own.swap(i, j);
-                        improved = true;
+                        now - was
+                    };
+                    improved |= self.swap_best(own, i, budget, -1, |_, _| true, moves);
+                    if *budget == 0 {
+                        return;
                     }
                 }
             }
@@ -549,6 +540,77 @@ impl Layout {
                 return;
             }
         }
+    }
+
+    /// Swaps partitions back to their owner in `prev` while that adds no violation, undoing
+    /// the moves a layout made beyond need. Each swap lowers the moves, so it ends; counts
+    /// per member never change.
+    fn restore(&self, own: &mut [u32], prev: &[u32], budget: &mut u64) {
+        let q = self.q;
+        loop {
+            let mut improved = false;
+            for i in 0..q {
+                let want = prev[i];
+                if want == HOLE || own[i] == want {
+                    continue;
+                }
+                let oi = own[i];
+                // Only partitions `want` gained elsewhere are worth giving back.
+                improved |= self.swap_best(
+                    own,
+                    i,
+                    budget,
+                    0,
+                    |j, oj| oj == want && prev[j] != want,
+                    |j, _| i64::from(oi != prev[j]) - 2,
+                );
+                if *budget == 0 {
+                    return;
+                }
+            }
+            if !improved {
+                return;
+            }
+        }
+    }
+
+    /// Swaps the owners of `i` and the partner `j` that ranks lowest by (cost change,
+    /// `moves(j, own[j])`), among the `eligible` ones whose cost change is at most
+    /// `max_change`; true when it swapped. Stops looking when `budget` runs out.
+    fn swap_best(
+        &self,
+        own: &mut [u32],
+        i: usize,
+        budget: &mut u64,
+        max_change: i64,
+        eligible: impl Fn(usize, u32) -> bool,
+        moves: impl Fn(usize, u32) -> i64,
+    ) -> bool {
+        let oi = own[i];
+        let mut best: Option<(i64, i64, usize)> = None;
+        for j in 0..self.q {
+            let oj = own[j];
+            // A swap between equal owners changes nothing.
+            if oj == oi || !eligible(j, oj) {
+                continue;
+            }
+            if *budget == 0 {
+                break;
+            }
+            *budget -= 1;
+            let dc = self.delta(own, &[(i, oj), (j, oi)]);
+            if dc <= max_change {
+                let key = (dc, moves(j, oj), j);
+                if best.is_none_or(|b| key < b) {
+                    best = Some(key);
+                }
+            }
+        }
+        let Some((_, _, j)) = best else {
+            return false;
+        };
+        own.swap(i, j);
+        true
     }
 
     /// Members in an order that interleaves zones: most populous zone first, and a zone not
@@ -640,6 +702,7 @@ impl Layout {
         let mut own = self.align(&chosen, reference, &count);
         let mut budget = EVAL_BUDGET;
         self.repair(&mut own, reference, &mut budget);
+        self.restore(&mut own, reference, &mut budget);
         own
     }
 
