@@ -10,8 +10,8 @@ use super::placement::{Placement, check_names, place};
 use super::quorum::{ConsistencyParams, ReadQuorum, check_read};
 use crate::node::Node;
 use crate::preflist::Role;
+use crate::replica::read_copy;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
-use crate::replica::{blocking, read_copy};
 use riftkv_core::storage::ObjectKey;
 use riftkv_core::types::NodeId;
 use riftkv_core::version::{ConflictMode, Object};
@@ -159,21 +159,19 @@ fn send_reads(
 ) {
     let left = deadline.saturating_duration_since(Instant::now());
     for (peer, role) in targets {
+        if peer == node.id {
+            // The local copy is read right here: no task, no hop (see `read_copy`).
+            let r = read_copy(node, k, &role, mode).map_err(|e| KvError::from(e).to_string());
+            let _ = tx.send((peer, r));
+            continue;
+        }
         let (node, tx, k) = (node.clone(), tx.clone(), k.clone());
         tokio::spawn(crate::trace::traced(async move {
-            let r = if peer == node.id {
-                let n = node.clone();
-                blocking(move || read_copy(&n, &k, &role, mode).map_err(KvError::from))
-                    .await
-                    .map_err(|e| e.to_string())
-            } else {
-                let sent = Instant::now();
-                let r = ask(&node, &peer, k, &role, left).await;
-                if r.is_ok() {
-                    node.replica_reads.lock().observe(sent.elapsed());
-                }
-                r
-            };
+            let sent = Instant::now();
+            let r = ask(&node, &peer, k, &role, left).await;
+            if r.is_ok() {
+                node.replica_reads.lock().observe(sent.elapsed());
+            }
             let _ = tx.send((peer, r));
         }));
     }

@@ -66,6 +66,13 @@ pub async fn blocking<T: Send + 'static, E: From<ReplicaError> + Send + 'static>
 ///
 /// A damaged record reads as missing: the reader then sees this replica as lacking the key, so
 /// read repair (and anti-entropy) write the merged copy back over the damage.
+///
+/// Async callers run this on their own task rather than through [`blocking`]: it takes no lock
+/// and, with the working set in RocksDB's block cache, costs microseconds, while a hop to the
+/// blocking pool and back costs two thread wake-ups (under YCSB-A about a quarter of a node's
+/// CPU went to task switching; BENCHMARKS.md). A cache miss reads from disk on the async worker,
+/// a fraction of a millisecond. Writes stay on the blocking pool: they take the key's stripe
+/// lock, which a syncing writer may hold for milliseconds.
 pub fn read_copy(
     node: &Node,
     k: &ObjectKey,

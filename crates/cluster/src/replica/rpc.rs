@@ -108,12 +108,8 @@ pub async fn handle(
         } => {
             let mode = node.state.read().bucket_props(&bucket).conflict;
             let k = ObjectKey::new(partition, bucket, key);
-            let n = node.clone();
-            let o = blocking(move || {
-                read_copy(&n, &k, &Role::from_hinted_for(hinted_for), mode)
-                    .map_err(ReplicaError::from)
-            })
-            .await?;
+            // On this task, not the blocking pool: see `read_copy`.
+            let o = read_copy(node, &k, &Role::from_hinted_for(hinted_for), mode)?;
             Ok(ReplicaResponse::Object(o.map(|o| o.encode())))
         }
         ReplicaRequest::ReplicaPut {
