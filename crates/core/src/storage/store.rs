@@ -57,6 +57,12 @@ impl<B: Backend> RecordStore<B> {
         &self.backend
     }
 
+    /// Drops what this handle derived from the records (the hint counts), for a backend whose
+    /// contents changed under it the way a crash changes a disk: the next use counts afresh.
+    pub(crate) fn forget_derived(&self) {
+        *self.hint_counts.lock() = None;
+    }
+
     /// The on-disk format version recorded in `meta`, if any.
     pub fn format_version(&self) -> Result<Option<u32>, StorageError> {
         migrate::read_version(&self.backend)
