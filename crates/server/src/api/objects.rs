@@ -152,7 +152,15 @@ pub async fn put_object(
 #[utoipa::path(post, path = "/v1/kv/{bucket}/{key}", tag = "objects",
     params(("bucket" = String, Path), ("key" = String, Path)),
     request_body(content = Vec<u8>, description = "Same as PUT", content_type = "application/octet-stream"),
-    responses((status = 204, description = "Same answers as PUT")))]
+    responses(
+        (status = 204, description = "Written, as PUT"),
+        (status = 200, description = "Written, returnbody=true: as a GET"),
+        (status = 300, description = "Written, returnbody=true, siblings remain: as a GET"),
+        (status = 400, description = "As PUT", body = super::error::ErrorBody),
+        (status = 409, description = "Too many siblings", body = super::error::ErrorBody),
+        (status = 412, description = "If-None-Match: * and a live value exists", body = super::error::ErrorBody),
+        (status = 413, description = "Value over the limit", body = super::error::ErrorBody),
+        (status = 503, description = "w, dw or pw could not be met", body = super::error::ErrorBody)))]
 pub async fn post_object(
     State(node): State<AppState>,
     uri: Uri,

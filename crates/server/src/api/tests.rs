@@ -728,6 +728,17 @@ async fn admin_endpoints() {
     );
     let v = api.get("/v1/openapi.json").await.json();
     assert!(v["paths"]["/v1/kv/{bucket}/{key}"]["put"].is_object());
+    // POST answers exactly as PUT, so its document lists the same statuses (a client or a
+    // schema checker otherwise meets an undocumented 409 too_many_siblings).
+    let statuses = |m: &str| {
+        let mut s: Vec<String> = v["paths"]["/v1/kv/{bucket}/{key}"][m]["responses"]
+            .as_object()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        s.sort();
+        s
+    };
+    assert_eq!(statuses("post"), statuses("put"));
 }
 
 /// Keys written twice without a context hold two siblings.
