@@ -59,6 +59,7 @@ impl<B: Backend> RecordStore<B> {
 
     /// Drops what this handle derived from the records (the hint counts), for a backend whose
     /// contents changed under it the way a crash changes a disk: the next use counts afresh.
+    #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
     pub(crate) fn forget_derived(&self) {
         *self.hint_counts.lock() = None;
     }
