@@ -7,7 +7,7 @@ use crate::testkit::{ClusterOptions, TestCluster, id_of};
 use bytes::Bytes;
 use riftkv_core::bucket::BucketProps;
 use riftkv_core::storage::{Cf, Storage, keys};
-use riftkv_core::version::ConflictMode;
+use riftkv_core::version::{ConflictMode, Limits, Sibling, VersionVector};
 use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -117,6 +117,28 @@ async fn write_keys(c: &TestCluster, prefix: &str, count: usize, w: &str, on: &[
         })
     })
     .await
+    .unwrap();
+}
+
+/// Stores a first version of `k`, written by `writer`, on one node only (as its primary copy).
+fn store_new(node: Arc<Node>, k: &ObjectKey, writer: NodeId, value: &[u8]) {
+    let obj = Object::update(
+        None,
+        &VersionVector::new(),
+        writer,
+        Sibling::new(value.to_vec(), "text/plain", 1),
+        ConflictMode::Siblings,
+        &Limits::default(),
+    )
+    .unwrap();
+    store_copy(
+        &node,
+        k,
+        &obj,
+        ConflictMode::Siblings,
+        false,
+        &crate::preflist::Role::Primary,
+    )
     .unwrap();
 }
 
@@ -267,24 +289,7 @@ async fn keys_of_buckets_the_peer_does_not_replicate_are_left_alone() {
     let owner = c.node(1).state.read().ring.preference_list(k.partition, 1)[0].clone();
     let owner_i: usize = owner.as_str().trim_start_matches('n').parse().unwrap();
     let other = (1..=3).find(|i| *i != owner_i).unwrap();
-    let obj = Object::update(
-        None,
-        &riftkv_core::version::VersionVector::default(),
-        &owner,
-        riftkv_core::version::Sibling::new(b"v".to_vec(), "text/plain", 1),
-        ConflictMode::Siblings,
-        &riftkv_core::version::Limits::default(),
-    )
-    .unwrap();
-    store_copy(
-        &c.node(owner_i),
-        &k,
-        &obj,
-        ConflictMode::Siblings,
-        false,
-        &crate::preflist::Role::Primary,
-    )
-    .unwrap();
+    store_new(c.node(owner_i), &k, owner.clone(), b"v");
 
     for (a, b) in [(owner_i, other), (other, owner_i)] {
         let r = exchange(&c.node(a), k.partition, &id_of(b)).await.unwrap();
@@ -359,7 +364,6 @@ async fn peers_refuse_exchanges_across_ring_versions_and_bad_requests() {
 /// on either side, and a write after the first call is seen by the next exchange.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_trees_read_nothing_until_a_write() {
-    use riftkv_core::version::{Limits, Sibling, VersionVector};
     let c = cluster(36, false).await;
     write_keys(&c, "kept", 40, "3", &[1, 2, 3]).await;
     let p = key_of(&c, "b", "kept-000").partition;
@@ -400,24 +404,7 @@ async fn kept_trees_read_nothing_until_a_write() {
         .find(|k| key_of(&c, "b", k).partition == p)
         .unwrap();
     let k = key_of(&c, "b", &key);
-    let obj = Object::update(
-        None,
-        &VersionVector::new(),
-        id_of(2),
-        Sibling::new(&b"new"[..], "text/plain", 1),
-        ConflictMode::Siblings,
-        &Limits::default(),
-    )
-    .unwrap();
-    store_copy(
-        &c.node(2),
-        &k,
-        &obj,
-        ConflictMode::Siblings,
-        false,
-        &crate::preflist::Role::Primary,
-    )
-    .unwrap();
+    store_new(c.node(2), &k, id_of(2), b"new");
     let r = exchange(&c.node(1), p, &id_of(2)).await.unwrap();
     assert_eq!((r.keys_differing, r.keys_repaired), (1, 1));
     assert_eq!(values(&c, 1, &k), vec!["new".to_string()]);
