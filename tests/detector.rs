@@ -167,3 +167,30 @@ fn a_two_second_stall_of_every_node_refuses_nothing_after_resume() {
     }
     assert_none_failed(&c, &failed, sent);
 }
+
+/// A node restarted while its peers run answers as soon as it is ready, even with heartbeats
+/// 3 s apart: it greets every peer when it starts, and the answers count as heartbeats, so it
+/// never routes around healthy peers it has not had a heartbeat from yet.
+#[test]
+fn a_restarted_node_serves_before_its_first_heartbeat() {
+    let mut c = Cluster::start(3, opts(3_000));
+    c.wait_settled(3, Duration::from_secs(60));
+    let http = new_client();
+    let mut failed = Vec::new();
+    let mut sent = 0;
+    for round in 0..3 {
+        c.node(1).kill();
+        c.node(1).start();
+        let url = c.url(1);
+        eventually(Duration::from_secs(30), "node 1 ready", || {
+            http.get(format!("{url}/ready"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        for i in 0..5 {
+            failed.extend(write_read(&http, &url, &format!("r{round}-{i}")));
+            sent += 2;
+        }
+    }
+    assert_none_failed(&c, &failed, sent);
+}

@@ -56,7 +56,32 @@ fn skewed_cluster() -> Cluster {
         "node {SKEWED} should run {SKEW_SECS} s behind node 1, runs {lag} s behind \
          (is libfaketime working?)"
     );
+    // The skewed node corrects its clock once it has heard both peers' clocks (a majority);
+    // until then it is a lone node with its own time (docs/api.md, expiry).
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let offset = clock_offset_ms(&c.url(SKEWED));
+        if (SKEW_SECS * 1000 - 3000..=SKEW_SECS * 1000 + 3000).contains(&offset) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {SKEWED} should correct its clock by about {SKEW_SECS} s, adds {offset} ms"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     c
+}
+
+/// The correction node `url` adds to its clock for expiry, from `/v1/admin/status`.
+fn clock_offset_ms(url: &str) -> i64 {
+    client()
+        .get(format!("{url}/v1/admin/status"))
+        .send()
+        .ok()
+        .and_then(|r| r.json::<serde_json::Value>().ok())
+        .and_then(|j| j["clock_offset_ms"].as_i64())
+        .unwrap_or(0)
 }
 
 /// A node's wall-clock time of day in seconds, from the `Date` header of its answer
@@ -82,9 +107,10 @@ fn clock_of(url: &str) -> i64 {
     hms[0] * 3600 + hms[1] * 60 + hms[2]
 }
 
+/// Writes with `w=3`, so every replica holds the value when the PUT returns.
 fn put_ttl(url: &str, key: &str) {
     let r = client()
-        .put(format!("{url}/v1/kv/ttl/{}?ttl={TTL_SECS}", seg(key)))
+        .put(format!("{url}/v1/kv/ttl/{}?ttl={TTL_SECS}&w=3", seg(key)))
         .header("content-type", "text/plain")
         .body(b"v".to_vec())
         .send()

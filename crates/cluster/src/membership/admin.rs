@@ -35,6 +35,8 @@ pub struct StatusView {
     pub workers: Vec<crate::worker::WorkerStatus>,
     /// Progress of the pending ring change; None while nothing moves.
     pub transfers: Option<TransfersView>,
+    /// What this node adds to its own clock to judge and stamp expiry (cluster time).
+    pub clock_offset_ms: i64,
 }
 
 /// Progress of the pending plan's transfers as this node sees them, with its own limits.
@@ -174,6 +176,7 @@ pub fn status(node: &Node) -> Result<StatusView, MembershipError> {
         ring_settled,
         workers: node.workers.list(),
         transfers,
+        clock_offset_ms: node.peer_clocks.offset_ms(),
     })
 }
 
@@ -447,6 +450,7 @@ mod tests {
             ring_settled: true,
             workers: Vec::new(),
             transfers: None,
+            clock_offset_ms: 0,
         };
         let j = serde_json::to_value(&v).unwrap();
         for f in [

@@ -65,6 +65,9 @@ pub struct StatusBody {
     /// Present while partitions move (a ring change is pending).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfers: Option<TransfersBody>,
+    /// Milliseconds this node adds to its own clock to judge and stamp expiry: the lower
+    /// median of its peers' clock offsets (0 until it has heard a majority).
+    pub clock_offset_ms: i64,
 }
 
 /// Progress of the pending ring change in `/v1/admin/status`.
@@ -144,6 +147,7 @@ impl From<madmin::StatusView> for StatusBody {
                 })
                 .collect(),
             transfers: v.transfers.map(TransfersBody::from),
+            clock_offset_ms: v.clock_offset_ms,
         }
     }
 }
