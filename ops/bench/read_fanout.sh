@@ -51,21 +51,15 @@ start_cluster() { # $1 binary
         >"$WORK/dev.log" 2>&1 &
     DEV_PID=$!
     for _ in $(seq 1 120); do
+        # Every node must have the committed ring: one settled node says nothing about a
+        # node still on the ring version where the others were joining.
         local ready=1
         for k in 1 2 3; do
-            curl -sf "http://127.0.0.1:$((BASE_PORT + k))/ready" >/dev/null || ready=0
+            curl -sf "http://127.0.0.1:$((BASE_PORT + k))/v1/admin/status" 2>/dev/null |
+                python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["ring_settled"] and len(s["members"]) == 3 else 1)' \
+                    2>/dev/null || ready=0
         done
-        # Ready nodes may not see each other up yet: wait until reads at r=all answer.
-        if [ "$ready" = 1 ]; then
-            local up=1
-            for key in a b c d e f; do
-                local code
-                code=$(curl -s -o /dev/null -w '%{http_code}' \
-                    "http://127.0.0.1:$((BASE_PORT + 1))/v1/kv/probe/$key?r=all")
-                [ "$code" = 404 ] || up=0
-            done
-            [ "$up" = 1 ] && return 0
-        fi
+        [ "$ready" = 1 ] && return 0
         sleep 0.5
     done
     log "cluster did not become ready"

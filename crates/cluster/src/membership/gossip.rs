@@ -16,7 +16,7 @@ use futures::StreamExt;
 use rand::seq::SliceRandom;
 use riftkv_core::membership::state::{MemberStatus, RingState};
 use riftkv_core::types::NodeId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -143,16 +143,20 @@ pub async fn tick(node: &Arc<Node>, joiner: &mut JoinBackoff) -> bool {
         gossip_with_seed(node).await;
     }
     let me = node.id.clone();
-    if let Err(e) = node.update_state(|s| {
+    match node.update_state(|s| {
         let stepped = s.claimant_step(&me);
         if stepped {
             tracing::info!(ring_version = s.ring_version, plan = ?s.plan.as_ref().map(|p| p.id),
                 "claimant advanced the ring");
         }
         let pruned = s.prune_transfers_done(&me);
-        (stepped || pruned, ())
+        (stepped || pruned, stepped)
     }) {
-        tracing::warn!(error = %e, "cannot persist the ring state");
+        // A new ring reaches every member at once, not one random member per round: until a
+        // member has it, it routes by the old ring (and refuses quorums the new one can meet).
+        Ok(true) => gossip_to_all(node).await,
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot persist the ring state"),
     }
     update_metrics(node);
     if finish_leave_if_done(node).await {
@@ -299,7 +303,23 @@ async fn heartbeat_all(node: &Arc<Node>) {
         .await;
 }
 
-/// Push-pull with one random member, reachable ones first. Returns true when it answered.
+/// The peers of `pool` to gossip with next: those whose last ping said they hold a newer ring
+/// than `mine` (pulling it from them ends the time this node routes by an old ring), else all.
+fn gossip_partners(pool: &[NodeId], versions: &HashMap<NodeId, u64>, mine: u64) -> Vec<NodeId> {
+    let ahead: Vec<NodeId> = pool
+        .iter()
+        .filter(|p| versions.get(*p).is_some_and(|v| *v > mine))
+        .cloned()
+        .collect();
+    if ahead.is_empty() {
+        pool.to_vec()
+    } else {
+        ahead
+    }
+}
+
+/// Push-pull with one random member, reachable ones first, and among them one known to hold
+/// a newer ring. Returns true when it answered.
 async fn gossip_once(node: &Arc<Node>) -> bool {
     let all = peers(node);
     let reachable: Vec<NodeId> = all
@@ -312,7 +332,9 @@ async fn gossip_once(node: &Arc<Node>) -> bool {
     } else {
         &reachable
     };
-    let Some(peer) = pool.choose(&mut rand::thread_rng()).cloned() else {
+    let mine = node.state.read().ring_version;
+    let candidates = gossip_partners(pool, &node.peer_ring_versions.lock(), mine);
+    let Some(peer) = candidates.choose(&mut rand::thread_rng()).cloned() else {
         return false;
     };
     let state = Box::new(node.state.read().clone());
@@ -324,6 +346,26 @@ async fn gossip_once(node: &Arc<Node>) -> bool {
             false
         }
     }
+}
+
+/// Push-pull with every member at once (after this node advanced the ring).
+async fn gossip_to_all(node: &Arc<Node>) {
+    let state = node.state.read().clone();
+    futures::stream::iter(peers(node))
+        .for_each_concurrent(PING_CONCURRENCY, |peer| {
+            let req = MembershipRequest::Gossip {
+                state: Box::new(state.clone()),
+            };
+            async move {
+                match node.call(&peer, req, node.settings.rpc_timeout).await {
+                    Ok(resp) => {
+                        merge_answer(node, Some(&peer), resp);
+                    }
+                    Err(e) => tracing::debug!(peer = %peer, error = %e, "gossip failed"),
+                }
+            }
+        })
+        .await;
 }
 
 /// With no member reachable, a seed may know where the members went (all changed address).
@@ -525,6 +567,27 @@ mod tests {
 
     fn id(s: &str) -> NodeId {
         NodeId::from(s)
+    }
+
+    /// A node whose peers' pings say they hold a newer ring gossips with one of them next,
+    /// rather than with a random peer that may be as far behind as itself: a node left on the
+    /// ring where the others were still joining routes by it (and refuses quorums) until then.
+    #[test]
+    fn gossip_prefers_a_peer_with_a_newer_ring() {
+        let pool = vec![id("b"), id("c"), id("d")];
+        let versions: HashMap<NodeId, u64> = [(id("b"), 2), (id("c"), 3), (id("d"), 2)]
+            .into_iter()
+            .collect();
+        for _ in 0..50 {
+            assert_eq!(
+                gossip_partners(&pool, &versions, 2),
+                vec![id("c")],
+                "only c is ahead"
+            );
+        }
+        // Nobody ahead: every peer is a candidate.
+        assert_eq!(gossip_partners(&pool, &versions, 3), pool);
+        assert_eq!(gossip_partners(&pool, &HashMap::new(), 1), pool);
     }
 
     #[test]
