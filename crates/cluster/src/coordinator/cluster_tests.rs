@@ -487,7 +487,9 @@ async fn hints_for_a_removed_node_reach_the_new_primaries() {
     );
 
     // The dead node is removed for good: its hint can only go to the partition's new owners.
-    crate::membership::admin::remove(&c.node(coord), &prim[2]).unwrap();
+    crate::membership::admin::remove(&c.node(coord), &prim[2])
+        .await
+        .unwrap();
     let r = c
         .wait_for(
             Duration::from_secs(40),
@@ -957,6 +959,7 @@ async fn a_bucket_ttl_expires_writes_that_give_none() {
         s.set_bucket_props(b"b", props.clone(), &n.id);
         (true, ())
     })
+    .await
     .unwrap();
     c.wait_for(WAIT, "the ttl props to reach every node", |c| {
         (1..=3).all(|i| c.node(i).state.read().bucket_props(b"b").ttl == 1)
