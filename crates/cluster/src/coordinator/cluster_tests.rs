@@ -1071,6 +1071,7 @@ async fn a_restarted_primary_catches_up_on_its_hints() {
         "a restart catches up"
     );
     assert!(c.node(down).catching_up_nodes().contains(&target));
+    assert_eq!(c.node(down).metrics.catching_up.get(), 1);
     let r = c
         .wait_for(WAIT, "the restarted primary to catch up", |c| {
             !c.node(down).catch_up.is_catching_up()
@@ -1080,6 +1081,7 @@ async fn a_restarted_primary_catches_up_on_its_hints() {
         panic!("{e}\n{}", c.describe());
     }
     assert_eq!(held_for(&c, &target), 0, "caught up while hints remain");
+    assert_eq!(c.node(down).metrics.catching_up.get(), 0);
     assert_eq!(local_values(&c, down, p, key), vec!["while-down"]);
     c.wait_for(WAIT, "peers to stop asking it last", |c| {
         c.running()

@@ -74,6 +74,7 @@ impl CatchUpWorker {
     /// Ready from now on; the peers learn it at once (best effort: otherwise their note of
     /// this node catching up expires).
     async fn finish(&self) {
+        self.node.metrics.catching_up.set(0);
         self.node.catch_up.finish();
         let _ = ask_peers(&self.node, false).await;
     }

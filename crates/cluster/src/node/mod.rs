@@ -293,6 +293,9 @@ impl Node {
             catch_up: catch_up::CatchUp::new(catch_up::starts_catching_up(had_state, others)),
         });
         let _ = handle.set(Arc::downgrade(&node));
+        node.metrics
+            .catching_up
+            .set(i64::from(node.catch_up.is_catching_up()));
         // The running incarnation is on disk before the node serves anything.
         let mut generation = node.persister.ask_record(
             incarnation::META_INCARNATION,
