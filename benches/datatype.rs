@@ -41,6 +41,7 @@ fn cluster(rt: &Runtime) -> (TestCluster, Arc<Node>) {
             s.set_bucket_props(b"plain", plain, &me);
             (true, ())
         })
+        .await
         .expect("bucket props");
         c.wait_for(Duration::from_secs(20), "every node knows the type", |c| {
             c.running().iter().all(|i| {

@@ -164,6 +164,13 @@ pub fn render_status(v: &serde_json::Value) -> String {
         "handoffs pending:  {}",
         text(field(v, "handoffs_pending"))
     );
+    // Shown only while true: a restarted node whose peers still hold hints for it.
+    if field(v, "catching_up").as_bool() == Some(true) {
+        let _ = writeln!(
+            out,
+            "catching up:       yes (not ready: peers hold hints for it)"
+        );
+    }
     if let Some(t) = v.get("transfers").filter(|t| t.is_object()) {
         out.push_str(&render_transfers(t));
     }
@@ -378,6 +385,16 @@ mod tests {
         assert_eq!(row("reaper"), "reaper error 3 peer down");
         let without: serde_json::Value = serde_json::from_str(r#"{"members":[]}"#).unwrap();
         assert!(!render_status(&without).contains("workers"));
+    }
+
+    #[test]
+    fn status_says_when_the_node_is_catching_up() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"members":[],"catching_up":true}"#).unwrap();
+        assert!(render_status(&v).contains("catching up:       yes"));
+        let ready: serde_json::Value =
+            serde_json::from_str(r#"{"members":[],"catching_up":false}"#).unwrap();
+        assert!(!render_status(&ready).contains("catching up"));
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub going_down_sent_total: IntCounter,
     /// Going-down notices received from members shutting down.
     pub going_down_received_total: IntCounter,
+    /// 1 while this node, restarted, waits for its peers' hints (not ready), else 0.
+    pub catching_up: IntGauge,
     /// Always 1; the label carries the binary version.
     pub build_info: IntGaugeVec,
 }
@@ -229,6 +231,10 @@ impl Metrics {
                 "going_down_received_total",
                 "Going-down notices received from members shutting down (each routes around the sender at once).",
             ),
+            catching_up: gauge(
+                "catching_up",
+                "1 while this node, restarted, waits for its peers to deliver the hints they hold for it (GET /ready answers 503), else 0.",
+            ),
             build_info: gauge_vec(
                 "build_info",
                 "Always 1; the version label is the RiftKV release of this binary.",
@@ -355,6 +361,7 @@ mod tests {
         ("riftkv_storage_corrupt_records_total", "counter"),
         ("riftkv_going_down_sent_total", "counter"),
         ("riftkv_going_down_received_total", "counter"),
+        ("riftkv_catching_up", "gauge"),
         ("riftkv_build_info", "gauge"),
     ];
 

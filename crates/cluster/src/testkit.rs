@@ -38,6 +38,8 @@ pub struct ClusterOptions {
     /// Without it such work goes on against the storage the node restarts over, which a
     /// power cut has rolled back meanwhile.
     pub fence_dead_processes: bool,
+    /// Called on the writing thread before every synced write of every node's storage.
+    pub on_synced_write: Option<riftkv_core::storage::memory::SyncedWriteHook>,
 }
 
 impl Default for ClusterOptions {
@@ -47,6 +49,7 @@ impl Default for ClusterOptions {
             settings: None,
             duties: None,
             fence_dead_processes: false,
+            on_synced_write: None,
         }
     }
 }
@@ -157,7 +160,7 @@ impl TestCluster {
         if let Some(hook) = &self.options.settings {
             hook(&mut settings);
         }
-        let storage = Arc::new(MemoryStorage::new());
+        let storage = self.new_storage();
         let transport = self.net.endpoint(&addr, id);
         self.slots.push(Slot {
             settings,
@@ -170,6 +173,15 @@ impl TestCluster {
         });
         self.boot(i);
         i
+    }
+
+    /// An empty disk for a node, with the cluster's synced-write hook.
+    fn new_storage(&self) -> Arc<MemoryStorage> {
+        let storage = Arc::new(MemoryStorage::new());
+        if let Some(hook) = &self.options.on_synced_write {
+            storage.on_synced_write(hook.clone());
+        }
+        storage
     }
 
     fn boot(&mut self, i: usize) {
@@ -276,6 +288,8 @@ impl TestCluster {
         }
         if let Some(node) = slot.node.take() {
             node.stop();
+            // A dead process writes nothing more, not even metadata it had queued.
+            node.persister.halt();
         }
         for t in slot.tasks.drain(..) {
             t.abort();
@@ -308,8 +322,9 @@ impl TestCluster {
             .filter(|j| *j != i)
             .map(addr_of)
             .collect();
+        let storage = self.new_storage();
         let slot = &mut self.slots[i - 1];
-        slot.storage = Arc::new(MemoryStorage::new());
+        slot.storage = storage;
         slot.settings.seeds = seeds;
         self.boot(i);
     }

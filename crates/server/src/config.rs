@@ -40,6 +40,8 @@ pub const DEFAULT_TOMBSTONE_GRACE_MS: u64 = 600_000;
 /// Default anti-entropy period: the cluster crate's own default, in milliseconds.
 pub const DEFAULT_AAE_INTERVAL_MS: u64 =
     riftkv_cluster::aae::DEFAULT_AAE_INTERVAL.as_millis() as u64;
+/// Default longest wait of a restarted node for its peers' hints before it is ready anyway.
+pub const DEFAULT_CATCH_UP_TIMEOUT_MS: u64 = 60_000;
 /// Default per-request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
 /// Default bound on API requests in flight (past it: `503 overloaded`).
@@ -274,6 +276,12 @@ settings! {
         env "RIFTKV_AAE_INTERVAL_MS", value "MS", default DEFAULT_AAE_INTERVAL_MS,
         check positive_ms;
 
+    /// Longest wait, in milliseconds, of a restarted node for its peers to deliver the hints
+    /// they hold for it; until then `/ready` answers 503 `catching_up` [default: 60000]
+    catch_up_timeout_ms: u64, file u64 => u64,
+        env "RIFTKV_CATCH_UP_TIMEOUT_MS", value "MS", default DEFAULT_CATCH_UP_TIMEOUT_MS,
+        check positive_ms;
+
     /// Largest value a PUT may store, in bytes [default: 8388608 = 8 MiB]
     max_value_bytes: u64, file u64 => u64,
         env "RIFTKV_MAX_VALUE_BYTES", value "BYTES", default DEFAULT_MAX_VALUE_BYTES,
@@ -433,6 +441,7 @@ pub struct ServerConfig {
     pub gossip_interval_ms: u64,
     pub tombstone_grace_ms: u64,
     pub aae_interval_ms: u64,
+    pub catch_up_timeout_ms: u64,
     pub max_value_bytes: u64,
     pub max_object_bytes: u64,
     pub request_timeout_ms: u64,
@@ -979,6 +988,7 @@ impl ServerConfig {
             gossip_interval_ms: c.gossip_interval_ms.0,
             tombstone_grace_ms: c.tombstone_grace_ms.0,
             aae_interval_ms: c.aae_interval_ms.0,
+            catch_up_timeout_ms: c.catch_up_timeout_ms.0,
             max_value_bytes: c.max_value_bytes.0,
             max_object_bytes,
             request_timeout_ms: c.request_timeout_ms.0,
@@ -1046,6 +1056,10 @@ impl ServerConfig {
     /// Anti-entropy exchange period as a duration.
     pub fn aae_interval(&self) -> Duration {
         Duration::from_millis(self.aae_interval_ms)
+    }
+    /// Longest catch-up wait after a restart, as a duration.
+    pub fn catch_up_timeout(&self) -> Duration {
+        Duration::from_millis(self.catch_up_timeout_ms)
     }
     /// The time a client has for a request's headers, and again for its body.
     pub fn client_timeout(&self) -> Duration {
@@ -1596,6 +1610,7 @@ request_timeout_ms = 700
         ("gossip_interval_ms", "12", "12"),
         ("tombstone_grace_ms", "13", "13"),
         ("aae_interval_ms", "14", "14"),
+        ("catch_up_timeout_ms", "17", "17"),
         ("max_value_bytes", "15", "15"),
         ("max_object_bytes", "16777217", "16777217"),
         ("request_timeout_ms", "16", "16"),
@@ -1718,6 +1733,7 @@ request_timeout_ms = 700
         ("gossip_interval_ms", Some("0"), "0"),
         ("tombstone_grace_ms", Some("0"), "0"),
         ("aae_interval_ms", Some("86400001"), "86400001"),
+        ("catch_up_timeout_ms", Some("0"), "0"),
         ("max_value_bytes", Some("0"), "0"),
         ("max_object_bytes", Some("268435457"), "268435457"),
         ("request_timeout_ms", Some("0"), "0"),

@@ -65,8 +65,17 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
         block_cache_bytes: usize::try_from(cfg.block_cache_mb << 20).unwrap_or(usize::MAX),
         ..RocksTuning::default()
     };
-    let storage: Arc<dyn Storage> = Arc::new(RocksStorage::open_tuned(&db_dir, &tuning)?);
-    claim_node_id(storage.as_ref(), &cfg.node_id)?;
+    // Opening replays the WAL and claiming the node id is a synced write: both off the
+    // async threads, like every synced metadata write of the node.
+    let storage: Arc<dyn Storage> = {
+        let node_id = cfg.node_id.clone();
+        off_runtime(move || {
+            let storage = RocksStorage::open_tuned(&db_dir, &tuning)?;
+            claim_node_id(&storage, &node_id)?;
+            Ok(Arc::new(storage))
+        })
+        .await?
+    };
 
     let tls = match &cfg.tls {
         Some(files) => Some(riftkv_core::net::tls::Tls::load(files.clone())?),
@@ -95,16 +104,24 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
             reason: e.to_string(),
         })?;
 
-    let node = Node::new(
-        settings_from(&cfg),
-        storage.clone(),
-        transport.clone() as Arc<dyn Transport>,
-        Arc::new(SystemClock),
-        Metrics::new(),
-    )?;
+    let node = {
+        let (settings, storage) = (settings_from(&cfg), storage.clone());
+        let transport = transport.clone() as Arc<dyn Transport>;
+        // Node::new waits for its incarnation record to be synced.
+        off_runtime(move || {
+            Ok(Node::new(
+                settings,
+                storage,
+                transport,
+                Arc::new(SystemClock),
+                Metrics::new(),
+            )?)
+        })
+        .await?
+    };
     transport.set_handler(Arc::new(RpcHandler(node.clone())));
     if cfg.auth == crate::config::AuthMode::On {
-        bootstrap_admin(&node, bootstrap_token)?;
+        bootstrap_admin(&node, bootstrap_token).await?;
     }
     let duties = start_background(&node);
     tracing::info!(
@@ -144,14 +161,24 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
         tracing::warn!("the peer transport did not close in time");
     }
     // Only a fully synced stop may be marked clean: the next start then keeps this
-    // incarnation even across a reboot.
-    let flushed = storage.flush().and_then(|()| {
-        riftkv_cluster::node::incarnation::end_clean(
-            storage.as_ref(),
+    // incarnation even across a reboot. Metadata changes still queued are written first.
+    if let Err(e) = node.persist_all().await {
+        tracing::warn!(error = %e, "the last ring state changes could not be written");
+    }
+    let flushed = {
+        let (storage, id, boot) = (
+            storage.clone(),
             node.incarnation,
-            node.settings.boot_id.as_deref(),
-        )
-    });
+            node.settings.boot_id.clone(),
+        );
+        off_runtime(move || {
+            storage.flush().and_then(|()| {
+                riftkv_cluster::node::incarnation::end_clean(storage.as_ref(), id, boot.as_deref())
+            })?;
+            Ok(())
+        })
+        .await
+    };
     match (&outcome, &flushed) {
         (Ok(()), Ok(())) => tracing::info!("riftkv node stopped cleanly"),
         (_, Err(e)) => tracing::error!(error = %e, "flushing storage at shutdown failed"),
@@ -297,9 +324,18 @@ fn read_bootstrap_token(cfg: &ServerConfig) -> Result<Option<String>, ServerErro
     Ok(Some(token))
 }
 
+/// Runs blocking storage work (opening, fsyncs) on the blocking pool, not on an async worker.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
+) -> Result<T, ServerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServerError::Serve(format!("a storage task failed: {e}")))?
+}
+
 /// With auth on: creates the first admin from the bootstrap token when the cluster has never
 /// had a user.
-fn bootstrap_admin(node: &Node, token: Option<String>) -> Result<(), ServerError> {
+async fn bootstrap_admin(node: &Node, token: Option<String>) -> Result<(), ServerError> {
     let Some(token) = token else {
         if node.state.read().security.never_had_users() {
             tracing::warn!(
@@ -315,7 +351,8 @@ fn bootstrap_admin(node: &Node, token: Option<String>) -> Result<(), ServerError
         .update_state(move |s| {
             let r = s.security.bootstrap(&token, &me);
             (matches!(r, Ok(true)), r)
-        })?
+        })
+        .await?
         .map_err(|e| ServerError::Bootstrap {
             path: PathBuf::from("--bootstrap-token-file"),
             reason: e.to_string(),
@@ -396,6 +433,7 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
         rpc_timeout: RPC_TIMEOUT,
         tombstone_grace: cfg.tombstone_grace(),
         aae_interval: cfg.aae_interval(),
+        catch_up_timeout: cfg.catch_up_timeout(),
         limits: Limits {
             max_value_bytes: usize::try_from(cfg.max_value_bytes).unwrap_or(usize::MAX),
             max_object_bytes: usize::try_from(cfg.max_object_bytes).unwrap_or(usize::MAX),

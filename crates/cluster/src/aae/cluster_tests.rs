@@ -283,6 +283,7 @@ async fn keys_of_buckets_the_peer_does_not_replicate_are_left_alone() {
                 s.set_bucket_props(b"solo", props.clone(), &id_of(1));
                 (true, ())
             })
+            .await
             .unwrap();
     }
     let k = key_of(&c, "solo", "only-here");

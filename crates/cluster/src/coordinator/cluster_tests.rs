@@ -487,7 +487,9 @@ async fn hints_for_a_removed_node_reach_the_new_primaries() {
     );
 
     // The dead node is removed for good: its hint can only go to the partition's new owners.
-    crate::membership::admin::remove(&c.node(coord), &prim[2]).unwrap();
+    crate::membership::admin::remove(&c.node(coord), &prim[2])
+        .await
+        .unwrap();
     let r = c
         .wait_for(
             Duration::from_secs(40),
@@ -957,6 +959,7 @@ async fn a_bucket_ttl_expires_writes_that_give_none() {
         s.set_bucket_props(b"b", props.clone(), &n.id);
         (true, ())
     })
+    .await
     .unwrap();
     c.wait_for(WAIT, "the ttl props to reach every node", |c| {
         (1..=3).all(|i| c.node(i).state.read().bucket_props(b"b").ttl == 1)
@@ -1031,4 +1034,60 @@ async fn w_all_write_takes_a_fallback_at_once_after_a_going_down_notice() {
     let out = put(&c.node(1), req).await.unwrap();
     assert_eq!(values(&out.object), vec!["v"]);
     assert_eq!(c.node(1).metrics.sloppy_writes_total.get(), 1);
+}
+
+/// A restarted primary starts catching up; its hint comes back (its ask wakes delivery on the
+/// fallback) and then it is caught up, which its peers learn, so reads stop asking it last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_primary_catches_up_on_its_hints() {
+    let mut c = cluster(4, 29, true).await;
+    let key = "missed";
+    let (p, prim) = primaries(&c, key);
+    let coord = index_of(&prim[0]);
+    let down = index_of(&prim[2]);
+    c.kill(down);
+    wait_reachability(&c, coord, &[down], false).await;
+    let mut req = put_req(key, "while-down", None);
+    req.params.w = Some(Quorum::Count(2));
+    put(&c.node(coord), req).await.unwrap();
+    let held_for = |c: &TestCluster, target: &NodeId| -> u64 {
+        c.running()
+            .iter()
+            .flat_map(|i| c.storage(*i).hint_counts().unwrap())
+            .filter(|(t, _)| t == target)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let target = id_of(down);
+    c.wait_for(WAIT, "a hint for the stopped primary", |c| {
+        held_for(c, &target) > 0
+    })
+    .await
+    .unwrap();
+
+    c.restart(down);
+    assert!(
+        c.node(down).catch_up.is_catching_up(),
+        "a restart catches up"
+    );
+    assert!(c.node(down).catching_up_nodes().contains(&target));
+    assert_eq!(c.node(down).metrics.catching_up.get(), 1);
+    let r = c
+        .wait_for(WAIT, "the restarted primary to catch up", |c| {
+            !c.node(down).catch_up.is_catching_up()
+        })
+        .await;
+    if let Err(e) = r {
+        panic!("{e}\n{}", c.describe());
+    }
+    assert_eq!(held_for(&c, &target), 0, "caught up while hints remain");
+    assert_eq!(c.node(down).metrics.catching_up.get(), 0);
+    assert_eq!(local_values(&c, down, p, key), vec!["while-down"]);
+    c.wait_for(WAIT, "peers to stop asking it last", |c| {
+        c.running()
+            .iter()
+            .all(|i| !c.node(*i).catching_up_nodes().contains(&target))
+    })
+    .await
+    .unwrap();
 }

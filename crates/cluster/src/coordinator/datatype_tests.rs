@@ -24,6 +24,7 @@ async fn typed_bucket(c: &TestCluster, t: DataType) {
         s.set_bucket_props(b"b", props, &me);
         (true, ())
     })
+    .await
     .unwrap();
     c.wait_for(WAIT, "every node to know the datatype", |c| {
         c.running()

@@ -1,5 +1,5 @@
 //! The read path: ask the first `r` serving nodes (`pr` of them primaries, this node first
-//! when it serves the key), ask more when one fails or stays silent past the hedge delay,
+//! when it serves the key, replicas catching up on hints after a restart last), ask more when one fails or stays silent past the hedge delay,
 //! answer after `r` answers (`pr` from primaries) with the merge of the copies received, then
 //! keep collecting the asked nodes' answers in the background and read-repair every asked
 //! replica that answered with a stale or missing copy.
@@ -103,7 +103,8 @@ async fn drive_read(
     let mode = pl.props.conflict;
     let mut core = GetCore::new(pl.serving.clone(), rq.r, rq.pr)
         .mode(mode)
-        .prefer(&node.id);
+        .prefer(&node.id)
+        .ask_last(node.catching_up_nodes());
     let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, ReadReply)>();
     let hedge_delay = node.replica_reads.lock().hedge_delay();
     send_reads(&node, &k, mode, core.to_ask(), deadline, &tx);

@@ -43,6 +43,9 @@ pub struct GetCore {
     asked: BTreeSet<NodeId>,
     /// Asked nodes still silent when a hedge fired: no longer relied on to answer.
     suspect: BTreeSet<NodeId>,
+    /// Replicas still catching up on hints after a restart (stale copies likely): asked
+    /// only when the others cannot decide the read.
+    last: BTreeSet<NodeId>,
 }
 
 impl GetCore {
@@ -58,7 +61,14 @@ impl GetCore {
             local: None,
             asked: BTreeSet::new(),
             suspect: BTreeSet::new(),
+            last: BTreeSet::new(),
         }
+    }
+
+    /// Asks `nodes` (replicas catching up) after every other one, the coordinator included.
+    pub fn ask_last(mut self, nodes: BTreeSet<NodeId>) -> GetCore {
+        self.last = nodes;
+        self
     }
 
     /// Prefers `node` (the coordinator) when choosing whom to ask.
@@ -95,8 +105,9 @@ impl GetCore {
             .iter()
             .filter(|(n, _)| !self.asked.contains(n))
             .collect();
-        // Stable: the coordinator moves to the front, the rest keeps the serving order.
-        order.sort_by_key(|(n, _)| Some(n) != self.local.as_ref());
+        // Stable: the coordinator moves to the front, replicas catching up to the back, the
+        // rest keeps the serving order.
+        order.sort_by_key(|(n, _)| (self.last.contains(n), Some(n) != self.local.as_ref()));
         let mut picked: Vec<(NodeId, Role)> = Vec::new();
         for (node, role) in order.iter().filter(|(_, role)| role.is_primary()) {
             if pr_left == 0 {
@@ -119,6 +130,7 @@ impl GetCore {
         // Keep the preference order among the picked (primaries for `pr` were picked first).
         picked.sort_by_key(|(n, _)| {
             (
+                self.last.contains(n),
                 Some(n) != self.local.as_ref(),
                 self.tracker.serving().iter().position(|(s, _)| s == n),
             )
@@ -246,6 +258,26 @@ mod tests {
     fn abc(r: u32) -> GetCore {
         let serving = ["a", "b", "c"].map(|n| (id(n), Role::Primary)).to_vec();
         GetCore::new(serving, r, 0)
+    }
+
+    fn names(asked: &[(NodeId, Role)]) -> Vec<&str> {
+        asked.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// A replica catching up on hints is asked after the others, even when it coordinates,
+    /// and still when the others cannot decide the read.
+    #[test]
+    fn a_replica_catching_up_is_asked_last() {
+        let mut g = abc(1).prefer(&id("a")).ask_last([id("a")].into());
+        assert_eq!(names(&g.to_ask()), ["b"]);
+        g.add_reply(id("b"), Err("down".into()));
+        assert_eq!(names(&g.to_ask()), ["c"]);
+        g.add_reply(id("c"), Err("down".into()));
+        assert_eq!(names(&g.to_ask()), ["a"], "the last resort is still asked");
+        let mut g = abc(2).ask_last([id("a")].into());
+        assert_eq!(names(&g.to_ask()), ["b", "c"]);
+        let mut g = abc(3).prefer(&id("b")).ask_last([id("a")].into());
+        assert_eq!(names(&g.to_ask()), ["b", "c", "a"]);
     }
 
     #[test]

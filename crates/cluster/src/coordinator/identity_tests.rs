@@ -451,6 +451,7 @@ async fn lww_through_a_lagging_clock(fixed: bool) -> Vec<String> {
         s.set_bucket_props(b"b", props.clone(), &n.id);
         (true, ())
     })
+    .await
     .unwrap();
     c.wait_for(WAIT, "the lww props to reach every node", |c| {
         (1..=3).all(|i| c.node(i).state.read().bucket_props(b"b").conflict == mode)

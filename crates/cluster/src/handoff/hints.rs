@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// The delivery worker's name (to wake it early).
+pub const WORKER_NAME: &str = "hinted_handoff";
+
 /// Hints sent in one message.
 pub const HINT_BATCH: usize = 64;
 /// Soft cap on one message's payload: past the first hint, a batch ends once its hints reach
@@ -51,7 +54,7 @@ struct HintWorker {
 
 impl Worker for HintWorker {
     fn name(&self) -> &'static str {
-        "hinted_handoff"
+        WORKER_NAME
     }
     fn period(&self) -> Duration {
         self.node.settings.handoff_interval

@@ -511,16 +511,18 @@ async fn run_transfer(
         partition: t.partition,
         to: t.to.clone(),
     };
-    let recorded = node.update_state(|s| {
-        if s.plan.as_ref().map(|p| p.id) != Some(plan) {
-            return (false, false);
-        }
-        let already = s
-            .member(&me)
-            .is_some_and(|m| m.transfers_done.contains(&done));
-        s.mark_transfer_done(&me, done);
-        (!already, !already)
-    })?;
+    let recorded = node
+        .update_state(|s| {
+            if s.plan.as_ref().map(|p| p.id) != Some(plan) {
+                return (false, false);
+            }
+            let already = s
+                .member(&me)
+                .is_some_and(|m| m.transfers_done.contains(&done));
+            s.mark_transfer_done(&me, done);
+            (!already, !already)
+        })
+        .await?;
     if recorded {
         tracing::info!(partition = t.partition, to = %t.to, chunks, plan,
             "partition handed off to its new replica");

@@ -37,6 +37,8 @@ pub struct StatusView {
     pub transfers: Option<TransfersView>,
     /// What this node adds to its own clock to judge and stamp expiry (cluster time).
     pub clock_offset_ms: i64,
+    /// Restarted and still waiting for its peers' hints (see `node::catch_up`).
+    pub catching_up: bool,
 }
 
 /// Progress of the pending plan's transfers as this node sees them, with its own limits.
@@ -177,6 +179,7 @@ pub fn status(node: &Node) -> Result<StatusView, MembershipError> {
         workers: node.workers.list(),
         transfers,
         clock_offset_ms: node.peer_clocks.offset_ms(),
+        catching_up: node.catch_up.is_catching_up(),
     })
 }
 
@@ -228,19 +231,21 @@ pub fn preflist_view(node: &Node, bucket: &[u8], key: &[u8]) -> PreflistView {
 /// Starts this node's departure: it is marked leaving, the claimant moves its partitions to the
 /// other members, and once its data is handed off it marks itself removed and exits.
 /// Asking again while leaving is accepted and changes nothing.
-pub fn leave(node: &Node) -> Result<(), MembershipError> {
+pub async fn leave(node: &Node) -> Result<(), MembershipError> {
     if !node.joined.load(Ordering::SeqCst) {
         return Err(MembershipError::NotJoined);
     }
     let me = node.id.clone();
-    let result = node.update_state(|s| match check_leave(s, &me) {
-        Ok(true) => match s.set_status(&me, MemberStatus::Leaving) {
-            Ok(()) => (true, Ok(())),
+    let result = node
+        .update_state(|s| match check_leave(s, &me) {
+            Ok(true) => match s.set_status(&me, MemberStatus::Leaving) {
+                Ok(()) => (true, Ok(())),
+                Err(e) => (false, Err(e)),
+            },
+            Ok(false) => (false, Ok(())),
             Err(e) => (false, Err(e)),
-        },
-        Ok(false) => (false, Ok(())),
-        Err(e) => (false, Err(e)),
-    });
+        })
+        .await;
     let out = result.map_err(|e| MembershipError::Persist(e.to_string()))?;
     if out.is_ok() {
         tracing::info!("leaving the cluster: handing partitions off");
@@ -266,18 +271,20 @@ pub fn check_leave(state: &RingState, me: &NodeId) -> Result<bool, MembershipErr
 
 /// Drops a (dead) member: its partitions are reassigned by the claimant. If it was the claimant,
 /// the next lowest valid node takes over on its own.
-pub fn remove(node: &Node, id: &NodeId) -> Result<(), MembershipError> {
+pub async fn remove(node: &Node, id: &NodeId) -> Result<(), MembershipError> {
     if !node.joined.load(Ordering::SeqCst) {
         return Err(MembershipError::NotJoined);
     }
     let me = node.id.clone();
-    let result = node.update_state(|s| match check_remove(s, &me, id) {
-        Ok(()) => match s.set_status(id, MemberStatus::Removed) {
-            Ok(()) => (true, Ok(())),
+    let result = node
+        .update_state(|s| match check_remove(s, &me, id) {
+            Ok(()) => match s.set_status(id, MemberStatus::Removed) {
+                Ok(()) => (true, Ok(())),
+                Err(e) => (false, Err(e)),
+            },
             Err(e) => (false, Err(e)),
-        },
-        Err(e) => (false, Err(e)),
-    });
+        })
+        .await;
     let out = result.map_err(|e| MembershipError::Persist(e.to_string()))?;
     if out.is_ok() {
         node.detector.lock().forget(id);
@@ -291,7 +298,7 @@ pub fn remove(node: &Node, id: &NodeId) -> Result<(), MembershipError> {
 /// Replaces the (dead) member `old` by `new`, a member that joined and owns nothing yet: `old`
 /// is removed and `new` receives exactly `old`'s partitions from the surviving replicas
 /// (see `RingState::replace`). The node asked must not be `old` itself.
-pub fn replace(node: &Node, old: &NodeId, new: &NodeId) -> Result<(), MembershipError> {
+pub async fn replace(node: &Node, old: &NodeId, new: &NodeId) -> Result<(), MembershipError> {
     if !node.joined.load(Ordering::SeqCst) {
         return Err(MembershipError::NotJoined);
     }
@@ -304,6 +311,7 @@ pub fn replace(node: &Node, old: &NodeId, new: &NodeId) -> Result<(), Membership
             Ok(()) => (true, Ok(())),
             Err(e) => (false, Err(e)),
         })
+        .await
         .map_err(|e| MembershipError::Persist(e.to_string()))?;
     if out.is_ok() {
         node.detector.lock().forget(old);
@@ -451,6 +459,7 @@ mod tests {
             workers: Vec::new(),
             transfers: None,
             clock_offset_ms: 0,
+            catching_up: false,
         };
         let j = serde_json::to_value(&v).unwrap();
         for f in [

@@ -184,7 +184,7 @@ async fn a_leaving_node_leaves_every_key_on_its_new_replicas() {
         .count();
     assert!(held_by_leaver > 0);
 
-    admin::leave(&c.node(leaver)).unwrap();
+    admin::leave(&c.node(leaver)).await.unwrap();
     c.wait_for(SETTLE, "the leaver to leave", |c| c.has_left(leaver))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", c.describe()));
@@ -242,6 +242,7 @@ async fn a_partitioned_node_is_seen_down_then_up_and_catches_up() {
             s.set_bucket_props(b"cart", BucketProps::with_n(2), &me1);
             (true, ())
         })
+        .await
         .unwrap();
     // The majority side stays settled: unreachable members do not hold it back.
     c.wait_for(Duration::from_secs(5), "the majority to settle", |c| {
@@ -311,14 +312,14 @@ async fn removing_the_dead_claimant_reassigns_its_partitions() {
     c.kill(1);
     let n1 = id_of(1);
     assert_eq!(
-        admin::remove(&c.node(2), &c.node(2).id.clone()),
+        admin::remove(&c.node(2), &c.node(2).id.clone()).await,
         Err(riftkv_core::membership::state::MembershipError::CannotRemoveSelf)
     );
     assert!(matches!(
-        admin::remove(&c.node(2), &NodeId::from("nobody")),
+        admin::remove(&c.node(2), &NodeId::from("nobody")).await,
         Err(riftkv_core::membership::state::MembershipError::UnknownMember(_))
     ));
-    admin::remove(&c.node(2), &n1).unwrap();
+    admin::remove(&c.node(2), &n1).await.unwrap();
     settled(&c).await;
     for i in 2..=4 {
         let s = c.node(i).state.read().clone();

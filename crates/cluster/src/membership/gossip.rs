@@ -143,7 +143,9 @@ pub async fn tick(node: &Arc<Node>, joiner: &mut JoinBackoff) -> bool {
         gossip_with_seed(node).await;
     }
     let me = node.id.clone();
-    match node.update_state(|s| {
+    // Not awaited: the next round gossips the step anyway, and a crash before the write only
+    // makes the claimant step again.
+    let stepped = node.update_state_soon(|s| {
         let stepped = s.claimant_step(&me);
         if stepped {
             tracing::info!(ring_version = s.ring_version, plan = ?s.plan.as_ref().map(|p| p.id),
@@ -151,12 +153,11 @@ pub async fn tick(node: &Arc<Node>, joiner: &mut JoinBackoff) -> bool {
         }
         let pruned = s.prune_transfers_done(&me);
         (stepped || pruned, stepped)
-    }) {
-        // A new ring reaches every member at once, not one random member per round: until a
-        // member has it, it routes by the old ring (and refuses quorums the new one can meet).
-        Ok(true) => gossip_to_all(node).await,
-        Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot persist the ring state"),
+    });
+    // A new ring reaches every member at once, not one random member per round: until a
+    // member has it, it routes by the old ring (and refuses quorums the new one can meet).
+    if stepped {
+        gossip_to_all(node).await;
     }
     update_metrics(node);
     if finish_leave_if_done(node).await {
@@ -190,7 +191,7 @@ async fn try_join(node: &Arc<Node>, joiner: &mut JoinBackoff) {
                     ));
                     continue;
                 }
-                match adopt(node, *state) {
+                match adopt(node, *state).await {
                     Ok(()) => {
                         tracing::info!(seed = %seed, "joined the cluster");
                         return;
@@ -226,7 +227,7 @@ async fn try_join(node: &Arc<Node>, joiner: &mut JoinBackoff) {
 
 /// A joiner takes the cluster's state wholesale (its own founding ring was a placeholder), with
 /// its own entry refreshed, and persists it before it counts as joined.
-fn adopt(node: &Arc<Node>, state: RingState) -> Result<(), crate::node::NodeError> {
+async fn adopt(node: &Arc<Node>, state: RingState) -> Result<(), crate::node::NodeError> {
     let me = node.settings.member_info();
     node.update_state(|s| {
         *s = state;
@@ -234,7 +235,8 @@ fn adopt(node: &Arc<Node>, state: RingState) -> Result<(), crate::node::NodeErro
             tracing::warn!(error = %e, "seed answered a state without this node");
         }
         (true, ())
-    })?;
+    })
+    .await?;
     node.peer_ring_versions.lock().clear();
     node.joined.store(true, Ordering::SeqCst);
     Ok(())
@@ -403,9 +405,8 @@ fn merge_answer(node: &Arc<Node>, peer: Option<&NodeId>, resp: MembershipRespons
                     .lock()
                     .insert(peer.clone(), state.ring_version);
             }
-            if let Err(e) = node.update_state(|s| (s.merge(&state), ())) {
-                tracing::warn!(error = %e, "cannot persist the ring state");
-            }
+            // Not awaited: what a peer told us, it tells again if a crash loses it.
+            node.update_state_soon(|s| (s.merge(&state), ()));
             true
         }
         MembershipResponse::Refused { reason } => {
@@ -517,7 +518,9 @@ async fn finish_leave_if_done(node: &Arc<Node>) -> bool {
     if !finished {
         return false;
     }
-    if let Err(e) = node.update_state(|s| (s.set_status(&me, MemberStatus::Removed).is_ok(), ())) {
+    // Durable before the farewell: the others drop this member on the strength of it.
+    let removed = node.update_state(|s| (s.set_status(&me, MemberStatus::Removed).is_ok(), ()));
+    if let Err(e) = removed.await {
         tracing::warn!(error = %e, "cannot persist the ring state");
         return false;
     }

@@ -2,6 +2,7 @@
 //! local failure detection (which only decides routing, never membership).
 
 pub mod admin;
+pub mod catch_up;
 pub mod going_down;
 pub mod gossip;
 pub mod rpc;
@@ -17,9 +18,11 @@ use tokio::task::JoinHandle;
 /// ownership handoff that moves partitions when the ring changes. Every task stops on the
 /// node's shutdown token; `node.left` turns true once the node has left the cluster.
 pub fn start_background(node: Arc<Node>) -> Vec<JoinHandle<()>> {
-    vec![
+    let mut duties = vec![
         gossip::spawn_heartbeats(node.clone()),
         gossip::spawn(node.clone()),
-        crate::handoff::ownership::spawn(node),
-    ]
+    ];
+    duties.extend(catch_up::spawn(node.clone()));
+    duties.push(crate::handoff::ownership::spawn(node));
+    duties
 }

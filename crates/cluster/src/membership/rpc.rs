@@ -36,6 +36,11 @@ pub enum MembershipRequest {
         ring_version: u64,
         now_ms: u64,
     },
+    /// How many hints does the receiver hold for the sender? Sent by a restarted node while
+    /// it catches up (`catching_up`: the receiver asks it last for reads and delivers its
+    /// hints at once), and once more with `false` when it is done. An older member cannot
+    /// decode it and fails the call, which the sender takes as "cannot tell".
+    HintsHeld { catching_up: bool },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +60,10 @@ pub enum MembershipResponse {
     },
     /// A going-down notice was acted on.
     Noted,
+    /// Hints the receiver holds for the asker.
+    HintsHeld {
+        count: u64,
+    },
 }
 
 impl Message for MembershipRequest {
@@ -68,6 +77,7 @@ impl Message for MembershipRequest {
             MembershipRequest::Join { .. } => "join",
             MembershipRequest::GoingDown { .. } => "going_down",
             MembershipRequest::Hello { .. } => "hello",
+            MembershipRequest::HintsHeld { .. } => "hints_held",
         }
     }
 
@@ -180,6 +190,9 @@ pub async fn handle(
                 Verdict::Refuse(reason) => refused(reason),
             }
         }
+        MembershipRequest::HintsHeld { catching_up } => {
+            hints_held(node, &from.node_id, catching_up).await
+        }
         MembershipRequest::Gossip { state } => {
             // Before joining, our state is a placeholder that must not mix with the cluster's.
             if !joined {
@@ -194,10 +207,13 @@ pub async fn handle(
             node.peer_ring_versions
                 .lock()
                 .insert(from.node_id.clone(), state.ring_version);
-            let merged = node.update_state(|s| {
-                let changed = s.merge(&state);
-                (changed, s.clone())
-            });
+            // The answer is what the peer relies on: durable first (one write for a burst).
+            let merged = node
+                .update_state(|s| {
+                    let changed = s.merge(&state);
+                    (changed, s.clone())
+                })
+                .await;
             match merged {
                 Ok(s) => MembershipResponse::Gossip { state: Box::new(s) },
                 Err(e) => refused(e.to_string()),
@@ -223,16 +239,18 @@ pub async fn handle(
                 return refused(reason);
             }
             tracing::info!(node = %member.node_id, addr = %member.peer_addr, "member joining");
-            let result = node.update_state(|s| {
-                let before = s.members.get(&member.node_id).cloned();
-                match s.add_member(member.clone()) {
-                    Ok(()) => {
-                        let changed = s.members.get(&member.node_id) != before.as_ref();
-                        (changed, Ok(s.clone()))
+            let result = node
+                .update_state(|s| {
+                    let before = s.members.get(&member.node_id).cloned();
+                    match s.add_member(member.clone()) {
+                        Ok(()) => {
+                            let changed = s.members.get(&member.node_id) != before.as_ref();
+                            (changed, Ok(s.clone()))
+                        }
+                        Err(e) => (false, Err(e)),
                     }
-                    Err(e) => (false, Err(e)),
-                }
-            });
+                })
+                .await;
             match result {
                 Ok(Ok(s)) => MembershipResponse::Joined { state: Box::new(s) },
                 Ok(Err(e)) => refused(e.to_string()),
@@ -240,6 +258,28 @@ pub async fn handle(
             }
         }
     }
+}
+
+/// Answers a catching-up member: the hints held for it, and its delivery starts at once rather
+/// than at the next handoff tick. Counting reads storage (the first time a scan), so this
+/// travels on the data lane and counts on the blocking pool.
+async fn hints_held(node: &Arc<Node>, from: &NodeId, catching_up: bool) -> MembershipResponse {
+    node.catch_up
+        .note_peer(from, catching_up, node.clock.now_ms());
+    let n = node.clone();
+    let counts = tokio::task::spawn_blocking(move || n.storage.hint_counts()).await;
+    let count = match counts {
+        Ok(Ok(counts)) => counts
+            .iter()
+            .find(|(t, _)| t == from)
+            .map_or(0, |(_, c)| *c),
+        Ok(Err(e)) => return refused(format!("cannot count hints: {e}")),
+        Err(e) => return refused(format!("cannot count hints: {e}")),
+    };
+    if catching_up && count > 0 && node.settings.hinted_handoff {
+        node.workers.wake(crate::handoff::hints::WORKER_NAME);
+    }
+    MembershipResponse::HintsHeld { count }
 }
 
 /// A join under the id of a member that is alive elsewhere would steal its identity.
@@ -277,10 +317,12 @@ mod tests {
             now_ms: 2,
         };
         assert_eq!(tag(&hello), 4);
+        assert_eq!(tag(&MembershipRequest::HintsHeld { catching_up: true }), 5);
         let rtag = |m: &MembershipResponse| postcard::to_stdvec(m).unwrap()[0];
         let refused = MembershipResponse::Refused { reason: "x".into() };
         assert_eq!(rtag(&refused), 3);
         assert_eq!(rtag(&MembershipResponse::Noted), 4);
+        assert_eq!(rtag(&MembershipResponse::HintsHeld { count: 1 }), 5);
         let bytes = postcard::to_stdvec(&MembershipRequest::GoingDown { run: 9 }).unwrap();
         assert!(matches!(
             postcard::from_bytes::<MembershipRequest>(&bytes),

@@ -68,8 +68,20 @@ pub fn current_boot_id() -> Option<String> {
 }
 
 /// Reads the record, decides, and durably records the running incarnation (synced, before the
-/// node serves anything). Returns the incarnation id and the decision.
+/// node serves anything). Returns the incarnation id and the decision. A node makes the same
+/// choice with [`choose`] and writes the record through its persister thread.
 pub fn begin(storage: &dyn Storage, boot_id: Option<&str>) -> Result<(u64, Start), StorageError> {
+    let (record, start) = choose(storage, boot_id)?;
+    write(storage, &record)?;
+    Ok((record.id, start))
+}
+
+/// Reads the record and decides: the record of the running incarnation (not clean) to write
+/// before the node serves anything, and why it was kept or replaced.
+pub fn choose(
+    storage: &dyn Storage,
+    boot_id: Option<&str>,
+) -> Result<(IncarnationRecord, Start), StorageError> {
     let stored = match storage.get_meta(META_INCARNATION) {
         Ok(Some(bytes)) => postcard::from_bytes::<IncarnationRecord>(&bytes).ok(),
         Ok(None) => None,
@@ -84,15 +96,12 @@ pub fn begin(storage: &dyn Storage, boot_id: Option<&str>) -> Result<(u64, Start
         (Start::Keep, Some(r)) => r.id,
         _ => riftkv_core::version::identity::fresh_epoch(),
     };
-    write(
-        storage,
-        &IncarnationRecord {
-            id,
-            boot_id: boot_id.map(str::to_string),
-            clean: false,
-        },
-    )?;
-    Ok((id, start))
+    let record = IncarnationRecord {
+        id,
+        boot_id: boot_id.map(str::to_string),
+        clean: false,
+    };
+    Ok((record, start))
 }
 
 /// Marks a clean stop. Call only after every write of the run is synced to disk.
@@ -111,8 +120,13 @@ pub fn end_clean(
     )
 }
 
+/// The stored form of a record.
+pub fn encode(r: &IncarnationRecord) -> Result<Vec<u8>, StorageError> {
+    postcard::to_stdvec(r).map_err(|e| StorageError::Invalid(e.to_string()))
+}
+
 fn write(storage: &dyn Storage, r: &IncarnationRecord) -> Result<(), StorageError> {
-    let bytes = postcard::to_stdvec(r).map_err(|e| StorageError::Invalid(e.to_string()))?;
+    let bytes = encode(r)?;
     let mut batch = WriteBatch::default();
     batch.put_meta(META_INCARNATION, bytes);
     storage.write(batch, true)

@@ -3,9 +3,13 @@
 //! delivery) run as workers (`crate::worker`) that stop on the node's shutdown token.
 
 mod call;
+pub mod catch_up;
 pub mod cluster_time;
 pub mod fence;
 pub mod incarnation;
+pub mod persist;
+#[cfg(test)]
+mod persist_tests;
 pub mod trees;
 
 use crate::metrics::Metrics;
@@ -67,6 +71,9 @@ pub struct NodeSettings {
     pub boot_id: Option<String>,
     /// Planted bugs (test builds only; all off otherwise).
     pub faults: riftkv_core::fault::Faults,
+    /// How long a restarted node waits at most for its peers' hints before it is ready anyway
+    /// (see [`catch_up`]).
+    pub catch_up_timeout: Duration,
 }
 
 impl NodeSettings {
@@ -95,6 +102,7 @@ impl NodeSettings {
             transfer_max_bytes_per_sec: 0,
             boot_id: Some("test-boot".to_string()),
             faults: riftkv_core::fault::Faults::default(),
+            catch_up_timeout: Duration::from_secs(5),
         }
     }
 
@@ -152,6 +160,10 @@ pub struct Node {
     pub transfer_bytes: TransferMeter,
     /// Recent latency of replica reads this node sent, which sets the reads' hedge delay.
     pub replica_reads: Mutex<crate::hedge::ReplicaLatency>,
+    /// Writes the ring state and other synced metadata off the async threads.
+    pub persister: persist::Persister,
+    /// Whether this node is still catching up on hints after a restart, and which peers are.
+    pub catch_up: catch_up::CatchUp,
 }
 
 /// Bytes of ownership handoff moved for one plan, for `/v1/admin/status`: a new plan starts
@@ -196,6 +208,11 @@ impl Node {
             None => None,
         };
         let had_state = loaded.is_some();
+        let others = loaded.as_ref().map_or(0, |s| {
+            s.active_members()
+                .filter(|m| m.node_id != settings.node_id)
+                .count()
+        });
         let no_seeds = settings.seeds.is_empty();
         let mut state = match loaded {
             Some(s) => {
@@ -217,8 +234,9 @@ impl Node {
         // Addresses may change between restarts; our own entry is ours to update.
         let _ = state.add_member(settings.member_info());
         let context_key = ContextKey::derive(&settings.cluster_secret);
-        let (incarnation, start) =
-            incarnation::begin(storage.as_ref(), settings.boot_id.as_deref())?;
+        let (incarnation_record, start) =
+            incarnation::choose(storage.as_ref(), settings.boot_id.as_deref())?;
+        let incarnation = incarnation_record.id;
         match start {
             incarnation::Start::Keep => {}
             why => tracing::warn!(
@@ -233,6 +251,18 @@ impl Node {
             acceptable_pause_ms: millis(settings.acceptable_pause),
             ..DetectorConfig::default()
         });
+        // The persister reads the ring state through a weak handle, set once the node exists.
+        let handle: Arc<std::sync::OnceLock<std::sync::Weak<Node>>> = Arc::default();
+        let encode: persist::RingEncoder = {
+            let handle = handle.clone();
+            Box::new(move || {
+                let node = handle.get()?.upgrade()?;
+                let s = node.state.read();
+                Some(postcard::to_stdvec(&*s).map_err(|e| e.to_string()))
+            })
+        };
+        let persister = persist::Persister::spawn(storage.clone(), META_RING_STATE, encode)
+            .map_err(|e| NodeError::Config(format!("cannot start the metadata writer: {e}")))?;
         let node = Arc::new(Node {
             id: settings.node_id.clone(),
             settings,
@@ -259,40 +289,77 @@ impl Node {
             left: tokio::sync::watch::channel(false).0,
             transfer_bytes: TransferMeter::default(),
             replica_reads: Mutex::new(crate::hedge::ReplicaLatency::default()),
+            persister,
+            catch_up: catch_up::CatchUp::new(catch_up::starts_catching_up(had_state, others)),
         });
+        let _ = handle.set(Arc::downgrade(&node));
+        node.metrics
+            .catching_up
+            .set(i64::from(node.catch_up.is_catching_up()));
+        // The running incarnation is on disk before the node serves anything.
+        let mut generation = node.persister.ask_record(
+            incarnation::META_INCARNATION,
+            incarnation::encode(&incarnation_record)?,
+        );
         // A joiner's founding state is a placeholder until a seed answers: persisting it would
         // make a restart before the join believe it founded its own cluster.
         if node.joined.load(std::sync::atomic::Ordering::SeqCst) {
-            node.persist_state()?;
+            generation = node.persister.ask_ring();
         }
+        node.persister.wait_blocking(generation)?;
         Ok(node)
     }
 
-    /// Writes the ring state to the meta area (synced: membership must survive a crash).
-    pub fn persist_state(&self) -> Result<(), NodeError> {
-        let bytes = {
-            let s = self.state.read();
-            postcard::to_stdvec(&*s).map_err(|e| NodeError::Damaged(e.to_string()))?
+    /// Applies `f` to the ring state; when it reports a change, the state is written (synced,
+    /// by the persister thread) and the future completes once it is durable. The change is
+    /// made at once, visible to readers before it is durable; await the future before telling
+    /// anyone about it.
+    pub fn update_state<'a, T: 'a>(
+        &'a self,
+        f: impl FnOnce(&mut RingState) -> (bool, T),
+    ) -> impl std::future::Future<Output = Result<T, NodeError>> + 'a {
+        let (changed, out) = {
+            let mut s = self.state.write();
+            f(&mut s)
         };
-        let mut batch = riftkv_core::storage::WriteBatch::default();
-        batch.put_meta(META_RING_STATE, bytes);
-        self.storage.write(batch, true)?;
-        Ok(())
+        let generation = changed.then(|| self.persister.ask_ring());
+        async move {
+            if let Some(g) = generation {
+                self.persister.wait(g).await?;
+            }
+            Ok(out)
+        }
     }
 
-    /// Applies `f` to the ring state and persists it when it reports a change.
-    pub fn update_state<T>(
-        &self,
-        f: impl FnOnce(&mut RingState) -> (bool, T),
-    ) -> Result<T, NodeError> {
+    /// Applies `f` to the ring state; a change is written soon without waiting for it. For
+    /// changes nobody is told about (gossip merges, the claimant's steps): a crash before the
+    /// write loses only what gossip brings back.
+    pub fn update_state_soon<T>(&self, f: impl FnOnce(&mut RingState) -> (bool, T)) -> T {
         let (changed, out) = {
             let mut s = self.state.write();
             f(&mut s)
         };
         if changed {
-            self.persist_state()?;
+            self.persister.ask_ring();
         }
-        Ok(out)
+        out
+    }
+
+    /// Replicas that reads ask last: peers catching up on hints after a restart, and this
+    /// node while it does.
+    pub fn catching_up_nodes(&self) -> std::collections::BTreeSet<NodeId> {
+        let mut nodes = self.catch_up.peers_catching_up(self.clock.now_ms());
+        if self.catch_up.is_catching_up() {
+            nodes.insert(self.id.clone());
+        }
+        nodes
+    }
+
+    /// Waits until every metadata change made so far is durable (before a clean stop).
+    pub async fn persist_all(&self) -> Result<(), NodeError> {
+        let g = self.persister.latest();
+        self.persister.wait(g).await?;
+        Ok(())
     }
 
     /// Whether the failure detector currently believes `peer` is up. Self is always up.
@@ -346,4 +413,6 @@ pub enum NodeError {
     Net(#[from] riftkv_core::net::NetError),
     #[error("membership: {0}")]
     Membership(#[from] riftkv_core::membership::state::MembershipError),
+    #[error("{0}")]
+    Persist(#[from] persist::PersistError),
 }

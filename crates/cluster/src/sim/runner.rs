@@ -176,6 +176,7 @@ pub async fn run(s: &Schedule, opts: RunOptions) -> RunResult {
         })),
         duties: None,
         fence_dead_processes: true,
+        ..ClusterOptions::default()
     };
     let c = TestCluster::start_with(usize::from(s.nodes), s.seed, options);
     let mut r = Runner {

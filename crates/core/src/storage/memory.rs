@@ -25,6 +25,21 @@ pub struct MemoryBackend {
     /// Entries read per column family (point hits and scanned entries), so tests can show
     /// what background work costs.
     reads: [AtomicU64; CFS],
+    /// Called before every synced write (tests: which thread waits for an fsync).
+    #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
+    on_synced_write: parking_lot::Mutex<Option<SyncedWriteHook>>,
+}
+
+/// What [`RecordStore::on_synced_write`] installs.
+#[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
+#[derive(Clone)]
+pub struct SyncedWriteHook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+#[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
+impl std::fmt::Debug for SyncedWriteHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncedWriteHook")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +71,13 @@ impl Backend for MemoryBackend {
     }
 
     fn raw_write(&self, ops: Vec<RawOp>, sync: bool) -> Result<(), StorageError> {
+        #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
+        if sync {
+            let hook = self.on_synced_write.lock().clone();
+            if let Some(hook) = hook {
+                (hook.0)();
+            }
+        }
         let mut cfs = self.cfs.write();
         apply(&mut cfs, &ops);
         if let Some(d) = self.durability.lock().as_mut() {
@@ -114,6 +136,11 @@ impl RecordStore<MemoryBackend> {
     /// and every entry a scan visited.
     pub fn entries_read(&self, cf: Cf) -> u64 {
         self.backend().reads[cf.index()].load(Ordering::Relaxed)
+    }
+
+    /// Calls `hook` on the writing thread before every synced write from now on.
+    pub fn on_synced_write(&self, hook: SyncedWriteHook) {
+        *self.backend().on_synced_write.lock() = Some(hook);
     }
 
     /// From now on, remember which writes a power cut would lose (writes not followed by a

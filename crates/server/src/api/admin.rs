@@ -68,6 +68,9 @@ pub struct StatusBody {
     /// Milliseconds this node adds to its own clock to judge and stamp expiry: the lower
     /// median of its peers' clock offsets (0 until it has heard a majority).
     pub clock_offset_ms: i64,
+    /// True after a restart until the peers hold no hints for this node (or the catch-up
+    /// timeout passed): `/ready` answers 503 meanwhile and peers read from it last.
+    pub catching_up: bool,
 }
 
 /// Progress of the pending ring change in `/v1/admin/status`.
@@ -148,6 +151,7 @@ impl From<madmin::StatusView> for StatusBody {
                 .collect(),
             transfers: v.transfers.map(TransfersBody::from),
             clock_offset_ms: v.clock_offset_ms,
+            catching_up: v.catching_up,
         }
     }
 }
@@ -221,6 +225,23 @@ pub struct AcceptedBody {
 pub struct HealthBody {
     /// `ok`, or `not_ready`.
     pub status: String,
+    /// Why a node is not ready: `not_joined`, or `catching_up` (restarted, its peers still
+    /// hold hints for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// While catching up: the hints its peers reported holding for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hints_pending: Option<u64>,
+}
+
+impl HealthBody {
+    pub fn ok() -> HealthBody {
+        HealthBody {
+            status: "ok".into(),
+            reason: None,
+            hints_pending: None,
+        }
+    }
 }
 
 fn ids(v: Vec<NodeId>) -> Vec<String> {
@@ -346,7 +367,7 @@ pub async fn local(State(node): State<AppState>, uri: Uri) -> Result<Json<LocalJ
               (status = 409, description = "The node cannot leave (only member, not joined)", body = super::error::ErrorBody)))]
 pub async fn leave(State(node): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     params::no_query(uri.query())?;
-    blocking(move || madmin::leave(&node).map_err(ApiError::from)).await?;
+    madmin::leave(&node).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(AcceptedBody {
@@ -365,7 +386,7 @@ pub async fn remove(State(node): State<AppState>, uri: Uri) -> Result<Response, 
     params::no_query(uri.query())?;
     let target = node_id_segment(&uri, 3)?;
     let id = target.0.clone();
-    blocking(move || madmin::remove(&node, &target).map_err(ApiError::from)).await?;
+    madmin::remove(&node, &target).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(AcceptedBody {
@@ -403,7 +424,7 @@ pub async fn replace(State(node): State<AppState>, uri: Uri) -> Result<Response,
     let message = format!(
         "node {old} removed; node {new} receives its partitions from the surviving replicas"
     );
-    blocking(move || madmin::replace(&node, &old, &new).map_err(ApiError::from)).await?;
+    madmin::replace(&node, &old, &new).await?;
     Ok((StatusCode::ACCEPTED, Json(AcceptedBody { message })).into_response())
 }
 
@@ -452,29 +473,28 @@ pub async fn backup(
 #[utoipa::path(get, path = "/health", tag = "operations", security(()),
     responses((status = 200, description = "The process serves", body = HealthBody)))]
 pub async fn health() -> Json<HealthBody> {
-    Json(HealthBody {
-        status: "ok".into(),
-    })
+    Json(HealthBody::ok())
 }
 
 #[utoipa::path(get, path = "/ready", tag = "operations", security(()),
-    responses((status = 200, description = "Joined with a known ring", body = HealthBody),
-              (status = 503, description = "Not joined yet", body = HealthBody)))]
+    responses((status = 200, description = "Joined with a known ring, and caught up on hints after a restart", body = HealthBody),
+              (status = 503, description = "Not joined yet (`not_joined`), or restarted and still catching up on the hints peers hold for it (`catching_up`)", body = HealthBody)))]
 pub async fn ready(State(node): State<AppState>) -> Response {
-    if node.joined.load(Ordering::SeqCst) && node.state.read().ring_size() > 0 {
-        Json(HealthBody {
-            status: "ok".into(),
-        })
-        .into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(HealthBody {
-                status: "not_ready".into(),
-            }),
-        )
-            .into_response()
+    let not_ready = |reason: &str, hints_pending: Option<u64>| {
+        let body = HealthBody {
+            status: "not_ready".into(),
+            reason: Some(reason.into()),
+            hints_pending,
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    };
+    if !node.joined.load(Ordering::SeqCst) || node.state.read().ring_size() == 0 {
+        return not_ready("not_joined", None);
     }
+    if node.catch_up.is_catching_up() {
+        return not_ready("catching_up", Some(node.catch_up.hints_pending()));
+    }
+    Json(HealthBody::ok()).into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",

@@ -242,10 +242,12 @@ pub async fn put_props(
         let me = node.id.clone();
         let b = bucket.clone();
         let stored = next.clone();
+        // Answered only once durable: the client may rely on the props at once.
         node.update_state(move |s| {
             s.set_bucket_props(&b, stored, &me);
             (true, ())
-        })?;
+        })
+        .await?;
         tracing::info!(
             bucket = %String::from_utf8_lossy(&bucket),
             n = next.n,

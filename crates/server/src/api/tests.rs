@@ -1481,7 +1481,7 @@ async fn backup_refuses_bad_targets() {
 /// Adds `id` to the node's ring state as a member that joined (no partitions yet).
 fn join_member(node: &Node, id: &str) {
     use riftkv_core::membership::state::MemberInfo;
-    node.update_state(|s| {
+    node.update_state_soon(|s| {
         let info = MemberInfo::new(
             NodeId::from(id),
             format!("{id}-api"),
@@ -1489,15 +1489,14 @@ fn join_member(node: &Node, id: &str) {
             None,
         );
         (s.add_member(info).is_ok(), ())
-    })
-    .unwrap();
+    });
 }
 
 /// Runs the claimant and marks its transfers done until nothing is pending (bounded).
 fn settle_state(node: &Node) {
     use riftkv_core::membership::state::TransferDone;
     for _ in 0..20 {
-        node.update_state(|s| {
+        node.update_state_soon(|s| {
             let me = NodeId::from("n1");
             s.claimant_step(&me);
             if let Some(plan) = s.plan.clone() {
@@ -1511,8 +1510,7 @@ fn settle_state(node: &Node) {
                 }
             }
             (true, ())
-        })
-        .unwrap();
+        });
         if node.state.read().locally_settled() {
             return;
         }

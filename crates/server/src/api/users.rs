@@ -118,7 +118,7 @@ async fn json_body<T: for<'de> Deserialize<'de> + Default>(
 }
 
 /// Applies a change to the security state as a new write of this node, persisted and gossiped.
-fn change(
+async fn change(
     node: &AppState,
     f: impl FnOnce(&mut RingState, &riftkv_core::types::NodeId) -> Result<(), SecurityError>,
 ) -> Result<(), ApiError> {
@@ -126,7 +126,8 @@ fn change(
     node.update_state(move |s| {
         let r = f(s, &me);
         (r.is_ok(), r)
-    })??;
+    })
+    .await??;
     Ok(())
 }
 
@@ -172,7 +173,7 @@ pub async fn put_user(
     let groups: BTreeSet<String> = req.groups.into_iter().collect();
     let g = groups.clone();
     let n = name.clone();
-    change(&node, move |s, me| s.security.put_user(&n, g, me))?;
+    change(&node, move |s, me| s.security.put_user(&n, g, me)).await?;
     let s = node.state.read();
     Ok(Json(user_body(&s, &name, &groups)))
 }
@@ -183,7 +184,7 @@ pub async fn put_user(
               (status = 404, description = "No such user", body = super::error::ErrorBody)))]
 pub async fn delete_user(State(node): State<AppState>, uri: Uri) -> Result<StatusCode, ApiError> {
     let name = name_at(&uri, 3)?;
-    change(&node, move |s, me| s.security.remove_user(&name, me))?;
+    change(&node, move |s, me| s.security.remove_user(&name, me)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -214,7 +215,8 @@ pub async fn create_token(
     let token_id = id.clone();
     change(&node, move |s, me| {
         s.security.add_token(&name, &token_id, hash, expires_at, me)
-    })?;
+    })
+    .await?;
     let answer = NewTokenBody {
         id,
         token,
@@ -236,7 +238,7 @@ pub async fn revoke_token(State(node): State<AppState>, uri: Uri) -> Result<Stat
             .unwrap_or_default(),
     )
     .map_err(|_| ApiError::bad_request("a token id is UTF-8 text"))?;
-    change(&node, move |s, me| s.security.revoke_token(&name, &id, me))?;
+    change(&node, move |s, me| s.security.revoke_token(&name, &id, me)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -267,7 +269,8 @@ pub async fn change_grants(
     change(&node, move |s, me| {
         s.security
             .set_grant(&subject, &req.bucket, &permissions, granted, me)
-    })?;
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
