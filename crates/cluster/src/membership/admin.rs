@@ -54,13 +54,17 @@ pub struct TransfersView {
     pub replacing: Option<(NodeId, NodeId)>,
 }
 
-/// The transfers part of the status: None without a pending plan.
+/// The transfers part of the status: None unless a plan is moving partitions (a staged plan
+/// moves nothing until it is committed).
 pub fn transfers_view(
     state: &RingState,
     bytes_moved: u64,
     concurrency: usize,
     max_bytes_per_sec: u64,
 ) -> Option<TransfersView> {
+    if !state.ownership_moving() {
+        return None;
+    }
     let (partitions_done, partitions_total) = state.plan_progress()?;
     Some(TransfersView {
         partitions_done,
@@ -300,10 +304,12 @@ pub fn replace(node: &Node, old: &NodeId, new: &NodeId) -> Result<(), Membership
         return Err(MembershipError::CannotRemoveSelf);
     }
     let out = node
-        .update_state(|s| match s.replace(&me, old, new) {
-            Ok(()) => (true, Ok(())),
-            Err(e) => (false, Err(e)),
-        })
+        .update_state(
+            |s| match s.replace_in(&me, old, new, node.settings.change_mode) {
+                Ok(()) => (true, Ok(())),
+                Err(e) => (false, Err(e)),
+            },
+        )
         .map_err(|e| MembershipError::Persist(e.to_string()))?;
     if out.is_ok() {
         node.detector.lock().forget(old);

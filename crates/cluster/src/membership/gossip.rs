@@ -144,10 +144,10 @@ pub async fn tick(node: &Arc<Node>, joiner: &mut JoinBackoff) -> bool {
     }
     let me = node.id.clone();
     if let Err(e) = node.update_state(|s| {
-        let stepped = s.claimant_step(&me);
+        let stepped = s.claimant_step_in(&me, node.settings.change_mode);
         if stepped {
             tracing::info!(ring_version = s.ring_version, plan = ?s.plan.as_ref().map(|p| p.id),
-                "claimant advanced the ring");
+                staged = s.plan.as_ref().is_some_and(|p| p.staged), "claimant advanced the ring");
         }
         let pruned = s.prune_transfers_done(&me);
         (stepped || pruned, ())

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod going_down;
 pub mod gossip;
+pub mod plan;
 pub mod rpc;
 
 #[cfg(test)]
