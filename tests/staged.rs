@@ -48,7 +48,7 @@ fn cli(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// The nodes the staged plan at `url` joins, sorted.
+/// The nodes the staged plan at `url` joins (changes the plan carries), sorted.
 fn staged_joins(url: &str) -> Vec<String> {
     let Some(p) = plan_of(url).filter(|p| p["staged"] == true) else {
         return Vec::new();
@@ -57,7 +57,7 @@ fn staged_joins(url: &str) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|c| c["action"] == "join")
+        .filter(|c| c["action"] == "join" && c["planned"] == true)
         .filter_map(|c| c["node"].as_str().map(str::to_string))
         .collect();
     joins.sort();
@@ -89,8 +89,8 @@ fn a_staged_join_moves_nothing_until_committed() {
     let want = vec!["node2".to_string(), "node3".to_string()];
     eventually(
         Duration::from_secs(60),
-        "both joins staged in one plan",
-        || staged_joins(&c.url(1)) == want,
+        "both joins staged in one plan on every node",
+        || (1..=3).all(|i| staged_joins(&c.url(i)) == want),
     );
     let (code, body) = commit(&c.url(2));
     assert_eq!(code, 202, "{body}");
@@ -177,6 +177,15 @@ fn a_staged_join_moves_nothing_until_committed() {
     let (exit, out, err) = cli(&["cluster", "commit", "--url", &c.url(2)]);
     assert_eq!(exit, Some(0), "{err}");
     assert!(out.contains("committed plan"), "{out}");
+    // The commit is an admin action: one audit line on the node asked.
+    let log = c.node(2).log();
+    assert!(
+        log.lines().any(|l| l.contains(" audit:")
+            && l.contains("POST /v1/admin/plan/commit")
+            && l.contains("status=202")),
+        "no audit line for the commit: {}",
+        tail(&log, 20)
+    );
     c.wait_settled(4, Duration::from_secs(120));
     let ring_after = owners(&c.url(1));
     assert_eq!(

@@ -323,11 +323,7 @@ pub fn render_plan(v: &serde_json::Value) -> String {
     let _ = writeln!(out, "{state}");
     let changes = field(v, "changes").as_array().cloned().unwrap_or_default();
     if !changes.is_empty() {
-        out.push_str(
-            "
-changes:
-",
-        );
+        out.push_str("\nchanges:\n");
         let rows: Vec<Vec<String>> = changes
             .iter()
             .map(|c| {
@@ -337,6 +333,9 @@ changes:
                 ];
                 if let Some(by) = field(c, "by").as_str() {
                     row.push(format!("by {by}"));
+                }
+                if field(c, "planned").as_bool() == Some(false) {
+                    row.push("(not in the plan yet)".into());
                 }
                 row
             })
@@ -539,8 +538,9 @@ mod tests {
     fn plan_renders_the_staged_table() {
         let v: serde_json::Value = serde_json::from_str(
             r#"{"pending":true,"staged":true,"plan_id":9,"ring_version":12,
-            "changes":[{"action":"join","node":"d","by":null},
-                       {"action":"replace","node":"b","by":"e"}],
+            "changes":[{"action":"join","node":"d","by":null,"planned":true},
+                       {"action":"replace","node":"b","by":"e","planned":true},
+                       {"action":"leave","node":"f","by":null,"planned":false}],
             "transfers":[{"partition":1,"from":"a","to":"d","done":false},
                          {"partition":2,"from":"c","to":"d","done":true}],
             "partitions":{"a":{"before":11,"after":8},"c":{"before":10,"after":10},
@@ -565,6 +565,10 @@ mod tests {
         assert_eq!(words("d "), ["d", "0", "8", "+8"]);
         assert_eq!(words("join"), ["join", "d"]);
         assert_eq!(words("replace"), ["replace", "b", "by", "e"]);
+        assert_eq!(
+            words("leave"),
+            ["leave", "f", "(not", "in", "the", "plan", "yet)"]
+        );
         assert!(text.contains("\ntransfers: 2\n"), "{text}");
 
         let mut applying = v.clone();

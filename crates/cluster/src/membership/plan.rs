@@ -27,6 +27,9 @@ pub struct Change {
     pub node: NodeId,
     /// The member that takes over `node`'s partitions, for a replace.
     pub by: Option<NodeId>,
+    /// The pending plan carries it; false for the gossip round or two until the claimant
+    /// recomputes the plan (a commit waits for it).
+    pub planned: bool,
 }
 
 /// One partition a node must receive before the plan is committed.
@@ -72,6 +75,7 @@ pub fn changes(state: &RingState) -> Vec<Change> {
             action: Action::Replace,
             node: old.clone(),
             by: Some(new.clone()),
+            planned: true,
         });
     }
     let in_replace = |id: &NodeId| {
@@ -90,6 +94,7 @@ pub fn changes(state: &RingState) -> Vec<Change> {
         };
         out.push(Change {
             action,
+            planned: state.plan_carries(&m.node_id),
             node: m.node_id.clone(),
             by: None,
         });
@@ -220,6 +225,7 @@ mod tests {
         // Before the claimant has planned: the join is known, nothing is pending yet.
         let v = plan_view(&s);
         assert!(!v.pending);
+        assert!(!v.changes[0].planned);
         assert_eq!(
             v.partitions[&id("d")],
             Counts {
@@ -236,7 +242,8 @@ mod tests {
             vec![Change {
                 action: Action::Join,
                 node: id("d"),
-                by: None
+                by: None,
+                planned: true,
             }]
         );
         let d = v.partitions[&id("d")];
@@ -296,7 +303,8 @@ mod tests {
             vec![Change {
                 action: Action::Replace,
                 node: id("c"),
-                by: Some(id("d"))
+                by: Some(id("d")),
+                planned: true,
             }]
         );
         let c = v.partitions[&id("c")];

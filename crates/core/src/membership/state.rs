@@ -468,6 +468,12 @@ impl RingState {
         if !plan.staged {
             return Err(MembershipError::PlanApplying(plan.id));
         }
+        if let Some(id) = self.change_not_in_plan() {
+            return Err(MembershipError::PlanOutdated(id.clone()));
+        }
+        let Some(plan) = self.plan.as_mut() else {
+            return Err(MembershipError::NothingStaged);
+        };
         plan.staged = false;
         let (id, nothing_to_move) = (plan.id, plan.transfers.is_empty());
         self.ring_version += 1;
@@ -476,6 +482,31 @@ impl RingState {
             self.commit_plan(me);
         }
         Ok(id)
+    }
+
+    /// Whether the pending plan carries the membership change of member `id`: a joining member
+    /// owns partitions in the plan's target, a leaving or removed one owns none there. A valid
+    /// member has no change to carry. False without a plan.
+    pub fn plan_carries(&self, id: &NodeId) -> bool {
+        let (Some(plan), Some(m)) = (self.plan.as_ref(), self.members.get(id)) else {
+            return false;
+        };
+        let owns = plan.target.owners().contains(id);
+        match m.status {
+            MemberStatus::Joining => owns,
+            MemberStatus::Leaving | MemberStatus::Removed => !owns,
+            MemberStatus::Valid => true,
+        }
+    }
+
+    /// A member whose change the pending plan does not carry yet (the claimant recomputes the
+    /// plan within a gossip round), so a commit never applies a plan that misses a change the
+    /// operator has already made.
+    pub fn change_not_in_plan(&self) -> Option<&NodeId> {
+        self.members
+            .keys()
+            .find(|id| !self.plan_carries(id))
+            .filter(|_| self.plan.is_some())
     }
 
     /// Whether ownership is changing now: a plan is pending and not waiting for a commit.
@@ -738,6 +769,10 @@ pub enum MembershipError {
     NothingStaged,
     #[error("the pending ring change (plan {0}) is already applying; nothing is staged")]
     PlanApplying(u64),
+    #[error(
+        "the staged plan does not include the change of node {0} yet; it is being recomputed, look at it again in a moment"
+    )]
+    PlanOutdated(NodeId),
     #[error("could not read or persist node state: {0}")]
     Persist(String),
 }
@@ -1115,6 +1150,29 @@ mod tests {
         s.commit_staged(&NodeId::from("2")).unwrap();
         settle(&mut s);
         assert!(s.ring.partitions_of(&NodeId::from("3")).is_empty());
+    }
+
+    #[test]
+    fn a_plan_that_misses_a_change_cannot_be_committed() {
+        let mut s = staged_join();
+        assert_eq!(s.change_not_in_plan(), None);
+        assert!(s.plan_carries(&NodeId::from("4")));
+        // Node 5 joins; until the claimant recomputes, the plan does not carry it.
+        s.add_member(info("5")).unwrap();
+        assert!(!s.plan_carries(&NodeId::from("5")));
+        assert_eq!(
+            s.commit_staged(&NodeId::from("2")),
+            Err(MembershipError::PlanOutdated(NodeId::from("5")))
+        );
+        assert!(s.plan.as_ref().is_some_and(|p| p.staged), "still staged");
+        s.claimant_step(&NodeId::from("1"));
+        assert_eq!(s.change_not_in_plan(), None);
+        // So does a leave, until the claimant takes the leaver out of the target.
+        s.set_status(&NodeId::from("3"), MemberStatus::Leaving)
+            .unwrap();
+        assert_eq!(s.change_not_in_plan(), Some(&NodeId::from("3")));
+        s.claimant_step(&NodeId::from("1"));
+        assert!(s.commit_staged(&NodeId::from("2")).is_ok());
     }
 
     #[test]

@@ -220,6 +220,9 @@ pub struct ChangeBody {
     pub node: String,
     /// For a replace: the member that takes over `node`'s partitions.
     pub by: Option<String>,
+    /// The pending plan carries this change; false until the claimant has recomputed the
+    /// plan for it (a gossip round or two), and a commit waits for that.
+    pub planned: bool,
 }
 
 /// One partition a node receives before the plan is committed.
@@ -275,6 +278,7 @@ impl From<mplan::PlanView> for PlanBody {
                     action: action(c.action).to_string(),
                     node: c.node.0,
                     by: c.by.map(|n| n.0),
+                    planned: c.planned,
                 })
                 .collect(),
             transfers: v
@@ -338,7 +342,8 @@ impl From<MembershipError> for ApiError {
             | MembershipError::NothingToReplace(_)
             | MembershipError::ReplaceBreaksPlacement(_)
             | MembershipError::NothingStaged
-            | MembershipError::PlanApplying(_) => Code::Conflict,
+            | MembershipError::PlanApplying(_)
+            | MembershipError::PlanOutdated(_) => Code::Conflict,
             MembershipError::Persist(_) => Code::Internal,
         };
         ApiError::new(code, e.to_string())
@@ -511,7 +516,7 @@ pub async fn plan(State(node): State<AppState>, uri: Uri) -> Result<Json<PlanBod
 
 #[utoipa::path(post, path = "/v1/admin/plan/commit", tag = "admin",
     responses((status = 202, description = "The staged plan applies: its transfers start and ownership changes once they are done (the plan as it now stands)", body = PlanBody),
-              (status = 409, description = "Nothing is staged: no plan is pending, the pending plan is already applying, or this node has not joined", body = super::error::ErrorBody)))]
+              (status = 409, description = "Nothing is staged (no plan is pending, the pending plan is already applying, or this node has not joined), or the staged plan does not carry a change yet (look at it again in a moment)", body = super::error::ErrorBody)))]
 pub async fn commit_plan(State(node): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     params::no_query(uri.query())?;
     let view = blocking(move || mplan::commit(&node).map_err(ApiError::from)).await?;
