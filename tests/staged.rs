@@ -139,6 +139,7 @@ fn a_staged_join_moves_nothing_until_committed() {
         let s = status(&c.url(i)).expect("status");
         assert_eq!(s["ring_version"], version, "node{i}: {s}");
         assert!(s.get("transfers").is_none(), "node{i} moves data: {s}");
+        assert_eq!(s["staged_plan"], plan["plan_id"], "node{i}: {s}");
         assert_eq!(s["ring_settled"], false, "node{i}: {s}");
     }
     assert_eq!(status(&c.url(four)).expect("status")["owned_partitions"], 0);

@@ -167,6 +167,12 @@ pub fn render_status(v: &serde_json::Value) -> String {
     if let Some(t) = v.get("transfers").filter(|t| t.is_object()) {
         out.push_str(&render_transfers(t));
     }
+    if let Some(id) = v.get("staged_plan").and_then(|p| p.as_u64()) {
+        let _ = writeln!(
+            out,
+            "ring change:       plan {id} staged, waiting for `riftkv cluster commit` (see `riftkv cluster plan`)"
+        );
+    }
     let members = field(v, "members").as_array().cloned().unwrap_or_default();
     let _ = writeln!(out, "\nmembers: {}", members.len());
     let mut rows = vec![vec![
@@ -479,6 +485,18 @@ mod tests {
         );
         let idle: serde_json::Value = serde_json::from_str(r#"{"members":[]}"#).unwrap();
         assert!(!render_status(&idle).contains("transfers"));
+        assert!(!render_status(&idle).contains("ring change"));
+    }
+
+    #[test]
+    fn status_says_when_a_ring_change_waits_for_commit() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"node_id":"node1","members":[],"staged_plan":7}"#).unwrap();
+        let text = render_status(&v);
+        assert!(
+            text.contains("ring change:       plan 7 staged, waiting for `riftkv cluster commit`"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct StatusView {
     pub transfers: Option<TransfersView>,
     /// What this node adds to its own clock to judge and stamp expiry (cluster time).
     pub clock_offset_ms: i64,
+    /// The id of the pending plan while it is staged (waits for a commit).
+    pub staged_plan: Option<u64>,
 }
 
 /// Progress of the pending plan's transfers as this node sees them, with its own limits.
@@ -181,6 +183,7 @@ pub fn status(node: &Node) -> Result<StatusView, MembershipError> {
         workers: node.workers.list(),
         transfers,
         clock_offset_ms: node.peer_clocks.offset_ms(),
+        staged_plan: state.plan.as_ref().filter(|p| p.staged).map(|p| p.id),
     })
 }
 
@@ -457,6 +460,7 @@ mod tests {
             workers: Vec::new(),
             transfers: None,
             clock_offset_ms: 0,
+            staged_plan: None,
         };
         let j = serde_json::to_value(&v).unwrap();
         for f in [

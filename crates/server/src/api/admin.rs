@@ -71,6 +71,10 @@ pub struct StatusBody {
     /// Milliseconds this node adds to its own clock to judge and stamp expiry: the lower
     /// median of its peers' clock offsets (0 until it has heard a majority).
     pub clock_offset_ms: i64,
+    /// Present while a ring change is staged: the plan's id (`GET /v1/admin/plan` shows it,
+    /// `POST /v1/admin/plan/commit` applies it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged_plan: Option<u64>,
 }
 
 /// Progress of the pending ring change in `/v1/admin/status`.
@@ -151,6 +155,7 @@ impl From<madmin::StatusView> for StatusBody {
                 .collect(),
             transfers: v.transfers.map(TransfersBody::from),
             clock_offset_ms: v.clock_offset_ms,
+            staged_plan: v.staged_plan,
         }
     }
 }

@@ -1637,6 +1637,7 @@ async fn plan_shows_a_staged_change_and_commit_applies_it() {
     assert!(!v["transfers"].as_array().unwrap().is_empty(), "{v}");
     let status = api.get("/v1/admin/status").await.json();
     assert!(status.get("transfers").is_none(), "nothing moves: {status}");
+    assert_eq!(status["staged_plan"], v["plan_id"], "{status}");
 
     let r = api.post("/v1/admin/plan/commit").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -1646,6 +1647,7 @@ async fn plan_shows_a_staged_change_and_commit_applies_it() {
     assert!(api.node.state.read().ring_version > version);
     let status = api.get("/v1/admin/status").await.json();
     assert!(status["transfers"]["partitions_total"].as_u64().unwrap() > 0);
+    assert!(status.get("staged_plan").is_none(), "{status}");
     // Already applying: nothing staged.
     let v = error_of(api.post("/v1/admin/plan/commit").await, 409, "conflict");
     assert!(
