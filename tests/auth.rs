@@ -149,7 +149,7 @@ fn every_endpoint_answers_each_kind_of_caller_as_the_contract_says() {
 
     use Expect::*;
     // (method, path, body): a token without the grant is refused everywhere but the document.
-    let endpoints: [(&str, &str, &str); 26] = [
+    let endpoints: [(&str, &str, &str); 28] = [
         ("GET", "/v1/kv/b/existing", ""),
         ("GET", "/v1/kv/b/missing", ""),
         ("PUT", "/v1/kv/b/k1", "v"),
@@ -166,6 +166,9 @@ fn every_endpoint_answers_each_kind_of_caller_as_the_contract_says() {
         ("GET", "/v1/admin/local/b/existing", ""),
         ("POST", "/v1/admin/leave", ""),
         ("POST", "/v1/admin/remove/nobody", ""),
+        ("GET", "/v1/admin/plan", ""),
+        // Nothing is staged: 409 after the permission check.
+        ("POST", "/v1/admin/plan/commit", ""),
         // Refused as relative after the permission check: writes nothing.
         ("POST", "/v1/admin/backup", r#"{"out": "relative"}"#),
         ("GET", "/v1/admin/users", ""),

@@ -370,7 +370,7 @@ pub fn delete(args: &DeleteArgs) -> Result<(), CliError> {
         .map_err(cli_error)
 }
 
-fn print_admin(
+pub(crate) fn print_admin(
     v: &serde_json::Value,
     format: AdminOutput,
     human: fn(&serde_json::Value) -> String,

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod dev;
 pub mod output;
 pub mod types;
@@ -53,6 +54,8 @@ pub enum Command {
     User(users::UserArgs),
     /// Operations: online backup of a node, offline restore of a data dir
     Admin(admin::AdminCmd),
+    /// Staged ring changes: show the pending plan, commit a staged one
+    Cluster(cluster::ClusterCmd),
 }
 
 /// Why a client command failed; decides the exit code.
@@ -121,6 +124,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench(args) => ExitCode::from(bench::run(&args)),
         Command::User(args) => finish(users::run(&args)),
         Command::Admin(args) => finish(admin::run(&args)),
+        Command::Cluster(args) => finish(cluster::run(&args)),
     }
 }
 

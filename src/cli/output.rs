@@ -174,6 +174,12 @@ pub fn render_status(v: &serde_json::Value) -> String {
     if let Some(t) = v.get("transfers").filter(|t| t.is_object()) {
         out.push_str(&render_transfers(t));
     }
+    if let Some(id) = v.get("staged_plan").and_then(|p| p.as_u64()) {
+        let _ = writeln!(
+            out,
+            "ring change:       plan {id} staged, waiting for `riftkv cluster commit` (see `riftkv cluster plan`)"
+        );
+    }
     let members = field(v, "members").as_array().cloned().unwrap_or_default();
     let _ = writeln!(out, "\nmembers: {}", members.len());
     let mut rows = vec![vec![
@@ -298,6 +304,85 @@ pub fn render_ring(v: &serde_json::Value) -> String {
     out
 }
 
+/// The human form of `GET /v1/admin/plan`: whether a change is staged or applying, its
+/// membership changes, the partitions per node before and after, and the transfers.
+pub fn render_plan(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let transfers = field(v, "transfers")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let done = transfers
+        .iter()
+        .filter(|t| field(t, "done").as_bool() == Some(true))
+        .count();
+    let pending = field(v, "pending").as_bool() == Some(true);
+    let staged = field(v, "staged").as_bool() == Some(true);
+    let state = match (pending, staged) {
+        (false, _) => format!(
+            "no ring change pending (ring version {})",
+            text(field(v, "ring_version"))
+        ),
+        (true, true) => format!(
+            "plan {}: staged, waiting for `riftkv cluster commit`",
+            text(field(v, "plan_id"))
+        ),
+        (true, false) => format!(
+            "plan {}: applying, {done}/{} transfers done",
+            text(field(v, "plan_id")),
+            transfers.len()
+        ),
+    };
+    let _ = writeln!(out, "{state}");
+    let changes = field(v, "changes").as_array().cloned().unwrap_or_default();
+    if !changes.is_empty() {
+        out.push_str("\nchanges:\n");
+        let rows: Vec<Vec<String>> = changes
+            .iter()
+            .map(|c| {
+                let mut row = vec![
+                    format!("  {}", text(field(c, "action"))),
+                    text(field(c, "node")),
+                ];
+                if let Some(by) = field(c, "by").as_str() {
+                    row.push(format!("by {by}"));
+                }
+                if field(c, "planned").as_bool() == Some(false) {
+                    row.push("(not in the plan yet)".into());
+                }
+                row
+            })
+            .collect();
+        out.push_str(&table(&rows));
+    }
+    let mut rows = vec![vec![
+        "NODE".to_string(),
+        "BEFORE".into(),
+        "AFTER".into(),
+        "DIFF".into(),
+    ]];
+    if let Some(nodes) = field(v, "partitions").as_object() {
+        for (node, c) in nodes {
+            let before = field(c, "before").as_i64().unwrap_or(0);
+            let after = field(c, "after").as_i64().unwrap_or(0);
+            let diff = match after - before {
+                0 => "0".to_string(),
+                d => format!("{d:+}"),
+            };
+            rows.push(vec![
+                node.clone(),
+                before.to_string(),
+                after.to_string(),
+                diff,
+            ]);
+        }
+    }
+    out.push('\n');
+    out.push_str(&table(&rows));
+    let _ = writeln!(out, "\ntransfers: {}", transfers.len());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +502,18 @@ mod tests {
         );
         let idle: serde_json::Value = serde_json::from_str(r#"{"members":[]}"#).unwrap();
         assert!(!render_status(&idle).contains("transfers"));
+        assert!(!render_status(&idle).contains("ring change"));
+    }
+
+    #[test]
+    fn status_says_when_a_ring_change_waits_for_commit() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"node_id":"node1","members":[],"staged_plan":7}"#).unwrap();
+        let text = render_status(&v);
+        assert!(
+            text.contains("ring change:       plan 7 staged, waiting for `riftkv cluster commit`"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -470,5 +567,62 @@ mod tests {
             line.split_whitespace().collect::<Vec<_>>(),
             ["1", "b", "b,a"]
         );
+    }
+
+    #[test]
+    fn plan_renders_the_staged_table() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"pending":true,"staged":true,"plan_id":9,"ring_version":12,
+            "changes":[{"action":"join","node":"d","by":null,"planned":true},
+                       {"action":"replace","node":"b","by":"e","planned":true},
+                       {"action":"leave","node":"f","by":null,"planned":false}],
+            "transfers":[{"partition":1,"from":"a","to":"d","done":false},
+                         {"partition":2,"from":"c","to":"d","done":true}],
+            "partitions":{"a":{"before":11,"after":8},"c":{"before":10,"after":10},
+                          "d":{"before":0,"after":8}}}"#,
+        )
+        .unwrap();
+        let text = render_plan(&v);
+        assert!(
+            text.starts_with("plan 9: staged, waiting for `riftkv cluster commit`\n"),
+            "{text}"
+        );
+        let words = |start: &str| -> Vec<String> {
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with(start))
+                .unwrap_or_else(|| panic!("no line {start}: {text}"));
+            line.split_whitespace().map(str::to_string).collect()
+        };
+        assert_eq!(words("NODE"), ["NODE", "BEFORE", "AFTER", "DIFF"]);
+        assert_eq!(words("a "), ["a", "11", "8", "-3"]);
+        assert_eq!(words("c "), ["c", "10", "10", "0"]);
+        assert_eq!(words("d "), ["d", "0", "8", "+8"]);
+        assert_eq!(words("join"), ["join", "d"]);
+        assert_eq!(words("replace"), ["replace", "b", "by", "e"]);
+        assert_eq!(
+            words("leave"),
+            ["leave", "f", "(not", "in", "the", "plan", "yet)"]
+        );
+        assert!(text.contains("\ntransfers: 2\n"), "{text}");
+
+        let mut applying = v.clone();
+        applying["staged"] = false.into();
+        let text = render_plan(&applying);
+        assert!(
+            text.starts_with("plan 9: applying, 1/2 transfers done\n"),
+            "{text}"
+        );
+        let idle: serde_json::Value = serde_json::from_str(
+            r#"{"pending":false,"staged":false,"plan_id":null,"ring_version":4,
+            "changes":[],"transfers":[],"partitions":{"a":{"before":4,"after":4}}}"#,
+        )
+        .unwrap();
+        let text = render_plan(&idle);
+        assert!(
+            text.starts_with("no ring change pending (ring version 4)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("changes:"), "{text}");
     }
 }

@@ -130,6 +130,17 @@ impl Client {
         self.admin_json("/v1/admin/ring")
     }
 
+    /// `GET /v1/admin/plan`: the pending ring change, as the server's JSON.
+    pub fn plan(&self) -> Result<Value, Error> {
+        self.admin_json("/v1/admin/plan")
+    }
+
+    /// `POST /v1/admin/plan/commit`: lets the staged ring change apply; the plan as it now
+    /// stands. A 409 when nothing is staged.
+    pub fn commit_plan(&self) -> Result<Value, Error> {
+        self.admin(reqwest::Method::POST, "/v1/admin/plan/commit", &[], None)
+    }
+
     /// An admin call (users, tokens, grants; see [`Endpoint::admin_request`]): the answer's
     /// JSON, or null when it has no body.
     pub fn admin(

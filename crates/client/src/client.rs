@@ -160,6 +160,22 @@ impl Client {
         self.admin_json("/v1/admin/ring").await
     }
 
+    /// `GET /v1/admin/plan`: the pending ring change, as the server's JSON.
+    pub async fn plan(&self) -> Result<Value, Error> {
+        self.admin_json("/v1/admin/plan").await
+    }
+
+    /// `POST /v1/admin/plan/commit`: lets the staged ring change apply; the plan as it now
+    /// stands. A 409 when nothing is staged.
+    pub async fn commit_plan(&self) -> Result<Value, Error> {
+        let path = "/v1/admin/plan/commit";
+        let req = self
+            .endpoint
+            .admin_request(reqwest::Method::POST, path, &[], None)?;
+        let resp = self.execute(req).await?;
+        response::decode_json(&resp, path)
+    }
+
     async fn admin_json(&self, path: &str) -> Result<Value, Error> {
         let resp = self.execute(self.endpoint.admin_get(path)?).await?;
         response::decode_json(&resp, path)

@@ -259,6 +259,13 @@ settings! {
     transfer_max_bytes_per_sec: u64, file u64 => u64,
         env "RIFTKV_TRANSFER_MAX_BYTES_PER_SEC", value "BYTES", default 0, check accept;
 
+    /// Stage ring changes (joins, leaves, removals, replaces) instead of applying them: the
+    /// plan is computed and shown (`riftkv cluster plan`) and nothing moves until
+    /// `riftkv cluster commit`. Give every node the same setting [default: false]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    staged_changes: bool, file bool => bool,
+        env "RIFTKV_STAGED_CHANGES", value "BOOL", default false, check accept;
+
     /// Milliseconds between gossip rounds [default: 1000]
     gossip_interval_ms: u64, file u64 => u64,
         env "RIFTKV_GOSSIP_INTERVAL_MS", value "MS", default DEFAULT_GOSSIP_INTERVAL_MS,
@@ -438,6 +445,8 @@ pub struct ServerConfig {
     pub handoff_interval_ms: u64,
     pub transfer_concurrency: usize,
     pub transfer_max_bytes_per_sec: u64,
+    /// Ring changes this node plans wait for an operator's commit.
+    pub staged_changes: bool,
     pub gossip_interval_ms: u64,
     pub tombstone_grace_ms: u64,
     pub aae_interval_ms: u64,
@@ -985,6 +994,7 @@ impl ServerConfig {
             handoff_interval_ms: c.handoff_interval_ms.0,
             transfer_concurrency: c.transfer_concurrency.0,
             transfer_max_bytes_per_sec: c.transfer_max_bytes_per_sec.0,
+            staged_changes: c.staged_changes.0,
             gossip_interval_ms: c.gossip_interval_ms.0,
             tombstone_grace_ms: c.tombstone_grace_ms.0,
             aae_interval_ms: c.aae_interval_ms.0,
@@ -1607,6 +1617,7 @@ request_timeout_ms = 700
         ("handoff_interval_ms", "11", "11"),
         ("transfer_concurrency", "3", "3"),
         ("transfer_max_bytes_per_sec", "1048576", "1048576"),
+        ("staged_changes", "true", "true"),
         ("gossip_interval_ms", "12", "12"),
         ("tombstone_grace_ms", "13", "13"),
         ("aae_interval_ms", "14", "14"),
@@ -1711,6 +1722,20 @@ request_timeout_ms = 700
         }
     }
 
+    #[test]
+    fn staged_changes_is_a_bare_flag_too() {
+        let base = ["--node-id", "n"];
+        let off = ServerConfig::resolve(parse(&base)).unwrap();
+        assert!(!off.staged_changes);
+        let bare = ServerConfig::resolve(parse(&["--staged-changes", "--node-id", "n"])).unwrap();
+        assert!(bare.staged_changes);
+        let last = ServerConfig::resolve(parse(&["--node-id", "n", "--staged-changes"])).unwrap();
+        assert!(last.staged_changes);
+        let explicit =
+            ServerConfig::resolve(parse(&["--node-id", "n", "--staged-changes", "false"])).unwrap();
+        assert!(!explicit.staged_changes);
+    }
+
     /// A value every source refuses: (key, flag text or none when clap itself refuses, TOML).
     const BAD: &[(&str, Option<&str>, &str)] = &[
         ("node_id", Some("a/b"), "\"a/b\""),
@@ -1730,6 +1755,7 @@ request_timeout_ms = 700
         ("handoff_interval_ms", Some("0"), "0"),
         ("transfer_concurrency", Some("0"), "0"),
         ("transfer_max_bytes_per_sec", None, "\"fast\""),
+        ("staged_changes", None, "\"maybe\""),
         ("gossip_interval_ms", Some("0"), "0"),
         ("tombstone_grace_ms", Some("0"), "0"),
         ("aae_interval_ms", Some("86400001"), "86400001"),

@@ -441,6 +441,11 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
         },
         transfer_concurrency: cfg.transfer_concurrency,
         transfer_max_bytes_per_sec: cfg.transfer_max_bytes_per_sec,
+        change_mode: if cfg.staged_changes {
+            riftkv_core::membership::state::ChangeMode::Staged
+        } else {
+            riftkv_core::membership::state::ChangeMode::Immediate
+        },
         boot_id: boot_id(),
         faults: riftkv_core::fault::Faults::from_env(),
     }

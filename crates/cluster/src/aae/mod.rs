@@ -198,7 +198,7 @@ fn pick_target(node: &Node, cursor: u64) -> Option<(u64, PartitionId, NodeId)> {
     // reachability after it is released.
     let candidates: Vec<(PartitionId, Vec<NodeId>)> = {
         let s = node.state.read();
-        if s.plan.is_some() {
+        if s.ownership_moving() {
             return None;
         }
         let n = s.n_val as usize;
@@ -237,7 +237,7 @@ fn shares_bucket(node: &Node, partition: PartitionId, peer: &NodeId, bucket: &[u
 /// an exchange agree on who replicates what.
 fn check_ring(node: &Node, partition: PartitionId, ring_version: u64) -> Result<(), AaeError> {
     let s = node.state.read();
-    if s.plan.is_some() {
+    if s.ownership_moving() {
         return Err(AaeError::Ring("a ring change is pending".into()));
     }
     if s.ring_version != ring_version {
@@ -386,7 +386,7 @@ pub async fn exchange(
     }
     let ring_version = {
         let s = node.state.read();
-        if s.plan.is_some() {
+        if s.ownership_moving() {
             return Err(AaeError::Ring("a ring change is pending".into()));
         }
         s.ring_version

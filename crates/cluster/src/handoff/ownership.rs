@@ -173,9 +173,10 @@ impl CursorStore {
     }
 }
 
-/// Transfers of the pending plan that `me` must still send, with the plan id.
+/// Transfers of the pending plan that `me` must still send, with the plan id; none while the
+/// plan is staged (waiting for an operator's commit).
 pub fn my_pending_transfers(state: &RingState, me: &NodeId) -> Vec<(u64, Transfer)> {
-    let Some(plan) = &state.plan else {
+    let Some(plan) = state.plan.as_ref().filter(|p| !p.staged) else {
         return Vec::new();
     };
     plan.transfers
@@ -809,6 +810,25 @@ mod tests {
         for t in &plan.transfers {
             assert!(!unreplicated_partitions(&s, &t.to).contains(&t.partition));
         }
+    }
+
+    #[test]
+    fn a_staged_plan_sends_nothing_until_committed() {
+        use riftkv_core::membership::state::ChangeMode;
+        let mut s = settled(&["a", "b", "c"]);
+        s.add_member(info("d")).unwrap();
+        s.claimant_step_in(&id("a"), ChangeMode::Staged);
+        let plan = s.plan.clone().unwrap();
+        assert!(plan.staged && !plan.transfers.is_empty());
+        let pending = |s: &RingState| -> usize {
+            ["a", "b", "c", "d"]
+                .iter()
+                .map(|x| my_pending_transfers(s, &id(x)).len())
+                .sum()
+        };
+        assert_eq!(pending(&s), 0);
+        s.commit_staged(&id("b")).unwrap();
+        assert_eq!(pending(&s), plan.transfers.len());
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct StatusView {
     pub clock_offset_ms: i64,
     /// Restarted and still waiting for its peers' hints (see `node::catch_up`).
     pub catching_up: bool,
+    /// The id of the pending plan while it is staged (waits for a commit).
+    pub staged_plan: Option<u64>,
 }
 
 /// Progress of the pending plan's transfers as this node sees them, with its own limits.
@@ -56,13 +58,17 @@ pub struct TransfersView {
     pub replacing: Option<(NodeId, NodeId)>,
 }
 
-/// The transfers part of the status: None without a pending plan.
+/// The transfers part of the status: None unless a plan is moving partitions (a staged plan
+/// moves nothing until it is committed).
 pub fn transfers_view(
     state: &RingState,
     bytes_moved: u64,
     concurrency: usize,
     max_bytes_per_sec: u64,
 ) -> Option<TransfersView> {
+    if !state.ownership_moving() {
+        return None;
+    }
     let (partitions_done, partitions_total) = state.plan_progress()?;
     Some(TransfersView {
         partitions_done,
@@ -180,6 +186,7 @@ pub fn status(node: &Node) -> Result<StatusView, MembershipError> {
         transfers,
         clock_offset_ms: node.peer_clocks.offset_ms(),
         catching_up: node.catch_up.is_catching_up(),
+        staged_plan: state.plan.as_ref().filter(|p| p.staged).map(|p| p.id),
     })
 }
 
@@ -307,10 +314,12 @@ pub async fn replace(node: &Node, old: &NodeId, new: &NodeId) -> Result<(), Memb
         return Err(MembershipError::CannotRemoveSelf);
     }
     let out = node
-        .update_state(|s| match s.replace(&me, old, new) {
-            Ok(()) => (true, Ok(())),
-            Err(e) => (false, Err(e)),
-        })
+        .update_state(
+            |s| match s.replace_in(&me, old, new, node.settings.change_mode) {
+                Ok(()) => (true, Ok(())),
+                Err(e) => (false, Err(e)),
+            },
+        )
         .await
         .map_err(|e| MembershipError::Persist(e.to_string()))?;
     if out.is_ok() {
@@ -460,6 +469,7 @@ mod tests {
             transfers: None,
             clock_offset_ms: 0,
             catching_up: false,
+            staged_plan: None,
         };
         let j = serde_json::to_value(&v).unwrap();
         for f in [

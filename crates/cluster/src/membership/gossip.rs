@@ -146,10 +146,10 @@ pub async fn tick(node: &Arc<Node>, joiner: &mut JoinBackoff) -> bool {
     // Not awaited: the next round gossips the step anyway, and a crash before the write only
     // makes the claimant step again.
     let stepped = node.update_state_soon(|s| {
-        let stepped = s.claimant_step(&me);
+        let stepped = s.claimant_step_in(&me, node.settings.change_mode);
         if stepped {
             tracing::info!(ring_version = s.ring_version, plan = ?s.plan.as_ref().map(|p| p.id),
-                "claimant advanced the ring");
+                staged = s.plan.as_ref().is_some_and(|p| p.staged), "claimant advanced the ring");
         }
         let pruned = s.prune_transfers_done(&me);
         (stepped || pruned, stepped)

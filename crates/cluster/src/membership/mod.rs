@@ -5,6 +5,7 @@ pub mod admin;
 pub mod catch_up;
 pub mod going_down;
 pub mod gossip;
+pub mod plan;
 pub mod rpc;
 
 #[cfg(test)]

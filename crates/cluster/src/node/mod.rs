@@ -15,7 +15,7 @@ pub mod trees;
 use crate::metrics::Metrics;
 use parking_lot::{Mutex, RwLock};
 use riftkv_core::membership::detector::{Detector, DetectorConfig, Liveness};
-use riftkv_core::membership::state::{MemberInfo, RingState};
+use riftkv_core::membership::state::{ChangeMode, MemberInfo, RingState};
 use riftkv_core::net::Transport;
 use riftkv_core::storage::Storage;
 use riftkv_core::types::{Clock, NodeId, PartitionId};
@@ -66,6 +66,9 @@ pub struct NodeSettings {
     pub transfer_concurrency: usize,
     /// Bytes per second ownership handoff may send, across its streams; 0 = no limit.
     pub transfer_max_bytes_per_sec: u64,
+    /// Whether the ring changes this node plans apply at once or wait for a commit
+    /// (`--staged-changes`).
+    pub change_mode: ChangeMode,
     /// The current machine boot (Linux `boot_id`), to tell a process crash, which loses no
     /// written data, from a machine crash, which may (see [`incarnation`]).
     pub boot_id: Option<String>,
@@ -100,6 +103,7 @@ impl NodeSettings {
             limits: Limits::default(),
             transfer_concurrency: 2,
             transfer_max_bytes_per_sec: 0,
+            change_mode: ChangeMode::Immediate,
             boot_id: Some("test-boot".to_string()),
             faults: riftkv_core::fault::Faults::default(),
             catch_up_timeout: Duration::from_secs(5),

@@ -15,6 +15,10 @@
 //! data and record each finished transfer in their own member entry; when every transfer of the
 //! plan is done the claimant commits the target ring. Old replicas then drain what reached them
 //! meanwhile to the new replicas and drop their copies.
+//!
+//! A staged plan (`--staged-changes`, [`ChangeMode::Staged`]) stops after the first step: it
+//! is computed and gossiped, but no transfer starts until an operator commits it, which any
+//! node may write (like a removal); further membership changes meanwhile recompute it.
 
 use crate::bucket::BucketProps;
 use crate::ring::{Member, Ring, as_good_as, claim, replace_owner, substitution};
@@ -118,6 +122,20 @@ pub struct Plan {
     pub id: u64,
     pub target: Ring,
     pub transfers: Vec<Transfer>,
+    /// Computed and shown, but waiting for an operator's commit: no transfer starts and the
+    /// claimant does not commit it (on-disk format 7).
+    pub staged: bool,
+}
+
+/// How a node applies the ring changes it plans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChangeMode {
+    /// A plan starts moving data as soon as it is made (the default).
+    #[default]
+    Immediate,
+    /// A plan waits for `POST /v1/admin/plan/commit` (`--staged-changes`), so an operator can
+    /// look at what it moves and batch several changes into one plan.
+    Staged,
 }
 
 /// A bucket's props with the write that set them (last writer wins).
@@ -352,11 +370,19 @@ impl RingState {
         self.plan.as_ref().map(|p| &p.target).unwrap_or(&self.ring)
     }
 
+    /// [`RingState::claimant_step_in`] with changes applied at once.
+    pub fn claimant_step(&mut self, me: &NodeId) -> bool {
+        self.claimant_step_in(me, ChangeMode::Immediate)
+    }
+
     /// One step of the claimant's duty; a no-op on any other node. Returns true on a change.
     ///
     /// Commits a plan whose transfers are all done, replaces a plan that membership changes
-    /// made stale, and starts a plan when membership no longer matches ownership.
-    pub fn claimant_step(&mut self, me: &NodeId) -> bool {
+    /// made stale, and starts a plan when membership no longer matches ownership. A new plan
+    /// is staged when `mode` says so; a plan that replaces a staged one stays staged whatever
+    /// the mode, so a second change while one is staged joins the staged plan (the plan is
+    /// recomputed over every change) and nothing moves before a commit.
+    pub fn claimant_step_in(&mut self, me: &NodeId, mode: ChangeMode) -> bool {
         if self.claimant() != Some(me) {
             return false;
         }
@@ -378,7 +404,11 @@ impl RingState {
         if let Some(plan) = &self.plan {
             if !keeps(&plan.target) {
                 // Membership moved under the plan: replace it, keeping the transfer logic fresh.
-                return self.start_plan(me, desired);
+                let staged = plan.staged || mode == ChangeMode::Staged;
+                return self.start_plan(me, desired, staged);
+            }
+            if plan.staged {
+                return false;
             }
             let all_done = plan
                 .transfers
@@ -395,7 +425,7 @@ impl RingState {
             .values()
             .any(|m| m.status == MemberStatus::Joining);
         if !keeps(&self.ring) || joining {
-            return self.start_plan(me, desired);
+            return self.start_plan(me, desired, mode == ChangeMode::Staged);
         }
         false
     }
@@ -411,10 +441,77 @@ impl RingState {
         old: &NodeId,
         new: &NodeId,
     ) -> Result<(), MembershipError> {
+        self.replace_in(me, old, new, ChangeMode::Immediate)
+    }
+
+    /// [`RingState::replace`], its plan staged when `mode` says so or when it supersedes a
+    /// staged plan.
+    pub fn replace_in(
+        &mut self,
+        me: &NodeId,
+        old: &NodeId,
+        new: &NodeId,
+        mode: ChangeMode,
+    ) -> Result<(), MembershipError> {
         let target = self.check_replace(old, new)?;
+        let staged = mode == ChangeMode::Staged || self.plan.as_ref().is_some_and(|p| p.staged);
         self.set_status(old, MemberStatus::Removed)?;
-        self.start_plan(me, target);
+        self.start_plan(me, target, staged);
         Ok(())
+    }
+
+    /// Lets the staged plan apply: its transfers start and the claimant commits it once they
+    /// are done. Written by whichever node the operator asked (the higher ring version carries
+    /// it to every node, the claimant included). Returns the plan's id.
+    pub fn commit_staged(&mut self, me: &NodeId) -> Result<u64, MembershipError> {
+        let plan = self.plan.as_mut().ok_or(MembershipError::NothingStaged)?;
+        if !plan.staged {
+            return Err(MembershipError::PlanApplying(plan.id));
+        }
+        if let Some(id) = self.change_not_in_plan() {
+            return Err(MembershipError::PlanOutdated(id.clone()));
+        }
+        let Some(plan) = self.plan.as_mut() else {
+            return Err(MembershipError::NothingStaged);
+        };
+        plan.staged = false;
+        let (id, nothing_to_move) = (plan.id, plan.transfers.is_empty());
+        self.ring_version += 1;
+        self.ring_author = me.clone();
+        if nothing_to_move {
+            self.commit_plan(me);
+        }
+        Ok(id)
+    }
+
+    /// Whether the pending plan carries the membership change of member `id`: a joining member
+    /// owns partitions in the plan's target, a leaving or removed one owns none there. A valid
+    /// member has no change to carry. False without a plan.
+    pub fn plan_carries(&self, id: &NodeId) -> bool {
+        let (Some(plan), Some(m)) = (self.plan.as_ref(), self.members.get(id)) else {
+            return false;
+        };
+        let owns = plan.target.owners().contains(id);
+        match m.status {
+            MemberStatus::Joining => owns,
+            MemberStatus::Leaving | MemberStatus::Removed => !owns,
+            MemberStatus::Valid => true,
+        }
+    }
+
+    /// A member whose change the pending plan does not carry yet (the claimant recomputes the
+    /// plan within a gossip round), so a commit never applies a plan that misses a change the
+    /// operator has already made.
+    pub fn change_not_in_plan(&self) -> Option<&NodeId> {
+        self.members
+            .keys()
+            .find(|id| !self.plan_carries(id))
+            .filter(|_| self.plan.is_some())
+    }
+
+    /// Whether ownership is changing now: a plan is pending and not waiting for a commit.
+    pub fn ownership_moving(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| !p.staged)
     }
 
     /// Whether `new` may replace `old` now; the target ring when it may.
@@ -484,7 +581,7 @@ impl RingState {
         Some((done, plan.transfers.len()))
     }
 
-    fn start_plan(&mut self, me: &NodeId, target: Ring) -> bool {
+    fn start_plan(&mut self, me: &NodeId, target: Ring, staged: bool) -> bool {
         let n = self.n_val as usize;
         let live = |id: &NodeId| {
             self.members
@@ -493,14 +590,18 @@ impl RingState {
         };
         let transfers = compute_transfers(&self.ring, &target, n, live);
         let id = self.plan_id().max(self.ring_version) + 1;
+        // A staged plan that changes ownership waits for its commit even when nothing has to
+        // be copied; one that changes nothing has nothing to show.
+        let waits = staged && target != self.ring;
         self.plan = Some(Plan {
             id,
             target,
             transfers,
+            staged: waits,
         });
         self.ring_version += 1;
         self.ring_author = me.clone();
-        if self.plan.as_ref().is_some_and(|p| p.transfers.is_empty()) {
+        if !waits && self.plan.as_ref().is_some_and(|p| p.transfers.is_empty()) {
             self.commit_plan(me);
         }
         true
@@ -664,6 +765,14 @@ pub enum MembershipError {
         "giving node {0} the old node's partitions would break the placement rules (zone spread or other members waiting to join); remove the old node instead"
     )]
     ReplaceBreaksPlacement(NodeId),
+    #[error("no ring change is staged, so there is nothing to commit")]
+    NothingStaged,
+    #[error("the pending ring change (plan {0}) is already applying; nothing is staged")]
+    PlanApplying(u64),
+    #[error(
+        "the staged plan does not include the change of node {0} yet; it is being recomputed, look at it again in a moment"
+    )]
+    PlanOutdated(NodeId),
     #[error("could not read or persist node state: {0}")]
     Persist(String),
 }
@@ -946,6 +1055,163 @@ mod tests {
         assert_eq!(
             s.check_replace(&id("2"), &id("5")),
             Err(MembershipError::Removed(id("2")))
+        );
+    }
+
+    /// Three settled members, `4` joining, the claimant staging: the plan is computed and
+    /// shown but nothing moves until it is committed.
+    fn staged_join() -> RingState {
+        let mut s = RingState::found("c".into(), 32, 3, info("1"));
+        for id in ["2", "3"] {
+            s.add_member(info(id)).unwrap();
+        }
+        settle(&mut s);
+        s.add_member(info("4")).unwrap();
+        assert!(s.claimant_step_in(&NodeId::from("1"), ChangeMode::Staged));
+        s
+    }
+
+    #[test]
+    fn a_staged_plan_waits_for_commit() {
+        let mut s = staged_join();
+        let ring = s.ring.clone();
+        let plan = s.plan.clone().expect("plan staged");
+        assert!(plan.staged);
+        assert!(!plan.transfers.is_empty());
+        assert!(!plan.target.partitions_of(&NodeId::from("4")).is_empty());
+        assert!(!s.ownership_moving());
+        // Even with every transfer marked done, the claimant does not commit a staged plan.
+        finish_transfers(&mut s, |_| true);
+        for _ in 0..3 {
+            assert!(!s.claimant_step_in(&NodeId::from("1"), ChangeMode::Staged));
+            assert!(!s.claimant_step(&NodeId::from("1")));
+        }
+        assert_eq!(s.ring, ring);
+        assert_eq!(s.plan.as_ref().map(|p| p.id), Some(plan.id));
+        assert_eq!(s.members[&NodeId::from("4")].status, MemberStatus::Joining);
+    }
+
+    #[test]
+    fn committing_a_staged_plan_lets_it_apply() {
+        let mut s = staged_join();
+        let plan = s.plan.clone().unwrap();
+        let v = s.ring_version;
+        // Committed on node 3, not the claimant.
+        assert_eq!(s.commit_staged(&NodeId::from("3")), Ok(plan.id));
+        assert!(s.ring_version > v);
+        assert!(s.ownership_moving());
+        assert_eq!(
+            s.commit_staged(&NodeId::from("3")),
+            Err(MembershipError::PlanApplying(plan.id))
+        );
+        // The claimant's copy learns of the commit by gossip.
+        let mut claimants = s.clone();
+        claimants.plan.as_mut().unwrap().staged = true;
+        claimants.ring_version = v;
+        assert!(claimants.merge(&s));
+        assert!(claimants.ownership_moving());
+        settle(&mut claimants);
+        assert!(claimants.locally_settled());
+        assert_eq!(claimants.ring, plan.target);
+        assert_eq!(
+            claimants.members[&NodeId::from("4")].status,
+            MemberStatus::Valid
+        );
+        assert_eq!(
+            claimants.commit_staged(&NodeId::from("1")),
+            Err(MembershipError::NothingStaged)
+        );
+    }
+
+    #[test]
+    fn a_second_change_joins_the_staged_plan() {
+        let mut s = staged_join();
+        let first = s.plan.clone().unwrap();
+        s.add_member(info("5")).unwrap();
+        // Without the flag the claimant still keeps a staged plan staged.
+        assert!(s.claimant_step(&NodeId::from("1")));
+        let second = s.plan.clone().unwrap();
+        assert!(second.staged);
+        assert!(second.id > first.id);
+        for id in ["4", "5"] {
+            assert!(
+                !second.target.partitions_of(&NodeId::from(id)).is_empty(),
+                "{id} gets partitions"
+            );
+        }
+        // A leave staged on top: the leaver owns nothing in the recomputed target.
+        s.set_status(&NodeId::from("3"), MemberStatus::Leaving)
+            .unwrap();
+        assert!(s.claimant_step_in(&NodeId::from("1"), ChangeMode::Staged));
+        let third = s.plan.clone().unwrap();
+        assert!(third.staged);
+        assert!(third.target.partitions_of(&NodeId::from("3")).is_empty());
+        assert!(third.transfers.iter().all(|t| t.from != NodeId::from("4")));
+        s.commit_staged(&NodeId::from("2")).unwrap();
+        settle(&mut s);
+        assert!(s.ring.partitions_of(&NodeId::from("3")).is_empty());
+    }
+
+    #[test]
+    fn a_plan_that_misses_a_change_cannot_be_committed() {
+        let mut s = staged_join();
+        assert_eq!(s.change_not_in_plan(), None);
+        assert!(s.plan_carries(&NodeId::from("4")));
+        // Node 5 joins; until the claimant recomputes, the plan does not carry it.
+        s.add_member(info("5")).unwrap();
+        assert!(!s.plan_carries(&NodeId::from("5")));
+        assert_eq!(
+            s.commit_staged(&NodeId::from("2")),
+            Err(MembershipError::PlanOutdated(NodeId::from("5")))
+        );
+        assert!(s.plan.as_ref().is_some_and(|p| p.staged), "still staged");
+        s.claimant_step(&NodeId::from("1"));
+        assert_eq!(s.change_not_in_plan(), None);
+        // So does a leave, until the claimant takes the leaver out of the target.
+        s.set_status(&NodeId::from("3"), MemberStatus::Leaving)
+            .unwrap();
+        assert_eq!(s.change_not_in_plan(), Some(&NodeId::from("3")));
+        s.claimant_step(&NodeId::from("1"));
+        assert!(s.commit_staged(&NodeId::from("2")).is_ok());
+    }
+
+    #[test]
+    fn immediate_mode_is_unchanged() {
+        let mut s = RingState::found("c".into(), 32, 3, info("1"));
+        s.add_member(info("2")).unwrap();
+        assert!(s.claimant_step_in(&NodeId::from("1"), ChangeMode::Immediate));
+        assert!(s.plan.as_ref().is_some_and(|p| !p.staged));
+        assert!(s.ownership_moving());
+        assert_eq!(
+            s.commit_staged(&NodeId::from("1")),
+            Err(MembershipError::PlanApplying(s.plan.as_ref().unwrap().id))
+        );
+    }
+
+    #[test]
+    fn a_staged_replace_waits_for_commit() {
+        let mut s = dead_member_and_a_stalled_join();
+        let ring = s.ring.clone();
+        s.replace_in(
+            &NodeId::from("3"),
+            &NodeId::from("2"),
+            &NodeId::from("4"),
+            ChangeMode::Staged,
+        )
+        .unwrap();
+        assert!(s.plan.as_ref().is_some_and(|p| p.staged));
+        assert_eq!(
+            s.replace_in_flight(),
+            Some((NodeId::from("2"), NodeId::from("4")))
+        );
+        transfer_all_but(&mut s, "2");
+        assert!(!s.claimant_step(&NodeId::from("1")));
+        assert_eq!(s.ring, ring);
+        s.commit_staged(&NodeId::from("1")).unwrap();
+        assert!(s.claimant_step(&NodeId::from("1")));
+        assert_eq!(
+            s.ring.partitions_of(&NodeId::from("4")),
+            ring.partitions_of(&NodeId::from("2"))
         );
     }
 

@@ -39,7 +39,8 @@ pub use tcp::{NetStats, TcpTransport};
 ///    encoding 3) and forwarded writes their TTL.
 /// 5: pings and their answers carry the sender's wall clock (cluster time for expiry); the
 ///    ring state carries the security state (users, token hashes, grants) as JSON.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: the ring state's pending plan says whether it is staged (waits for an operator's commit).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Default bound on one frame; larger frames close the connection that sent them.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;

@@ -54,6 +54,10 @@ const FILES: &[(&str, &str)] = &[
         "0006_tombstone_index.toml",
         include_str!("../../../../migrations/0006_tombstone_index.toml"),
     ),
+    (
+        "0007_staged_plan.toml",
+        include_str!("../../../../migrations/0007_staged_plan.toml"),
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -73,6 +77,7 @@ fn step_by_name(name: &str) -> Option<StepFn> {
         "expiry" => Some(expiry),
         "security" => Some(super::legacy_ring_state::security),
         "tombstone_index" => Some(tombstone_index),
+        "staged_plan" => Some(super::legacy_ring_state::staged_plan),
         _ => None,
     }
 }
@@ -453,7 +458,10 @@ mod tests {
     #[test]
     fn newer_format_is_refused_without_writing() {
         let s = MemoryStorage::new();
-        s.backend().raw_write(vec![version_op(7)], false).unwrap();
+        let newer = FORMAT_VERSION + 1;
+        s.backend()
+            .raw_write(vec![version_op(newer)], false)
+            .unwrap();
         let before = s
             .backend()
             .raw_get(Cf::Meta, VERSION_KEY.as_bytes())
@@ -462,7 +470,7 @@ mod tests {
             Err(e @ StorageError::NewerFormat { .. }) => assert_eq!(
                 e.to_string(),
                 format!(
-                    "data dir was written by a newer RiftKV: on-disk format 7, this binary supports up to {FORMAT_VERSION}"
+                    "data dir was written by a newer RiftKV: on-disk format {newer}, this binary supports up to {FORMAT_VERSION}"
                 )
             ),
             other => panic!("expected NewerFormat, got {other:?}"),
@@ -541,7 +549,7 @@ mod tests {
         }
         let (s, applied) =
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
-        assert_eq!(applied, vec![3, 4, 5, 6]);
+        assert_eq!(applied, vec![3, 4, 5, 6, 7]);
         assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
         let bytes = s.get_object(&ok("b", "k")).unwrap().unwrap();
         assert_eq!(bytes, v2, "the migration rewrites nothing");
@@ -601,7 +609,7 @@ mod tests {
         }
         let (s, applied) =
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
-        assert_eq!(applied, vec![6]);
+        assert_eq!(applied, vec![6, 7]);
         assert_eq!(
             s.scan_tombstones(None, 10).unwrap(),
             vec![ok("b", "dead"), ok("b", "dead-custody")]
@@ -647,7 +655,7 @@ mod tests {
             ring_version: state.ring_version,
             ring_author: state.ring_author.clone(),
             previous_ring: state.previous_ring.clone(),
-            plan: state.plan.clone(),
+            plan: None,
             buckets,
         }
     }
@@ -698,7 +706,7 @@ mod tests {
         let before = format_2_dir_with_bucket_props(dir.path());
         let (s, applied) =
             RocksStorage::open_with_migrations(dir.path(), &embedded().unwrap()).unwrap();
-        assert_eq!(applied, vec![3, 4, 5, 6]);
+        assert_eq!(applied, vec![3, 4, 5, 6, 7]);
         assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
         let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
         let after: RingState = postcard::from_bytes(&bytes).unwrap();
@@ -726,6 +734,34 @@ mod tests {
         assert_eq!(s.get_meta(RING_STATE_META).unwrap().unwrap(), bytes);
     }
 
+    /// Writes `old` as the ring state of a data dir at format `version`, checks that the
+    /// current layout cannot read it, then opens the dir with every migration: the steps
+    /// above `version` run and the ring state reads in the current layout.
+    fn upgrade_ring_state_from(
+        dir: &std::path::Path,
+        version: u32,
+        old: &impl serde::Serialize,
+    ) -> RingState {
+        let list = embedded().unwrap();
+        {
+            let (s, _) =
+                RocksStorage::open_with_migrations(dir, &list[..version as usize]).unwrap();
+            assert_eq!(s.format_version().unwrap(), Some(version));
+            let mut b = WriteBatch::new();
+            b.put_meta(RING_STATE_META, postcard::to_stdvec(old).unwrap());
+            s.write(b, true).unwrap();
+            // The current layout cannot read it: the migration is what makes it readable.
+            let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
+            assert!(postcard::from_bytes::<RingState>(&bytes).is_err());
+        }
+        let (s, applied) = RocksStorage::open_with_migrations(dir, &list).unwrap();
+        let expected: Vec<u32> = (version + 1..=FORMAT_VERSION).collect();
+        assert_eq!(applied, expected);
+        assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
+        let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
+        postcard::from_bytes(&bytes).unwrap()
+    }
+
     /// A format-4 data dir as the previous release left it: its ring state in the format-4
     /// layout (no security state) opens at format 5 with everything kept and no users.
     #[test]
@@ -746,26 +782,51 @@ mod tests {
             &state,
             [(b"b".to_vec(), entry.clone())].into_iter().collect(),
         );
-        let list = embedded().unwrap();
-        {
-            let (s, _) = RocksStorage::open_with_migrations(dir.path(), &list[..4]).unwrap();
-            assert_eq!(s.format_version().unwrap(), Some(4));
-            let mut b = WriteBatch::new();
-            b.put_meta(RING_STATE_META, postcard::to_stdvec(&old).unwrap());
-            s.write(b, true).unwrap();
-            // The current layout cannot read it: the migration is what makes it readable.
-            let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
-            assert!(postcard::from_bytes::<RingState>(&bytes).is_err());
-        }
-        let (s, applied) = RocksStorage::open_with_migrations(dir.path(), &list).unwrap();
-        assert_eq!(applied, vec![5, 6]);
-        assert_eq!(s.format_version().unwrap(), Some(FORMAT_VERSION));
-        let bytes = s.get_meta(RING_STATE_META).unwrap().unwrap();
-        let after: RingState = postcard::from_bytes(&bytes).unwrap();
+        let after = upgrade_ring_state_from(dir.path(), 4, &old);
         assert_eq!(after.buckets[&b"b"[..]], entry);
         assert_eq!(after.members, state.members);
         assert_eq!(after.ring, state.ring);
         assert!(after.security.never_had_users());
+    }
+
+    /// A format-6 data dir as the previous release left it, with a join plan pending in the
+    /// format-6 layout (no `staged` flag): it opens at format 7 with the plan applying as
+    /// before and everything else kept.
+    #[test]
+    fn a_format_6_ring_state_with_a_pending_plan_reads_after_the_upgrade() {
+        use crate::membership::state::MemberInfo;
+        use crate::storage::legacy_ring_state::{PlanBefore7, RingStateV6};
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = found_n1();
+        state
+            .add_member(MemberInfo::new(
+                "n2".into(),
+                "127.0.0.1:3".into(),
+                "127.0.0.1:4".into(),
+                None,
+            ))
+            .unwrap();
+        assert!(state.claimant_step(&"n1".into()));
+        let plan = state.plan.clone().expect("a join plan");
+        assert!(!plan.transfers.is_empty() && !plan.staged);
+        let old = RingStateV6 {
+            cluster_name: state.cluster_name.clone(),
+            n_val: state.n_val,
+            members: state.members.clone(),
+            ring: state.ring.clone(),
+            ring_version: state.ring_version,
+            ring_author: state.ring_author.clone(),
+            previous_ring: state.previous_ring.clone(),
+            plan: Some(PlanBefore7 {
+                id: plan.id,
+                target: plan.target.clone(),
+                transfers: plan.transfers.clone(),
+            }),
+            buckets: state.buckets.clone(),
+            security: state.security.clone(),
+        };
+        let after = upgrade_ring_state_from(dir.path(), 6, &old);
+        assert_eq!(after, state, "the same state, its plan applying as before");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use rocks::{RocksBackend, RocksTuning};
 pub use store::RecordStore;
 
 /// The on-disk format this binary writes; the last file in `migrations/`.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// Storage backed by RocksDB in a data dir.
 #[cfg(feature = "rocksdb")]

@@ -1,5 +1,6 @@
 //! Admin and operations endpoints: status, ring, preference lists, this node's own copy of a
-//! key, leave and remove, health, readiness and metrics.
+//! key, leave and remove, the pending ring change and its commit, health, readiness and
+//! metrics.
 
 use super::AppState;
 use super::error::{ApiError, Code};
@@ -10,11 +11,13 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use riftkv_cluster::membership::admin as madmin;
+use riftkv_cluster::membership::plan as mplan;
 use riftkv_core::membership::state::MembershipError;
 use riftkv_core::storage::{HintKey, ObjectKey};
 use riftkv_core::types::NodeId;
 use riftkv_core::version::Object;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use utoipa::ToSchema;
 
@@ -71,6 +74,10 @@ pub struct StatusBody {
     /// True after a restart until the peers hold no hints for this node (or the catch-up
     /// timeout passed): `/ready` answers 503 meanwhile and peers read from it last.
     pub catching_up: bool,
+    /// Present while a ring change is staged: the plan's id (`GET /v1/admin/plan` shows it,
+    /// `POST /v1/admin/plan/commit` applies it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged_plan: Option<u64>,
 }
 
 /// Progress of the pending ring change in `/v1/admin/status`.
@@ -152,6 +159,7 @@ impl From<madmin::StatusView> for StatusBody {
             transfers: v.transfers.map(TransfersBody::from),
             clock_offset_ms: v.clock_offset_ms,
             catching_up: v.catching_up,
+            staged_plan: v.staged_plan,
         }
     }
 }
@@ -213,6 +221,100 @@ impl From<madmin::PreflistView> for PreflistBody {
     }
 }
 
+/// One membership change of the pending plan.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ChangeBody {
+    /// `join`, `leave`, `remove` or `replace`.
+    pub action: String,
+    pub node: String,
+    /// For a replace: the member that takes over `node`'s partitions.
+    pub by: Option<String>,
+    /// The pending plan carries this change; false until the claimant has recomputed the
+    /// plan for it (a gossip round or two), and a commit waits for that.
+    pub planned: bool,
+}
+
+/// One partition a node receives before the plan is committed.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PlanTransferBody {
+    pub partition: u32,
+    pub from: String,
+    pub to: String,
+    /// The source has finished sending it.
+    pub done: bool,
+}
+
+/// Partitions a node owns now and once the plan is committed.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PartitionCountsBody {
+    pub before: u64,
+    pub after: u64,
+}
+
+/// `GET /v1/admin/plan`: the pending ring change.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PlanBody {
+    /// A plan is pending (staged or applying); false when the ring is as it will stay.
+    pub pending: bool,
+    /// The plan waits for `POST /v1/admin/plan/commit` (nodes started with
+    /// `--staged-changes`); nothing moves until then.
+    pub staged: bool,
+    pub plan_id: Option<u64>,
+    pub ring_version: u64,
+    pub changes: Vec<ChangeBody>,
+    pub transfers: Vec<PlanTransferBody>,
+    /// Per node id: partitions owned in the committed ring and in the plan's target.
+    pub partitions: BTreeMap<String, PartitionCountsBody>,
+}
+
+impl From<mplan::PlanView> for PlanBody {
+    fn from(v: mplan::PlanView) -> PlanBody {
+        let action = |a: mplan::Action| match a {
+            mplan::Action::Join => "join",
+            mplan::Action::Leave => "leave",
+            mplan::Action::Remove => "remove",
+            mplan::Action::Replace => "replace",
+        };
+        PlanBody {
+            pending: v.pending,
+            staged: v.staged,
+            plan_id: v.plan_id,
+            ring_version: v.ring_version,
+            changes: v
+                .changes
+                .into_iter()
+                .map(|c| ChangeBody {
+                    action: action(c.action).to_string(),
+                    node: c.node.0,
+                    by: c.by.map(|n| n.0),
+                    planned: c.planned,
+                })
+                .collect(),
+            transfers: v
+                .transfers
+                .into_iter()
+                .map(|t| PlanTransferBody {
+                    partition: t.partition,
+                    from: t.from.0,
+                    to: t.to.0,
+                    done: t.done,
+                })
+                .collect(),
+            partitions: v
+                .partitions
+                .into_iter()
+                .map(|(id, c)| {
+                    let counts = PartitionCountsBody {
+                        before: c.before as u64,
+                        after: c.after as u64,
+                    };
+                    (id.0, counts)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Answer of the leave and remove commands.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AcceptedBody {
@@ -264,7 +366,10 @@ impl From<MembershipError> for ApiError {
             | MembershipError::ReplaceInFlight { .. }
             | MembershipError::ReplacementOwnsPartitions(_)
             | MembershipError::NothingToReplace(_)
-            | MembershipError::ReplaceBreaksPlacement(_) => Code::Conflict,
+            | MembershipError::ReplaceBreaksPlacement(_)
+            | MembershipError::NothingStaged
+            | MembershipError::PlanApplying(_)
+            | MembershipError::PlanOutdated(_) => Code::Conflict,
             MembershipError::Persist(_) => Code::Internal,
         };
         ApiError::new(code, e.to_string())
@@ -426,6 +531,22 @@ pub async fn replace(State(node): State<AppState>, uri: Uri) -> Result<Response,
     );
     madmin::replace(&node, &old, &new).await?;
     Ok((StatusCode::ACCEPTED, Json(AcceptedBody { message })).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/admin/plan", tag = "admin",
+    responses((status = 200, description = "The pending ring change (staged or applying) with its transfers and the partitions per node before and after; `pending` is false when nothing is pending", body = PlanBody)))]
+pub async fn plan(State(node): State<AppState>, uri: Uri) -> Result<Json<PlanBody>, ApiError> {
+    params::no_query(uri.query())?;
+    Ok(Json(mplan::view(&node).into()))
+}
+
+#[utoipa::path(post, path = "/v1/admin/plan/commit", tag = "admin",
+    responses((status = 202, description = "The staged plan applies: its transfers start and ownership changes once they are done (the plan as it now stands)", body = PlanBody),
+              (status = 409, description = "Nothing is staged (no plan is pending, the pending plan is already applying, or this node has not joined), or the staged plan does not carry a change yet (look at it again in a moment)", body = super::error::ErrorBody)))]
+pub async fn commit_plan(State(node): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    params::no_query(uri.query())?;
+    let view = mplan::commit(&node).await?;
+    Ok((StatusCode::ACCEPTED, Json(PlanBody::from(view))).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/admin/backup", tag = "admin",

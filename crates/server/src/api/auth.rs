@@ -257,6 +257,16 @@ mod tests {
                 "/v1/admin/replace/{old}/{new}",
                 Need::Cluster(Permission::Admin),
             ),
+            (
+                get.clone(),
+                "/v1/admin/plan",
+                Need::Cluster(Permission::Admin),
+            ),
+            (
+                Method::POST,
+                "/v1/admin/plan/commit",
+                Need::Cluster(Permission::Admin),
+            ),
             (get.clone(), "/metrics", Need::Cluster(Permission::Metrics)),
             (get.clone(), "/v1/openapi.json", Need::Token),
             (get.clone(), "/health", Need::Nothing),

@@ -89,6 +89,8 @@ pub fn router_with(node: Arc<Node>, admission: Arc<admission::Admission>, auth: 
         .route("/v1/admin/leave", post(admin::leave))
         .route("/v1/admin/remove/{node_id}", post(admin::remove))
         .route("/v1/admin/replace/{old}/{new}", post(admin::replace))
+        .route("/v1/admin/plan", get(admin::plan))
+        .route("/v1/admin/plan/commit", post(admin::commit_plan))
         .route("/v1/admin/backup", post(admin::backup))
         .route("/v1/admin/users", get(users::list_users))
         .route(

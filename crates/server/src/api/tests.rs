@@ -1594,6 +1594,82 @@ async fn replace_refuses_what_it_cannot_do_and_shows_its_progress() {
 }
 
 #[tokio::test]
+async fn plan_shows_a_staged_change_and_commit_applies_it() {
+    use riftkv_core::membership::state::ChangeMode;
+    let api = start_replicating(2).await;
+    join_member(&api.node, "n2");
+    settle_state(&api.node);
+    // Nothing pending: 200 with pending false, and nothing to commit.
+    let v = api.get("/v1/admin/plan").await.json();
+    assert_eq!(v["pending"], false, "{v}");
+    assert_eq!(v["staged"], false, "{v}");
+    assert_eq!(v["changes"], serde_json::json!([]));
+    let v = error_of(api.post("/v1/admin/plan/commit").await, 409, "conflict");
+    assert!(
+        v["message"].as_str().unwrap().contains("nothing to commit"),
+        "{v}"
+    );
+    error_of(
+        api.post("/v1/admin/plan/commit?x=1").await,
+        400,
+        "bad_request",
+    );
+
+    // n3 joins and the claimant stages the plan.
+    join_member(&api.node, "n3");
+    let version = api
+        .node
+        .update_state(|s| {
+            s.claimant_step_in(&NodeId::from("n1"), ChangeMode::Staged);
+            (true, s.ring_version)
+        })
+        .await
+        .unwrap();
+    let v = api.get("/v1/admin/plan").await.json();
+    assert_eq!(v["pending"], true, "{v}");
+    assert_eq!(v["staged"], true, "{v}");
+    assert_eq!(v["ring_version"], version);
+    assert_eq!(v["changes"][0]["action"], "join");
+    assert_eq!(v["changes"][0]["node"], "n3");
+    assert_eq!(v["partitions"]["n3"]["before"], 0);
+    assert!(v["partitions"]["n3"]["after"].as_u64().unwrap() > 0, "{v}");
+    assert!(!v["transfers"].as_array().unwrap().is_empty(), "{v}");
+    let status = api.get("/v1/admin/status").await.json();
+    assert!(status.get("transfers").is_none(), "nothing moves: {status}");
+    assert_eq!(status["staged_plan"], v["plan_id"], "{status}");
+
+    let r = api.post("/v1/admin/plan/commit").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let v = r.json();
+    assert_eq!(v["pending"], true, "{v}");
+    assert_eq!(v["staged"], false, "{v}");
+    assert!(api.node.state.read().ring_version > version);
+    let status = api.get("/v1/admin/status").await.json();
+    assert!(status["transfers"]["partitions_total"].as_u64().unwrap() > 0);
+    assert!(status.get("staged_plan").is_none(), "{status}");
+    // Already applying: nothing staged.
+    let v = error_of(api.post("/v1/admin/plan/commit").await, 409, "conflict");
+    assert!(
+        v["message"].as_str().unwrap().contains("already applying"),
+        "{v}"
+    );
+    settle_state(&api.node);
+    let v = api.get("/v1/admin/plan").await.json();
+    assert_eq!(v["pending"], false, "{v}");
+    assert_eq!(
+        v["partitions"]["n3"]["before"],
+        v["partitions"]["n3"]["after"]
+    );
+}
+
+#[tokio::test]
+async fn plan_endpoints_need_the_admin_permission() {
+    let api = start_with_auth().await;
+    error_of(api.get("/v1/admin/plan").await, 401, "unauthorized");
+    error_of(api.post("/v1/admin/plan/commit").await, 401, "unauthorized");
+}
+
+#[tokio::test]
 async fn replace_needs_the_admin_permission() {
     let api = start_with_auth().await;
     error_of(api.post("/v1/admin/replace/a/b").await, 401, "unauthorized");
