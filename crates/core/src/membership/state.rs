@@ -713,15 +713,25 @@ pub fn compute_transfers(
         let tgt = target.preference_list(p, n);
         let leaving: Vec<&NodeId> = cur.iter().filter(|x| !tgt.contains(x) && live(x)).collect();
         let staying: Vec<&NodeId> = cur.iter().filter(|x| tgt.contains(x) && live(x)).collect();
+        // A replica lost with a dead node held writes that only one other replica may hold
+        // now (acknowledged by the two of them): its successor takes every live copy.
+        let lost_one = cur.iter().any(|x| !live(x));
         let mut used = 0usize;
         for to in tgt.iter().filter(|x| !cur.contains(x)) {
-            let from = if used < leaving.len() {
+            let from: Vec<&NodeId> = if used < leaving.len() {
                 used += 1;
-                Some(leaving[used - 1])
+                vec![leaving[used - 1]]
+            } else if lost_one {
+                cur.iter().filter(|x| live(x)).collect()
             } else {
-                staying.first().copied().or(leaving.first().copied())
+                staying
+                    .first()
+                    .copied()
+                    .or(leaving.first().copied())
+                    .into_iter()
+                    .collect()
             };
-            if let Some(from) = from {
+            for from in from {
                 out.push(Transfer {
                     partition: p,
                     from: from.clone(),
@@ -1255,6 +1265,58 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A replica taken over from a dead node streams from every live replica, not one: a
+    /// write acknowledged by the dead node and one other lives only on that other, and the
+    /// new replica must hold it or two of the three replicas lack it (a read at r=2 could ask
+    /// exactly those). A live leaver still hands over its own copy alone.
+    #[test]
+    fn a_dead_replicas_successor_streams_from_every_live_replica() {
+        let members = |ids: &[&str]| -> Vec<Member> {
+            ids.iter()
+                .map(|i| Member {
+                    id: NodeId::from(*i),
+                    zone: None,
+                })
+                .collect()
+        };
+        let a = claim(32, &members(&["1", "2", "3", "4"]), 3, None);
+        // 4 dies and 5 takes its partitions.
+        let b = crate::ring::replace_owner(&a, &NodeId::from("4"), &NodeId::from("5")).unwrap();
+        let dead = NodeId::from("4");
+        let ts = compute_transfers(&a, &b, 3, |id| *id != dead);
+        let mut checked = 0;
+        for p in 0..32 {
+            let cur = a.preference_list(p, 3);
+            if !cur.contains(&dead) {
+                continue;
+            }
+            checked += 1;
+            let live: Vec<&NodeId> = cur.iter().filter(|x| **x != dead).collect();
+            for from in live {
+                assert!(
+                    ts.iter()
+                        .any(|t| t.partition == p && t.to == "5".into() && t.from == *from),
+                    "partition {p}: no transfer from {from} to 5: {ts:?}"
+                );
+            }
+        }
+        assert!(checked > 0);
+        // A live leaver (4 leaves) is the only source of the copy it hands over.
+        let c = claim(32, &members(&["1", "2", "3"]), 3, Some(&a));
+        let ts = compute_transfers(&a, &c, 3, |_| true);
+        for p in 0..32 {
+            let cur = a.preference_list(p, 3);
+            let tgt = c.preference_list(p, 3);
+            let leaving = cur.iter().filter(|x| !tgt.contains(x)).count();
+            let arriving = tgt.iter().filter(|x| !cur.contains(x)).count();
+            assert_eq!(
+                ts.iter().filter(|t| t.partition == p).count(),
+                arriving,
+                "partition {p}: one source per arriving replica ({leaving} leaving)"
+            );
         }
     }
 }
