@@ -554,6 +554,9 @@ impl Storage for GatedStorage {
     fn flush(&self) -> Result<(), StorageError> {
         self.gate.run(|| self.inner.flush())
     }
+    fn sync_wal(&self) -> Result<(), StorageError> {
+        self.gate.run(|| self.inner.sync_wal())
+    }
     /// Unsupported, as for the in-memory store it wraps.
     fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StorageError> {
         self.gate.run(|| self.inner.checkpoint(dir))

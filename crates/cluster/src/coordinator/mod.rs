@@ -15,6 +15,8 @@ mod cluster_tests;
 #[cfg(test)]
 mod datatype_tests;
 pub mod delete;
+#[cfg(test)]
+mod durability_tests;
 pub mod error;
 pub mod get;
 pub mod get_core;

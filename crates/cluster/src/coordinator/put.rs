@@ -10,7 +10,9 @@ use super::quorum::{ConsistencyParams, WriteQuorum, check_write};
 use crate::node::Node;
 use crate::preflist::Role;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
-use crate::replica::{blocking, coordinate_update, coordinate_write};
+use crate::replica::{
+    Written, blocking, coordinate_update, coordinate_write, try_coordinate_write,
+};
 use crate::rpc::{Endpoint, Message, RpcError};
 use bytes::Bytes;
 use riftkv_core::net::NetError;
@@ -315,7 +317,7 @@ async fn coordinate(
         } => {
             let data_type = data_type_of(&pl.props)?;
             let (type_op, context) = (type_op.clone(), context.clone());
-            let obj = blocking(move || {
+            let written = blocking(move || {
                 coordinate_update(
                     &n,
                     &k,
@@ -328,26 +330,37 @@ async fn coordinate(
                 )
             })
             .await?;
-            return replicate(node, op, pl, wq, obj, deadline).await;
+            return replicate(node, op, pl, wq, written, deadline).await;
         }
     };
     let mode = pl.props.conflict;
-    let obj = blocking(move || coordinate_write(&n, &k, &ctx, sibling, mode, &limits, sync, &role))
-        .await?;
-    replicate(node, op, pl, wq, obj, deadline).await
+    let inline = try_coordinate_write(&n, &k, &ctx, &sibling, mode, &limits, sync, &role);
+    let written = match inline {
+        Some(r) => r?,
+        None => {
+            blocking(move || coordinate_write(&n, &k, &ctx, sibling, mode, &limits, sync, &role))
+                .await?
+        }
+    };
+    replicate(node, op, pl, wq, written, deadline).await
 }
 
 /// Sends the object the coordinator stored to the other serving nodes and answers once the
-/// write quorum is met (or cannot be).
+/// write quorum is met (or cannot be). A durable local write counts as this node's answer
+/// once its WAL sync is done, which runs while the replicas store their copies.
 async fn replicate(
     node: &Arc<Node>,
     op: &WriteOp,
     pl: &Placement,
     wq: WriteQuorum,
-    obj: Object,
+    written: Written,
     deadline: Instant,
 ) -> Result<Object, KvError> {
     let sync = wq.dw > 0;
+    let Written {
+        object: obj,
+        pending,
+    } = written;
     node.metrics
         .clock_entries
         .observe(obj.clock_entries() as f64);
@@ -356,8 +369,19 @@ async fn replicate(
     }
 
     let mut core = PutCore::new(pl.serving.clone(), wq.w, wq.dw, wq.pw);
-    core.add_ack(node.id.clone(), Ok(sync));
     let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, Result<bool, String>)>();
+    match pending {
+        None => {
+            core.add_ack(node.id.clone(), Ok(sync));
+        }
+        Some(ticket) => {
+            let (wal, me, tx) = (node.wal.clone(), node.id.clone(), tx.clone());
+            tokio::spawn(async move {
+                let r = wal.wait(ticket).await.map(|()| true);
+                let _ = tx.send((me, r.map_err(|e| e.to_string())));
+            });
+        }
+    }
     let bytes = obj.encode();
     let left = deadline.saturating_duration_since(Instant::now());
     for (peer, role) in pl.serving.iter().filter(|(n, _)| n != &node.id) {

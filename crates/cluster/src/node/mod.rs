@@ -18,6 +18,7 @@ use riftkv_core::membership::detector::{Detector, DetectorConfig, Liveness};
 use riftkv_core::membership::state::{ChangeMode, MemberInfo, RingState};
 use riftkv_core::net::Transport;
 use riftkv_core::storage::Storage;
+use riftkv_core::storage::group_commit::GroupCommit;
 use riftkv_core::types::{Clock, NodeId, PartitionId};
 use riftkv_core::version::{ContextKey, Limits};
 use std::collections::HashMap;
@@ -125,6 +126,8 @@ pub struct Node {
     pub id: NodeId,
     pub settings: NodeSettings,
     pub storage: Arc<dyn Storage>,
+    /// Group commit over `storage`: durable writes share WAL syncs.
+    pub wal: Arc<GroupCommit>,
     pub transport: Arc<dyn Transport>,
     pub state: RwLock<RingState>,
     pub detector: Mutex<Detector>,
@@ -270,6 +273,7 @@ impl Node {
         let node = Arc::new(Node {
             id: settings.node_id.clone(),
             settings,
+            wal: GroupCommit::new(storage.clone()),
             storage,
             transport,
             state: RwLock::new(state),

@@ -1,12 +1,13 @@
 //! What one node does with its own copy of a key, for either role it plays in a request:
 //! a primary keeps the key under `objects`, a fallback keeps it as a hint for the primary it
-//! stands in for. These functions are blocking (storage is); async callers use [`blocking`].
+//! stands in for. These functions are blocking (storage is); async callers use [`blocking`],
+//! or first try a write on their own task with the `try_` forms (free key lock, no sync).
 
 use super::error::{ReplicaError, UpdateError};
-use super::locks::lock_key;
+use super::locks::{lock_key, try_lock_key};
 use crate::node::Node;
 use crate::preflist::Role;
-use crate::replica::store::StoreError;
+use crate::replica::store::{StoreError, Written};
 use bytes::Bytes;
 use riftkv_core::bucket::DataType;
 use riftkv_core::datatype;
@@ -71,8 +72,8 @@ pub async fn blocking<T: Send + 'static, E: From<ReplicaError> + Send + 'static>
 /// and, with the working set in RocksDB's block cache, costs microseconds, while a hop to the
 /// blocking pool and back costs two thread wake-ups (under YCSB-A about a quarter of a node's
 /// CPU went to task switching; BENCHMARKS.md). A cache miss reads from disk on the async worker,
-/// a fraction of a millisecond. Writes stay on the blocking pool: they take the key's stripe
-/// lock, which a syncing writer may hold for milliseconds.
+/// a fraction of a millisecond. Writes take the key's stripe lock: they run on the asking task
+/// too when it is free ([`try_store_copy_deferred`]), else on the blocking pool.
 pub fn read_copy(
     node: &Node,
     k: &ObjectKey,
@@ -106,8 +107,8 @@ fn undamaged(r: Result<Option<StoredCopy>, StoreError>) -> Result<Option<StoredC
     }
 }
 
-/// Merges `incoming` into this node's copy in `role`, under the key's lock. Returns the
-/// stored result.
+/// Merges `incoming` into this node's copy in `role`, under the key's lock, and returns the
+/// stored result once it is durable (with `sync`: the lock is released before the wait).
 pub fn store_copy(
     node: &Node,
     k: &ObjectKey,
@@ -116,11 +117,40 @@ pub fn store_copy(
     sync: bool,
     role: &Role,
 ) -> Result<Object, StoreError> {
+    store_copy_deferred(node, k, incoming, mode, sync, role)?.durable_blocking(node)
+}
+
+/// [`store_copy`] without the wait for durability: the caller awaits [`Written::durable`]
+/// (on its async task, holding no thread).
+pub fn store_copy_deferred(
+    node: &Node,
+    k: &ObjectKey,
+    incoming: &Object,
+    mode: ConflictMode,
+    sync: bool,
+    role: &Role,
+) -> Result<Written, StoreError> {
     let _guard = lock_key(k);
-    match role {
-        Role::Primary => node.merge_local(k, incoming, mode, sync),
-        Role::Fallback { for_node } => node.merge_hint(k, for_node, incoming, mode, sync),
-    }
+    node.merge_copy(k, incoming, mode, sync, role)
+}
+
+/// [`store_copy_deferred`] on the calling task when the key's lock is free right now, so the
+/// common write costs no hop to the blocking pool and back (about half a node's CPU per
+/// YCSB-A operation; BENCHMARKS.md, "Durable writes: group commit"); `None` when the lock is
+/// taken: the caller then waits on the blocking pool, never on an async worker. The write is
+/// never synced here (no lock is ever held across a sync): a durable write waits for its
+/// shared sync afterwards, on its task. A RocksDB write stall would hold the async worker
+/// while it lasts, as it would hold a pool thread.
+pub fn try_store_copy_deferred(
+    node: &Node,
+    k: &ObjectKey,
+    incoming: &Object,
+    mode: ConflictMode,
+    sync: bool,
+    role: &Role,
+) -> Option<Result<Written, StoreError>> {
+    let _guard = try_lock_key(k)?;
+    Some(node.merge_copy(k, incoming, mode, sync, role))
 }
 
 /// This node's copy of `k` for a write it coordinates, with the custody of the slot it will
@@ -173,9 +203,52 @@ fn writer_for(node: &Node, custody: Option<Custody>) -> identity::Writer {
 
 /// The coordinator's read-modify-write: add `sibling` as a new version of `k` superseding what
 /// `ctx` has seen, under a write identity this node can vouch for (see
-/// `version::identity`), and persist it in this node's role. Returns the new object.
+/// `version::identity`), and persist it in this node's role. Returns the new object and, with
+/// `sync`, the WAL sync to wait for once the key's lock is released.
 #[allow(clippy::too_many_arguments)]
 pub fn coordinate_write(
+    node: &Node,
+    k: &ObjectKey,
+    ctx: &VersionVector,
+    sibling: Sibling,
+    mode: ConflictMode,
+    limits: &Limits,
+    sync: bool,
+    role: &Role,
+) -> Result<Written, ReplicaError> {
+    let _guard = lock_key(k);
+    coordinate_write_locked(node, k, ctx, sibling, mode, limits, sync, role)
+}
+
+/// [`coordinate_write`] on the calling task when the key's lock is free right now (see
+/// [`try_store_copy_deferred`]); `None` when it is taken.
+#[allow(clippy::too_many_arguments)]
+pub fn try_coordinate_write(
+    node: &Node,
+    k: &ObjectKey,
+    ctx: &VersionVector,
+    sibling: &Sibling,
+    mode: ConflictMode,
+    limits: &Limits,
+    sync: bool,
+    role: &Role,
+) -> Option<Result<Written, ReplicaError>> {
+    let _guard = try_lock_key(k)?;
+    Some(coordinate_write_locked(
+        node,
+        k,
+        ctx,
+        sibling.clone(),
+        mode,
+        limits,
+        sync,
+        role,
+    ))
+}
+
+/// The body of [`coordinate_write`], under the key's lock.
+#[allow(clippy::too_many_arguments)]
+fn coordinate_write_locked(
     node: &Node,
     k: &ObjectKey,
     ctx: &VersionVector,
@@ -184,8 +257,7 @@ pub fn coordinate_write(
     limits: &Limits,
     sync: bool,
     role: &Role,
-) -> Result<Object, ReplicaError> {
-    let _guard = lock_key(k);
+) -> Result<Written, ReplicaError> {
     let (stored, custody) = read_for_write(node, k, role, mode)?;
     let w = writer_for(node, custody);
     if mode == ConflictMode::Lww
@@ -207,7 +279,7 @@ pub fn coordinate_write(
     }
     if fault_drop_write() {
         // Planted bug for the harness: acknowledge without storing.
-        return Ok(obj);
+        return Ok(Written::settled(obj));
     }
     Ok(node.store_written(k, role, &obj, w.custody, mode, sync)?)
 }
@@ -228,7 +300,7 @@ pub fn coordinate_update(
     limits: &Limits,
     sync: bool,
     role: &Role,
-) -> Result<Object, UpdateError> {
+) -> Result<Written, UpdateError> {
     let op = riftkv_crdt::Op::from_json_str(data_type, op)?;
     // Concurrent states must all be kept to be joined: never last-write-wins.
     let mode = ConflictMode::Siblings;
@@ -244,7 +316,7 @@ pub fn coordinate_update(
     let seen = stored.as_ref().map(Object::context).unwrap_or_default();
     let obj = Object::update(stored.as_ref(), &seen, &w.actor, sibling, mode, limits)?;
     if fault_drop_write() {
-        return Ok(obj);
+        return Ok(Written::settled(obj));
     }
     Ok(node.store_written(k, role, &obj, w.custody, mode, sync)?)
 }

@@ -4,7 +4,8 @@
 //! cycles interleaving on one key would hand out the same dot twice and lose a write. The same
 //! holds for replica merges (read local, sync, write). Every local merge of this module's
 //! callers therefore runs under the key's stripe lock. Locks are striped (bounded memory) and
-//! held only in blocking code, never across an `.await`.
+//! held only in synchronous code (on the blocking pool, or on an async task when the lock
+//! was free at once), never across an `.await`.
 
 use parking_lot::{Mutex, MutexGuard};
 use riftkv_core::storage::ObjectKey;
@@ -27,6 +28,12 @@ fn stripe(k: &ObjectKey) -> usize {
 /// Locks the stripe of one key.
 pub fn lock_key(k: &ObjectKey) -> MutexGuard<'static, ()> {
     LOCKS[stripe(k)].lock()
+}
+
+/// The stripe of one key if no one holds it now: the write path's cheap case, done on the
+/// asking task instead of the blocking pool.
+pub fn try_lock_key(k: &ObjectKey) -> Option<MutexGuard<'static, ()>> {
+    LOCKS[stripe(k)].try_lock()
 }
 
 /// Locks the stripes of several keys, in stripe order so two callers can never deadlock.

@@ -12,6 +12,10 @@ pub mod reap;
 pub mod rpc;
 pub mod store;
 
-pub use copy::{blocking, coordinate_update, coordinate_write, live_keys, read_copy, store_copy};
+pub use copy::{
+    blocking, coordinate_update, coordinate_write, live_keys, read_copy, store_copy,
+    store_copy_deferred, try_coordinate_write, try_store_copy_deferred,
+};
 pub use error::{ReplicaError, UpdateError};
 pub use rpc::{ReplicaRequest, ReplicaResponse};
+pub use store::Written;

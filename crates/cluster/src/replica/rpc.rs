@@ -1,6 +1,8 @@
 //! Messages a coordinator (or the reaper) sends a replica, and the replica's side of each.
 
-use super::copy::{blocking, fault_drop_write, live_keys, read_copy, store_copy};
+use super::copy::{
+    blocking, fault_drop_write, live_keys, read_copy, store_copy_deferred, try_store_copy_deferred,
+};
 use super::error::ReplicaError;
 use super::reap::delete_if_unchanged;
 use crate::node::Node;
@@ -129,12 +131,20 @@ pub async fn handle(
             }
             let mode = node.state.read().bucket_props(&bucket).conflict;
             let k = ObjectKey::new(partition, bucket, key);
-            let n = node.clone();
-            blocking(move || {
-                store_copy(&n, &k, &obj, mode, sync, &Role::from_hinted_for(hinted_for))
-                    .map_err(ReplicaError::from)
-            })
-            .await?;
+            let role = Role::from_hinted_for(hinted_for);
+            let written = match try_store_copy_deferred(node, &k, &obj, mode, sync, &role) {
+                Some(r) => r?,
+                None => {
+                    let n = node.clone();
+                    blocking(move || {
+                        store_copy_deferred(&n, &k, &obj, mode, sync, &role)
+                            .map_err(ReplicaError::from)
+                    })
+                    .await?
+                }
+            };
+            // The key's lock is free again: the shared WAL sync is awaited without a thread.
+            written.durable(node).await?;
             Ok(ReplicaResponse::Stored { durable: sync })
         }
         ReplicaRequest::ListKeys {

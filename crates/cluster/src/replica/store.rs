@@ -3,8 +3,8 @@
 //! hinted handoff and ownership handoff, so they cannot disagree on how versions merge).
 
 use crate::node::Node;
+use riftkv_core::storage::group_commit::Ticket;
 use riftkv_core::storage::{HintKey, ObjectKey, StorageError, WriteBatch};
-use riftkv_core::types::NodeId;
 use riftkv_core::version::identity::{self, CustodyAfterMerge};
 use riftkv_core::version::{ConflictMode, Custody, Object, StoredCopy, VersionError};
 
@@ -20,6 +20,45 @@ pub enum StoreError {
     Storage(#[from] StorageError),
     #[error("stored object is damaged: {0}")]
     Damaged(VersionError),
+}
+
+/// A stored copy and the WAL sync it still waits for, if it asked for one. Durable writes are
+/// applied unsynced under the key's lock; the caller waits for a shared sync (group commit,
+/// `riftkv_core::storage::group_commit`) only after releasing the lock, so a hot key's
+/// lock is never held across an fsync and concurrent durable writes share one.
+#[derive(Debug)]
+#[must_use = "a durable write is on disk only once its sync has been waited for"]
+pub struct Written {
+    pub object: Object,
+    /// The write's place in line for the next WAL sync; `None` when it needs none.
+    pub pending: Option<Ticket>,
+}
+
+impl Written {
+    /// A result that needs no sync (nothing was written, or the write asked for none).
+    pub fn settled(object: Object) -> Written {
+        Written {
+            object,
+            pending: None,
+        }
+    }
+
+    /// Waits, without holding a thread, until the write is durable.
+    pub async fn durable(self, node: &Node) -> Result<Object, StoreError> {
+        if let Some(t) = self.pending {
+            node.wal.wait(t).await?;
+        }
+        Ok(self.object)
+    }
+
+    /// [`Written::durable`] on a blocking thread: it syncs the WAL itself unless a shared
+    /// sync has already covered the write.
+    pub fn durable_blocking(self, node: &Node) -> Result<Object, StoreError> {
+        if let Some(t) = self.pending {
+            node.wal.wait_blocking(t)?;
+        }
+        Ok(self.object)
+    }
 }
 
 impl Node {
@@ -49,7 +88,8 @@ impl Node {
     }
 
     /// Merges `incoming` into the local copy of `k` and persists the result in one batch.
-    /// `sync` forces the WAL to disk before returning (the `dw` guarantee).
+    /// `sync` makes the write durable before returning (the `dw` guarantee); a caller holding
+    /// the key's lock holds it across that WAL sync ([`crate::replica::store_copy`] does not).
     /// A damaged local record is replaced by the incoming object rather than blocking writes:
     /// the other replicas still hold the lost versions and repair brings them back. Custody of
     /// the key's write identity survives only if the local copy still holds every write of it.
@@ -60,24 +100,48 @@ impl Node {
         mode: ConflictMode,
         sync: bool,
     ) -> Result<Object, StoreError> {
-        self.merge_into(Slot::Object(k), incoming, mode, sync, None)
+        self.merge_into(Slot::Object(k), incoming, mode, sync, None)?
+            .durable_blocking(self)
+    }
+
+    /// Merges `incoming` into this node's copy of `k` in `role` (objects, or the hint held
+    /// for the primary it stands in for) without waiting for durability: see [`Written`].
+    pub(crate) fn merge_copy(
+        &self,
+        k: &ObjectKey,
+        incoming: &Object,
+        mode: ConflictMode,
+        sync: bool,
+        role: &crate::preflist::Role,
+    ) -> Result<Written, StoreError> {
+        match role {
+            crate::preflist::Role::Primary => {
+                self.merge_into(Slot::Object(k), incoming, mode, sync, None)
+            }
+            crate::preflist::Role::Fallback { for_node: target } => {
+                let hk = HintKey::for_object(target.clone(), k);
+                self.merge_into(Slot::Hint(&hk), incoming, mode, sync, None)
+            }
+        }
     }
 
     /// Stores `incoming` as a hint for `target`, merged with any hint already held for it.
     pub fn merge_hint(
         &self,
         k: &ObjectKey,
-        target: &NodeId,
+        target: &riftkv_core::types::NodeId,
         incoming: &Object,
         mode: ConflictMode,
         sync: bool,
     ) -> Result<Object, StoreError> {
         let hk = HintKey::for_object(target.clone(), k);
-        self.merge_into(Slot::Hint(&hk), incoming, mode, sync, None)
+        self.merge_into(Slot::Hint(&hk), incoming, mode, sync, None)?
+            .durable_blocking(self)
     }
 
     /// The coordinator's store: merges its new object into the copy in `slot` (objects, or the
-    /// hint of the primary it stands in for) and records the custody it wrote under.
+    /// hint of the primary it stands in for) and records the custody it wrote under. A
+    /// durable write is waited for by the caller, after it releases the key's lock.
     pub(crate) fn store_written(
         &self,
         k: &ObjectKey,
@@ -86,7 +150,7 @@ impl Node {
         custody: Custody,
         mode: ConflictMode,
         sync: bool,
-    ) -> Result<Object, StoreError> {
+    ) -> Result<Written, StoreError> {
         match role {
             crate::preflist::Role::Primary => {
                 self.merge_into(Slot::Object(k), obj, mode, sync, Some(custody))
@@ -101,6 +165,8 @@ impl Node {
     /// The one merge-and-persist path. `writer` is the custody of a write this node coordinated
     /// (it holds every write of that identity, having just written it); `None` for copies
     /// received from elsewhere, whose custody follows [`identity::custody_after_merge`].
+    /// The batch is written unsynced; with `sync` the result carries the ticket of the shared
+    /// WAL sync that will make it durable.
     fn merge_into(
         &self,
         slot: Slot<'_>,
@@ -108,7 +174,7 @@ impl Node {
         mode: ConflictMode,
         sync: bool,
         writer: Option<Custody>,
-    ) -> Result<Object, StoreError> {
+    ) -> Result<Written, StoreError> {
         let read = match slot {
             Slot::Object(k) => self.local_copy(k),
             Slot::Hint(hk) => self.hint_copy(hk),
@@ -138,7 +204,7 @@ impl Node {
             && self.reap_fence.holds_back(k, incoming, self.clock.now_ms())
         {
             tracing::debug!("not storing a stale copy of a tombstone reaped here");
-            return Ok(incoming.clone());
+            return Ok(Written::settled(incoming.clone()));
         }
         if let (Slot::Object(k), Some(_)) = (&slot, writer) {
             self.reap_fence.lift(k);
@@ -175,11 +241,16 @@ impl Node {
             // the object once the hint is delivered.
             Slot::Hint(hk) => batch.put_hint(hk.clone(), bytes),
         };
-        self.storage.write(batch, sync)?;
+        self.storage.write(batch, false)?;
+        // Issued after the write returned, so the sync that covers it starts after it.
+        let pending = sync.then(|| self.wal.ticket());
         if let Slot::Object(k) = slot {
             self.aae_trees.note_write(k.partition);
         }
-        Ok(copy.object)
+        Ok(Written {
+            object: copy.object,
+            pending,
+        })
     }
 }
 
@@ -229,6 +300,7 @@ enum Slot<'a> {
 mod tests {
     use super::*;
     use riftkv_core::storage::BatchOp;
+    use riftkv_core::types::NodeId;
     use riftkv_core::version::{Limits, Sibling};
 
     fn write(stored: Option<&Object>, at: Option<u64>) -> Object {

@@ -122,6 +122,9 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), StorageError>;
     fn approximate_bytes(&self) -> u64;
     fn flush(&self) -> Result<(), StorageError>;
+    /// Makes every write that returned before this call durable (one WAL sync), without
+    /// flushing memtables: the syncer of group commit ([`super::group_commit`]).
+    fn sync_wal(&self) -> Result<(), StorageError>;
     /// A consistent point-in-time copy of every column family in `dir` (see
     /// `Storage::checkpoint`); unsupported unless the engine overrides it.
     fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StorageError> {

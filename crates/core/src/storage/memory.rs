@@ -25,6 +25,11 @@ pub struct MemoryBackend {
     /// Entries read per column family (point hits and scanned entries), so tests can show
     /// what background work costs.
     reads: [AtomicU64; CFS],
+    /// WAL syncs asked for (synced writes and [`Backend::sync_wal`]), so tests can show that
+    /// durable writes share them.
+    syncs: AtomicU64,
+    /// How long each sync takes, in microseconds (0 unless a test models a slow disk).
+    sync_micros: AtomicU64,
     /// Called before every synced write (tests: which thread waits for an fsync).
     #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
     on_synced_write: parking_lot::Mutex<Option<SyncedWriteHook>>,
@@ -78,16 +83,21 @@ impl Backend for MemoryBackend {
                 (hook.0)();
             }
         }
-        let mut cfs = self.cfs.write();
-        apply(&mut cfs, &ops);
-        if let Some(d) = self.durability.lock().as_mut() {
-            // A synced write makes the whole WAL before it durable, as RocksDB's does.
-            d.unsynced.push(ops);
-            if sync {
-                for batch in d.unsynced.drain(..) {
-                    apply(&mut d.durable, &batch);
+        {
+            let mut cfs = self.cfs.write();
+            apply(&mut cfs, &ops);
+            if let Some(d) = self.durability.lock().as_mut() {
+                // A synced write makes the whole WAL before it durable, as RocksDB's does.
+                d.unsynced.push(ops);
+                if sync {
+                    for batch in d.unsynced.drain(..) {
+                        apply(&mut d.durable, &batch);
+                    }
                 }
             }
+        }
+        if sync {
+            self.count_sync();
         }
         Ok(())
     }
@@ -121,12 +131,41 @@ impl Backend for MemoryBackend {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
+        self.make_durable();
+        Ok(())
+    }
+
+    fn sync_wal(&self) -> Result<(), StorageError> {
+        #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
+        {
+            let hook = self.on_synced_write.lock().clone();
+            if let Some(hook) = hook {
+                (hook.0)();
+            }
+        }
+        self.make_durable();
+        self.count_sync();
+        Ok(())
+    }
+}
+
+impl MemoryBackend {
+    /// Every write so far survives a power cut from now on.
+    fn make_durable(&self) {
         if let Some(d) = self.durability.lock().as_mut() {
             for batch in d.unsynced.drain(..) {
                 apply(&mut d.durable, &batch);
             }
         }
-        Ok(())
+    }
+
+    /// Counts one sync and takes as long as the modelled disk's fsync (no lock held).
+    fn count_sync(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let micros = self.sync_micros.load(Ordering::Relaxed);
+        if micros > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(micros));
+        }
     }
 }
 
@@ -141,6 +180,29 @@ impl RecordStore<MemoryBackend> {
     /// Calls `hook` on the writing thread before every synced write from now on.
     pub fn on_synced_write(&self, hook: SyncedWriteHook) {
         *self.backend().on_synced_write.lock() = Some(hook);
+    }
+
+    /// WAL syncs asked of this store so far (synced writes and WAL syncs).
+    pub fn wal_syncs(&self) -> u64 {
+        self.backend().syncs.load(Ordering::Relaxed)
+    }
+
+    /// Makes every WAL sync from now on take `latency`, like a disk's fsync.
+    pub fn set_sync_latency(&self, latency: std::time::Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.backend().sync_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// Whether the object record of `k` would survive a power cut now (with durability
+    /// tracked; without it every write counts as durable).
+    pub fn durable_object(&self, k: &super::ObjectKey) -> bool {
+        let Ok(key) = super::keys::encode_object(k) else {
+            return false;
+        };
+        match self.backend().durability.lock().as_ref() {
+            Some(d) => d.durable[Cf::Objects.index()].contains_key(&key),
+            None => self.backend().cfs.read()[Cf::Objects.index()].contains_key(&key),
+        }
     }
 
     /// From now on, remember which writes a power cut would lose (writes not followed by a

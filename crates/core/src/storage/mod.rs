@@ -13,6 +13,7 @@
 pub mod backend;
 #[cfg(any(test, feature = "fault-injection", feature = "testkit"))]
 pub mod damage;
+pub mod group_commit;
 pub mod keys;
 mod legacy_ring_state;
 pub mod memory;
@@ -294,6 +295,9 @@ pub trait Storage: Send + Sync + 'static {
     fn corrupt_records(&self) -> u64;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StorageError>;
+    /// Makes every write that returned before this call durable: one WAL sync, shared by all
+    /// of them (group commit, see [`group_commit`]); memtables are not flushed.
+    fn sync_wal(&self) -> Result<(), StorageError>;
     /// Writes an online, consistent copy of the whole store (every column family, one point
     /// in time) into `dir`, which must not exist yet; the copy opens as a data dir's `db`.
     /// RocksDB hard-links its immutable files where it can, so this is cheap and does not

@@ -535,6 +535,10 @@ impl<B: Backend> Storage for RecordStore<B> {
         self.backend.flush()
     }
 
+    fn sync_wal(&self) -> Result<(), StorageError> {
+        self.backend.sync_wal()
+    }
+
     fn checkpoint(&self, dir: &std::path::Path) -> Result<(), StorageError> {
         self.backend.checkpoint(dir)
     }
