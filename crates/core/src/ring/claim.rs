@@ -20,8 +20,10 @@
 //! else when the window rule held before and holds after. A leave reassigns the leaver's
 //! partitions; the nodes next to it on the ring cannot take them without breaking a window,
 //! so their share arrives by a chained move, roughly `2(N-1)` times the per-node gain extra.
-//! With fewer than `2N+1` nodes left the stripe itself must change phase and most of the ring
-//! can move: the window rule wins over movement.
+//! With at most `2N` nodes left the leaver's neighbours can hold every remaining node, and
+//! then no one can take one of its partitions without a second owner changing nearby: 5 nodes
+//! to 4 with N=3 from a striped ring must move twice what the leaver owned (the tests prove
+//! that floor by exhaustive search). The window rule wins over movement.
 //!
 //! Method: an incremental pass keeps the previous owners, frees surplus partitions that
 //! break windows, gives the leavers' partitions and the remaining surplus to under-loaded
@@ -30,7 +32,10 @@
 //! ring most) competes with it. Both then give partitions back to their previous owners by
 //! swaps that add no violation, and the ring with fewer violations wins, then the one moving
 //! less. So a join from a ring that broke windows (e.g. 3 nodes, Q=32, N=3) no longer
-//! reshuffles the whole ring: 3 to 4 nodes moves 11 of 32, not 23. Every step is
+//! reshuffles the whole ring: 3 to 4 nodes moves 11 of 32, not 23. On clusters of at most
+//! `2N` members a third candidate competes: the valid ring nearest the previous one, found
+//! exactly by a walk round the ring over the last `N-1` owners ([`Nearest`]), then balanced
+//! by chains of hand-overs. Every step is
 //! deterministic: members are sorted by id and ties broken by index, so the order of
 //! `members` never matters.
 
