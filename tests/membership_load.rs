@@ -2,8 +2,8 @@
 //! it grows to 4 and 5 nodes, one node leaves, one is killed and replaced by a fresh node, and
 //! every node is restarted in turn. Afterwards no write at w=2 has failed, once every hint is
 //! delivered every acknowledged key reads back with its value at r=2 (how many did not yet,
-//! right after the last restart, is reported), and every join and the replace moved at most 1.5× its ideal
-//! share of partitions (the leave's figure is reported).
+//! right after the last restart, is reported), and every join, the leave and the replace
+//! moved at most 1.5× its ideal share of partitions.
 //!
 //! The CI run holds 1,000 keys; the full campaign (100,000 keys and `riftkv bench`
 //! YCSB-A beside the checked writers) is the documented command in `docs/operations.md`:
@@ -546,9 +546,9 @@ fn membership_changes_under_load_lose_no_acknowledged_write() {
         );
     }
     eprintln!("| rolling restart | p99 {:?} |", by_phase(steps.len() + 1));
-    // A leave that leaves at most 2N members still moves more than its share (the claim
-    // keeps every window of N distinct first; docs/operations.md): reported, not asserted.
-    for s in steps.iter().filter(|s| !s.name.starts_with("leave")) {
+    // Every change, the leave (5 nodes to 4 with N=3) included, moves at most 1.5x its
+    // ideal share: the claim looks for the ring nearest the previous one on small clusters.
+    for s in &steps {
         assert!(
             s.moved as f64 <= 1.5 * s.ideal,
             "{} moved {} partitions, more than 1.5x its ideal share {:.1}",

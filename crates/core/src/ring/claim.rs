@@ -20,8 +20,10 @@
 //! else when the window rule held before and holds after. A leave reassigns the leaver's
 //! partitions; the nodes next to it on the ring cannot take them without breaking a window,
 //! so their share arrives by a chained move, roughly `2(N-1)` times the per-node gain extra.
-//! With fewer than `2N+1` nodes left the stripe itself must change phase and most of the ring
-//! can move: the window rule wins over movement.
+//! With at most `2N` nodes left the leaver's neighbours can hold every remaining node, and
+//! then no one can take one of its partitions without a second owner changing nearby: 5 nodes
+//! to 4 with N=3 from a striped ring must move twice what the leaver owned (the tests prove
+//! that floor by exhaustive search). The window rule wins over movement.
 //!
 //! Method: an incremental pass keeps the previous owners, frees surplus partitions that
 //! break windows, gives the leavers' partitions and the remaining surplus to under-loaded
@@ -30,11 +32,15 @@
 //! ring most) competes with it. Both then give partitions back to their previous owners by
 //! swaps that add no violation, and the ring with fewer violations wins, then the one moving
 //! less. So a join from a ring that broke windows (e.g. 3 nodes, Q=32, N=3) no longer
-//! reshuffles the whole ring: 3 to 4 nodes moves 11 of 32, not 23. Every step is
+//! reshuffles the whole ring: 3 to 4 nodes moves 11 of 32, not 23. On clusters of at most
+//! `2N` members a third candidate competes: the valid ring nearest the previous one, found
+//! exactly by a walk round the ring over the last `N-1` owners ([`Nearest`]), then balanced
+//! by chains of hand-overs. Every step is
 //! deterministic: members are sorted by id and ties broken by index, so the order of
 //! `members` never matters.
 
 use super::hash::{MAX_RING_SIZE, validate_ring_size};
+use super::nearest::{self, Nearest};
 use super::{Ring, RingError};
 use crate::types::NodeId;
 use serde::{Deserialize, Serialize};
@@ -63,6 +69,8 @@ const MAX_WINDOW: usize = 64;
 const NODE_WEIGHT: u64 = 1 << 32;
 /// Bound on cost evaluations per search phase, so a claim on a huge ring stays quick.
 const EVAL_BUDGET: u64 = 2_000_000;
+/// Penalty rounds of the nearest-ring search (see [`Layout::nearest`]).
+const NEAREST_ROUNDS: usize = 4;
 /// Marks a partition with no owner during the incremental pass.
 const HOLE: u32 = u32::MAX;
 
@@ -232,6 +240,18 @@ pub fn try_claim(
         let own = layout.fresh(reference);
         let cost = layout.total_cost(&own);
         let mv = moved(reference, &own);
+        if best.as_ref().is_none_or(|(c, m, _)| (cost, mv) < (*c, *m)) {
+            best = Some((cost, mv, own));
+        }
+    }
+    // Small clusters: the valid ring nearest the previous one competes too. After a leave
+    // the leaver's neighbours cannot take its partitions, and the greedy passes above chain
+    // more moves than needed.
+    if let Some(prev) = &prev
+        && let Some(own) = layout.nearest(prev)
+    {
+        let cost = layout.total_cost(&own);
+        let mv = moved(prev, &own);
         if best.as_ref().is_none_or(|(c, m, _)| (cost, mv) < (*c, *m)) {
             best = Some((cost, mv, own));
         }
@@ -506,6 +526,241 @@ impl Layout {
         self.repair(&mut own, prev, &mut budget);
         self.restore(&mut own, prev, &mut budget);
         Some(own)
+    }
+
+    /// The balanced ring nearest `prev` for clusters of at most `2N` members, where the
+    /// greedy passes chain moves: the exact nearest valid ring (see [`Nearest`]), balanced
+    /// by chains of hand-overs or by direct ones and repair. Later rounds walk again with
+    /// members above their share made dearer. The cheapest result of all rounds wins.
+    /// `None` when not applicable.
+    fn nearest(&self, prev: &[u32]) -> Option<Vec<u32>> {
+        let (q, k) = (self.q, self.k());
+        if k > 2 * self.win || !claim_feasible(q as u32, k, self.win) {
+            return None;
+        }
+        let problem = Nearest {
+            prev,
+            zone_of: &self.zone_of,
+            win: self.win,
+            zone_goal: self.zone_goal,
+        };
+        if !problem.applies() {
+            return None;
+        }
+        let (base, extra) = (q / k, q % k);
+        let mut penalty = vec![0i64; k];
+        let mut best: Option<(u64, usize, Vec<u32>)> = None;
+        let mut budget = EVAL_BUDGET;
+        for round in 0..NEAREST_ROUNDS {
+            let Some(walked) = problem.solve(&penalty) else {
+                break;
+            };
+            let counts = self.owned_counts(&walked);
+            let balanced = counts.iter().all(|&c| c == base || c == base + 1);
+            let targets = self.targets_by_previous(&counts);
+            // Two ways to balance: chains of hand-overs that add no violation, or single
+            // hand-overs at the least harm followed by repair. Either may win.
+            for chained in [true, false] {
+                let mut own = walked.clone();
+                if !balanced {
+                    let done = if chained {
+                        self.balance_by_chains(&mut own, prev, &targets, &mut budget)
+                    } else {
+                        self.balance_directly(&mut own, prev, &targets, &mut budget)
+                    };
+                    if !done {
+                        continue;
+                    }
+                    self.repair(&mut own, prev, &mut budget);
+                }
+                self.restore(&mut own, prev, &mut budget);
+                let cost = self.total_cost(&own);
+                let mv = moved(prev, &own);
+                if best.as_ref().is_none_or(|(c, m, _)| (cost, mv) < (*c, *m)) {
+                    best = Some((cost, mv, own));
+                }
+                if balanced {
+                    break;
+                }
+            }
+            if balanced || budget == 0 {
+                break;
+            }
+            // Members above their share get dearer, those below cheaper, by half a move and
+            // less each round: the walks that follow start from other near rings.
+            let step = nearest::MOVE / (round as i64 + 2);
+            let mut at_ceil: Vec<usize> = (0..k).filter(|&i| counts[i] > base).collect();
+            at_ceil.sort_by_key(|&i| (Reverse(counts[i]), i));
+            for (rank, &i) in at_ceil.iter().enumerate() {
+                if counts[i] > base + 1 || rank >= extra {
+                    penalty[i] += step;
+                }
+            }
+            for i in 0..k {
+                if counts[i] < base {
+                    penalty[i] -= step;
+                }
+            }
+        }
+        best.map(|(_, _, own)| own)
+    }
+
+    /// Partitions owned by each member in a ring without holes.
+    fn owned_counts(&self, own: &[u32]) -> Vec<usize> {
+        let mut counts = vec![0usize; self.k()];
+        for &o in own {
+            counts[o as usize] += 1;
+        }
+        counts
+    }
+
+    /// Moves partitions from members above their target to members below it, one unit at a
+    /// time along a chain of hand-overs (`a` gives a partition to `b`, `b` one to `c`, ...),
+    /// each adding no violation: the chain that moves least from `prev`, found by
+    /// Bellman-Ford over the members. A direct hand-over is often impossible after a leave
+    /// (the needy member already sits in every window around the surplus), a chain is not.
+    /// False when no chain exists or the budget runs out.
+    fn balance_by_chains(
+        &self,
+        own: &mut [u32],
+        prev: &[u32],
+        targets: &[usize],
+        budget: &mut u64,
+    ) -> bool {
+        let (q, k) = (self.q, self.k());
+        let mut counts = self.owned_counts(own);
+        let gain =
+            |own: &[u32], p: usize, b: u32| i64::from(b != prev[p]) - i64::from(own[p] != prev[p]);
+        loop {
+            if (0..k).all(|i| counts[i] >= targets[i]) {
+                return true;
+            }
+            // Cheapest hand-over of a partition from each member to each other.
+            let mut link: Vec<Option<i64>> = vec![None; k * k];
+            for p in 0..q {
+                let a = own[p] as usize;
+                for b in 0..k as u32 {
+                    if b as usize == a {
+                        continue;
+                    }
+                    if *budget == 0 {
+                        return false;
+                    }
+                    *budget -= 1;
+                    if self.delta(own, &[(p, b)]) <= 0 {
+                        let g = gain(own, p, b);
+                        let l = &mut link[a * k + b as usize];
+                        if l.is_none_or(|c| g < c) {
+                            *l = Some(g);
+                        }
+                    }
+                }
+            }
+            let surplus = |i: usize| counts[i] > targets[i];
+            let mut dist: Vec<Option<i64>> = (0..k).map(|i| surplus(i).then_some(0)).collect();
+            let mut pred: Vec<Option<usize>> = vec![None; k];
+            for _ in 0..k {
+                for a in 0..k {
+                    let Some(da) = dist[a] else { continue };
+                    for b in 0..k {
+                        if let Some(g) = link[a * k + b]
+                            && dist[b].is_none_or(|db| da + g < db)
+                        {
+                            dist[b] = Some(da + g);
+                            pred[b] = Some(a);
+                        }
+                    }
+                }
+            }
+            let Some(u) = (0..k)
+                .filter(|&i| counts[i] < targets[i] && dist[i].is_some())
+                .min_by_key(|&i| (dist[i], i))
+            else {
+                return false;
+            };
+            // Back from `u` to the first member with a surplus.
+            let mut chain = vec![u];
+            let mut at = u;
+            while !surplus(at) {
+                let Some(a) = pred[at] else { return false };
+                if chain.contains(&a) {
+                    return false;
+                }
+                chain.push(a);
+                at = a;
+            }
+            chain.reverse();
+            for pair in chain.windows(2) {
+                let (a, b) = (pair[0] as u32, pair[1] as u32);
+                let mut pick: Option<(i64, usize)> = None;
+                for p in 0..q {
+                    if own[p] != a {
+                        continue;
+                    }
+                    if *budget == 0 {
+                        return false;
+                    }
+                    *budget -= 1;
+                    if self.delta(own, &[(p, b)]) <= 0 {
+                        let key = (gain(own, p, b), p);
+                        if pick.is_none_or(|c| key < c) {
+                            pick = Some(key);
+                        }
+                    }
+                }
+                let Some((_, p)) = pick else { return false };
+                own[p] = b;
+            }
+            counts[chain[0]] -= 1;
+            counts[u] += 1;
+        }
+    }
+
+    /// Moves partitions from members above their target to members below it, one at a time:
+    /// each time the hand-over that adds least cost, then moves least from `prev`; the
+    /// violations it adds are left to [`Layout::repair`]. False when the budget runs out.
+    fn balance_directly(
+        &self,
+        own: &mut [u32],
+        prev: &[u32],
+        targets: &[usize],
+        budget: &mut u64,
+    ) -> bool {
+        let k = self.k();
+        let mut counts = self.owned_counts(own);
+        loop {
+            let needy: Vec<u32> = (0..k as u32)
+                .filter(|&i| counts[i as usize] < targets[i as usize])
+                .collect();
+            if needy.is_empty() {
+                return true;
+            }
+            let mut best: Option<(i64, i64, usize, u32)> = None;
+            for p in 0..self.q {
+                let o = own[p];
+                if counts[o as usize] <= targets[o as usize] {
+                    continue;
+                }
+                for &u in &needy {
+                    if *budget == 0 {
+                        return false;
+                    }
+                    *budget -= 1;
+                    let dc = self.delta(own, &[(p, u)]);
+                    let mv = i64::from(u != prev[p]) - i64::from(o != prev[p]);
+                    let key = (dc, mv, p, u);
+                    if best.is_none_or(|b| key < b) {
+                        best = Some(key);
+                    }
+                }
+            }
+            let Some((_, _, p, u)) = best else {
+                return false;
+            };
+            counts[own[p] as usize] -= 1;
+            counts[u as usize] += 1;
+            own[p] = u;
+        }
     }
 
     /// Swaps owners of partition pairs while that lowers the cost, preferring swaps that move

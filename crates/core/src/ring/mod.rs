@@ -6,6 +6,7 @@
 
 mod claim;
 mod hash;
+mod nearest;
 mod ownership;
 mod replace;
 
