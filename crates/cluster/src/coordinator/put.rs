@@ -405,14 +405,21 @@ async fn replicate(
         }));
     }
     drop(tx);
+    // Set when this node's own copy, already stored and visible, could not be made durable.
+    let mut local_unsynced: Option<String> = None;
     loop {
         match core.status() {
             PutStatus::Done => return Ok(obj),
-            PutStatus::Failed(q) => return Err(q.into()),
+            PutStatus::Failed(q) => return Err(unmet(q.into(), &node.id, local_unsynced)),
             PutStatus::Pending => {}
         }
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some((peer, r))) => {
+                if peer == node.id
+                    && let Err(e) = &r
+                {
+                    local_unsynced = Some(e.clone());
+                }
                 core.add_ack(peer, r);
             }
             Ok(None) => {
@@ -422,6 +429,19 @@ async fn replicate(
             }
             Err(_) => return Err(KvError::Timeout),
         }
+    }
+}
+
+/// The error of a write whose quorum was not met. When this node's own copy was stored (and
+/// is visible to reads) but its WAL sync failed, the write may well survive, so the answer is
+/// an unknown outcome, never a quorum refusal that says nothing was applied.
+fn unmet(e: KvError, me: &NodeId, local_unsynced: Option<String>) -> KvError {
+    match local_unsynced {
+        Some(why) => KvError::Internal(format!(
+            "{e}; {me} stored the write but could not make it durable ({why}): the write has \
+             an unknown outcome"
+        )),
+        None => e,
     }
 }
 
@@ -543,5 +563,28 @@ mod forward_tests {
             decide(Err(RpcError::Unexpected("coordinate_put"))),
             Forwarded::Unknown(KvError::Internal(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod unmet_tests {
+    use super::*;
+
+    /// A refusal whose local copy was stored but not synced is an unknown outcome (a client
+    /// must not take it for "nothing applied"); without one it stays the quorum refusal.
+    #[test]
+    fn a_stored_but_unsynced_local_copy_makes_the_outcome_unknown() {
+        let q = || KvError::Quorum {
+            needed: 1,
+            got: 0,
+            which: "w",
+            errors: Vec::new(),
+        };
+        let me = NodeId::from("a");
+        assert!(matches!(unmet(q(), &me, None), KvError::Quorum { .. }));
+        match unmet(q(), &me, Some("node is stopping".into())) {
+            KvError::Internal(m) => assert!(m.contains("unknown outcome"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
