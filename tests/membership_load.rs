@@ -428,6 +428,15 @@ fn membership_changes_under_load_lose_no_acknowledged_write() {
         let observer = members.iter().find(|j| *j != i).copied().unwrap_or(1);
         wait_all_reachable(&c, observer, Duration::from_secs(60));
         c.wait_settled(members.len(), Duration::from_secs(60));
+        // The runbook: the next node goes down only once this one is ready (it has caught
+        // up on the hints its peers held for it).
+        let url = c.url(*i);
+        eventually(Duration::from_secs(90), "the restarted node ready", || {
+            client()
+                .get(format!("{url}/ready"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
     }
     eprintln!(
         "rolling restart of {} nodes: {:?}",

@@ -233,9 +233,13 @@ fn render_transfers(t: &serde_json::Value) -> String {
     let done = field(t, "partitions_done").as_u64().unwrap_or(0);
     let total = field(t, "partitions_total").as_u64().unwrap_or(0);
     let percent = (done * 100).checked_div(total).unwrap_or(100);
+    let eta = match field(t, "eta_secs").as_u64() {
+        Some(s) => format!(", about {s} s left"),
+        None => String::new(),
+    };
     let _ = writeln!(
         out,
-        "transfers:         {done}/{total} partitions ({percent}%), {} bytes moved here",
+        "transfers:         {done}/{total} partitions ({percent}%), {} bytes moved here{eta}",
         text(field(t, "bytes_moved"))
     );
     if let Some(r) = t.get("replacing").filter(|r| r.is_object()) {
@@ -487,12 +491,14 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(
             r#"{"node_id":"node1","members":[],"transfers":{"partitions_done":12,
             "partitions_total":48,"bytes_moved":1048576,"concurrency":2,
-            "max_bytes_per_sec":0,"replacing":{"old":"node2","new":"node4"}}}"#,
+            "max_bytes_per_sec":0,"replacing":{"old":"node2","new":"node4"},"eta_secs":90}}"#,
         )
         .unwrap();
         let text = render_status(&v);
         assert!(
-            text.contains("transfers:         12/48 partitions (25%), 1048576 bytes moved here"),
+            text.contains(
+                "transfers:         12/48 partitions (25%), 1048576 bytes moved here, about 90 s left"
+            ),
             "{text}"
         );
         assert!(text.contains("replacing:         node2 by node4"), "{text}");

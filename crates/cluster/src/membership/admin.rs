@@ -56,6 +56,8 @@ pub struct TransfersView {
     pub max_bytes_per_sec: u64,
     /// `(old, new)` when the plan is a replace.
     pub replacing: Option<(NodeId, NodeId)>,
+    /// Seconds until the last transfer is done at the pace so far, once one is done.
+    pub eta_secs: Option<u64>,
 }
 
 /// The transfers part of the status: None unless a plan is moving partitions (a staged plan
@@ -65,6 +67,7 @@ pub fn transfers_view(
     bytes_moved: u64,
     concurrency: usize,
     max_bytes_per_sec: u64,
+    elapsed_ms: u64,
 ) -> Option<TransfersView> {
     if !state.ownership_moving() {
         return None;
@@ -77,7 +80,19 @@ pub fn transfers_view(
         concurrency,
         max_bytes_per_sec,
         replacing: state.replace_in_flight(),
+        eta_secs: eta_secs(elapsed_ms, partitions_done, partitions_total),
     })
+}
+
+/// Seconds left for `total - done` transfers at the pace of the `done` finished in
+/// `elapsed_ms` (rounded up); unknown before the first is done.
+pub fn eta_secs(elapsed_ms: u64, done: usize, total: usize) -> Option<u64> {
+    if done == 0 {
+        return None;
+    }
+    let left = total.saturating_sub(done) as u128;
+    let ms = u128::from(elapsed_ms) * left / done as u128;
+    Some(u64::try_from(ms.div_ceil(1000)).unwrap_or(u64::MAX))
 }
 
 /// One partition of `/v1/admin/ring`.
@@ -166,11 +181,15 @@ pub fn status(node: &Node) -> Result<StatusView, MembershipError> {
     let ring_settled = is_settled(node);
     let state = node.state.read();
     let plan = state.plan.as_ref().map(|p| p.id);
+    let elapsed_ms = plan.map_or(0, |p| {
+        node.transfer_bytes.elapsed_ms(p, node.clock.now_ms())
+    });
     let transfers = transfers_view(
         &state,
         node.transfer_bytes.bytes(plan),
         node.settings.transfer_concurrency.max(1),
         node.settings.transfer_max_bytes_per_sec,
+        elapsed_ms,
     );
     Ok(StatusView {
         node_id: node.id.clone(),
@@ -426,7 +445,7 @@ mod tests {
     #[test]
     fn transfers_show_while_a_plan_moves_partitions() {
         let mut s = three();
-        assert_eq!(transfers_view(&s, 0, 2, 0), None, "nothing moves");
+        assert_eq!(transfers_view(&s, 0, 2, 0, 0), None, "nothing moves");
         s.add_member(info("d")).unwrap();
         s.replace(&id("a"), &id("b"), &id("d")).unwrap();
         let plan = s.plan.clone().unwrap();
@@ -439,17 +458,32 @@ mod tests {
                 to: first.to.clone(),
             },
         );
-        let t = transfers_view(&s, 4096, 3, 1 << 20).unwrap();
+        let t = transfers_view(&s, 4096, 3, 1 << 20, 3_000).unwrap();
         assert_eq!(t.partitions_done, 1);
         assert_eq!(t.partitions_total, plan.transfers.len());
         assert!(t.partitions_total > 1);
         assert_eq!(t.bytes_moved, 4096);
         assert_eq!((t.concurrency, t.max_bytes_per_sec), (3, 1 << 20));
         assert_eq!(t.replacing, Some((id("b"), id("d"))));
+        // One transfer done in 3 s: the others take 3 s each.
+        assert_eq!(
+            t.eta_secs,
+            Some(3 * (plan.transfers.len() as u64 - 1)),
+            "{t:?}"
+        );
         let j = serde_json::to_value(&t).unwrap();
         for f in ["partitions_done", "partitions_total", "bytes_moved"] {
             assert!(j.get(f).is_some(), "missing {f}");
         }
+    }
+
+    #[test]
+    fn the_eta_follows_the_pace_so_far() {
+        assert_eq!(eta_secs(10_000, 0, 8), None, "nothing done yet: unknown");
+        assert_eq!(eta_secs(10_000, 2, 8), Some(30));
+        assert_eq!(eta_secs(1_001, 1, 2), Some(2), "rounded up");
+        assert_eq!(eta_secs(5_000, 8, 8), Some(0));
+        assert_eq!(eta_secs(u64::MAX, 1, usize::MAX), Some(u64::MAX));
     }
 
     #[test]

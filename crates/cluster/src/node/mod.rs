@@ -178,6 +178,8 @@ pub struct Node {
 #[derive(Debug, Default)]
 pub struct TransferMeter {
     inner: Mutex<(Option<u64>, u64)>,
+    /// The plan this node last reported on and when it first saw it (ms), for the ETA.
+    seen: Mutex<Option<(u64, u64)>>,
 }
 
 impl TransferMeter {
@@ -194,6 +196,18 @@ impl TransferMeter {
     pub fn bytes(&self, plan: Option<u64>) -> u64 {
         let g = self.inner.lock();
         if g.0 == plan { g.1 } else { 0 }
+    }
+
+    /// Milliseconds since this node first reported on `plan` (0 the first time).
+    pub fn elapsed_ms(&self, plan: u64, now_ms: u64) -> u64 {
+        let mut g = self.seen.lock();
+        match *g {
+            Some((p, since)) if p == plan => now_ms.saturating_sub(since),
+            _ => {
+                *g = Some((plan, now_ms));
+                0
+            }
+        }
     }
 }
 

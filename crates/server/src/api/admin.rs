@@ -96,6 +96,8 @@ pub struct TransfersBody {
     pub max_bytes_per_sec: u64,
     /// Set when the change is a replace.
     pub replacing: Option<ReplacingBody>,
+    /// Seconds until the last transfer is done at the pace so far (null until one is done).
+    pub eta_secs: Option<u64>,
 }
 
 /// The two members of a replace in flight.
@@ -117,6 +119,7 @@ impl From<madmin::TransfersView> for TransfersBody {
                 old: old.0,
                 new: new.0,
             }),
+            eta_secs: t.eta_secs,
         }
     }
 }
