@@ -5,8 +5,8 @@
 //! once when the load stops.
 //!
 //! The node admits 8 requests at a time (`--max-in-flight 8`); 256 clients, each sending its
-//! next request as soon as it has an answer, keep 32 times as many requests at it as it
-//! admits. The rate they offer, against the sustainable rate (what 8 clients get, measured
+//! next request as soon as it has an answer (half of them durable writes, `dw=1`, which stay
+//! in flight while their WAL sync runs), keep 32 times as many requests at it as it admits. The rate they offer, against the sustainable rate (what 8 clients get, measured
 //! first), is printed: on a 2-core machine the debug-build clients share the CPU with the node
 //! and offer only about 1.5-2x its rate, so the rate version of this test is an open-loop
 //! `riftkv bench --target-rate` run against a release build (docs/security.md).
@@ -39,7 +39,13 @@ fn rss_mib(pid: u32) -> Option<u64> {
 async fn one_request(http: &reqwest::Client, base: &str, i: usize) -> String {
     let key = format!("{base}/v1/kv/load/k{}", i % KEYS);
     let sent = if i.is_multiple_of(2) {
-        http.put(&key).body(vec![b'v'; 1024]).send().await
+        // Durable: a write waits for its WAL sync, so admitted writes stay in flight while
+        // the disk works (an unsynced write or a read completes on the task that takes it,
+        // and two runtime threads then never hold more than two requests at once).
+        http.put(format!("{key}?dw=1"))
+            .body(vec![b'v'; 1024])
+            .send()
+            .await
     } else {
         http.get(&key).send().await
     };
