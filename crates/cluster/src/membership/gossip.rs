@@ -339,10 +339,17 @@ async fn gossip_once(node: &Arc<Node>) -> bool {
     let Some(peer) = candidates.choose(&mut rand::thread_rng()).cloned() else {
         return false;
     };
-    let state = Box::new(node.state.read().clone());
-    let req = MembershipRequest::Gossip { state };
-    match node.call(&peer, req, node.settings.rpc_timeout).await {
-        Ok(resp) => merge_answer(node, Some(&peer), resp),
+    let state = node.state.read().clone();
+    push_pull(node, &peer, state).await
+}
+
+/// Sends `state` to `peer` and merges its answer. Returns true when it answered.
+async fn push_pull(node: &Arc<Node>, peer: &NodeId, state: RingState) -> bool {
+    let req = MembershipRequest::Gossip {
+        state: Box::new(state),
+    };
+    match node.call(peer, req, node.settings.rpc_timeout).await {
+        Ok(resp) => merge_answer(node, Some(peer), resp),
         Err(e) => {
             tracing::debug!(peer = %peer, error = %e, "gossip failed");
             false
@@ -355,16 +362,9 @@ async fn gossip_to_all(node: &Arc<Node>) {
     let state = node.state.read().clone();
     futures::stream::iter(peers(node))
         .for_each_concurrent(PING_CONCURRENCY, |peer| {
-            let req = MembershipRequest::Gossip {
-                state: Box::new(state.clone()),
-            };
+            let state = state.clone();
             async move {
-                match node.call(&peer, req, node.settings.rpc_timeout).await {
-                    Ok(resp) => {
-                        merge_answer(node, Some(&peer), resp);
-                    }
-                    Err(e) => tracing::debug!(peer = %peer, error = %e, "gossip failed"),
-                }
+                push_pull(node, &peer, state).await;
             }
         })
         .await;
