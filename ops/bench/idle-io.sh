@@ -15,11 +15,16 @@
 #
 #   ./ops/bench/idle-io.sh                                  # release build (built if missing)
 #   RECORDS=100000 IDLE_SECS=180 RIFTKV_BIN_BEFORE=/tmp/riftkv-old ./ops/bench/idle-io.sh
+#   RIFTKV_AAE_INTERVAL_MS=500 WARM_SECS=60 ./ops/bench/idle-io.sh   # steady state, AAE busy
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 RECORDS=${RECORDS:-1000000}
 IDLE_SECS=${IDLE_SECS:-180}
+# Idle seconds before the measured window opens: long enough for anti-entropy's first round
+# over every (partition, peer) after the restart, which scans each partition once, the
+# window measures the steady state (see BENCHMARKS.md).
+WARM_SECS=${WARM_SECS:-0}
 SETTLE_SECS=${SETTLE_SECS:-20}
 ROUNDS=${ROUNDS:-1}
 VALUE_SIZE=${VALUE_SIZE:-100}
@@ -105,6 +110,10 @@ measure() {
     stop_nodes
     start_nodes "$label" "$bin" "$dir"
     sleep "$SETTLE_SECS"
+    if [[ $WARM_SECS -gt 0 ]]; then
+        echo "== $label: idle for ${WARM_SECS}s before measuring"
+        sleep "$WARM_SECS"
+    fi
     local starts=()
     for k in 0 1 2; do starts+=("$(sample "${PIDS[$k]}")"); done
     echo "== $label: idle for ${IDLE_SECS}s"

@@ -106,14 +106,93 @@ pub fn root_of(segments: &[u64]) -> u64 {
         .unwrap_or(0)
 }
 
+/// The hashes of a tree without its keys: segment hashes and the inner levels above them.
+/// A few KiB whatever the partition holds, so a node can keep one for every partition and
+/// peer, and answer or start an exchange of an unchanged partition without reading a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentTree {
+    /// `levels[0]` = segment hashes, last = `[root]`.
+    levels: Vec<Vec<u64>>,
+}
+
+impl SegmentTree {
+    /// The tree over the given segment hashes.
+    pub fn from_segments(segments: &[u64]) -> SegmentTree {
+        SegmentTree {
+            levels: levels_over(segments),
+        }
+    }
+
+    pub fn segment_count(&self) -> u32 {
+        self.segment_hashes().len() as u32
+    }
+
+    pub fn root(&self) -> u64 {
+        self.levels
+            .last()
+            .and_then(|l| l.first().copied())
+            .unwrap_or(0)
+    }
+
+    /// Levels from the segments (0) up to the root (`depth() - 1`).
+    pub fn depth(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Hashes of level `i` (0 = segments); empty past the root.
+    pub fn level(&self, i: usize) -> &[u64] {
+        self.levels.get(i).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn segment_hashes(&self) -> &[u64] {
+        self.level(0)
+    }
+
+    /// Bytes the hashes take in memory (what a cache of them counts).
+    pub fn bytes(&self) -> usize {
+        self.levels.iter().map(|l| l.len() * 8).sum()
+    }
+
+    /// Segments whose hash differs from a peer's segment vector, ascending. Equal roots
+    /// answer at once; otherwise the inner levels are descended so only subtrees that differ
+    /// are visited.
+    pub fn diff_segments(&self, other: &[u64]) -> Result<Vec<u32>, MerkleError> {
+        let mine = self.segment_hashes();
+        if mine.len() != other.len() {
+            return Err(MerkleError::LengthMismatch {
+                local: mine.len(),
+                remote: other.len(),
+            });
+        }
+        let theirs = levels_over(other);
+        let top = self.levels.len() - 1;
+        if self.levels[top] == theirs[top] {
+            return Ok(Vec::new());
+        }
+        // Walk down from the root keeping only the indices whose hashes differ.
+        let mut differing: Vec<usize> = vec![0];
+        for level in (0..top).rev() {
+            let (a, b) = (&self.levels[level], &theirs[level]);
+            differing = differing
+                .into_iter()
+                .flat_map(|parent| {
+                    let end = ((parent + 1) * FAN_OUT).min(a.len());
+                    parent * FAN_OUT..end
+                })
+                .filter(|&i| a[i] != b[i])
+                .collect();
+        }
+        Ok(differing.into_iter().map(|i| i as u32).collect())
+    }
+}
+
 /// A replica's tree of one partition, keeping each segment's keys so differing segments can
 /// be answered with their key lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MerkleTree {
     /// Keys of each segment, sorted by (bucket, key).
     keys: Vec<Vec<KeyHash>>,
-    /// `levels[0]` = segment hashes, last = `[root]`.
-    levels: Vec<Vec<u64>>,
+    hashes: SegmentTree,
 }
 
 impl MerkleTree {
@@ -152,7 +231,7 @@ impl MerkleTree {
         }
         MerkleTree {
             keys,
-            levels: levels_over(&hashes),
+            hashes: SegmentTree::from_segments(&hashes),
         }
     }
 
@@ -169,25 +248,27 @@ impl MerkleTree {
         self.keys.iter().all(Vec::is_empty)
     }
 
+    /// The tree's hashes without its keys.
+    pub fn hashes(&self) -> &SegmentTree {
+        &self.hashes
+    }
+
     pub fn root(&self) -> u64 {
-        self.levels
-            .last()
-            .and_then(|l| l.first().copied())
-            .unwrap_or(0)
+        self.hashes.root()
     }
 
     /// Levels from the segments (0) up to the root (`depth() - 1`).
     pub fn depth(&self) -> usize {
-        self.levels.len()
+        self.hashes.depth()
     }
 
     /// Hashes of level `i` (0 = segments); empty past the root.
     pub fn level(&self, i: usize) -> &[u64] {
-        self.levels.get(i).map(Vec::as_slice).unwrap_or(&[])
+        self.hashes.level(i)
     }
 
     pub fn segment_hashes(&self) -> &[u64] {
-        self.level(0)
+        self.hashes.segment_hashes()
     }
 
     /// Keys of one segment, sorted; empty for an unknown segment.
@@ -198,36 +279,10 @@ impl MerkleTree {
             .unwrap_or(&[])
     }
 
-    /// Segments whose hash differs from a peer's segment vector, ascending. Equal roots
-    /// answer at once; otherwise the inner levels are descended so only subtrees that differ
-    /// are visited.
+    /// Segments whose hash differs from a peer's segment vector
+    /// ([`SegmentTree::diff_segments`]).
     pub fn diff_segments(&self, other: &[u64]) -> Result<Vec<u32>, MerkleError> {
-        let mine = self.segment_hashes();
-        if mine.len() != other.len() {
-            return Err(MerkleError::LengthMismatch {
-                local: mine.len(),
-                remote: other.len(),
-            });
-        }
-        let theirs = levels_over(other);
-        let top = self.levels.len() - 1;
-        if self.levels[top] == theirs[top] {
-            return Ok(Vec::new());
-        }
-        // Walk down from the root keeping only the indices whose hashes differ.
-        let mut differing: Vec<usize> = vec![0];
-        for level in (0..top).rev() {
-            let (a, b) = (&self.levels[level], &theirs[level]);
-            differing = differing
-                .into_iter()
-                .flat_map(|parent| {
-                    let end = ((parent + 1) * FAN_OUT).min(a.len());
-                    parent * FAN_OUT..end
-                })
-                .filter(|&i| a[i] != b[i])
-                .collect();
-        }
-        Ok(differing.into_iter().map(|i| i as u32).collect())
+        self.hashes.diff_segments(other)
     }
 }
 

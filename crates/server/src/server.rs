@@ -433,6 +433,7 @@ pub fn settings_from(cfg: &ServerConfig) -> NodeSettings {
         rpc_timeout: RPC_TIMEOUT,
         tombstone_grace: cfg.tombstone_grace(),
         aae_interval: cfg.aae_interval(),
+        aae_tree_max_age: riftkv_cluster::node::trees::DEFAULT_TREE_MAX_AGE,
         catch_up_timeout: cfg.catch_up_timeout(),
         limits: Limits {
             max_value_bytes: usize::try_from(cfg.max_value_bytes).unwrap_or(usize::MAX),

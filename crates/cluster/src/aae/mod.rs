@@ -15,11 +15,13 @@
 //! lives on fewer replicas); both sides filter their trees by that rule, and each key is
 //! checked again before it is repaired.
 //!
-//! A tree is built by a scan of its partition and kept (`node::trees`) until a write to that
-//! partition or a new ring makes it stale, so the calls of one exchange, and a later exchange
-//! of an unchanged partition, read no object again. I/O is bounded by one partition scan per
-//! exchange at most, one exchange per `aae_interval`, and at most [`MAX_KEYS_PER_EXCHANGE`]
-//! keys repaired per exchange.
+//! One scan of a partition builds its trees for every peer the partition is shared with, and
+//! the node keeps them (`node::trees`) until a write to that partition, a new ring or their
+//! maximum age makes them stale: the hashes of every (partition, peer) of the rotation, the
+//! whole trees (with keys) of a few. A quiet node therefore answers and starts exchanges
+//! without reading an object, and reads a partition's keys again only when it changed or when
+//! a segment differs. I/O is bounded by one partition scan per exchange at most, one exchange
+//! per `aae_interval`, and at most [`MAX_KEYS_PER_EXCHANGE`] keys repaired per exchange.
 //! Exchanges pause while a ring change is pending, and a peer refuses one when its ring
 //! differs from the initiator's.
 
@@ -36,7 +38,7 @@ use crate::replica::store::StoreError;
 use crate::rpc::RpcError;
 use crate::worker::{FirstTick, Step, Worker};
 use futures::StreamExt;
-use merkle::{KeyHash, MerkleError, MerkleTree};
+use merkle::{KeyHash, MerkleError, MerkleTree, SegmentTree};
 use riftkv_core::merkle;
 use riftkv_core::storage::{ObjectKey, StorageError, WriteBatch};
 use riftkv_core::types::{NodeId, PartitionId};
@@ -86,7 +88,8 @@ pub enum AaeError {
 pub struct ExchangeReport {
     pub partition: PartitionId,
     pub peer: NodeId,
-    /// Keys in the local tree (shared buckets only).
+    /// Keys in the local tree (shared buckets only); 0 when no segment differed, as the keys
+    /// were then not read.
     pub local_keys: usize,
     pub segments_differing: usize,
     pub keys_differing: usize,
@@ -255,17 +258,18 @@ fn check_ring(node: &Node, partition: PartitionId, ring_version: u64) -> Result<
     Ok(())
 }
 
-/// Builds this node's tree of `partition` over the buckets it shares with `peer` (a full
-/// scan; blocking). Records whose object cannot be decoded are left out, so the peer's copy
-/// shows as missing here.
-pub fn build_tree(
+/// Builds this node's trees of `partition`, one per peer in `peers`, each over the buckets
+/// this node shares with that peer, in one scan of the partition (blocking). Records whose
+/// object cannot be decoded are left out, so the peer's copy shows as missing here.
+pub fn build_trees(
     node: &Node,
     partition: PartitionId,
-    peer: &NodeId,
+    peers: &[NodeId],
     segments: u32,
-) -> Result<MerkleTree, AaeError> {
-    let mut shared: HashMap<Vec<u8>, bool> = HashMap::new();
-    let mut leaves = Vec::new();
+) -> Result<Vec<MerkleTree>, AaeError> {
+    // Per bucket: which of `peers` share it.
+    let mut shared: HashMap<Vec<u8>, Vec<bool>> = HashMap::new();
+    let mut leaves: Vec<Vec<KeyHash>> = vec![Vec::new(); peers.len()];
     let mut after: Option<(Vec<u8>, Vec<u8>)> = None;
     // Each full chunk advances `after`; a short chunk is the end of the partition.
     loop {
@@ -274,23 +278,26 @@ pub fn build_tree(
         let end = chunk.len() < SCAN_CHUNK;
         for (k, bytes) in chunk {
             after = Some((k.bucket.clone(), k.key.clone()));
-            let keep = match shared.get(&k.bucket) {
-                Some(v) => *v,
-                None => {
-                    let v = shares_bucket(node, partition, peer, &k.bucket);
-                    shared.insert(k.bucket.clone(), v);
-                    v
-                }
-            };
-            if !keep {
+            let with = shared.entry(k.bucket.clone()).or_insert_with(|| {
+                peers
+                    .iter()
+                    .map(|peer| shares_bucket(node, partition, peer, &k.bucket))
+                    .collect()
+            });
+            if !with.iter().any(|s| *s) {
                 continue;
             }
             match Object::decode(&bytes) {
-                Ok(o) => leaves.push(KeyHash {
-                    hash: merkle::leaf_hash(&k.bucket, &k.key, &o.encode()),
-                    bucket: k.bucket,
-                    key: k.key,
-                }),
+                Ok(o) => {
+                    let hash = merkle::leaf_hash(&k.bucket, &k.key, &o.encode());
+                    for (i, _) in with.iter().enumerate().filter(|(_, s)| **s) {
+                        leaves[i].push(KeyHash {
+                            hash,
+                            bucket: k.bucket.clone(),
+                            key: k.key.clone(),
+                        });
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(partition, error = %e, "anti-entropy skips an undecodable object")
                 }
@@ -300,32 +307,96 @@ pub fn build_tree(
             break;
         }
     }
-    Ok(MerkleTree::from_leaves(segments, leaves))
+    Ok(leaves
+        .into_iter()
+        .map(|l| MerkleTree::from_leaves(segments, l))
+        .collect())
 }
 
-/// This node's tree of `partition` over the buckets it shares with `peer`: the kept one when
-/// no write to the partition has landed since it was built (`node::trees`), else a new scan,
-/// kept for the next call.
-async fn build_blocking(
+/// The peers one scan of `partition` builds trees for: its other primaries (whom the rotation
+/// exchanges it with) and `asked`, so every exchange of an unchanged partition finds its
+/// hashes kept.
+fn tree_peers(node: &Node, partition: PartitionId, asked: &NodeId) -> Vec<NodeId> {
+    let mut peers: Vec<NodeId> = {
+        let s = node.state.read();
+        s.ring
+            .preference_list(partition, s.n_val as usize)
+            .iter()
+            .filter(|id| **id != node.id)
+            .cloned()
+            .collect()
+    };
+    if !peers.contains(asked) {
+        peers.push(asked.clone());
+    }
+    peers
+}
+
+fn tree_key(node: &Node, partition: PartitionId, peer: &NodeId, segments: u32) -> TreeKey {
+    TreeKey {
+        partition,
+        peer: peer.clone(),
+        segments,
+        ring_version: node.state.read().ring_version,
+    }
+}
+
+/// Scans `partition` once for the trees of every peer of [`tree_peers`], keeps their hashes
+/// and `peer`'s whole tree (`node::trees`), and returns `peer`'s tree.
+async fn scan_trees(
     node: &Arc<Node>,
     partition: PartitionId,
     peer: &NodeId,
     segments: u32,
 ) -> Result<Arc<MerkleTree>, AaeError> {
-    let key = TreeKey {
-        partition,
-        peer: peer.clone(),
-        segments,
-        ring_version: node.state.read().ring_version,
-    };
-    if let Some(tree) = node.aae_trees.get(&key) {
+    let peers = tree_peers(node, partition, peer);
+    let keys: Vec<TreeKey> = peers
+        .iter()
+        .map(|p| tree_key(node, partition, p, segments))
+        .collect();
+    let scanned = node.aae_trees.scan_started(partition, node.clock.now_ms());
+    let (n, ps) = (node.clone(), peers.clone());
+    let trees = run_blocking(move || build_trees(&n, partition, &ps, segments)).await?;
+    let mut asked = None;
+    for (key, tree) in keys.into_iter().zip(trees) {
+        let tree = Arc::new(tree);
+        let whole = &key.peer == peer;
+        node.aae_trees.keep(key, scanned, &tree, whole);
+        if whole {
+            asked = Some(tree);
+        }
+    }
+    asked.ok_or(AaeError::Unexpected("a scan without the asked peer's tree"))
+}
+
+/// This node's tree hashes of `partition` over the buckets it shares with `peer`: the kept
+/// ones while no write to the partition has landed since they were scanned, else a new scan.
+async fn local_hashes(
+    node: &Arc<Node>,
+    partition: PartitionId,
+    peer: &NodeId,
+    segments: u32,
+) -> Result<Arc<SegmentTree>, AaeError> {
+    let key = tree_key(node, partition, peer, segments);
+    if let Some(hashes) = node.aae_trees.hashes(&key, node.clock.now_ms()) {
+        return Ok(hashes);
+    }
+    let tree = scan_trees(node, partition, peer, segments).await?;
+    Ok(Arc::new(tree.hashes().clone()))
+}
+
+/// This node's whole tree (keys included) of `partition` for `peer`: kept or a new scan.
+async fn local_tree(
+    node: &Arc<Node>,
+    partition: PartitionId,
+    peer: &NodeId,
+    segments: u32,
+) -> Result<Arc<MerkleTree>, AaeError> {
+    let key = tree_key(node, partition, peer, segments);
+    if let Some(tree) = node.aae_trees.tree(&key, node.clock.now_ms()) {
         return Ok(tree);
     }
-    let generation = node.aae_trees.generation(partition);
-    let (n, peer) = (node.clone(), peer.clone());
-    let tree = Arc::new(run_blocking(move || build_tree(&n, partition, &peer, segments)).await?);
-    node.aae_trees.keep(key, generation, tree.clone());
-    Ok(tree)
+    scan_trees(node, partition, peer, segments).await
 }
 
 /// Timeout of a call that makes the peer scan a whole partition.
@@ -344,8 +415,8 @@ pub async fn answer_segments(
 ) -> Result<Vec<u64>, AaeError> {
     check_ring(node, partition, ring_version)?;
     let n = merkle::check_segments(n)?;
-    let tree = build_blocking(node, partition, from, n).await?;
-    Ok(tree.segment_hashes().to_vec())
+    let hashes = local_hashes(node, partition, from, n).await?;
+    Ok(hashes.segment_hashes().to_vec())
 }
 
 /// Peer side of [`rpc::AaeRequest::Keys`]: keys and leaf hashes of the given segments.
@@ -365,7 +436,7 @@ pub async fn answer_keys(
             "segment {bad} outside a tree of {n}"
         )));
     }
-    let tree = build_blocking(node, partition, from, n).await?;
+    let tree = local_tree(node, partition, from, n).await?;
     Ok(wanted
         .into_iter()
         .flat_map(|s| tree.keys_in(s).iter().cloned())
@@ -393,7 +464,7 @@ pub async fn exchange(
     };
     check_ring(node, partition, ring_version)?;
     let segments = merkle::DEFAULT_SEGMENTS;
-    let local = build_blocking(node, partition, peer, segments).await?;
+    let hashes = local_hashes(node, partition, peer, segments).await?;
     let req = AaeRequest::Segments {
         partition,
         n: segments,
@@ -403,11 +474,16 @@ pub async fn exchange(
         AaeResponse::Segments(v) => v,
         _ => return Err(AaeError::Unexpected("aae_segments")),
     };
-    let differing = local.diff_segments(&remote)?;
+    let differing = hashes.diff_segments(&remote)?;
+    // Keys are read only when some segment differs.
+    let local = match differing.is_empty() {
+        true => None,
+        false => Some(local_tree(node, partition, peer, segments).await?),
+    };
     let mut report = ExchangeReport {
         partition,
         peer: peer.clone(),
-        local_keys: local.len(),
+        local_keys: local.as_ref().map_or(0, |t| t.len()),
         segments_differing: differing.len(),
         keys_differing: 0,
         keys_repaired: 0,
@@ -442,9 +518,9 @@ pub async fn exchange(
                     && riftkv_core::ring::partition_for(&k.bucket, &k.key, ring_size) == partition
             })
             .collect();
-        let local_keys: Vec<KeyHash> = chunk
+        let local_keys: Vec<KeyHash> = local
             .iter()
-            .flat_map(|s| local.keys_in(*s).iter().cloned())
+            .flat_map(|t| chunk.iter().flat_map(|s| t.keys_in(*s).iter().cloned()))
             .collect();
         let mut keys = merkle::diff_keys(&local_keys, &remote_keys);
         report.keys_differing += keys.len();

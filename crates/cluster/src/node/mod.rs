@@ -62,6 +62,9 @@ pub struct NodeSettings {
     pub tombstone_grace: Duration,
     /// Pause between active anti-entropy exchanges (one partition with one peer each).
     pub aae_interval: Duration,
+    /// Age after which a kept anti-entropy tree is rebuilt though no write touched its
+    /// partition (finds damage no write announced).
+    pub aae_tree_max_age: Duration,
     pub limits: Limits,
     /// Partition streams of ownership handoff running at once (at least 1).
     pub transfer_concurrency: usize,
@@ -101,6 +104,7 @@ impl NodeSettings {
             rpc_timeout: Duration::from_secs(1),
             tombstone_grace: Duration::from_secs(3600),
             aae_interval: Duration::from_secs(2),
+            aae_tree_max_age: trees::DEFAULT_TREE_MAX_AGE,
             limits: Limits::default(),
             transfer_concurrency: 2,
             transfer_max_bytes_per_sec: 0,
@@ -284,6 +288,7 @@ impl Node {
         };
         let persister = persist::Persister::spawn(storage.clone(), META_RING_STATE, encode)
             .map_err(|e| NodeError::Config(format!("cannot start the metadata writer: {e}")))?;
+        let aae_trees = trees::TreeCache::new(settings.aae_tree_max_age);
         let node = Arc::new(Node {
             id: settings.node_id.clone(),
             settings,
@@ -298,7 +303,7 @@ impl Node {
             incarnation,
             reap_fence: fence::ReapFence::default(),
             expiry_cursor: parking_lot::Mutex::new(None),
-            aae_trees: trees::TreeCache::default(),
+            aae_trees,
             peer_ring_versions: Mutex::new(HashMap::new()),
             peer_clocks: cluster_time::PeerClocks::default(),
             gossip_stop: shutdown.child_token(),
