@@ -15,6 +15,13 @@
 #   KEYSCALE_SIZES="10000 100000" KEYSCALE_SECS=20 ./ops/bench/keyscale.sh
 #   KEYSCALE_BINS="before=/tmp/riftkv-old,after=target/release/riftkv" ./ops/bench/keyscale.sh
 #   KEYSCALE_PERF=1 ./ops/bench/keyscale.sh   # also `perf record -g` the nodes during each run
+#   KEYSCALE_SETTLE=0 ./ops/bench/keyscale.sh  # run right after the load, compaction debt unpaid
+#
+# By default each run starts once every node reports no compaction pending or running
+# (`riftkv_storage_pending_compaction_bytes`, `riftkv_storage_running_compactions`; at most
+# KEYSCALE_SETTLE_MAX seconds): a load writes the whole data set in a burst, and the
+# compaction it leaves behind would otherwise be measured as the cost of the data set's size.
+# The wait is printed as settle_s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,6 +31,8 @@ VALUE=${KEYSCALE_VALUE_SIZE:-1024}
 CONC=${KEYSCALE_CONCURRENCY:-16}
 PORT=${KEYSCALE_BASE_PORT:-27900}
 RESULTS=${RESULTS:-$HOME/.cache/riftkv/keyscale-results}
+SETTLE=${KEYSCALE_SETTLE:-1}
+SETTLE_MAX=${KEYSCALE_SETTLE_MAX:-600}
 
 if [[ -z "${KEYSCALE_BINS:-}" ]]; then
     if [[ -z "${RIFTKV_BIN:-}" ]]; then
@@ -58,9 +67,30 @@ mkdir -p "$RESULTS"
 
 kib() { awk '/^'"$1"':/ {print $2}' "/proc/$2/status" 2>/dev/null || echo 0; }
 disk_mib() { du -sm "$1" | cut -f1; }
+# Compaction work a node reports: pending bytes plus running compactions (0 = settled).
+compaction_owed() {
+    curl -sf -m 5 "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '
+        /^riftkv_storage_pending_compaction_bytes / {s += $2}
+        /^riftkv_storage_running_compactions / {s += $2}
+        END {print s + 0}'
+}
+# Waits (at most SETTLE_MAX s) until no node owes compaction; prints the seconds waited.
+settle_compaction() {
+    local start owed k
+    start=$(date +%s)
+    while (($(date +%s) - start < SETTLE_MAX)); do
+        owed=0
+        for k in 1 2 3; do
+            owed=$((owed + $(compaction_owed "$((PORT + k))")))
+        done
+        ((owed == 0)) && break
+        sleep 1
+    done
+    echo $(($(date +%s) - start))
+}
 
-printf '%-8s %9s %8s %9s %8s %8s  %-26s %-26s %-20s %-20s\n' bin records load_s ops_s \
-    rd_p99 upd_p99 "rss_mib(now)" "rss_mib(peak)" disk_mib_serving disk_mib_stopped
+printf '%-8s %9s %8s %8s %9s %8s %8s  %-26s %-26s %-20s %-20s\n' bin records load_s settle_s \
+    ops_s rd_p99 upd_p99 "rss_mib(now)" "rss_mib(peak)" disk_mib_serving disk_mib_stopped
 for n in $SIZES; do
     for entry in "${BINS[@]}"; do
         label=${entry%%=*}
@@ -85,6 +115,8 @@ for n in $SIZES; do
         start=$(date +%s.%N)
         "${bench[@]}" --load --duration 1 >/dev/null
         wall=$(python3 -c "import time; print(f'{time.time() - $start - 1:.0f}')")
+        settled=-
+        [[ $SETTLE == 1 ]] && settled=$(settle_compaction)
         if [[ -n "${KEYSCALE_PERF:-}" ]]; then
             perf record -F 99 -g -o "$RESULTS/$label-$n.perf" -p "$(echo $pids | tr ' ' ',')" \
                 -- sleep "$((SECS - 2))" >/dev/null 2>&1 &
@@ -101,13 +133,13 @@ for n in $SIZES; do
         stop_cluster
         disk_stopped=""
         for k in 1 2 3; do disk_stopped+="$(disk_mib "$data/node$k") "; done
-        python3 - "$RESULTS/$label-$n.json" "$label" "$n" "$wall" "$rss_now" "$rss_peak" \
-            "$disk_serving" "$disk_stopped" <<'EOF'
+        python3 - "$RESULTS/$label-$n.json" "$label" "$n" "$wall" "$settled" "$rss_now" \
+            "$rss_peak" "$disk_serving" "$disk_stopped" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-label, n, wall, now, peak, serving, stopped = sys.argv[2:9]
+label, n, wall, settled, now, peak, serving, stopped = sys.argv[2:10]
 p99 = lambda op: r["ops"].get(op, {}).get("p99_ms", float("nan"))
-print(f"{label:8} {int(n):9d} {wall:>8} {r['throughput']:9.0f} {p99('read'):8.2f} "
+print(f"{label:8} {int(n):9d} {wall:>8} {settled:>8} {r['throughput']:9.0f} {p99('read'):8.2f} "
       f"{p99('update'):8.2f}  {now:26} {peak:26} {serving:20} {stopped:20}")
 EOF
         rm -rf "$data"

@@ -75,6 +75,12 @@ pub struct Metrics {
     pub storage_bytes: IntGauge,
     /// Records found corrupt on disk (checksum or decode failure) and skipped.
     pub storage_corrupt_records_total: IntCounter,
+    /// Bytes the storage engine's compaction still has to rewrite.
+    pub storage_pending_compaction_bytes: IntGauge,
+    /// Compactions running now.
+    pub storage_running_compactions: IntGauge,
+    /// Bytes held by the storage engine's block cache.
+    pub storage_block_cache_bytes: IntGauge,
     /// Going-down notices this node sent at shutdown that a member acknowledged.
     pub going_down_sent_total: IntCounter,
     /// Going-down notices received from members shutting down.
@@ -223,6 +229,18 @@ impl Metrics {
                 "storage_corrupt_records_total",
                 "Records found corrupt on disk (checksum or decode failure) and skipped.",
             ),
+            storage_pending_compaction_bytes: gauge(
+                "storage_pending_compaction_bytes",
+                "Bytes the storage engine estimates compaction still has to rewrite.",
+            ),
+            storage_running_compactions: gauge(
+                "storage_running_compactions",
+                "Compactions the storage engine is running now.",
+            ),
+            storage_block_cache_bytes: gauge(
+                "storage_block_cache_bytes",
+                "Bytes held by the storage engine's block cache.",
+            ),
             going_down_sent_total: counter(
                 "going_down_sent_total",
                 "Going-down notices this node sent while shutting down that a member acknowledged.",
@@ -359,6 +377,9 @@ mod tests {
         ("riftkv_rpc_duration_seconds", "histogram"),
         ("riftkv_storage_bytes", "gauge"),
         ("riftkv_storage_corrupt_records_total", "counter"),
+        ("riftkv_storage_pending_compaction_bytes", "gauge"),
+        ("riftkv_storage_running_compactions", "gauge"),
+        ("riftkv_storage_block_cache_bytes", "gauge"),
         ("riftkv_going_down_sent_total", "counter"),
         ("riftkv_going_down_received_total", "counter"),
         ("riftkv_catching_up", "gauge"),

@@ -548,6 +548,9 @@ impl Storage for GatedStorage {
     fn approximate_bytes(&self) -> u64 {
         self.inner.approximate_bytes()
     }
+    fn engine_stats(&self) -> riftkv_core::storage::EngineStats {
+        self.inner.engine_stats()
+    }
     fn corrupt_records(&self) -> u64 {
         self.inner.corrupt_records()
     }

@@ -96,6 +96,22 @@ impl ScanKind {
     }
 }
 
+/// What the storage engine is doing in the background, for operators: compaction debt left by
+/// a burst of writes slows reads and writes until it is paid, and a cache too small for the
+/// hot set shows as reads that miss it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Bytes compaction estimates it still has to rewrite to bring every level within its
+    /// target size, summed over column families.
+    pub pending_compaction_bytes: u64,
+    /// Compactions running now.
+    pub running_compactions: u64,
+    /// Memtable flushes running now.
+    pub running_flushes: u64,
+    /// Bytes held by the block cache.
+    pub block_cache_bytes: u64,
+}
+
 /// Ordered byte maps with atomic multi-column-family batches.
 pub trait Backend: Send + Sync + 'static {
     fn raw_get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
@@ -121,6 +137,10 @@ pub trait Backend: Send + Sync + 'static {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Flow,
     ) -> Result<(), StorageError>;
     fn approximate_bytes(&self) -> u64;
+    /// The engine's background work and cache (zero for an engine without them).
+    fn engine_stats(&self) -> EngineStats {
+        EngineStats::default()
+    }
     fn flush(&self) -> Result<(), StorageError>;
     /// Makes every write that returned before this call durable (one WAL sync), without
     /// flushing memtables: the syncer of group commit ([`super::group_commit`]).

@@ -29,7 +29,7 @@ mod conformance;
 use crate::types::{NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 
-pub use backend::Cf;
+pub use backend::{Cf, EngineStats};
 pub use memory::MemoryBackend;
 #[cfg(feature = "rocksdb")]
 pub use rocks::{RocksBackend, RocksTuning};
@@ -291,6 +291,10 @@ pub trait Storage: Send + Sync + 'static {
     fn scan_aae_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StorageError>;
     /// Approximate bytes used on disk (for `riftkv_storage_bytes`).
     fn approximate_bytes(&self) -> u64;
+    /// The engine's background work and cache (for the `riftkv_storage_*` gauges).
+    fn engine_stats(&self) -> EngineStats {
+        EngineStats::default()
+    }
     /// Damaged records encountered since open (each encounter counts once).
     fn corrupt_records(&self) -> u64;
     /// Makes everything written so far durable.

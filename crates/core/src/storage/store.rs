@@ -1,6 +1,6 @@
 //! The record store: key layout, checksummed envelopes and damage handling over a raw backend.
 
-use super::backend::{Backend, Cf, Flow, RawOp, ScanKind};
+use super::backend::{Backend, Cf, EngineStats, Flow, RawOp, ScanKind};
 use super::keys::{self, show};
 use super::record;
 use super::{
@@ -525,6 +525,10 @@ impl<B: Backend> Storage for RecordStore<B> {
 
     fn approximate_bytes(&self) -> u64 {
         self.backend.approximate_bytes()
+    }
+
+    fn engine_stats(&self) -> EngineStats {
+        self.backend.engine_stats()
     }
 
     fn corrupt_records(&self) -> u64 {

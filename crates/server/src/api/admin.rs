@@ -625,12 +625,20 @@ pub async fn ready(State(node): State<AppState>) -> Response {
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(node): State<AppState>) -> Response {
     let n = node.clone();
-    let bytes = tokio::task::spawn_blocking(move || n.storage.approximate_bytes())
-        .await
-        .unwrap_or(0);
-    node.metrics
-        .storage_bytes
-        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    let (bytes, engine) = tokio::task::spawn_blocking(move || {
+        (n.storage.approximate_bytes(), n.storage.engine_stats())
+    })
+    .await
+    .unwrap_or_default();
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let m = &node.metrics;
+    m.storage_bytes.set(gauge(bytes));
+    m.storage_pending_compaction_bytes
+        .set(gauge(engine.pending_compaction_bytes));
+    m.storage_running_compactions
+        .set(gauge(engine.running_compactions));
+    m.storage_block_cache_bytes
+        .set(gauge(engine.block_cache_bytes));
     node.metrics
         .partitions_owned
         .set(node.state.read().ring.partitions_of(&node.id).len() as i64);
