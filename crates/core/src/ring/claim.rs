@@ -191,6 +191,45 @@ fn unowned(ring_size: u32) -> Ring {
     }
 }
 
+/// What a claim was asked: the memo's key.
+#[derive(PartialEq)]
+struct ClaimQuestion {
+    ring_size: u32,
+    /// Normalised (sorted, one per id).
+    members: Vec<Member>,
+    target_n: usize,
+    previous: Option<Vec<NodeId>>,
+}
+
+/// Answers kept by [`try_claim`].
+const MEMO_ENTRIES: usize = 4;
+
+/// The last claims answered. The claimant asks the same question every gossip round while
+/// membership stands still, and the answer costs milliseconds on a large ring or a small
+/// cluster (the nearest-ring search), paid under the ring-state lock that every request
+/// reads. A claim is a pure function of its question, so a kept answer is exact.
+#[cfg(not(test))]
+static MEMO: parking_lot::Mutex<Vec<(ClaimQuestion, Ring)>> = parking_lot::Mutex::new(Vec::new());
+
+#[cfg(not(test))]
+fn with_memo<R>(f: impl FnOnce(&mut Vec<(ClaimQuestion, Ring)>) -> R) -> R {
+    f(&mut MEMO.lock())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests running in parallel keep a memo each, so one cannot evict another's answers.
+    static MEMO: std::cell::RefCell<Vec<(ClaimQuestion, Ring)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    /// Claims computed (not answered from the memo) on this thread.
+    static COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn with_memo<R>(f: impl FnOnce(&mut Vec<(ClaimQuestion, Ring)>) -> R) -> R {
+    MEMO.with(|m| f(&mut m.borrow_mut()))
+}
+
 /// [`claim`] with its input checked: the ring size must be valid and `members` non-empty.
 pub fn try_claim(
     ring_size: u32,
@@ -203,8 +242,41 @@ pub fn try_claim(
     if members.is_empty() {
         return Err(RingError::NoMembers);
     }
+    let question = ClaimQuestion {
+        ring_size,
+        members,
+        target_n,
+        previous: previous.map(|r| r.owners().to_vec()),
+    };
+    let known = with_memo(|m| {
+        m.iter()
+            .find(|(q, _)| *q == question)
+            .map(|(_, r)| r.clone())
+    });
+    if let Some(ring) = known {
+        return Ok(ring);
+    }
+    #[cfg(test)]
+    COMPUTED.with(|c| c.set(c.get() + 1));
+    let ring = compute_claim(ring_size, &question.members, target_n, previous)?;
+    with_memo(|m| {
+        if m.len() >= MEMO_ENTRIES {
+            m.remove(0);
+        }
+        m.push((question, ring.clone()));
+    });
+    Ok(ring)
+}
+
+/// The claim itself, over normalised members.
+fn compute_claim(
+    ring_size: u32,
+    members: &[Member],
+    target_n: usize,
+    previous: Option<&Ring>,
+) -> Result<Ring, RingError> {
     let q = ring_size as usize;
-    let zones = zone_indices(&members);
+    let zones = zone_indices(members);
     let win = target_n.clamp(1, MAX_WINDOW).min(q);
     let layout = Layout {
         q,

@@ -447,3 +447,42 @@ fn join_from_a_ring_with_violations_moves_its_share() {
     let moved = after.moved_partitions(&before).len();
     assert!(moved <= 12, "moved {moved} of 32");
 }
+
+/// The claimant asks the same claim every gossip round: only the first is computed, and a
+/// change of membership is computed afresh.
+#[test]
+fn a_repeated_claim_is_answered_from_the_memo() {
+    let computed = || COMPUTED.with(|c| c.get());
+    let three: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .map(|i| Member::new(*i, None))
+        .collect();
+    let ring = claim(64, &three, 3, None);
+    let before = computed();
+    let again = claim(64, &three, 3, Some(&ring));
+    let steady = claim(64, &three, 3, Some(&ring));
+    assert_eq!(
+        computed() - before,
+        1,
+        "the second identical question was computed"
+    );
+    assert_eq!(steady.owners(), again.owners());
+    let mut reversed = three.clone();
+    reversed.reverse();
+    claim(64, &reversed, 3, Some(&ring));
+    assert_eq!(
+        computed() - before,
+        1,
+        "member order does not change the question"
+    );
+    let mut four = three.clone();
+    four.push(Member::new("d", None));
+    let grown = claim(64, &four, 3, Some(&ring));
+    assert_eq!(computed() - before, 2);
+    assert_eq!(
+        grown.owners(),
+        compute_claim(64, &normalise(&four), 3, Some(&ring))
+            .unwrap()
+            .owners()
+    );
+}
