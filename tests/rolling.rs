@@ -1,6 +1,7 @@
 //! Rolling restart: SIGTERM one node at a time while a client writes at w=3 through another
 //! node. A node going down announces it, so coordinators pick a fallback at once instead of
-//! failing writes until their failure detector notices.
+//! failing writes until their failure detector notices. A restarted node takes writes from
+//! its first request, before it has heard from its peers.
 
 mod common;
 
@@ -25,6 +26,24 @@ fn restart(c: &mut Cluster, i: usize) {
     c.wait_settled(4, Duration::from_secs(30));
     // Let the writer run against the full cluster for a while before the next node.
     std::thread::sleep(Duration::from_millis(1000));
+}
+
+/// Waits (up to `hints_within`) until no node of the 4 holds hints, then checks that every
+/// key of `acked` reads back at r=2 with its own name as its value.
+fn assert_read_back_after_hints(c: &Cluster, acked: &[String], hints_within: Duration) {
+    eventually(hints_within, "hints delivered", || {
+        (1..=4).all(|i| hints_pending(&c.url(i)) == 0)
+    });
+    let url = c.url(1);
+    for key in acked {
+        let r = get_json(&url, "rolling", key, "?r=2");
+        assert_eq!(r.status(), 200, "key {key} not readable at r=2");
+        let v: serde_json::Value = r.json().expect("json");
+        assert!(
+            values_of(&v).contains(key.as_bytes()),
+            "key {key} read back {v}"
+        );
+    }
 }
 
 #[test]
@@ -121,21 +140,123 @@ fn sigterm_rolling_restart_fails_no_w3_write() {
     }
 
     // Hints written while a node was away reach it; then every acknowledged key reads back.
-    eventually(Duration::from_secs(30), "hints delivered", || {
-        (1..=4).all(|i| hints_pending(&c.url(i)) == 0)
-    });
-    let url = c.url(1);
-    for key in &o.acked {
-        let r = get_json(&url, "rolling", key, "?r=2");
-        assert_eq!(r.status(), 200, "key {key} not readable at r=2");
-        let v: serde_json::Value = r.json().expect("json");
-        assert!(
-            values_of(&v).contains(key.as_bytes()),
-            "key {key} read back {v}"
-        );
-    }
+    assert_read_back_after_hints(&c, &o.acked, Duration::from_secs(30));
     assert!(
         started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Writes sent to a just-restarted node from the moment its API accepts, by `clients` threads
+/// writing keys of their own (`prefix`), each until it has `per_client` answers or `budget`
+/// has passed. A connection refused while the process starts is retried on the same key.
+/// Returns the acknowledged keys and the failed writes (status and body).
+fn write_to_starting_node(
+    url: &str,
+    prefix: &str,
+    clients: usize,
+    per_client: usize,
+    budget: Duration,
+) -> (Vec<String>, Vec<String>) {
+    let threads: Vec<_> = (0..clients)
+        .map(|t| {
+            let (url, prefix) = (url.to_string(), prefix.to_string());
+            std::thread::spawn(move || {
+                let http = client();
+                let began = Instant::now();
+                let (mut acked, mut failed) = (Vec::new(), Vec::new());
+                let mut j = 0;
+                while acked.len() + failed.len() < per_client && began.elapsed() < budget {
+                    let key = format!("{prefix}-{t}-{j}");
+                    let r = http
+                        .put(format!("{url}/v1/kv/rolling/{key}?w=2&timeout=5000"))
+                        .header("content-type", "text/plain")
+                        .body(key.clone().into_bytes())
+                        .send();
+                    match r {
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(2));
+                            continue;
+                        }
+                        Ok(r) if r.status().is_success() => acked.push(key),
+                        Ok(r) => {
+                            let at = began.elapsed();
+                            let code = r.status();
+                            let body = r.text().unwrap_or_default();
+                            failed.push(format!("{key} via {url} at {at:?}: {code} {body}"));
+                        }
+                    }
+                    j += 1;
+                }
+                (acked, failed)
+            })
+        })
+        .collect();
+    let mut out = (Vec::new(), Vec::new());
+    for t in threads {
+        let (a, f) = t.join().expect("writer thread");
+        out.0.extend(a);
+        out.1.extend(f);
+    }
+    out
+}
+
+/// A restarted node coordinates writes (and writes its peers forward to it) from its first
+/// request: the peers it has not heard from yet in this run are asked, not refused, so a
+/// client that sends to every node sees no 503 while only the restarting node was away.
+#[test]
+fn a_restarted_node_takes_writes_before_it_has_heard_from_its_peers() {
+    let started = Instant::now();
+    let mut c = Cluster::start(4, ClusterOpts::default());
+    c.wait_settled(4, Duration::from_secs(60));
+    wait_all_reachable(&c, 1, Duration::from_secs(30));
+
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    for (round, i) in [2usize, 3, 4, 2].into_iter().enumerate() {
+        assert_eq!(c.node(i).terminate(), Some(0), "node{i} exit after SIGTERM");
+        c.node(i).start();
+        let (a, f) = write_to_starting_node(
+            &c.url(i),
+            &format!("restart{round}"),
+            4,
+            20,
+            Duration::from_secs(20),
+        );
+        acked.extend(a);
+        failed.extend(f);
+        let observer = if i == 1 { 2 } else { 1 };
+        wait_all_reachable(&c, observer, Duration::from_secs(30));
+        c.wait_settled(4, Duration::from_secs(30));
+        let url = c.url(i);
+        eventually(Duration::from_secs(60), "the restarted node ready", || {
+            client()
+                .get(format!("{url}/ready"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+    }
+    eprintln!(
+        "writes to restarting nodes: {} acknowledged, {} failed",
+        acked.len(),
+        failed.len()
+    );
+    for f in &failed {
+        eprintln!("failed: {f}");
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} writes to a restarting node failed, first: {:?}",
+        failed.len(),
+        failed.len() + acked.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(acked.len() >= 40, "too few writes: {}", acked.len());
+
+    // What the restarted nodes acknowledged reads back once hints are delivered.
+    assert_read_back_after_hints(&c, &acked, Duration::from_secs(60));
+    assert!(
+        started.elapsed() < Duration::from_secs(240),
         "took {:?}",
         started.elapsed()
     );
