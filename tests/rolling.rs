@@ -148,85 +148,124 @@ fn sigterm_rolling_restart_fails_no_w3_write() {
     );
 }
 
-/// Writes sent to a just-restarted node from the moment its API accepts, by `clients` threads
-/// writing keys of their own (`prefix`), each until it has `per_client` answers or `budget`
-/// has passed. A connection refused while the process starts is retried on the same key.
-/// Returns the acknowledged keys and the failed writes (status and body).
-fn write_to_starting_node(
+/// What one client thread sent to a restarting node.
+#[derive(Default)]
+struct Sent {
+    /// Keys whose write was acknowledged.
+    acked: Vec<String>,
+    /// Requests answered with anything else (status and body), and when.
+    failed: Vec<String>,
+    reads: usize,
+}
+
+/// Requests sent to a just-restarted node from the moment its API accepts, by `clients`
+/// threads, each until it has `per_client` answers or `budget` has passed: even threads write
+/// keys of their own (`prefix`), odd ones read the keys of `before` (written with their own
+/// name as value before the restart) at r=2. A connection refused while the process starts is
+/// retried with the same request.
+fn requests_to_starting_node(
     url: &str,
     prefix: &str,
+    before: &[String],
     clients: usize,
     per_client: usize,
     budget: Duration,
-) -> (Vec<String>, Vec<String>) {
+) -> Sent {
     let threads: Vec<_> = (0..clients)
         .map(|t| {
-            let (url, prefix) = (url.to_string(), prefix.to_string());
+            let (url, prefix, before) = (url.to_string(), prefix.to_string(), before.to_vec());
             std::thread::spawn(move || {
                 let http = client();
                 let began = Instant::now();
-                let (mut acked, mut failed) = (Vec::new(), Vec::new());
+                let mut sent = Sent::default();
                 let mut j = 0;
-                while acked.len() + failed.len() < per_client && began.elapsed() < budget {
-                    let key = format!("{prefix}-{t}-{j}");
-                    let r = http
-                        .put(format!("{url}/v1/kv/rolling/{key}?w=2&timeout=5000"))
-                        .header("content-type", "text/plain")
-                        .body(key.clone().into_bytes())
-                        .send();
+                while j < per_client && began.elapsed() < budget {
+                    let (key, r) = if t % 2 == 0 {
+                        let key = format!("{prefix}-{t}-{j}");
+                        let r = http
+                            .put(format!("{url}/v1/kv/rolling/{key}?w=2&timeout=5000"))
+                            .header("content-type", "text/plain")
+                            .body(key.clone().into_bytes())
+                            .send();
+                        (key, r)
+                    } else {
+                        let key = before[j % before.len()].clone();
+                        let r = http
+                            .get(format!("{url}/v1/kv/rolling/{key}?r=2&timeout=5000"))
+                            .send();
+                        (key, r)
+                    };
+                    let at = began.elapsed();
                     match r {
                         Err(_) => {
                             std::thread::sleep(Duration::from_millis(2));
                             continue;
                         }
-                        Ok(r) if r.status().is_success() => acked.push(key),
+                        Ok(r) if r.status().is_success() => {
+                            if t % 2 == 0 {
+                                sent.acked.push(key);
+                            } else {
+                                let body = r.bytes().unwrap_or_default();
+                                if body != key.as_bytes() {
+                                    sent.failed.push(format!("read {key} at {at:?}: {body:?}"));
+                                }
+                                sent.reads += 1;
+                            }
+                        }
                         Ok(r) => {
-                            let at = began.elapsed();
                             let code = r.status();
                             let body = r.text().unwrap_or_default();
-                            failed.push(format!("{key} via {url} at {at:?}: {code} {body}"));
+                            sent.failed
+                                .push(format!("{key} via {url} at {at:?}: {code} {body}"));
                         }
                     }
                     j += 1;
                 }
-                (acked, failed)
+                sent
             })
         })
         .collect();
-    let mut out = (Vec::new(), Vec::new());
+    let mut all = Sent::default();
     for t in threads {
-        let (a, f) = t.join().expect("writer thread");
-        out.0.extend(a);
-        out.1.extend(f);
+        let s = t.join().expect("client thread");
+        all.acked.extend(s.acked);
+        all.failed.extend(s.failed);
+        all.reads += s.reads;
     }
-    out
+    all
 }
 
-/// A restarted node coordinates writes (and writes its peers forward to it) from its first
-/// request: the peers it has not heard from yet in this run are asked, not refused, so a
-/// client that sends to every node sees no 503 while only the restarting node was away.
+/// A restarted node coordinates writes and reads (and writes its peers forward to it) from its
+/// first request: the peers it has not heard from yet in this run are asked, not refused, so
+/// a client that sends to every node sees no 503 while only the restarting node was away.
 #[test]
-fn a_restarted_node_takes_writes_before_it_has_heard_from_its_peers() {
+fn a_restarted_node_serves_before_it_has_heard_from_its_peers() {
     let started = Instant::now();
     let mut c = Cluster::start(4, ClusterOpts::default());
     c.wait_settled(4, Duration::from_secs(60));
     wait_all_reachable(&c, 1, Duration::from_secs(30));
+    let before: Vec<String> = (0..20).map(|k| format!("before-{k}")).collect();
+    for key in &before {
+        let r = put(&c.url(1), "rolling", key, key.as_bytes(), "?w=3", None);
+        assert!(r.status().is_success(), "write {key}: {}", r.status());
+    }
 
-    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    let mut sent = Sent::default();
     for (round, i) in [2usize, 3, 4, 2].into_iter().enumerate() {
         assert_eq!(c.node(i).terminate(), Some(0), "node{i} exit after SIGTERM");
         c.node(i).start();
-        let (a, f) = write_to_starting_node(
+        let s = requests_to_starting_node(
             &c.url(i),
             &format!("restart{round}"),
+            &before,
             4,
             20,
             Duration::from_secs(20),
         );
-        acked.extend(a);
-        failed.extend(f);
-        let observer = if i == 1 { 2 } else { 1 };
-        wait_all_reachable(&c, observer, Duration::from_secs(30));
+        sent.acked.extend(s.acked);
+        sent.failed.extend(s.failed);
+        sent.reads += s.reads;
+        wait_all_reachable(&c, 1, Duration::from_secs(30));
         c.wait_settled(4, Duration::from_secs(30));
         let url = c.url(i);
         eventually(Duration::from_secs(60), "the restarted node ready", || {
@@ -237,24 +276,28 @@ fn a_restarted_node_takes_writes_before_it_has_heard_from_its_peers() {
         });
     }
     eprintln!(
-        "writes to restarting nodes: {} acknowledged, {} failed",
-        acked.len(),
-        failed.len()
+        "requests to restarting nodes: {} writes acknowledged, {} reads answered, {} failed",
+        sent.acked.len(),
+        sent.reads,
+        sent.failed.len()
     );
-    for f in &failed {
+    for f in &sent.failed {
         eprintln!("failed: {f}");
     }
     assert!(
-        failed.is_empty(),
-        "{} of {} writes to a restarting node failed, first: {:?}",
-        failed.len(),
-        failed.len() + acked.len(),
-        &failed[..failed.len().min(5)]
+        sent.failed.is_empty(),
+        "{} requests to a restarting node failed, first: {:?}",
+        sent.failed.len(),
+        &sent.failed[..sent.failed.len().min(5)]
     );
-    assert!(acked.len() >= 40, "too few writes: {}", acked.len());
+    assert!(
+        sent.acked.len() >= 40,
+        "too few writes: {}",
+        sent.acked.len()
+    );
 
     // What the restarted nodes acknowledged reads back once hints are delivered.
-    assert_read_back_after_hints(&c, &acked, Duration::from_secs(60));
+    assert_read_back_after_hints(&c, &sent.acked, Duration::from_secs(60));
     assert!(
         started.elapsed() < Duration::from_secs(240),
         "took {:?}",
