@@ -142,7 +142,8 @@ impl Detector {
         }
     }
 
-    /// The same detector, listening since `now_ms` (the node's start).
+    /// The same detector, listening since `now_ms` (the node's start). Without it the start
+    /// is instant 0, so on a wall clock a peer never heard from is down at once.
     pub fn started_at(mut self, now_ms: u64) -> Self {
         self.started_ms = now_ms;
         self
