@@ -1,6 +1,7 @@
 //! Rolling restart: SIGTERM one node at a time while a client writes at w=3 through another
 //! node. A node going down announces it, so coordinators pick a fallback at once instead of
-//! failing writes until their failure detector notices.
+//! failing writes until their failure detector notices. A restarted node takes writes from
+//! its first request, before it has heard from its peers.
 
 mod common;
 
@@ -25,6 +26,24 @@ fn restart(c: &mut Cluster, i: usize) {
     c.wait_settled(4, Duration::from_secs(30));
     // Let the writer run against the full cluster for a while before the next node.
     std::thread::sleep(Duration::from_millis(1000));
+}
+
+/// Waits (up to `hints_within`) until no node of the 4 holds hints, then checks that every
+/// key of `acked` reads back at r=2 with its own name as its value.
+fn assert_read_back_after_hints(c: &Cluster, acked: &[String], hints_within: Duration) {
+    eventually(hints_within, "hints delivered", || {
+        (1..=4).all(|i| hints_pending(&c.url(i)) == 0)
+    });
+    let url = c.url(1);
+    for key in acked {
+        let r = get_json(&url, "rolling", key, "?r=2");
+        assert_eq!(r.status(), 200, "key {key} not readable at r=2");
+        let v: serde_json::Value = r.json().expect("json");
+        assert!(
+            values_of(&v).contains(key.as_bytes()),
+            "key {key} read back {v}"
+        );
+    }
 }
 
 #[test]
@@ -121,21 +140,166 @@ fn sigterm_rolling_restart_fails_no_w3_write() {
     }
 
     // Hints written while a node was away reach it; then every acknowledged key reads back.
-    eventually(Duration::from_secs(30), "hints delivered", || {
-        (1..=4).all(|i| hints_pending(&c.url(i)) == 0)
-    });
-    let url = c.url(1);
-    for key in &o.acked {
-        let r = get_json(&url, "rolling", key, "?r=2");
-        assert_eq!(r.status(), 200, "key {key} not readable at r=2");
-        let v: serde_json::Value = r.json().expect("json");
-        assert!(
-            values_of(&v).contains(key.as_bytes()),
-            "key {key} read back {v}"
-        );
-    }
+    assert_read_back_after_hints(&c, &o.acked, Duration::from_secs(30));
     assert!(
         started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// What one client thread sent to a restarting node.
+#[derive(Default)]
+struct Sent {
+    /// Keys whose write was acknowledged.
+    acked: Vec<String>,
+    /// Requests answered with anything else (status and body), and when.
+    failed: Vec<String>,
+    reads: usize,
+}
+
+/// Requests sent to a just-restarted node from the moment its API accepts, by `clients`
+/// threads, each until it has `per_client` answers or `budget` has passed: even threads write
+/// keys of their own (`prefix`), odd ones read the keys of `before` (written with their own
+/// name as value before the restart) at r=2. A connection refused while the process starts is
+/// retried with the same request.
+fn requests_to_starting_node(
+    url: &str,
+    prefix: &str,
+    before: &[String],
+    clients: usize,
+    per_client: usize,
+    budget: Duration,
+) -> Sent {
+    let threads: Vec<_> = (0..clients)
+        .map(|t| {
+            let (url, prefix, before) = (url.to_string(), prefix.to_string(), before.to_vec());
+            std::thread::spawn(move || {
+                let http = client();
+                let began = Instant::now();
+                let mut sent = Sent::default();
+                let mut j = 0;
+                while j < per_client && began.elapsed() < budget {
+                    let (key, r) = if t % 2 == 0 {
+                        let key = format!("{prefix}-{t}-{j}");
+                        let r = http
+                            .put(format!("{url}/v1/kv/rolling/{key}?w=2&timeout=5000"))
+                            .header("content-type", "text/plain")
+                            .body(key.clone().into_bytes())
+                            .send();
+                        (key, r)
+                    } else {
+                        let key = before[j % before.len()].clone();
+                        let r = http
+                            .get(format!("{url}/v1/kv/rolling/{key}?r=2&timeout=5000"))
+                            .send();
+                        (key, r)
+                    };
+                    let at = began.elapsed();
+                    match r {
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(2));
+                            continue;
+                        }
+                        Ok(r) if r.status().is_success() => {
+                            if t % 2 == 0 {
+                                sent.acked.push(key);
+                            } else {
+                                let body = r.bytes().unwrap_or_default();
+                                if body != key.as_bytes() {
+                                    sent.failed.push(format!("read {key} at {at:?}: {body:?}"));
+                                }
+                                sent.reads += 1;
+                            }
+                        }
+                        Ok(r) => {
+                            let code = r.status();
+                            let body = r.text().unwrap_or_default();
+                            sent.failed
+                                .push(format!("{key} via {url} at {at:?}: {code} {body}"));
+                        }
+                    }
+                    j += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut all = Sent::default();
+    for t in threads {
+        let s = t.join().expect("client thread");
+        all.acked.extend(s.acked);
+        all.failed.extend(s.failed);
+        all.reads += s.reads;
+    }
+    all
+}
+
+/// A restarted node coordinates writes and reads (and writes its peers forward to it) from its
+/// first request: the peers it has not heard from yet in this run are asked, not refused, so
+/// a client that sends to every node sees no 503 while only the restarting node was away.
+#[test]
+fn a_restarted_node_serves_before_it_has_heard_from_its_peers() {
+    let started = Instant::now();
+    let mut c = Cluster::start(4, ClusterOpts::default());
+    c.wait_settled(4, Duration::from_secs(60));
+    wait_all_reachable(&c, 1, Duration::from_secs(30));
+    let before: Vec<String> = (0..20).map(|k| format!("before-{k}")).collect();
+    for key in &before {
+        let r = put(&c.url(1), "rolling", key, key.as_bytes(), "?w=3", None);
+        assert!(r.status().is_success(), "write {key}: {}", r.status());
+    }
+
+    let mut sent = Sent::default();
+    for (round, i) in [2usize, 3, 4, 2].into_iter().enumerate() {
+        assert_eq!(c.node(i).terminate(), Some(0), "node{i} exit after SIGTERM");
+        c.node(i).start();
+        let s = requests_to_starting_node(
+            &c.url(i),
+            &format!("restart{round}"),
+            &before,
+            4,
+            20,
+            Duration::from_secs(20),
+        );
+        sent.acked.extend(s.acked);
+        sent.failed.extend(s.failed);
+        sent.reads += s.reads;
+        wait_all_reachable(&c, 1, Duration::from_secs(30));
+        c.wait_settled(4, Duration::from_secs(30));
+        let url = c.url(i);
+        eventually(Duration::from_secs(60), "the restarted node ready", || {
+            client()
+                .get(format!("{url}/ready"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+    }
+    eprintln!(
+        "requests to restarting nodes: {} writes acknowledged, {} reads answered, {} failed",
+        sent.acked.len(),
+        sent.reads,
+        sent.failed.len()
+    );
+    for f in &sent.failed {
+        eprintln!("failed: {f}");
+    }
+    assert!(
+        sent.failed.is_empty(),
+        "{} requests to a restarting node failed, first: {:?}",
+        sent.failed.len(),
+        &sent.failed[..sent.failed.len().min(5)]
+    );
+    assert!(
+        sent.acked.len() >= 40,
+        "too few writes: {}",
+        sent.acked.len()
+    );
+
+    // What the restarted nodes acknowledged reads back once hints are delivered.
+    assert_read_back_after_hints(&c, &sent.acked, Duration::from_secs(60));
+    assert!(
+        started.elapsed() < Duration::from_secs(240),
         "took {:?}",
         started.elapsed()
     );

@@ -275,7 +275,8 @@ impl Node {
             interval_ms: millis(settings.gossip_interval),
             acceptable_pause_ms: millis(settings.acceptable_pause),
             ..DetectorConfig::default()
-        });
+        })
+        .started_at(clock.now_ms());
         // The persister reads the ring state through a weak handle, set once the node exists.
         let handle: Arc<std::sync::OnceLock<std::sync::Weak<Node>>> = Arc::default();
         let encode: persist::RingEncoder = {

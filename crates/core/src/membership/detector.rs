@@ -10,8 +10,11 @@
 //!   of the whole machine or a long GC pause silences every peer at once for seconds, and
 //!   Cassandra's users saw exactly that convict healthy nodes;
 //! - suspicion is not death ([`Liveness`]): a suspected peer is still sent requests with the
-//!   normal timeout; only a peer known down (refused connection, going-down notice, never
-//!   heard from, or silent beyond [`DetectorConfig::down_after_ms`]) is routed around at once.
+//!   normal timeout; only a peer known down (refused connection, going-down notice, or silent
+//!   beyond [`DetectorConfig::down_after_ms`]) is routed around at once. A peer never heard
+//!   from counts as silent since the detector started ([`Detector::started_at`]): a node
+//!   that has just started asks its peers rather than refusing requests before its first
+//!   heartbeats are answered.
 //!
 //! Bounds, for interval `I`, acceptable pause `P` and deviation floor `S = max(I/4, 250 ms)`:
 //! a peer that stops is suspected within `I + P + 5.3·S` of its last arrival (phi 8 is 5.3
@@ -38,8 +41,9 @@ const MIN_STD_MS: f64 = 250.0;
 pub enum Liveness {
     /// Heard from as often as expected.
     Up,
-    /// Later than expected (phi over the threshold) but not for long: still asked, with the
-    /// normal timeout, and not replaced by a fallback.
+    /// Later than expected (phi over the threshold) but not for long, or not heard from yet
+    /// since this node started: still asked, with the normal timeout, and not replaced by a
+    /// fallback.
     Suspected,
     /// Known down: routed around at once.
     Down,
@@ -111,6 +115,8 @@ struct GoingDown {
 pub struct Detector {
     peers: HashMap<NodeId, PeerHistory>,
     config: DetectorConfig,
+    /// When this detector began listening: a peer never heard from counts as silent since.
+    started_ms: u64,
 }
 
 impl Default for Detector {
@@ -132,7 +138,15 @@ impl Detector {
         Detector {
             peers: HashMap::new(),
             config,
+            started_ms: 0,
         }
+    }
+
+    /// The same detector, listening since `now_ms` (the node's start). Without it the start
+    /// is instant 0, so on a wall clock a peer never heard from is down at once.
+    pub fn started_at(mut self, now_ms: u64) -> Self {
+        self.started_ms = now_ms;
+        self
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -231,15 +245,22 @@ impl Detector {
 
     /// How `peer` looks to routing at `now_ms` (see [`Liveness`]).
     pub fn liveness(&self, peer: &NodeId, now_ms: u64) -> Liveness {
-        let Some(h) = self.peers.get(peer) else {
-            return Liveness::Down;
-        };
-        let Some(last) = h.last_ms else {
-            return Liveness::Down;
-        };
-        if h.suspected || h.going_down.is_some_and(|d| now_ms < d.quarantine_until_ms) {
+        let h = self.peers.get(peer);
+        if h.is_some_and(|h| {
+            h.suspected || h.going_down.is_some_and(|d| now_ms < d.quarantine_until_ms)
+        }) {
             return Liveness::Down;
         }
+        let Some(last) = h.and_then(|h| h.last_ms) else {
+            // Never heard from: silent since this detector started. Right after a start that
+            // says nothing about the peer (its first heartbeat is still on the way), so it is
+            // asked like a suspected one until the silence is as long as a crash's.
+            return if now_ms.saturating_sub(self.started_ms) >= self.config.down_after_ms() {
+                Liveness::Down
+            } else {
+                Liveness::Suspected
+            };
+        };
         if now_ms.saturating_sub(last) >= self.config.down_after_ms() {
             return Liveness::Down;
         }
@@ -482,6 +503,38 @@ mod tests {
                 "interval {interval}"
             );
         }
+    }
+
+    #[test]
+    fn a_peer_never_heard_from_is_tried_until_silent_for_the_down_bound_since_start() {
+        // A node that has just started has heard from nobody yet: its peers are asked (a
+        // refusal before its first heartbeat round answers would fail requests a healthy
+        // cluster can serve), but never counted up, and down once silent for as long as a
+        // peer once heard would be.
+        let cfg = DetectorConfig::for_interval(1_000);
+        let start = 50_000;
+        let mut d = Detector::with_config(cfg).started_at(start);
+        let p = NodeId::from("p");
+        assert_eq!(d.liveness(&p, start), Liveness::Suspected);
+        assert!(!d.is_reachable(&p, start));
+        assert_eq!(
+            d.liveness(&p, start + cfg.down_after_ms() - 1),
+            Liveness::Suspected
+        );
+        assert_eq!(d.liveness(&p, start + cfg.down_after_ms()), Liveness::Down);
+        // Heard from: judged by its arrivals from then on.
+        d.heartbeat(&p, start + 100);
+        assert_eq!(d.liveness(&p, start + 200), Liveness::Up);
+        // A refused connection or a going-down notice is down at once, heard from or not.
+        let q = NodeId::from("q");
+        d.suspect(&q, start + 10);
+        assert_eq!(d.liveness(&q, start + 20), Liveness::Down);
+        let r = NodeId::from("r");
+        d.mark_down(&r, 1, start + 10, 30_000);
+        assert_eq!(d.liveness(&r, start + 20), Liveness::Down);
+        // A member forgotten (removed) is again one never heard from.
+        d.forget(&p);
+        assert_eq!(d.liveness(&p, start + 300), Liveness::Suspected);
     }
 
     #[test]
