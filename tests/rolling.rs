@@ -304,3 +304,77 @@ fn a_restarted_node_serves_before_it_has_heard_from_its_peers() {
         started.elapsed()
     );
 }
+
+/// With `--shutdown-drain-ms`, a node stopping on SIGTERM first tells its members, then keeps
+/// serving clients for the window while `GET /ready` answers 503 `stopping` (a load balancer
+/// that follows `/ready` moves clients away before any connection is refused), then exits.
+#[test]
+fn a_draining_node_says_so_on_ready_and_keeps_serving() {
+    const DRAIN: Duration = Duration::from_secs(3);
+    let mut opts = ClusterOpts::default();
+    opts.extra_args.extend([
+        "--shutdown-drain-ms".to_string(),
+        DRAIN.as_millis().to_string(),
+    ]);
+    let mut c = Cluster::start(3, opts);
+    c.wait_settled(3, Duration::from_secs(60));
+    wait_all_reachable(&c, 1, Duration::from_secs(30));
+    let url = c.url(3);
+    let ready = |url: &str| {
+        client()
+            .get(format!("{url}/ready"))
+            .send()
+            .map(|r| {
+                let code = r.status().as_u16();
+                (code, r.text().unwrap_or_default())
+            })
+            .unwrap_or((0, String::new()))
+    };
+    assert_eq!(ready(&url).0, 200);
+
+    let pid = c
+        .node(3)
+        .child
+        .as_ref()
+        .map(|ch| ch.id())
+        .expect("node3 runs");
+    let signalled = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    eventually(
+        Duration::from_secs(2),
+        "/ready to answer 503 stopping",
+        || {
+            let (code, body) = ready(&url);
+            code == 503 && body.contains("\"stopping\"")
+        },
+    );
+    // Still served within the window, at w=2 and r=2.
+    let mut served = 0;
+    while signalled.elapsed() < DRAIN - Duration::from_millis(1000) {
+        let key = format!("drain-{served}");
+        let r = put(&url, "drain", &key, key.as_bytes(), "?w=2", None);
+        assert!(r.status().is_success(), "{key}: {}", r.status());
+        let r = get_json(&url, "drain", &key, "?r=2");
+        assert_eq!(r.status(), 200, "{key}");
+        served += 1;
+    }
+    assert!(served > 0);
+    eventually(Duration::from_secs(20), "node3 to exit", || {
+        !c.node(3).is_running()
+    });
+    assert!(
+        signalled.elapsed() >= DRAIN,
+        "exited {:?} after SIGTERM, before its drain window ended",
+        signalled.elapsed()
+    );
+    let log = c.node(3).log();
+    assert!(
+        log.contains("draining: /ready answers 503 stopping"),
+        "{}",
+        tail(&log, 20)
+    );
+}

@@ -42,6 +42,8 @@ pub const DEFAULT_AAE_INTERVAL_MS: u64 =
     riftkv_cluster::aae::DEFAULT_AAE_INTERVAL.as_millis() as u64;
 /// Default longest wait of a restarted node for its peers' hints before it is ready anyway.
 pub const DEFAULT_CATCH_UP_TIMEOUT_MS: u64 = 60_000;
+/// No drain window unless asked: without a load balancer nothing would act on it.
+pub const DEFAULT_SHUTDOWN_DRAIN_MS: u64 = 0;
 /// Default per-request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
 /// Default bound on API requests in flight (past it: `503 overloaded`).
@@ -289,6 +291,14 @@ settings! {
         env "RIFTKV_CATCH_UP_TIMEOUT_MS", value "MS", default DEFAULT_CATCH_UP_TIMEOUT_MS,
         check positive_ms;
 
+    /// On SIGTERM/SIGINT, milliseconds the node keeps serving clients after it has told its
+    /// members it is going down, answering `GET /ready` with 503 `stopping`, before it stops
+    /// accepting: a load balancer that follows `/ready` moves clients away first. Set it to the
+    /// balancer's health-check interval times its failure threshold [default: 0]
+    shutdown_drain_ms: u64, file u64 => u64,
+        env "RIFTKV_SHUTDOWN_DRAIN_MS", value "MS", default DEFAULT_SHUTDOWN_DRAIN_MS,
+        check drain_ms;
+
     /// Largest value a PUT may store, in bytes [default: 8388608 = 8 MiB]
     max_value_bytes: u64, file u64 => u64,
         env "RIFTKV_MAX_VALUE_BYTES", value "BYTES", default DEFAULT_MAX_VALUE_BYTES,
@@ -451,6 +461,7 @@ pub struct ServerConfig {
     pub tombstone_grace_ms: u64,
     pub aae_interval_ms: u64,
     pub catch_up_timeout_ms: u64,
+    pub shutdown_drain_ms: u64,
     pub max_value_bytes: u64,
     pub max_object_bytes: u64,
     pub request_timeout_ms: u64,
@@ -698,6 +709,21 @@ fn check_max_value_bytes(value: u64, origin: Origin<'_>, key: &str) -> Result<u6
             key,
             value,
             &format!("must be between 1 and {MAX_MAX_VALUE_BYTES}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Longest drain window: a stop that waits longer would outlast any supervisor's patience.
+const MAX_DRAIN_MS: u64 = 600_000;
+
+fn drain_ms(value: u64, origin: Origin<'_>, key: &str) -> Result<u64, ConfigError> {
+    if value > MAX_DRAIN_MS {
+        return Err(invalid(
+            origin,
+            key,
+            value,
+            "must be at most 600000 (10 minutes)",
         ));
     }
     Ok(value)
@@ -999,6 +1025,7 @@ impl ServerConfig {
             tombstone_grace_ms: c.tombstone_grace_ms.0,
             aae_interval_ms: c.aae_interval_ms.0,
             catch_up_timeout_ms: c.catch_up_timeout_ms.0,
+            shutdown_drain_ms: c.shutdown_drain_ms.0,
             max_value_bytes: c.max_value_bytes.0,
             max_object_bytes,
             request_timeout_ms: c.request_timeout_ms.0,
@@ -1068,6 +1095,10 @@ impl ServerConfig {
         Duration::from_millis(self.aae_interval_ms)
     }
     /// Longest catch-up wait after a restart, as a duration.
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_millis(self.shutdown_drain_ms)
+    }
+
     pub fn catch_up_timeout(&self) -> Duration {
         Duration::from_millis(self.catch_up_timeout_ms)
     }
@@ -1622,6 +1653,7 @@ request_timeout_ms = 700
         ("tombstone_grace_ms", "13", "13"),
         ("aae_interval_ms", "14", "14"),
         ("catch_up_timeout_ms", "17", "17"),
+        ("shutdown_drain_ms", "19", "19"),
         ("max_value_bytes", "15", "15"),
         ("max_object_bytes", "16777217", "16777217"),
         ("request_timeout_ms", "16", "16"),
@@ -1760,6 +1792,7 @@ request_timeout_ms = 700
         ("tombstone_grace_ms", Some("0"), "0"),
         ("aae_interval_ms", Some("86400001"), "86400001"),
         ("catch_up_timeout_ms", Some("0"), "0"),
+        ("shutdown_drain_ms", Some("600001"), "600001"),
         ("max_value_bytes", Some("0"), "0"),
         ("max_object_bytes", Some("268435457"), "268435457"),
         ("request_timeout_ms", Some("0"), "0"),

@@ -142,6 +142,7 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
             header_timeout: cfg.client_timeout(),
             tls: tls.clone(),
         },
+        drain: cfg.shutdown_drain(),
     };
     if let Some(tls) = tls {
         tokio::spawn(reload_tls_on_sighup(tls));
@@ -220,6 +221,8 @@ struct Api {
     /// Whether requests need bearer tokens.
     auth: bool,
     limits: crate::http::ListenerLimits,
+    /// How long a node stopping on a signal keeps serving clients with `/ready` at 503.
+    drain: Duration,
 }
 
 /// Serves the API until a signal or the node's own stop, then drains in-flight requests.
@@ -262,6 +265,21 @@ async fn serve_until_stopped(
         Ok(false) => {}
     }
     let announced = matches!(stop, Ok(true)).then(std::time::Instant::now);
+    node.stopping
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    if announced.is_some() && !api.drain.is_zero() {
+        // Clients still served while a load balancer that follows `/ready` moves them away;
+        // members already route around this node.
+        tracing::info!(
+            ms = api.drain.as_millis() as u64,
+            "draining: /ready answers 503 stopping while clients are still served"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(api.drain) => {}
+            _ = term.recv() => tracing::info!("second SIGTERM: ending the drain"),
+            _ = int.recv() => tracing::info!("second SIGINT: ending the drain"),
+        }
+    }
     stop_accepting.cancel();
     let drained = drain_clients(&mut server).await;
     if let Some(at) = announced {

@@ -165,6 +165,9 @@ pub struct Node {
     pub workers: Arc<crate::worker::Workers>,
     /// Set once the node has joined a cluster and knows a ring (for `/ready`).
     pub joined: std::sync::atomic::AtomicBool,
+    /// Set once the process is stopping (for `/ready`: a load balancer moves clients away
+    /// while the node still serves them).
+    pub stopping: std::sync::atomic::AtomicBool,
     /// Becomes true once this node has left the cluster (or was removed): the process exits.
     pub left: tokio::sync::watch::Sender<bool>,
     /// Ownership-handoff bytes this node sent or received for the pending plan.
@@ -314,6 +317,7 @@ impl Node {
             peer_requests_in_flight: std::sync::atomic::AtomicUsize::new(0),
             workers: Arc::new(crate::worker::Workers::new(clock.clone())),
             joined: std::sync::atomic::AtomicBool::new(had_state || no_seeds),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             left: tokio::sync::watch::channel(false).0,
             transfer_bytes: TransferMeter::default(),
             replica_reads: Mutex::new(crate::hedge::ReplicaLatency::default()),

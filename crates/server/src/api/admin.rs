@@ -602,7 +602,7 @@ pub async fn health() -> Json<HealthBody> {
 
 #[utoipa::path(get, path = "/ready", tag = "operations", security(()),
     responses((status = 200, description = "Joined with a known ring, and caught up on hints after a restart", body = HealthBody),
-              (status = 503, description = "Not joined yet (`not_joined`), or restarted and still catching up on the hints peers hold for it (`catching_up`)", body = HealthBody)))]
+              (status = 503, description = "Not joined yet (`not_joined`), restarted and still catching up on the hints peers hold for it (`catching_up`), or stopping (`stopping`, while a stopping node drains its clients)", body = HealthBody)))]
 pub async fn ready(State(node): State<AppState>) -> Response {
     let not_ready = |reason: &str, hints_pending: Option<u64>| {
         let body = HealthBody {
@@ -612,6 +612,9 @@ pub async fn ready(State(node): State<AppState>) -> Response {
         };
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     };
+    if node.stopping.load(Ordering::SeqCst) {
+        return not_ready("stopping", None);
+    }
     if !node.joined.load(Ordering::SeqCst) || node.state.read().ring_size() == 0 {
         return not_ready("not_joined", None);
     }
