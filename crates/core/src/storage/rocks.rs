@@ -114,6 +114,14 @@ fn cf_options(cache: &Cache, cf: Cf) -> Options {
     }
     let mut o = Options::default();
     o.set_block_based_table_factory(&t);
+    if matches!(cf, Cf::Objects | Cf::Hints) {
+        // The memtable gets a whole-key bloom filter too (2% of its size): once the data
+        // outgrows the memtable most point lookups (every GET, and the read before every
+        // write) miss it, and the filter answers that without walking its skiplist, 6-7% of
+        // a node's CPU under YCSB-A (BENCHMARKS.md, "Storage at key scale").
+        o.set_memtable_prefix_bloom_ratio(0.02);
+        o.set_memtable_whole_key_filtering(true);
+    }
     o.set_write_buffer_size(match cf {
         Cf::Objects => OBJECTS_WRITE_BUFFER_BYTES,
         _ => QUIET_WRITE_BUFFER_BYTES,
