@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Resident memory the node may reach under the overload: RocksDB's block cache and
-/// memtables, the runtime, and at most 8 admitted requests of 1 KiB each.
+/// Resident memory the node may reach under the overload: RocksDB's block cache (64 MiB
+/// here) and memtables, the runtime, and at most 8 admitted requests of 1 KiB each.
 const RSS_BOUND_MIB: u64 = 256;
+const BLOCK_CACHE_MIB: u64 = 64;
 const CLIENTS: usize = 256;
 const ADMITTED: usize = 8;
 const KEYS: usize = 200;
@@ -116,6 +117,8 @@ fn ten_times_the_sustainable_load_gets_success_or_overloaded_and_bounded_memory(
         ADMITTED.to_string(),
         "--n-val".into(),
         "1".into(),
+        "--block-cache-mb".into(),
+        BLOCK_CACHE_MIB.to_string(),
     ]);
     let mut c = Cluster::start(1, opts);
     c.wait_settled(1, Duration::from_secs(30));
