@@ -623,7 +623,7 @@ struct NoExpiryEntry {
 /// A version as encodings 1 and 2 wrote it: no expiry field.
 #[derive(Deserialize)]
 struct NoExpirySibling {
-    #[serde(deserialize_with = "super::sibling::raw_bytes::deserialize")]
+    #[serde(deserialize_with = "crate::bytes_field::deserialize")]
     value: bytes::Bytes,
     content_type: String,
     last_modified_ms: u64,
