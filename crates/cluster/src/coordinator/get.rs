@@ -61,7 +61,7 @@ pub async fn get(node: &Arc<Node>, req: GetRequest) -> Result<GetOutcome, KvErro
     // Expired versions are hidden from their instant on, by cluster time.
     let now = node.expiry_now_ms();
     r.map(|object| GetOutcome {
-        object: object.map(|o| o.visible_at(now)),
+        object: object.map(|o| o.into_visible_at(now)),
     })
 }
 
@@ -105,6 +105,9 @@ struct ReadDriver {
     hedge_delay: Duration,
     hedge_at: Instant,
     deadline: Instant,
+    /// Set when the answer was decided with every asked replica in and none needing repair:
+    /// nothing is left to do after it.
+    done_clean: bool,
 }
 
 impl ReadDriver {
@@ -132,6 +135,7 @@ impl ReadDriver {
             hedge_delay,
             hedge_at: Instant::now() + hedge_delay,
             deadline,
+            done_clean: false,
         };
         let first = driver.core.to_ask();
         driver.send(first);
@@ -177,7 +181,13 @@ impl ReadDriver {
     async fn decide(&mut self) -> Result<Option<Object>, KvError> {
         loop {
             match self.core.status() {
-                GetStatus::Done(o) => return Ok(o),
+                GetStatus::Done(o) => {
+                    // Judged on the merge just made rather than merging again afterwards.
+                    self.done_clean = self.core.settled()
+                        && o.as_ref()
+                            .is_none_or(|m| self.core.repairs_for(m).is_empty());
+                    return Ok(o);
+                }
                 GetStatus::Failed(q) => return Err(q.into()),
                 GetStatus::Pending => {}
             }
@@ -226,7 +236,7 @@ struct Unfinished(Option<ReadDriver>);
 impl Drop for Unfinished {
     fn drop(&mut self) {
         let Some(driver) = self.0.take() else { return };
-        if driver.core.settled() && driver.core.repairs().is_empty() {
+        if driver.done_clean || (driver.core.settled() && driver.core.repairs().is_empty()) {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

@@ -210,15 +210,21 @@ impl GetCore {
     /// "not found" while a copy exists). Failed replicas are not repaired: their state is
     /// unknown, and anti-entropy covers them.
     pub fn repairs(&self) -> Vec<RepairTarget> {
-        let Some(merged) = self.merged() else {
-            return Vec::new();
-        };
+        match self.merged() {
+            Some(merged) => self.repairs_for(&merged),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Self::repairs`] given the merge of the answers so far ([`Self::merged`], or the
+    /// object of a `Done` status), so a caller holding it does not merge again.
+    pub fn repairs_for(&self, merged: &Object) -> Vec<RepairTarget> {
         self.tracker
             .serving()
             .iter()
             .filter(|(node, _)| match self.tracker.reply(node) {
                 Some(Ok(None)) => true,
-                Some(Ok(Some(copy))) => copy != &merged,
+                Some(Ok(Some(copy))) => copy != merged,
                 _ => false,
             })
             .map(|(node, role)| RepairTarget {
