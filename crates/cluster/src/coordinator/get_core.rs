@@ -82,7 +82,8 @@ impl GetCore {
     /// serving order (primaries first); afterwards one more for each asked node that failed
     /// or was given up on by [`Self::hedge`]. Nobody once the read is decided.
     pub fn to_ask(&mut self) -> Vec<(NodeId, Role)> {
-        if self.status() != GetStatus::Pending {
+        // The decision alone: `status` would also merge the answers of a decided read.
+        if !matches!(self.tracker.decision(), Decision::Pending) {
             return Vec::new();
         }
         // What the answers in and the answers still expected can give.
