@@ -10,11 +10,12 @@
 //! - [`datatype`]: data type states (counters, sets, maps) stored as object siblings;
 //! - [`security`]: users, bearer tokens, groups and grants, and the rules over them;
 //! - [`merkle`]: anti-entropy trees; [`bucket`]: bucket properties; [`fault`]: planted bugs
-//!   for tests.
+//!   for tests; [`bytes_field`]: bytes as one serde byte string.
 
 pub use riftkv_types as types;
 
 pub mod bucket;
+pub mod bytes_field;
 pub mod datatype;
 pub mod fault;
 pub mod json_field;

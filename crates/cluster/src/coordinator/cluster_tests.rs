@@ -378,22 +378,29 @@ async fn r_all_fails_with_two_of_three_down() {
     assert_eq!(values(&o), vec!["v"]);
 }
 
+/// Writes `v1` under `key` while its third primary is down, then brings that one back:
+/// (partition, the first primary, the replica that missed the write).
+async fn replica_missed_a_write(c: &mut TestCluster, key: &str) -> (PartitionId, usize, usize) {
+    let (p, prim) = primaries(c, key);
+    let coord = index_of(&prim[0]);
+    let missed = index_of(&prim[2]);
+    c.kill(missed);
+    wait_reachability(c, coord, &[missed], false).await;
+    put(&c.node(coord), put_req(key, "v1", None)).await.unwrap();
+    c.restart(missed);
+    wait_reachability(c, coord, &[missed], true).await;
+    assert!(
+        local_values(c, missed, p, key).is_empty(),
+        "n{missed} missed the write"
+    );
+    (p, coord, missed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_repair_fixes_a_replica_that_missed_a_write() {
     let mut c = cluster(4, 19, false).await;
     let key = "repair-me";
-    let (p, prim) = primaries(&c, key);
-    let coord = index_of(&prim[0]);
-    let missed = index_of(&prim[2]);
-    c.kill(missed);
-    wait_reachability(&c, coord, &[missed], false).await;
-    put(&c.node(coord), put_req(key, "v1", None)).await.unwrap();
-    c.restart(missed);
-    wait_reachability(&c, coord, &[missed], true).await;
-    assert!(
-        local_values(&c, missed, p, key).is_empty(),
-        "n{missed} missed the write"
-    );
+    let (p, coord, missed) = replica_missed_a_write(&mut c, key).await;
 
     let before = c.node(coord).metrics.read_repairs_total.get();
     // r=all: a read asks only its first r replicas, and this one must reach the stale one.
@@ -405,6 +412,34 @@ async fn read_repair_fixes_a_replica_that_missed_a_write() {
     c.wait_for(WAIT, "read repair of the stale replica", |c| {
         local_values(c, missed, p, key) == vec!["v1"]
             && c.node(coord).metrics.read_repairs_total.get() > before
+    })
+    .await
+    .unwrap();
+}
+
+/// The read runs on the client's request until it is decided; a client that gives up before
+/// that (a closed connection, a timeout of its own) must still leave the read to finish, so
+/// the stale replica it asked is repaired all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_read_still_repairs_the_replicas_it_asked() {
+    let mut c = cluster(4, 23, false).await;
+    let key = "abandoned";
+    let (p, coord, missed) = replica_missed_a_write(&mut c, key).await;
+
+    // Every message now takes 200 ms a leg: the client gives up after 50 ms, long before
+    // the remote replicas answer.
+    c.net
+        .set_delay(Duration::from_millis(200), Duration::from_millis(200));
+    let mut req = get_req(key);
+    req.params.r = Some(Quorum::All);
+    let abandoned = tokio::time::timeout(Duration::from_millis(50), get(&c.node(coord), req)).await;
+    assert!(
+        abandoned.is_err(),
+        "the read was decided without its remote replicas"
+    );
+    c.net.heal();
+    c.wait_for(WAIT, "read repair after the client left", |c| {
+        local_values(c, missed, p, key) == vec!["v1"]
     })
     .await
     .unwrap();

@@ -12,12 +12,15 @@ use crate::node::Node;
 use crate::preflist::Role;
 use crate::replica::read_copy;
 use crate::replica::rpc::{ReplicaRequest, ReplicaResponse};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use riftkv_core::storage::ObjectKey;
 use riftkv_core::types::NodeId;
 use riftkv_core::version::{ConflictMode, Object};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// A client's GET.
@@ -58,11 +61,18 @@ pub async fn get(node: &Arc<Node>, req: GetRequest) -> Result<GetOutcome, KvErro
     // Expired versions are hidden from their instant on, by cluster time.
     let now = node.expiry_now_ms();
     r.map(|object| GetOutcome {
-        object: object.map(|o| o.visible_at(now)),
+        object: object.map(|o| o.into_visible_at(now)),
     })
 }
 
 /// A quorum read of one key (also the read behind `If-None-Match` and context-less deletes).
+///
+/// Driven on the asking task until the answer is decided: the local copy is read right here
+/// and the remote replica reads are futures of this task, so a reply wakes the request
+/// itself rather than a driver task that then wakes it (each hop is a thread wake-up, the
+/// largest cost of a quorum GET beyond the replica reads; BENCHMARKS.md, "GET r=2: profile").
+/// What is left after the answer (stragglers, read repair) moves to a task of its own, also
+/// when the caller gives up on the read early.
 pub(crate) async fn read_quorum(
     node: &Arc<Node>,
     pl: &Placement,
@@ -72,109 +82,166 @@ pub(crate) async fn read_quorum(
     deadline: Instant,
 ) -> Result<Option<Object>, KvError> {
     check_read(&pl.serving, &rq)?;
-    let (answer_tx, answer_rx) = oneshot::channel();
     let k = ObjectKey::new(pl.partition, bucket.to_vec(), key.to_vec());
-    tokio::spawn(crate::trace::traced(drive_read(
-        node.clone(),
-        pl.clone(),
-        k,
-        rq,
-        deadline,
-        answer_tx,
-    )));
-    match tokio::time::timeout_at(deadline, answer_rx).await {
-        Ok(Ok(r)) => r,
-        // The driver gave up at the deadline without a decision.
-        Ok(Err(_)) | Err(_) => Err(KvError::Timeout),
+    let mut read = Unfinished(Some(ReadDriver::start(node, pl, k, rq, deadline)));
+    match read.0.as_mut() {
+        Some(driver) => driver.decide().await,
+        None => Err(KvError::Timeout),
     }
+    // Dropping `read` hands what is left to the background.
 }
 
-/// Owns the read: asks the first replicas the plan picks, more when one fails or the hedge
-/// delay passes in silence, sends the answer as soon as it is decided, then collects the
-/// asked replicas' remaining replies until the deadline and repairs the ones that need it.
-async fn drive_read(
+/// A remote replica read in flight, polled by whichever task owns the read.
+type InFlight = Pin<Box<dyn Future<Output = (NodeId, ReadReply)> + Send>>;
+
+/// One read: whom it asked, what they answered, when to hedge and when to give up.
+struct ReadDriver {
     node: Arc<Node>,
     pl: Placement,
     k: ObjectKey,
-    rq: ReadQuorum,
+    mode: ConflictMode,
+    core: GetCore,
+    in_flight: FuturesUnordered<InFlight>,
+    hedge_delay: Duration,
+    hedge_at: Instant,
     deadline: Instant,
-    answer: oneshot::Sender<Result<Option<Object>, KvError>>,
-) {
-    let mode = pl.props.conflict;
-    let mut core = GetCore::new(pl.serving.clone(), rq.r, rq.pr)
-        .mode(mode)
-        .prefer(&node.id)
-        .ask_last(node.catching_up_nodes());
-    let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, ReadReply)>();
-    let hedge_delay = node.replica_reads.lock().hedge_delay();
-    send_reads(&node, &k, mode, core.to_ask(), deadline, &tx);
-    let mut hedge_at = Instant::now() + hedge_delay;
-    let mut answer = Some(answer);
-    loop {
-        if answer.is_some() {
-            let decided = match core.status() {
-                GetStatus::Done(o) => Some(Ok(o)),
-                GetStatus::Failed(q) => Some(Err(q.into())),
-                GetStatus::Pending => None,
-            };
-            if let Some(d) = decided
-                && let Some(tx) = answer.take()
-            {
-                let _ = tx.send(d);
-            }
-        }
-        if core.settled() {
-            break;
-        }
-        // Hedging only speeds up an answer still awaited.
-        let hedging = answer.is_some() && hedge_at < deadline;
-        tokio::select! {
-            got = rx.recv() => match got {
-                Some((peer, r)) => {
-                    core.add_reply(peer, r);
-                    send_reads(&node, &k, mode, core.to_ask(), deadline, &tx);
-                }
-                None => break,
-            },
-            _ = tokio::time::sleep_until(hedge_at), if hedging => {
-                send_reads(&node, &k, mode, core.hedge(), deadline, &tx);
-                hedge_at = Instant::now() + hedge_delay;
-            }
-            _ = tokio::time::sleep_until(deadline) => break,
-        }
-    }
-    // An undecided read at the deadline: dropping `answer` reports the timeout.
-    drop(answer);
-    super::read_repair::repair(&node, &pl, &k, &core).await;
+    /// Set when the answer was decided with every asked replica in and none needing repair:
+    /// nothing is left to do after it.
+    done_clean: bool,
 }
 
-/// Sends a replica read to each of `targets`; replies arrive on `tx`. Remote reads that
-/// answer feed the node's replica read latency.
-fn send_reads(
-    node: &Arc<Node>,
-    k: &ObjectKey,
-    mode: ConflictMode,
-    targets: Vec<(NodeId, Role)>,
-    deadline: Instant,
-    tx: &mpsc::UnboundedSender<(NodeId, ReadReply)>,
-) {
-    let left = deadline.saturating_duration_since(Instant::now());
-    for (peer, role) in targets {
-        if peer == node.id {
-            // The local copy is read right here: no task, no hop (see `read_copy`).
-            let r = read_copy(node, k, &role, mode).map_err(|e| KvError::from(e).to_string());
-            let _ = tx.send((peer, r));
-            continue;
-        }
-        let (node, tx, k) = (node.clone(), tx.clone(), k.clone());
-        tokio::spawn(crate::trace::traced(async move {
-            let sent = Instant::now();
-            let r = ask(&node, &peer, k, &role, left).await;
-            if r.is_ok() {
-                node.replica_reads.lock().observe(sent.elapsed());
+impl ReadDriver {
+    /// Plans the read and sends its first replica reads (the local one is answered at once).
+    fn start(
+        node: &Arc<Node>,
+        pl: &Placement,
+        k: ObjectKey,
+        rq: ReadQuorum,
+        deadline: Instant,
+    ) -> ReadDriver {
+        let mode = pl.props.conflict;
+        let core = GetCore::new(pl.serving.clone(), rq.r, rq.pr)
+            .mode(mode)
+            .prefer(&node.id)
+            .ask_last(node.catching_up_nodes());
+        let hedge_delay = node.replica_reads.lock().hedge_delay();
+        let mut driver = ReadDriver {
+            node: node.clone(),
+            pl: pl.clone(),
+            k,
+            mode,
+            core,
+            in_flight: FuturesUnordered::new(),
+            hedge_delay,
+            hedge_at: Instant::now() + hedge_delay,
+            deadline,
+            done_clean: false,
+        };
+        let first = driver.core.to_ask();
+        driver.send(first);
+        driver
+    }
+
+    /// Sends a replica read to each of `targets`. The local copy is read right here (no
+    /// task, no hop: see `read_copy`) and its answer may call for more reads, which are sent
+    /// too; remote reads join `in_flight`.
+    fn send(&mut self, mut targets: Vec<(NodeId, Role)>) {
+        while !targets.is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            let mut local = None;
+            for (peer, role) in targets {
+                if peer == self.node.id {
+                    let r = read_copy(&self.node, &self.k, &role, self.mode)
+                        .map_err(|e| KvError::from(e).to_string());
+                    local = Some((peer, r));
+                    continue;
+                }
+                let (node, k) = (self.node.clone(), self.k.clone());
+                self.in_flight.push(Box::pin(async move {
+                    let sent = Instant::now();
+                    let r = ask(&node, &peer, k, &role, left).await;
+                    if r.is_ok() {
+                        node.replica_reads.lock().observe(sent.elapsed());
+                    }
+                    (peer, r)
+                }));
             }
-            let _ = tx.send((peer, r));
-        }));
+            targets = match local {
+                Some((peer, r)) => {
+                    self.core.add_reply(peer, r);
+                    self.core.to_ask()
+                }
+                None => Vec::new(),
+            };
+        }
+    }
+
+    /// Waits for replies (asking more when one fails, hedging when the asked stay silent)
+    /// until the read is decided or its deadline passes.
+    async fn decide(&mut self) -> Result<Option<Object>, KvError> {
+        loop {
+            match self.core.status() {
+                GetStatus::Done(o) => {
+                    // Judged on the merge just made rather than merging again afterwards.
+                    self.done_clean = self.core.settled()
+                        && o.as_ref()
+                            .is_none_or(|m| self.core.repairs_for(m).is_empty());
+                    return Ok(o);
+                }
+                GetStatus::Failed(q) => return Err(q.into()),
+                GetStatus::Pending => {}
+            }
+            let hedging = self.hedge_at < self.deadline;
+            tokio::select! {
+                Some((peer, r)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.core.add_reply(peer, r);
+                    let more = self.core.to_ask();
+                    self.send(more);
+                }
+                _ = tokio::time::sleep_until(self.hedge_at), if hedging => {
+                    let more = self.core.hedge();
+                    self.send(more);
+                    self.hedge_at = Instant::now() + self.hedge_delay;
+                }
+                _ = tokio::time::sleep_until(self.deadline) => return Err(KvError::Timeout),
+            }
+        }
+    }
+
+    /// After the answer: collects the asked replicas' remaining replies until the deadline,
+    /// then repairs the ones that need it.
+    async fn finish(mut self) {
+        while !self.core.settled() && !self.in_flight.is_empty() {
+            tokio::select! {
+                Some((peer, r)) = self.in_flight.next() => {
+                    self.core.add_reply(peer, r);
+                    // Nobody new once the read is decided; a read undecided at its deadline
+                    // asks nobody either.
+                    let more = self.core.to_ask();
+                    self.send(more);
+                }
+                _ = tokio::time::sleep_until(self.deadline) => break,
+            }
+        }
+        super::read_repair::repair(&self.node, &self.pl, &self.k, &self.core).await;
+    }
+}
+
+/// A read whose driver has not finished: on drop (answered, timed out, or abandoned by its
+/// caller), what is left runs in the background, so stragglers still count and stale
+/// replicas are still repaired. The common read, settled with identical copies, spawns
+/// nothing.
+struct Unfinished(Option<ReadDriver>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(driver) = self.0.take() else { return };
+        if driver.done_clean || (driver.core.settled() && driver.core.repairs().is_empty()) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(crate::trace::traced(driver.finish()));
+        }
     }
 }
 

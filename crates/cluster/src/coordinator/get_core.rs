@@ -82,7 +82,8 @@ impl GetCore {
     /// serving order (primaries first); afterwards one more for each asked node that failed
     /// or was given up on by [`Self::hedge`]. Nobody once the read is decided.
     pub fn to_ask(&mut self) -> Vec<(NodeId, Role)> {
-        if self.status() != GetStatus::Pending {
+        // The decision alone: `status` would also merge the answers of a decided read.
+        if !matches!(self.tracker.decision(), Decision::Pending) {
             return Vec::new();
         }
         // What the answers in and the answers still expected can give.
@@ -210,15 +211,21 @@ impl GetCore {
     /// "not found" while a copy exists). Failed replicas are not repaired: their state is
     /// unknown, and anti-entropy covers them.
     pub fn repairs(&self) -> Vec<RepairTarget> {
-        let Some(merged) = self.merged() else {
-            return Vec::new();
-        };
+        match self.merged() {
+            Some(merged) => self.repairs_for(&merged),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Self::repairs`] given the merge of the answers so far ([`Self::merged`], or the
+    /// object of a `Done` status), so a caller holding it does not merge again.
+    pub fn repairs_for(&self, merged: &Object) -> Vec<RepairTarget> {
         self.tracker
             .serving()
             .iter()
             .filter(|(node, _)| match self.tracker.reply(node) {
                 Some(Ok(None)) => true,
-                Some(Ok(Some(copy))) => copy != &merged,
+                Some(Ok(Some(copy))) => copy != merged,
                 _ => false,
             })
             .map(|(node, role)| RepairTarget {

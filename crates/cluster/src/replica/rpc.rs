@@ -21,7 +21,9 @@ pub enum ReplicaRequest {
     /// primary merged with any copy of its own.
     ReplicaGet {
         partition: u32,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         bucket: Vec<u8>,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         key: Vec<u8>,
         hinted_for: Option<NodeId>,
     },
@@ -29,8 +31,11 @@ pub enum ReplicaRequest {
     /// `sync` makes the write durable before the answer.
     ReplicaPut {
         partition: u32,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         bucket: Vec<u8>,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         key: Vec<u8>,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         object: Vec<u8>,
         sync: bool,
         hinted_for: Option<NodeId>,
@@ -38,6 +43,7 @@ pub enum ReplicaRequest {
     /// Live keys of a bucket in the given partitions, strictly after `after`.
     ListKeys {
         partitions: Vec<u32>,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         bucket: Vec<u8>,
         after: Option<Vec<u8>>,
         limit: u32,
@@ -46,8 +52,11 @@ pub enum ReplicaRequest {
     /// every primary holds); a copy that changed meanwhile stays.
     Reap {
         partition: u32,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         bucket: Vec<u8>,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         key: Vec<u8>,
+        #[serde(with = "riftkv_core::bytes_field::vec")]
         expected: Vec<u8>,
         /// The reaper's ring version; a replica on another ring refuses.
         ring_version: u64,
@@ -57,7 +66,7 @@ pub enum ReplicaRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ReplicaResponse {
     /// The encoded object, or None when the replica holds nothing.
-    Object(Option<Vec<u8>>),
+    Object(#[serde(with = "riftkv_core::bytes_field::option_vec")] Option<Vec<u8>>),
     /// The write is merged; `durable` when it was synced to disk.
     Stored { durable: bool },
     /// Sorted live keys, and whether more remain beyond them.

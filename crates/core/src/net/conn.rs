@@ -41,6 +41,8 @@ pub(super) fn split_io<S: AsyncRead + AsyncWrite + Send + 'static>(
 pub(super) const WRITE_QUEUE: usize = 1024;
 /// Frames written before one flush when many are queued.
 const WRITE_BATCH: usize = 64;
+/// Bytes of queued frames buffered before a write to the socket.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
 pub(super) fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -79,6 +81,8 @@ pub(super) async fn write_frames(
     cancel: CancellationToken,
     label: String,
 ) {
+    // A batch is written in one go up to this size (the codec's default flushes every 8 KiB).
+    writer.set_backpressure_boundary(WRITE_BUFFER_BYTES);
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -88,6 +92,11 @@ pub(super) async fn write_frames(
             },
         };
         let write = async {
+            // Let the tasks that are ready to run queue their frames first, so one write
+            // carries them all. Without this the woken writer runs straight after the task
+            // that queued one frame (tokio runs a freshly woken task next) and every frame
+            // cost a syscall and a wake-up of the peer's reader (BENCHMARKS.md, "GET r=2").
+            tokio::task::yield_now().await;
             SinkExt::<Bytes>::feed(&mut writer, first).await?;
             for _ in 1..WRITE_BATCH {
                 match rx.try_recv() {

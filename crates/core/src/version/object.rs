@@ -372,13 +372,25 @@ impl Object {
     /// What a reader at `now_ms` sees: this object without its expired versions, the clock
     /// unchanged (so the context still covers them and a write carrying it supersedes them).
     pub fn visible_at(&self, now_ms: u64) -> Object {
-        let mut out = self.clone();
-        for e in &mut out.entries {
-            // A dot the clock covers without a value reads as superseded: exactly right for
-            // a version no reader may see any more.
-            e.values.retain(|(_, s)| !s.is_expired(now_ms));
+        self.clone().into_visible_at(now_ms)
+    }
+
+    /// [`Object::visible_at`] of an object the caller owns, without copying it.
+    pub fn into_visible_at(mut self, now_ms: u64) -> Object {
+        if self.hides_at(now_ms) {
+            for e in &mut self.entries {
+                // A dot the clock covers without a value reads as superseded: exactly right
+                // for a version no reader may see any more.
+                e.values.retain(|(_, s)| !s.is_expired(now_ms));
+            }
         }
-        out
+        self
+    }
+
+    /// True when a reader at `now_ms` sees less than this object holds (some version has
+    /// expired), so [`Object::visible_at`] would change it.
+    pub fn hides_at(&self, now_ms: u64) -> bool {
+        self.candidates().any(|c| c.sibling.is_expired(now_ms))
     }
 
     /// Since when every version is only history (tombstones and expired values), `None` when
@@ -623,7 +635,7 @@ struct NoExpiryEntry {
 /// A version as encodings 1 and 2 wrote it: no expiry field.
 #[derive(Deserialize)]
 struct NoExpirySibling {
-    #[serde(deserialize_with = "super::sibling::raw_bytes::deserialize")]
+    #[serde(deserialize_with = "crate::bytes_field::deserialize")]
     value: bytes::Bytes,
     content_type: String,
     last_modified_ms: u64,
@@ -815,6 +827,26 @@ mod tests {
             !Object::new().nothing_live(0),
             "never written is not deleted"
         );
+    }
+
+    #[test]
+    fn the_visible_view_drops_expired_versions_and_keeps_the_clock() {
+        let e = VersionVector::new();
+        let o = write(None, &e, "a", expiring("gone", 1, 100));
+        let o = write(Some(&o), &e, "b", val("stays", 2));
+        assert!(!o.hides_at(99));
+        assert_eq!(o.visible_at(99), o, "nothing expired: the same object");
+        assert!(o.hides_at(100));
+        let seen = o.visible_at(100);
+        assert_eq!(values(&seen), ["stays"]);
+        assert_eq!(
+            seen.context(),
+            o.context(),
+            "the context still covers the expired one"
+        );
+        assert!(!seen.hides_at(100));
+        assert_eq!(o.clone().into_visible_at(100), seen);
+        assert_eq!(o.clone().into_visible_at(99), o);
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// and an empty value, so deletes take part in causality like any write.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Sibling {
-    #[serde(with = "raw_bytes")]
+    #[serde(with = "crate::bytes_field")]
     pub value: Bytes,
     pub content_type: String,
     pub last_modified_ms: u64,
@@ -86,54 +86,6 @@ impl Sibling {
             .then_with(|| self.value.as_ref().cmp(other.value.as_ref()))
             .then_with(|| self.content_type.cmp(&other.content_type))
             .then_with(|| self.expires_at_ms.cmp(&other.expires_at_ms))
-    }
-}
-
-/// Serialises `Bytes` as a byte string (one length prefix and a copy), not as a sequence of
-/// integers, which keeps postcard encoding of large values fast and compact.
-pub(crate) mod raw_bytes {
-    use bytes::Bytes;
-    use serde::de::{self, SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(b)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        d.deserialize_byte_buf(BytesVisitor)
-    }
-
-    struct BytesVisitor;
-
-    impl<'de> Visitor<'de> for BytesVisitor {
-        type Value = Bytes;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a byte string")
-        }
-
-        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-            Ok(Bytes::copy_from_slice(v))
-        }
-
-        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-            Ok(Bytes::from(v))
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
-            Ok(Bytes::copy_from_slice(v.as_bytes()))
-        }
-
-        /// Self-describing formats such as JSON write byte strings as integer arrays.
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-            while let Some(b) = seq.next_element::<u8>()? {
-                out.push(b);
-            }
-            Ok(Bytes::from(out))
-        }
     }
 }
 

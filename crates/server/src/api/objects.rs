@@ -92,13 +92,13 @@ pub async fn list(
         (status = 503, description = "r or pr could not be met", body = super::error::ErrorBody)))]
 pub async fn get_object(
     State(node): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
+    // The request itself rather than `Uri` and `HeaderMap` extractors, which copy both.
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let (bucket, key) = params::bucket_and_key(uri.path(), 2)?;
-    let q = params::object_query(uri.query(), false)?;
+    let (bucket, key) = params::bucket_and_key(req.uri().path(), 2)?;
+    let q = params::object_query(req.uri().query(), false)?;
     params::require_plain(&node, &bucket)?;
-    let json = params::wants_json(&headers);
+    let json = params::wants_json(req.headers());
     let outcome = coordinator::get(
         &node,
         GetRequest {
