@@ -726,6 +726,35 @@ class Client:
         out: dict[str, Any] = self.request("GET", "/v1/admin/status").json()
         return out
 
+    def ring(self) -> dict[str, Any]:
+        """``GET /v1/admin/ring``: ring version, size, ``n`` and each partition's owner and
+        preference list."""
+        out: dict[str, Any] = self.request("GET", "/v1/admin/ring").json()
+        return out
+
+    def plan(self) -> dict[str, Any]:
+        """``GET /v1/admin/plan``: the pending ring change (``pending``, ``staged``,
+        ``changes``, ``transfers`` and the partitions per node before and after); with
+        nothing pending, ``pending`` is false and ``before`` equals ``after``."""
+        out: dict[str, Any] = self.request("GET", "/v1/admin/plan").json()
+        return out
+
+    def commit_plan(self) -> dict[str, Any]:
+        """``POST /v1/admin/plan/commit``: applies the staged plan and returns it. Raises
+        :class:`Conflict` when nothing is staged."""
+        out: dict[str, Any] = self.request("POST", "/v1/admin/plan/commit").json()
+        return out
+
+    def remove(self, node_id: str) -> None:
+        """``POST /v1/admin/remove/{node_id}``: drops a dead member; its partitions are
+        reassigned (staged on a cluster started with ``--staged-changes``)."""
+        self.request("POST", f"/v1/admin/remove/{_segment(node_id)}")
+
+    def replace(self, old: str, new: str) -> None:
+        """``POST /v1/admin/replace/{old}/{new}``: the joined member ``new`` takes over every
+        partition of ``old``."""
+        self.request("POST", f"/v1/admin/replace/{_segment(old)}/{_segment(new)}")
+
     def put_user(self, name: str, groups: Sequence[str] = ()) -> None:
         """Creates or updates a user."""
         self.request("PUT", f"/v1/admin/users/{_segment(name)}", json={"groups": list(groups)})
