@@ -198,14 +198,7 @@ impl TreeCache {
     }
 
     fn evict_tree(&self, inner: &mut Inner) {
-        let oldest = inner
-            .trees
-            .iter()
-            .min_by_key(|(_, k)| k.used)
-            .map(|(k, _)| k.clone());
-        if let Some(oldest) = oldest {
-            inner.trees.remove(&oldest);
-        }
+        remove_least_recent(&mut inner.trees);
     }
 
     /// Drops every stale hash entry, or else the least recently used one. False when there
@@ -222,14 +215,7 @@ impl TreeCache {
         });
         drop(generations);
         if inner.hashes.len() == before {
-            let oldest = inner
-                .hashes
-                .iter()
-                .min_by_key(|(_, k)| k.used)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                inner.hashes.remove(&oldest);
-            }
+            remove_least_recent(&mut inner.hashes);
         }
         inner.hash_bytes = inner.hashes.values().map(|k| k.value.bytes()).sum();
         inner.hashes.len() < before
@@ -238,6 +224,17 @@ impl TreeCache {
     /// Hash entries kept (fresh or not yet found stale).
     pub fn hash_entries(&self) -> usize {
         self.inner.lock().hashes.len()
+    }
+}
+
+/// Drops the entry of `kept` used least recently, if any.
+fn remove_least_recent<T>(kept: &mut HashMap<TreeKey, Kept<T>>) {
+    let oldest = kept
+        .iter()
+        .min_by_key(|(_, k)| k.used)
+        .map(|(k, _)| k.clone());
+    if let Some(oldest) = oldest {
+        kept.remove(&oldest);
     }
 }
 
