@@ -43,9 +43,13 @@ pub type Serving = Vec<(NodeId, Role)>;
 /// the normal timeout: refusing or rerouting on suspicion alone turns a stall or a burst of
 /// load into failed requests. Fallbacks are taken from the up nodes of the walk first, then
 /// from the suspected ones.
-pub fn serving_set(
+///
+/// `walk` (every node in ring order from the partition) is asked for only when a primary is
+/// down: it costs a copy of every member's id, which a request in a healthy cluster of any
+/// size should not pay.
+pub fn serving_set<W: AsRef<[NodeId]>>(
     primaries: &[NodeId],
-    walk: &[NodeId],
+    walk: impl FnOnce() -> W,
     liveness: impl Fn(&NodeId) -> Liveness,
 ) -> Serving {
     let primary_health: Vec<(&NodeId, Liveness)> =
@@ -55,7 +59,12 @@ pub fn serving_set(
         .filter(|(_, l)| *l != Liveness::Down)
         .map(|(p, _)| ((*p).clone(), Role::Primary))
         .collect();
+    if out.len() == primary_health.len() {
+        return out;
+    }
+    let walk = walk();
     let beyond: Vec<(&NodeId, Liveness)> = walk
+        .as_ref()
         .iter()
         .filter(|x| !primaries.contains(x))
         .map(|x| (x, liveness(x)))
@@ -90,7 +99,7 @@ pub(crate) mod tests {
     fn all_primaries_up() {
         let s = serving_set(
             &ids(&["a", "b", "c"]),
-            &ids(&["a", "b", "c", "d", "e"]),
+            || ids(&["a", "b", "c", "d", "e"]),
             |_| Liveness::Up,
         );
         assert_eq!(
@@ -108,7 +117,7 @@ pub(crate) mod tests {
         let down = ids(&["b", "c", "d"]);
         let s = serving_set(
             &ids(&["a", "b", "c"]),
-            &ids(&["a", "b", "c", "d", "e", "f"]),
+            || ids(&["a", "b", "c", "d", "e", "f"]),
             |x| {
                 if down.contains(x) {
                     Liveness::Down
@@ -139,13 +148,17 @@ pub(crate) mod tests {
 
     #[test]
     fn too_few_nodes_gives_a_short_set() {
-        let s = serving_set(&ids(&["a", "b", "c"]), &ids(&["a", "b", "c"]), |x| {
-            if x.as_str() == "b" {
-                Liveness::Down
-            } else {
-                Liveness::Up
-            }
-        });
+        let s = serving_set(
+            &ids(&["a", "b", "c"]),
+            || ids(&["a", "b", "c"]),
+            |x| {
+                if x.as_str() == "b" {
+                    Liveness::Down
+                } else {
+                    Liveness::Up
+                }
+            },
+        );
         assert_eq!(s.len(), 2);
     }
 
@@ -169,7 +182,7 @@ pub(crate) mod tests {
     fn suspected_primaries_still_serve_as_primaries() {
         let s = serving_set(
             &ids(&["a", "b", "c"]),
-            &ids(&["a", "b", "c", "d", "e"]),
+            || ids(&["a", "b", "c", "d", "e"]),
             health(&["b", "c"], &[]),
         );
         assert_eq!(
@@ -184,7 +197,7 @@ pub(crate) mod tests {
         // still asked: nothing is refused before it is tried.
         let s = serving_set(
             &ids(&["a", "b", "c"]),
-            &ids(&["a", "b", "c"]),
+            || ids(&["a", "b", "c"]),
             health(&["a", "b", "c"], &[]),
         );
         assert_eq!(s.len(), 3);
@@ -196,7 +209,7 @@ pub(crate) mod tests {
         // only suspected); c is suspected and keeps its place.
         let s = serving_set(
             &ids(&["a", "b", "c"]),
-            &ids(&["a", "b", "c", "d", "e", "f"]),
+            || ids(&["a", "b", "c", "d", "e", "f"]),
             health(&["c", "d"], &["b"]),
         );
         assert_eq!(
@@ -215,7 +228,7 @@ pub(crate) mod tests {
         // With no up node left beyond the primaries, a suspected one is better than none.
         let s = serving_set(
             &ids(&["a", "b", "c"]),
-            &ids(&["a", "b", "c", "d", "e"]),
+            || ids(&["a", "b", "c", "d", "e"]),
             health(&["d"], &["b", "c", "e"]),
         );
         assert_eq!(
@@ -230,5 +243,32 @@ pub(crate) mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn the_walk_is_read_only_when_a_primary_is_down() {
+        let asked = std::cell::Cell::new(0);
+        let walk = || {
+            asked.set(asked.get() + 1);
+            ids(&["a", "b", "c", "d"])
+        };
+        let s = serving_set(&ids(&["a", "b", "c"]), walk, health(&["c"], &[]));
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            asked.get(),
+            0,
+            "a healthy (or merely suspected) set needs no walk"
+        );
+        let s = serving_set(&ids(&["a", "b", "c"]), walk, health(&[], &["c"]));
+        assert_eq!(
+            s.last(),
+            Some(&(
+                "d".into(),
+                Role::Fallback {
+                    for_node: "c".into()
+                }
+            ))
+        );
+        assert_eq!(asked.get(), 1);
     }
 }

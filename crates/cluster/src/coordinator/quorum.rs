@@ -285,7 +285,7 @@ mod tests {
             pw: 2,
         };
         // Right after a stall of the whole machine, a's peers are suspected: nothing refused.
-        let s = serving_set(&prim, &prim, view(&["b", "c"], &[]));
+        let s = serving_set(&prim, || prim.clone(), view(&["b", "c"], &[]));
         assert!(check_read(&s, &read).is_ok());
         assert!(check_write(&s, &write).is_ok());
         assert!(
@@ -300,14 +300,14 @@ mod tests {
             .is_ok()
         );
         // The same peers known down: refused at once, naming the requirement.
-        let s = serving_set(&prim, &prim, view(&[], &["b", "c"]));
+        let s = serving_set(&prim, || prim.clone(), view(&[], &["b", "c"]));
         let e = check_read(&s, &read).unwrap_err();
         assert_eq!((e.which, e.needed, e.got), ("r", 2, 1));
         let e = check_write(&s, &write).unwrap_err();
         assert_eq!((e.which, e.needed, e.got), ("w", 2, 1));
         // b down, c suspected, d up beyond the primaries: the sloppy w=3 counts d standing in
         // for b, and pw=2 counts the suspected primary c; pw=3 cannot be met.
-        let s = serving_set(&prim, &ids(&["a", "b", "c", "d"]), view(&["c"], &["b"]));
+        let s = serving_set(&prim, || ids(&["a", "b", "c", "d"]), view(&["c"], &["b"]));
         assert!(check_write(&s, &WriteQuorum { w: 3, ..write }).is_ok());
         let e = check_write(
             &s,

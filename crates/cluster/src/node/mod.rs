@@ -417,11 +417,19 @@ impl Node {
     /// Replicas and fallbacks of a partition: the first `n` reachable nodes of its walk, each
     /// with its role.
     pub fn serving(&self, partition: PartitionId, n: usize) -> crate::preflist::Serving {
-        let s = self.state.read();
-        let primaries = s.ring.preference_list(partition, n).to_vec();
-        let walk = s.ring.walk(partition);
-        drop(s);
-        crate::preflist::serving_set(&primaries, &walk, |id| self.liveness(id))
+        let primaries = self
+            .state
+            .read()
+            .ring
+            .preference_list(partition, n)
+            .to_vec();
+        // The walk is read again only when a primary is down; a ring changed in between
+        // offers fallbacks from the newer ring, as a request a moment later would.
+        crate::preflist::serving_set(
+            &primaries,
+            || self.state.read().ring.walk(partition),
+            |id| self.liveness(id),
+        )
     }
 
     pub fn stop(&self) {
