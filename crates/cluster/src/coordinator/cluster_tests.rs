@@ -938,6 +938,54 @@ async fn a_node_with_a_lagging_clock_hides_an_expired_value_by_cluster_time() {
     assert!(read_all(&c, behind, key).await.is_none());
 }
 
+/// Clocks that agree get no expiry correction, however slow and uneven the network: a
+/// message's transit time is no evidence of a skewed clock. (Each peer's offset used to be a
+/// point estimate from one exchange, so a node's cluster time drifted with the network's
+/// delays and a coordinator stamped expiries earlier or later than its clock plus the TTL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_that_agree_get_no_expiry_correction_over_a_slow_network() {
+    let c = reaping_cluster(53, Duration::ZERO).await;
+    c.net.set_delay(Duration::ZERO, Duration::from_millis(80));
+    let mut corrected = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < until {
+        for i in 1..=3 {
+            let offset = c.node(i).peer_clocks.offset_ms();
+            if offset != 0 {
+                corrected.push((i, offset));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The heartbeats that carry the clocks kept flowing through the delays.
+    for i in 1..=3 {
+        let peers: Vec<usize> = (1..=3).filter(|j| *j != i).collect();
+        wait_reachability(&c, i, &peers, true).await;
+    }
+    c.net.heal();
+    assert!(
+        corrected.is_empty(),
+        "agreeing clocks were corrected (node, ms): {corrected:?}"
+    );
+    let key = "stamped";
+    let owner = index_of(&primaries(&c, key).1[0]);
+    let before = c.node(owner).clock.now_ms();
+    let out = put(
+        &c.node(owner),
+        ttl_put(key, "v", Duration::from_millis(60_000), None),
+    )
+    .await
+    .unwrap();
+    let after = c.node(owner).clock.now_ms();
+    let stamped = out.object.siblings()[0].1.expires_at_ms.unwrap();
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&stamped),
+        "stamped {stamped}, the coordinator's clock plus the TTL is {}..={}",
+        before + 60_000,
+        after + 60_000
+    );
+}
+
 /// More due expiry entries of other owners' keys than one round reads do not hide this
 /// owner's expired key: the next round continues where the last one stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
