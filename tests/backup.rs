@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(60);
 const B: &str = "bk";
@@ -54,6 +54,22 @@ fn read3(url: &str, key: &str) -> Option<(String, BTreeSet<Vec<u8>>)> {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("read of {key} never met r=3: {last}");
+}
+
+/// Waits (up to `SETTLE`) until the background writer has `n` acknowledged writes.
+fn wait_acked(acked: &Mutex<Vec<(String, String)>>, n: usize, when: &str) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let seen = acked.lock().unwrap().len();
+        if seen >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {SETTLE:?} for {n} acknowledged writes {when}: the writer had {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn backup_via_api(url: &str, out: &str) -> (u16, Value) {
@@ -102,7 +118,9 @@ fn a_restored_node_loses_no_write_resurrects_no_delete_and_reuses_no_identity() 
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(500));
+    // Writes before, and (below) after the backup, counted rather than timed: a loaded machine
+    // acknowledges fewer writes in a given time.
+    wait_acked(&acked, 11, "before the backup");
     let backups = c.dir.path().join("backups");
     let out = backups.join("node2");
     let out_s = out.to_str().unwrap().to_string();
@@ -112,7 +130,8 @@ fn a_restored_node_loses_no_write_resurrects_no_delete_and_reuses_no_identity() 
     assert_eq!(manifest["node_id"], "node2");
     assert_eq!(manifest["format_version"], 1);
     assert!(out.join("db").is_dir() && out.join("backup.json").is_file());
-    std::thread::sleep(Duration::from_millis(500));
+    let at_backup = acked.lock().unwrap().len();
+    wait_acked(&acked, at_backup + 10, "after the backup");
     stop.store(true, Ordering::SeqCst);
     writer.join().expect("writer");
     let acked = acked.lock().unwrap().clone();

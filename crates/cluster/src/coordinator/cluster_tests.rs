@@ -684,6 +684,17 @@ fn ttl_put(key: &str, value: &str, ttl: Duration, context: Option<VersionVector>
     req
 }
 
+/// Sleeps until node `i`'s clock has passed `instant_ms` (an expiry, or one plus the grace).
+async fn sleep_past(c: &TestCluster, i: usize, instant_ms: u64) {
+    loop {
+        let now = c.node(i).clock.now_ms();
+        if now > instant_ms {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(instant_ms + 1 - now)).await;
+    }
+}
+
 /// Whether node `i` lists `key` in its expiry index.
 fn indexed(c: &TestCluster, i: usize, key: &str) -> bool {
     c.node(i)
@@ -800,21 +811,23 @@ async fn the_tombstone_walk_continues_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_values_read_as_missing_everywhere_and_are_reaped_like_tombstones() {
-    let mut c = reaping_cluster(37, Duration::from_millis(300)).await;
+    // Long enough that the checks before the expiry, and those inside the grace delay, end
+    // in time on a loaded machine; the waits past them end at the instant itself.
+    let (ttl, grace) = (Duration::from_secs(2), Duration::from_secs(2));
+    let grace_ms = grace.as_millis() as u64;
+    let mut c = reaping_cluster(37, grace).await;
     let key = "expiring";
     let (p, prim) = primaries(&c, key);
     let owner = index_of(&prim[0]);
     let before = c.node(owner).clock.now_ms();
-    let out = put(
-        &c.node(owner),
-        ttl_put(key, "v", Duration::from_millis(400), None),
-    )
-    .await
-    .unwrap();
+    let out = put(&c.node(owner), ttl_put(key, "v", ttl, None))
+        .await
+        .unwrap();
     let after = c.node(owner).clock.now_ms();
     // The coordinator stamps one absolute expiry into the version; every copy carries it.
     let stamped = out.object.siblings()[0].1.expires_at_ms.unwrap();
-    assert!((before + 400..=after + 400).contains(&stamped));
+    let ttl_ms = ttl.as_millis() as u64;
+    assert!((before + ttl_ms..=after + ttl_ms).contains(&stamped));
     for i in 1..=3 {
         let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
         let o = c.node(i).local_object(&k).unwrap().unwrap();
@@ -828,7 +841,11 @@ async fn expired_values_read_as_missing_everywhere_and_are_reaped_like_tombstone
     let (keys, _) = list_keys(&c.node(2), b"b", None, 100).await.unwrap();
     assert_eq!(keys, vec![key.as_bytes().to_vec()]);
 
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(
+        c.node(owner).clock.now_ms() < stamped,
+        "the checks of the live value ended before its expiry"
+    );
+    sleep_past(&c, owner, stamped).await;
     // Expired: missing on every node, absent from listings; the context still covers it.
     for i in 1..=3 {
         let got = read_all(&c, i, key).await.unwrap();
@@ -840,7 +857,11 @@ async fn expired_values_read_as_missing_everywhere_and_are_reaped_like_tombstone
     }
     // Inside the grace delay nothing goes; after it, every copy and its listing go.
     assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 0);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        c.node(owner).clock.now_ms() < stamped + grace_ms,
+        "the round ended inside the grace delay"
+    );
+    sleep_past(&c, owner, stamped + grace_ms).await;
     assert_eq!(crate::reaper::reap_once(&c.node(owner)).await.unwrap(), 1);
     for i in 1..=3 {
         assert!(!has_copy(&c, i, p, key), "n{i} dropped it");
@@ -868,7 +889,12 @@ async fn expired_values_read_as_missing_everywhere_and_are_reaped_like_tombstone
     );
     req.params.w = Some(Quorum::Count(2));
     put(&c.node(owner), req).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The stored copy: the answer shows only what is live when it is sent.
+    let k = ObjectKey::new(p, b"b".to_vec(), key.as_bytes().to_vec());
+    let stored = c.node(owner).local_object(&k).unwrap().unwrap();
+    let expiry = stored.siblings().iter().find_map(|(_, s)| s.expires_at_ms);
+    let expiry = expiry.expect("the new version carries its expiry");
+    sleep_past(&c, owner, expiry + grace_ms).await;
     not_reaped_until_the_lagging_copy_matches(&mut c, owner, lagging, p, key).await;
     // A quorum read hides both (the old value is superseded, the new one expired) and
     // repairs the lagging replica with the expired version.
@@ -936,6 +962,54 @@ async fn a_node_with_a_lagging_clock_hides_an_expired_value_by_cluster_time() {
         assert!(!has_copy(&c, i, p, key), "n{i} dropped it");
     }
     assert!(read_all(&c, behind, key).await.is_none());
+}
+
+/// Clocks that agree get no expiry correction, however slow and uneven the network: a
+/// message's transit time is no evidence of a skewed clock. (Each peer's offset used to be a
+/// point estimate from one exchange, so a node's cluster time drifted with the network's
+/// delays and a coordinator stamped expiries earlier or later than its clock plus the TTL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_that_agree_get_no_expiry_correction_over_a_slow_network() {
+    let c = reaping_cluster(53, Duration::ZERO).await;
+    c.net.set_delay(Duration::ZERO, Duration::from_millis(80));
+    let mut corrected = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < until {
+        for i in 1..=3 {
+            let offset = c.node(i).peer_clocks.offset_ms();
+            if offset != 0 {
+                corrected.push((i, offset));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The heartbeats that carry the clocks kept flowing through the delays.
+    for i in 1..=3 {
+        let peers: Vec<usize> = (1..=3).filter(|j| *j != i).collect();
+        wait_reachability(&c, i, &peers, true).await;
+    }
+    c.net.heal();
+    assert!(
+        corrected.is_empty(),
+        "agreeing clocks were corrected (node, ms): {corrected:?}"
+    );
+    let key = "stamped";
+    let owner = index_of(&primaries(&c, key).1[0]);
+    let before = c.node(owner).clock.now_ms();
+    let out = put(
+        &c.node(owner),
+        ttl_put(key, "v", Duration::from_millis(60_000), None),
+    )
+    .await
+    .unwrap();
+    let after = c.node(owner).clock.now_ms();
+    let stamped = out.object.siblings()[0].1.expires_at_ms.unwrap();
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&stamped),
+        "stamped {stamped}, the coordinator's clock plus the TTL is {}..={}",
+        before + 60_000,
+        after + 60_000
+    );
 }
 
 /// More due expiry entries of other owners' keys than one round reads do not hide this

@@ -416,8 +416,15 @@ pub async fn tick(node: &Arc<Node>, cursors: &Arc<CursorStore>, pacer: &Arc<Mute
         .await;
 }
 
-fn chunk_timeout(node: &Node) -> Duration {
-    node.settings.rpc_timeout.max(CHUNK_TIMEOUT_FLOOR)
+/// How long to wait for the acknowledgement of a chunk of `bytes`: the floor (or the call
+/// timeout, if longer) for each [`CHUNK_BYTES`] begun. One object over the cap goes alone; with
+/// the wait of a full chunk, a loaded receiver that needs longer to merge it timed out on every
+/// attempt and the partition, resent from the same cursor, never finished.
+pub fn chunk_timeout(rpc_timeout: Duration, bytes: u64) -> Duration {
+    let caps = bytes.div_ceil(CHUNK_BYTES as u64).max(1);
+    rpc_timeout
+        .max(CHUNK_TIMEOUT_FLOOR)
+        .saturating_mul(u32::try_from(caps).unwrap_or(u32::MAX))
 }
 
 /// Sends one chunk, once the byte limit allows it, and waits for its acknowledgement.
@@ -443,7 +450,8 @@ async fn send_chunk(
     let plan = node.state.read().plan.as_ref().map(|p| p.id);
     let sent = entries.len();
     let req = HandoffRequest::Chunk { partition, entries };
-    match node.call(to, req, chunk_timeout(node)).await? {
+    let timeout = chunk_timeout(node.settings.rpc_timeout, bytes);
+    match node.call(to, req, timeout).await? {
         HandoffResponse::Ack { stored } if stored == sent => {
             node.transfer_bytes.add(plan, bytes);
             Ok(stored)
@@ -662,6 +670,21 @@ mod tests {
             );
         }
         storage.write(batch, false).unwrap();
+    }
+
+    #[test]
+    fn a_chunk_over_the_byte_cap_gets_a_proportionally_longer_wait() {
+        let rpc = Duration::from_secs(2);
+        let cap = CHUNK_BYTES as u64;
+        assert_eq!(chunk_timeout(rpc, 0), CHUNK_TIMEOUT_FLOOR);
+        assert_eq!(chunk_timeout(rpc, cap), CHUNK_TIMEOUT_FLOOR);
+        // The largest object alone (16 MiB) takes four times a full chunk's merge.
+        assert_eq!(chunk_timeout(rpc, 4 * cap), CHUNK_TIMEOUT_FLOOR * 4);
+        assert_eq!(chunk_timeout(rpc, 4 * cap + 1), CHUNK_TIMEOUT_FLOOR * 5);
+        // A configured call timeout above the floor counts per cap too.
+        let slow = Duration::from_secs(30);
+        assert_eq!(chunk_timeout(slow, 2 * cap), slow * 2);
+        assert_eq!(chunk_timeout(rpc, u64::MAX), CHUNK_TIMEOUT_FLOOR * u32::MAX);
     }
 
     #[test]

@@ -297,7 +297,7 @@ async fn heartbeat_all(node: &Arc<Node>) {
                 let received = node.clock.now_ms();
                 node.peer_clocks.observe(
                     &peer,
-                    crate::node::cluster_time::offset_of(now_ms, sent, received),
+                    crate::node::cluster_time::OffsetBounds::round_trip(now_ms, sent, received),
                 );
                 node.peer_ring_versions.lock().insert(peer, ring_version);
             }

@@ -99,10 +99,10 @@ fn pong(node: &Arc<Node>, from: &PeerInfo, ring_version: u64, now_ms: u64) -> Me
         .lock()
         .insert(from.node_id.clone(), ring_version);
     let here = node.clock.now_ms();
-    // One way: the ping's transit time is in the offset (milliseconds on a LAN).
+    // One way: a lower bound only (the ping's transit time is unknown).
     node.peer_clocks.observe(
         &from.node_id,
-        crate::node::cluster_time::offset_of(now_ms, here, here),
+        crate::node::cluster_time::OffsetBounds::one_way(now_ms, here),
     );
     MembershipResponse::Pong {
         ring_version: node.state.read().ring_version,

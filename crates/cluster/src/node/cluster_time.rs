@@ -3,7 +3,9 @@
 //! Expiry is an absolute instant carried with each version, but each node judges "has it
 //! passed?" with a clock. A node whose clock lags would keep showing an expired value (and a
 //! lagging coordinator would stamp expiries in the past). Pings carry the sender's wall clock,
-//! so each node knows every peer's offset from its own; the cluster's time is this node's
+//! so each node bounds every peer's offset from its own (to within the exchange's transit time)
+//! and believes the offset nearest its last belief, 0 at first, that the bounds allow: clocks
+//! that agree get no correction however slow the network. The cluster's time is this node's
 //! clock plus the *lower median* of the offsets of itself (0) and its recently heard peers.
 //! A majority of correct clocks therefore decides: one lagging node corrects itself, and one
 //! node running ahead moves nobody (a median ignores it). The version timestamps that decide
@@ -28,13 +30,52 @@ pub fn lower_median_with_self(offsets: &[i64]) -> i64 {
     all[(all.len() - 1) / 2]
 }
 
-/// Estimated offset of a peer's clock from ours: its reading `peer_ms` against the midpoint of
-/// our clock before and after the exchange that carried it.
-pub fn offset_of(peer_ms: u64, sent_ms: u64, received_ms: u64) -> i64 {
-    let mid = sent_ms / 2 + received_ms / 2 + (sent_ms % 2 + received_ms % 2) / 2;
-    i128::from(peer_ms)
-        .saturating_sub(i128::from(mid))
-        .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+/// What one exchange proves about a peer's clock offset from ours: it lies in `lo..=hi`.
+///
+/// A reading travels for an unknown time, so an exchange bounds the offset rather than
+/// measuring it; a point estimate (e.g. the midpoint of a round trip) carries the network's
+/// and the schedulers' delays into expiry, shifting it by tens of milliseconds on a loaded
+/// machine even between clocks that agree exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffsetBounds {
+    lo: i64,
+    hi: i64,
+}
+
+impl OffsetBounds {
+    /// A round trip: the peer read its clock (`peer_ms`) after we sent (`sent_ms`) and before
+    /// we received its answer (`received_ms`).
+    pub fn round_trip(peer_ms: u64, sent_ms: u64, received_ms: u64) -> Self {
+        let (a, b) = (
+            difference(peer_ms, received_ms),
+            difference(peer_ms, sent_ms),
+        );
+        OffsetBounds {
+            lo: a.min(b),
+            hi: a.max(b),
+        }
+    }
+
+    /// One way: the peer read its clock (`peer_ms`) before we received it (`received_ms`),
+    /// so its clock is at least that far ahead; how far behind it may be, this cannot tell.
+    pub fn one_way(peer_ms: u64, received_ms: u64) -> Self {
+        OffsetBounds {
+            lo: difference(peer_ms, received_ms),
+            hi: i64::MAX,
+        }
+    }
+
+    /// The offset to believe after this exchange: `previous` when the exchange allows it (so
+    /// a belief moves only on evidence against it), else the nearest offset it allows. With
+    /// no previous belief, 0: no correction beyond what is proven.
+    pub fn revise(self, previous: Option<i64>) -> i64 {
+        previous.unwrap_or(0).clamp(self.lo, self.hi)
+    }
+}
+
+/// `a - b` in milliseconds, saturating.
+fn difference(a: u64, b: u64) -> i64 {
+    (i128::from(a) - i128::from(b)).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 /// The peers' clock offsets this node has heard, and the correction they give.
@@ -65,9 +106,15 @@ impl Default for PeerClocks {
 }
 
 impl PeerClocks {
-    pub fn observe(&self, peer: &NodeId, offset_ms: i64) {
+    /// Records what an exchange with `peer` proved about its offset (see
+    /// [`OffsetBounds::revise`]); a belief gone stale counts as none.
+    pub fn observe(&self, peer: &NodeId, bounds: OffsetBounds) {
         let mut heard = self.heard.lock();
-        heard.insert(peer.clone(), (offset_ms, Instant::now()));
+        let previous = heard
+            .get(peer)
+            .filter(|(_, at)| at.elapsed() < FRESH)
+            .map(|(o, _)| *o);
+        heard.insert(peer.clone(), (bounds.revise(previous), Instant::now()));
         self.recompute(&mut heard);
     }
 
@@ -124,26 +171,59 @@ mod tests {
     }
 
     #[test]
-    fn offsets_come_from_the_midpoint_of_the_exchange() {
-        assert_eq!(offset_of(1_030, 1_000, 1_000), 30);
-        assert_eq!(offset_of(1_000, 990, 1_010), 0);
-        assert_eq!(offset_of(0, 1_000, 1_002), -1_001);
-        assert_eq!(offset_of(u64::MAX, 0, 0), i64::MAX);
+    fn an_exchange_bounds_the_offset_and_the_belief_moves_only_on_evidence() {
+        // A peer's reading taken between our send and receive: anywhere from 10 behind to
+        // 10 ahead. Clocks that agree are never corrected, however long the exchange took.
+        let b = OffsetBounds::round_trip(1_000, 990, 1_010);
+        assert_eq!(b, OffsetBounds { lo: -10, hi: 10 });
+        assert_eq!(b.revise(None), 0);
+        assert_eq!(OffsetBounds::round_trip(1_000, 700, 1_300).revise(None), 0);
+        // A peer 30 s ahead, over a 2 ms round trip: no less than the exchange proves.
+        let ahead = OffsetBounds::round_trip(31_000, 1_000, 1_002);
+        assert_eq!(ahead.revise(None), 29_998);
+        assert_eq!(
+            ahead.revise(Some(30_000)),
+            30_000,
+            "a belief inside the bounds stays"
+        );
+        assert_eq!(ahead.revise(Some(0)), 29_998);
+        // A peer 30 s behind.
+        assert_eq!(
+            OffsetBounds::round_trip(0, 30_000, 30_002).revise(None),
+            -30_000
+        );
+        // One way: the reading was taken before it arrived. A late arrival is no evidence of
+        // a lagging clock, and keeps what a round trip proved about one.
+        let late = OffsetBounds::one_way(1_000, 1_250);
+        assert_eq!(late.revise(None), 0);
+        assert_eq!(late.revise(Some(-60_000)), -250);
+        assert_eq!(
+            OffsetBounds::one_way(940_000, 1_000_250).revise(Some(-60_000)),
+            -60_000
+        );
+        assert_eq!(OffsetBounds::one_way(31_000, 1_000).revise(None), 30_000);
+        // Readings at the ends of the range saturate.
+        assert_eq!(
+            OffsetBounds::round_trip(u64::MAX, 0, 0).revise(None),
+            i64::MAX
+        );
+        assert_eq!(OffsetBounds::one_way(0, u64::MAX).lo, i64::MIN);
     }
 
     #[test]
     fn cluster_now_follows_the_heard_majority_and_forgets_nobody_too_soon() {
         let p = PeerClocks::default();
         assert_eq!(p.cluster_now(1_000), 1_000);
-        p.observe(&NodeId::from("a"), 30_000);
+        let exact = |o: i64| OffsetBounds { lo: o, hi: o };
+        p.observe(&NodeId::from("a"), exact(30_000));
         assert_eq!(
             p.cluster_now(1_000),
             1_000,
             "one peer of two is no majority"
         );
-        p.observe(&NodeId::from("b"), 29_000);
+        p.observe(&NodeId::from("b"), exact(29_000));
         assert_eq!(p.cluster_now(1_000), 30_000);
-        p.observe(&NodeId::from("b"), -5);
+        p.observe(&NodeId::from("b"), exact(-5));
         assert_eq!(p.cluster_now(1_000), 1_000);
         assert_eq!(PeerClocks::default().cluster_now(0), 0);
     }
