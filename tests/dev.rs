@@ -132,6 +132,13 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
         let log = std::fs::read_to_string(dir.path().join(format!("node{k}/server.log")))
             .expect("node log");
         assert!(log.contains("riftkv dev: starting"), "node {k} log: {log}");
+        // Three nodes on one machine share its cores instead of each taking all of them.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = (cores / 3).max(1);
+        assert!(
+            log.contains(&format!("request threads: {share}\n")),
+            "node {k} runs {share} request threads: {log}"
+        );
         // The supervisor's SIGTERM is a graceful stop: each node told the others first.
         assert!(
             log.contains("announced going down to"),

@@ -156,9 +156,13 @@ fn run_server(args: ServerArgs) -> ExitCode {
 
 /// Starts the node with a resolved configuration and runs it until it stops.
 pub fn server_entry(cfg: ServerConfig) -> ExitCode {
+    let workers = cfg.worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("riftkv")
+        .worker_threads(workers)
         .build()
     {
         Ok(rt) => rt,
@@ -167,6 +171,7 @@ pub fn server_entry(cfg: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!("request threads: {workers}");
     let result = runtime.block_on(riftkv_server::server::run_server(cfg));
     // Blocking storage tasks still queued must not hold the exit forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -330,6 +330,11 @@ settings! {
         env "RIFTKV_BLOCK_CACHE_MB", value "MB", default DEFAULT_BLOCK_CACHE_MB,
         check check_block_cache_mb;
 
+    /// Threads that run the node's requests (the async runtime's workers) [default: one per
+    /// core this process may use]. Nodes sharing a machine (`riftkv dev`) split its cores
+    worker_threads: usize, file usize => Option<usize>,
+        env "RIFTKV_WORKER_THREADS", value "N", default None, check check_worker_threads;
+
     /// Open API connections accepted at once; more are closed at accept [default: 1024]
     max_connections: usize, file usize => usize,
         env "RIFTKV_MAX_CONNECTIONS", value "N", default DEFAULT_MAX_CONNECTIONS,
@@ -470,6 +475,8 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// RocksDB block cache, MiB.
     pub block_cache_mb: u64,
+    /// Async runtime workers; `None` = one per core.
+    pub worker_threads: Option<usize>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub client_timeout_ms: u64,
@@ -739,15 +746,26 @@ fn positive_ms(value: u64, origin: Origin<'_>, key: &str) -> Result<u64, ConfigE
     }
 }
 
+/// More request threads than this is a typo, not a plan.
+const MAX_WORKER_THREADS: usize = 1024;
+
+fn check_worker_threads(
+    value: usize,
+    origin: Origin<'_>,
+    key: &str,
+) -> Result<Option<usize>, ConfigError> {
+    one_to(MAX_WORKER_THREADS, value, origin, key).map(Some)
+}
+
 fn check_limit(value: usize, origin: Origin<'_>, key: &str) -> Result<usize, ConfigError> {
+    one_to(MAX_LIMIT, value, origin, key)
+}
+
+/// `value` when it is between 1 and `max`.
+fn one_to(max: usize, value: usize, origin: Origin<'_>, key: &str) -> Result<usize, ConfigError> {
     match value {
         0 => Err(invalid(origin, key, 0, "must be at least 1")),
-        n if n > MAX_LIMIT => Err(invalid(
-            origin,
-            key,
-            n,
-            &format!("must be at most {MAX_LIMIT}"),
-        )),
+        n if n > max => Err(invalid(origin, key, n, &format!("must be at most {max}"))),
         n => Ok(n),
     }
 }
@@ -1033,6 +1051,7 @@ impl ServerConfig {
             request_timeout_ms: c.request_timeout_ms.0,
             max_in_flight: c.max_in_flight.0,
             block_cache_mb: c.block_cache_mb.0,
+            worker_threads: c.worker_threads.0,
             max_connections: c.max_connections.0,
             max_connections_per_ip: c.max_connections_per_ip.0,
             client_timeout_ms: c.client_timeout_ms.0,
@@ -1661,6 +1680,7 @@ request_timeout_ms = 700
         ("request_timeout_ms", "16", "16"),
         ("max_in_flight", "17", "17"),
         ("block_cache_mb", "32", "32"),
+        ("worker_threads", "3", "3"),
         ("max_connections", "18", "18"),
         ("max_connections_per_ip", "19", "19"),
         ("client_timeout_ms", "20", "20"),
@@ -1800,6 +1820,7 @@ request_timeout_ms = 700
         ("request_timeout_ms", Some("0"), "0"),
         ("max_in_flight", Some("0"), "0"),
         ("block_cache_mb", Some("0"), "1048577"),
+        ("worker_threads", Some("0"), "1025"),
         ("max_connections", Some("2000000"), "2000000"),
         ("max_connections_per_ip", Some("0"), "0"),
         ("client_timeout_ms", Some("0"), "0"),
