@@ -31,6 +31,17 @@ pub const HINT_BATCH: usize = 64;
 pub const HINT_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Batches sent per tick over all targets (the throttle).
 pub const MAX_BATCHES_PER_TICK: usize = 8;
+/// The slowest receiver a delivery waits for, in bytes per second: a batch gets the call
+/// timeout plus the time its bytes take at this rate.
+const SLOWEST_RECEIVER_BYTES_PER_SEC: u64 = 512 * 1024;
+
+/// How long to wait for a target to store a batch of `bytes`. With the call timeout alone, a
+/// loaded target that needed longer to merge one 8 MiB hint timed out on every attempt, and
+/// the same hint was resent every tick without ever draining.
+pub fn delivery_timeout(rpc_timeout: Duration, bytes: u64) -> Duration {
+    let transfer_ms = bytes.saturating_mul(1000) / SLOWEST_RECEIVER_BYTES_PER_SEC;
+    rpc_timeout.saturating_add(Duration::from_millis(transfer_ms))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HintError {
@@ -202,8 +213,10 @@ async fn send_batch(
         .map_err(|e| e.to_string())?;
     }
     let want = entries.len();
+    let bytes: u64 = entries.iter().map(|e| e.object.len() as u64).sum();
+    let timeout = delivery_timeout(node.settings.rpc_timeout, bytes);
     let req = HandoffRequest::DeliverHints { entries };
-    match node.call(target, req, node.settings.rpc_timeout).await {
+    match node.call(target, req, timeout).await {
         Ok(HandoffResponse::HintsStored { count }) if count as usize == want => Ok(()),
         Ok(other) => Err(format!("unexpected answer to hint delivery: {other:?}")),
         Err(e) => Err(e.to_string()),
@@ -272,4 +285,31 @@ fn drop_delivered(node: &Node, batch: &[(HintKey, Vec<u8>)]) -> Result<u64, Hint
         node.storage.write(wb, true)?;
     }
     Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_hint_gets_time_for_its_bytes() {
+        let rpc = Duration::from_secs(2);
+        assert_eq!(delivery_timeout(rpc, 0), rpc);
+        // A batch of small hints: the call timeout and a few milliseconds.
+        assert_eq!(
+            delivery_timeout(rpc, 64 * 1024),
+            Duration::from_millis(2_125)
+        );
+        // One 8 MiB hint (the largest value) waits 16 s more than a small batch.
+        assert_eq!(
+            delivery_timeout(rpc, 8 << 20),
+            Duration::from_secs(18),
+            "an 8 MiB hint"
+        );
+        assert_eq!(
+            delivery_timeout(Duration::MAX, u64::MAX),
+            Duration::MAX,
+            "saturates"
+        );
+    }
 }
