@@ -136,7 +136,7 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let share = (cores / 3).max(1);
         assert!(
-            log.contains(&format!("request threads: {share}\n")),
+            log.contains(&format!(" request_threads={share}\n")),
             "node {k} runs {share} request threads: {log}"
         );
         // The supervisor's SIGTERM is a graceful stop: each node told the others first.

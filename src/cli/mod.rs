@@ -171,7 +171,6 @@ pub fn server_entry(cfg: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!("request threads: {workers}");
     let result = runtime.block_on(riftkv_server::server::run_server(cfg));
     // Blocking storage tasks still queued must not hold the exit forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

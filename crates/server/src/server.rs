@@ -130,6 +130,7 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
         peer = %cfg.peer_addr,
         data_dir = %cfg.data_dir.display(),
         seeds = cfg.seeds.len(),
+        request_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "riftkv node started"
     );
 
