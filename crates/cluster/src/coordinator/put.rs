@@ -107,7 +107,7 @@ pub async fn put(node: &Arc<Node>, req: PutRequest) -> Result<PutOutcome, KvErro
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
     };
     write(node, op, "put").await.map(|object| PutOutcome {
-        object: object.visible_at(node.expiry_now_ms()),
+        object: object.into_visible_at(node.expiry_now_ms()),
     })
 }
 

@@ -11,6 +11,7 @@ use super::sibling::Sibling;
 use super::vv::{Actor, Dot, VersionVector};
 use crate::types::NodeId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
@@ -371,20 +372,31 @@ impl Object {
 
     /// What a reader at `now_ms` sees: this object without its expired versions, the clock
     /// unchanged (so the context still covers them and a write carrying it supersedes them).
-    pub fn visible_at(&self, now_ms: u64) -> Object {
-        self.clone().into_visible_at(now_ms)
+    /// Borrowed when nothing has expired, so the common read copies nothing.
+    pub fn visible_at(&self, now_ms: u64) -> Cow<'_, Object> {
+        if self.hides_at(now_ms) {
+            let mut out = self.clone();
+            out.drop_expired(now_ms);
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(self)
+        }
     }
 
     /// [`Object::visible_at`] of an object the caller owns, without copying it.
     pub fn into_visible_at(mut self, now_ms: u64) -> Object {
         if self.hides_at(now_ms) {
-            for e in &mut self.entries {
-                // A dot the clock covers without a value reads as superseded: exactly right
-                // for a version no reader may see any more.
-                e.values.retain(|(_, s)| !s.is_expired(now_ms));
-            }
+            self.drop_expired(now_ms);
         }
         self
+    }
+
+    fn drop_expired(&mut self, now_ms: u64) {
+        for e in &mut self.entries {
+            // A dot the clock covers without a value reads as superseded: exactly right for a
+            // version no reader may see any more.
+            e.values.retain(|(_, s)| !s.is_expired(now_ms));
+        }
     }
 
     /// True when a reader at `now_ms` sees less than this object holds (some version has
@@ -835,7 +847,10 @@ mod tests {
         let o = write(None, &e, "a", expiring("gone", 1, 100));
         let o = write(Some(&o), &e, "b", val("stays", 2));
         assert!(!o.hides_at(99));
-        assert_eq!(o.visible_at(99), o, "nothing expired: the same object");
+        assert!(
+            matches!(o.visible_at(99), Cow::Borrowed(x) if x == &o),
+            "nothing expired: the same object, not a copy"
+        );
         assert!(o.hides_at(100));
         let seen = o.visible_at(100);
         assert_eq!(values(&seen), ["stays"]);
@@ -845,7 +860,7 @@ mod tests {
             "the context still covers the expired one"
         );
         assert!(!seen.hides_at(100));
-        assert_eq!(o.clone().into_visible_at(100), seen);
+        assert_eq!(o.clone().into_visible_at(100), *seen);
         assert_eq!(o.clone().into_visible_at(99), o);
     }
 

@@ -187,13 +187,8 @@ pub fn read_answer(
         return not_found(None, signer).into_response();
     };
     // Copied only when something is to be left out (a GET's object already is visible).
-    let visible;
-    let obj = if obj.hides_at(now_ms) {
-        visible = obj.visible_at(now_ms);
-        &visible
-    } else {
-        obj
-    };
+    let visible = obj.visible_at(now_ms);
+    let obj: &Object = &visible;
     let status = read_status(obj, now_ms);
     if status == StatusCode::NOT_FOUND {
         return not_found(Some(obj), signer).into_response();
