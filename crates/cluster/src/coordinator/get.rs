@@ -176,6 +176,14 @@ impl ReadDriver {
         }
     }
 
+    /// Counts a remote replica's reply and asks whoever it makes necessary (someone else when
+    /// it failed; nobody once the read is decided).
+    fn answered(&mut self, peer: NodeId, r: ReadReply) {
+        self.core.add_reply(peer, r);
+        let more = self.core.to_ask();
+        self.send(more);
+    }
+
     /// Waits for replies (asking more when one fails, hedging when the asked stay silent)
     /// until the read is decided or its deadline passes.
     async fn decide(&mut self) -> Result<Option<Object>, KvError> {
@@ -194,9 +202,7 @@ impl ReadDriver {
             let hedging = self.hedge_at < self.deadline;
             tokio::select! {
                 Some((peer, r)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.core.add_reply(peer, r);
-                    let more = self.core.to_ask();
-                    self.send(more);
+                    self.answered(peer, r);
                 }
                 _ = tokio::time::sleep_until(self.hedge_at), if hedging => {
                     let more = self.core.hedge();
@@ -213,13 +219,9 @@ impl ReadDriver {
     async fn finish(mut self) {
         while !self.core.settled() && !self.in_flight.is_empty() {
             tokio::select! {
-                Some((peer, r)) = self.in_flight.next() => {
-                    self.core.add_reply(peer, r);
-                    // Nobody new once the read is decided; a read undecided at its deadline
-                    // asks nobody either.
-                    let more = self.core.to_ask();
-                    self.send(more);
-                }
+                // Nobody new is asked once the read is decided; a read undecided at its
+                // deadline asks nobody either.
+                Some((peer, r)) = self.in_flight.next() => self.answered(peer, r),
                 _ = tokio::time::sleep_until(self.deadline) => break,
             }
         }
