@@ -156,15 +156,13 @@ fn run_server(args: ServerArgs) -> ExitCode {
 
 /// Starts the node with a resolved configuration and runs it until it stops.
 pub fn server_entry(cfg: ServerConfig) -> ExitCode {
-    let workers = cfg.worker_threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("riftkv")
-        .worker_threads(workers)
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("riftkv");
+    // Unset: the runtime's own default, one worker per core this process may use.
+    if let Some(n) = cfg.worker_threads {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("riftkv: cannot start the async runtime: {e}");
