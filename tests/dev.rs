@@ -128,15 +128,24 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
             .len(),
         64
     );
+    let mut memtables = std::collections::BTreeSet::new();
     for k in 1..=3 {
         let log = std::fs::read_to_string(dir.path().join(format!("node{k}/server.log")))
             .expect("node log");
+        // Replicas take the same writes: each node's memtable has its own size, so the three
+        // do not flush in the same second.
+        let memtable = log
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("objects_memtable_mib="))
+            .unwrap_or_else(|| panic!("node {k} logs its memtable size: {log}"))
+            .to_string();
+        memtables.insert(memtable);
         assert!(log.contains("riftkv dev: starting"), "node {k} log: {log}");
         // Three nodes on one machine share its cores instead of each taking all of them.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let share = (cores / 3).max(1);
         assert!(
-            log.contains(&format!(" request_threads={share}\n")),
+            log.contains(&format!(" request_threads={share} ")),
             "node {k} runs {share} request threads: {log}"
         );
         // The supervisor's SIGTERM is a graceful stop: each node told the others first.
@@ -149,6 +158,7 @@ fn dev_starts_settles_serves_and_stops_on_sigint() {
             "node {k} ran open: {log}"
         );
     }
+    assert_eq!(memtables.len(), 3, "memtable sizes {memtables:?}");
     for k in 1..=3 {
         assert!(!port_open(base + k), "node {k} API still listening");
         assert!(

@@ -54,6 +54,11 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 pub const DEFAULT_BLOCK_CACHE_MB: u64 = 256;
 /// A larger cache than this is a typo, not a plan (1 TiB).
 const MAX_BLOCK_CACHE_MB: u64 = 1 << 20;
+/// Default ceiling of the write rate of flushes and compactions: far above what they need
+/// under load, so it paces bursts only (BENCHMARKS.md, "Flushes that do not arrive together").
+pub const DEFAULT_BACKGROUND_WRITE_MB_PER_SEC: u64 = 640;
+/// A faster limit than this is a typo (1 TiB/s); 0 turns the limit off.
+const MAX_BACKGROUND_WRITE_MB_PER_SEC: u64 = 1 << 20;
 /// Default bound on open API connections, in total and from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default time a client has to send a request's headers, and then its body.
@@ -330,6 +335,13 @@ settings! {
         env "RIFTKV_BLOCK_CACHE_MB", value "MB", default DEFAULT_BLOCK_CACHE_MB,
         check check_block_cache_mb;
 
+    /// Ceiling of the disk write rate of RocksDB's flushes and compactions, MiB/s, 0 for none.
+    /// The rate adapts below it to what they need, down to a twentieth of it while writes are
+    /// few, so a flush does not take the cores from requests in one burst [default: 640]
+    background_write_mb_per_sec: u64, file u64 => u64,
+        env "RIFTKV_BACKGROUND_WRITE_MB_PER_SEC", value "MB",
+        default DEFAULT_BACKGROUND_WRITE_MB_PER_SEC, check check_background_write_mb_per_sec;
+
     /// Threads that run the node's requests (the async runtime's workers) [default: one per
     /// core this process may use]. Nodes sharing a machine (`riftkv dev`) split its cores
     worker_threads: usize, file usize => Option<usize>,
@@ -475,6 +487,8 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// RocksDB block cache, MiB.
     pub block_cache_mb: u64,
+    /// Ceiling of RocksDB's background write rate, MiB/s; 0 = no limit.
+    pub background_write_mb_per_sec: u64,
     /// Async runtime workers; `None` = one per core.
     pub worker_threads: Option<usize>,
     pub max_connections: usize,
@@ -783,6 +797,22 @@ fn check_block_cache_mb(value: u64, origin: Origin<'_>, key: &str) -> Result<u64
     }
 }
 
+fn check_background_write_mb_per_sec(
+    value: u64,
+    origin: Origin<'_>,
+    key: &str,
+) -> Result<u64, ConfigError> {
+    if value > MAX_BACKGROUND_WRITE_MB_PER_SEC {
+        return Err(invalid(
+            origin,
+            key,
+            value,
+            &format!("must be at most {MAX_BACKGROUND_WRITE_MB_PER_SEC} MiB/s (0 for no limit)"),
+        ));
+    }
+    Ok(value)
+}
+
 /// Settings whose type already says everything (enums, booleans).
 fn accept<T>(value: T, _origin: Origin<'_>, _key: &str) -> Result<T, ConfigError> {
     Ok(value)
@@ -1051,6 +1081,7 @@ impl ServerConfig {
             request_timeout_ms: c.request_timeout_ms.0,
             max_in_flight: c.max_in_flight.0,
             block_cache_mb: c.block_cache_mb.0,
+            background_write_mb_per_sec: c.background_write_mb_per_sec.0,
             worker_threads: c.worker_threads.0,
             max_connections: c.max_connections.0,
             max_connections_per_ip: c.max_connections_per_ip.0,
@@ -1680,6 +1711,7 @@ request_timeout_ms = 700
         ("request_timeout_ms", "16", "16"),
         ("max_in_flight", "17", "17"),
         ("block_cache_mb", "32", "32"),
+        ("background_write_mb_per_sec", "0", "0"),
         ("worker_threads", "3", "3"),
         ("max_connections", "18", "18"),
         ("max_connections_per_ip", "19", "19"),
@@ -1820,6 +1852,7 @@ request_timeout_ms = 700
         ("request_timeout_ms", Some("0"), "0"),
         ("max_in_flight", Some("0"), "0"),
         ("block_cache_mb", Some("0"), "1048577"),
+        ("background_write_mb_per_sec", Some("1048577"), "1048577"),
         ("worker_threads", Some("0"), "1025"),
         ("max_connections", Some("2000000"), "2000000"),
         ("max_connections_per_ip", Some("0"), "0"),

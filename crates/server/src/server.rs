@@ -63,7 +63,8 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     let db_dir = cfg.data_dir.join("db");
     let tuning = RocksTuning {
         block_cache_bytes: usize::try_from(cfg.block_cache_mb << 20).unwrap_or(usize::MAX),
-        ..RocksTuning::default()
+        background_write_bytes_per_sec: cfg.background_write_mb_per_sec.saturating_mul(1 << 20),
+        ..RocksTuning::for_node(cfg.node_id.as_str())
     };
     // Opening replays the WAL and claiming the node id is a synced write: both off the
     // async threads, like every synced metadata write of the node.
@@ -131,6 +132,8 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
         data_dir = %cfg.data_dir.display(),
         seeds = cfg.seeds.len(),
         request_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        objects_memtable_mib = tuning.objects_write_buffer_bytes >> 20,
+        background_write_mib_per_sec = cfg.background_write_mb_per_sec,
         "riftkv node started"
     );
 
