@@ -54,9 +54,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 pub const DEFAULT_BLOCK_CACHE_MB: u64 = 256;
 /// A larger cache than this is a typo, not a plan (1 TiB).
 const MAX_BLOCK_CACHE_MB: u64 = 1 << 20;
-/// Default ceiling of the write rate of flushes and compactions: far above what they need
-/// under load, so it paces bursts only (BENCHMARKS.md, "Flushes that do not arrive together").
-pub const DEFAULT_BACKGROUND_WRITE_MB_PER_SEC: u64 = 640;
+/// Default: no limit on the write rate of flushes and compactions (a limit cost throughput at
+/// 1 M keys; BENCHMARKS.md, "Flushes that do not arrive together").
+pub const DEFAULT_BACKGROUND_WRITE_MB_PER_SEC: u64 = 0;
 /// A faster limit than this is a typo (1 TiB/s); 0 turns the limit off.
 const MAX_BACKGROUND_WRITE_MB_PER_SEC: u64 = 1 << 20;
 /// Default bound on open API connections, in total and from one IP address.
@@ -337,7 +337,8 @@ settings! {
 
     /// Ceiling of the disk write rate of RocksDB's flushes and compactions, MiB/s, 0 for none.
     /// The rate adapts below it to what they need, down to a twentieth of it while writes are
-    /// few, so a flush does not take the cores from requests in one burst [default: 640]
+    /// few, so a flush does not take the cores from requests in one burst; compaction may fall
+    /// behind a heavy write load [default: 0, no limit]
     background_write_mb_per_sec: u64, file u64 => u64,
         env "RIFTKV_BACKGROUND_WRITE_MB_PER_SEC", value "MB",
         default DEFAULT_BACKGROUND_WRITE_MB_PER_SEC, check check_background_write_mb_per_sec;
@@ -1711,7 +1712,7 @@ request_timeout_ms = 700
         ("request_timeout_ms", "16", "16"),
         ("max_in_flight", "17", "17"),
         ("block_cache_mb", "32", "32"),
-        ("background_write_mb_per_sec", "0", "0"),
+        ("background_write_mb_per_sec", "640", "640"),
         ("worker_threads", "3", "3"),
         ("max_connections", "18", "18"),
         ("max_connections_per_ip", "19", "19"),
