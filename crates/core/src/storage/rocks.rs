@@ -719,18 +719,22 @@ mod tuning_tests {
     #[test]
     fn each_node_gets_its_own_memtable_size_within_a_quarter_of_the_default() {
         let base = RocksTuning::default().objects_write_buffer_bytes;
-        let sizes: Vec<usize> = (1..=64)
-            .map(|i| RocksTuning::for_node(&format!("node{i}")).objects_write_buffer_bytes)
+        let tunings: Vec<RocksTuning> = (1..=64)
+            .map(|i| RocksTuning::for_node(&format!("node{i}")))
             .collect();
-        for (i, size) in sizes.iter().enumerate() {
+        let sizes: Vec<usize> = tunings
+            .iter()
+            .map(|t| t.objects_write_buffer_bytes)
+            .collect();
+        for (i, t) in tunings.iter().enumerate() {
+            let size = t.objects_write_buffer_bytes;
             assert!(
-                *size >= base / 4 * 3 && *size < base / 4 * 5,
+                size >= base / 4 * 3 && size < base / 4 * 5,
                 "node{}: {size}",
                 i + 1
             );
             // The WAL cap follows the memtable it must not force out.
-            let t = RocksTuning::for_node(&format!("node{}", i + 1));
-            assert_eq!(t.max_total_wal_bytes, 2 * *size as u64);
+            assert_eq!(t.max_total_wal_bytes, 2 * size as u64);
         }
         // The same id always gets the same size (it is recomputed at every start).
         assert_eq!(
