@@ -48,9 +48,9 @@ pub const DEFAULT_SHUTDOWN_DRAIN_MS: u64 = 0;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
 /// Default bound on API requests in flight (past it: `503 overloaded`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
-/// Default block cache: at 1 M keys of 1 KiB a zipfian hot set fits (YCSB-A there runs at the
-/// 10 k-key rate; with 64 MiB at 0.6–0.75x of it), while a node's RSS stays well under 200 MiB
-/// plus the cache (BENCHMARKS.md, "Storage at key scale").
+/// Default block cache: at 1 M keys of 1 KiB it holds a quarter of a node's data, most of a
+/// zipfian read set (YCSB-A there ran at 1.38x of a 64 MiB cache), while a node's RSS stays
+/// well under 200 MiB plus the cache (BENCHMARKS.md, "Storage at key scale").
 pub const DEFAULT_BLOCK_CACHE_MB: u64 = 256;
 /// A larger cache than this is a typo, not a plan (1 TiB).
 const MAX_BLOCK_CACHE_MB: u64 = 1 << 20;
