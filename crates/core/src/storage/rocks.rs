@@ -30,7 +30,8 @@ pub struct RocksTuning {
 }
 
 impl RocksTuning {
-    /// Default block cache: the cache figures in BENCHMARKS.md were measured with it.
+    /// Block cache of a store opened without the operator's sizes (tests and tools); a node's
+    /// comes from `--block-cache-mb` (256 MiB unless set).
     pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
     /// Twice the objects memtable: that memtable still flushes on its own size, and the cap only
     /// forces out the quiet column families. RocksDB's own default is four times the sum of
