@@ -54,9 +54,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 pub const DEFAULT_BLOCK_CACHE_MB: u64 = 256;
 /// A larger cache than this is a typo, not a plan (1 TiB).
 const MAX_BLOCK_CACHE_MB: u64 = 1 << 20;
-/// Default: no limit on the write rate of flushes and compactions (a limit cost throughput at
-/// 1 M keys; BENCHMARKS.md, "Flushes that do not arrive together").
-pub const DEFAULT_BACKGROUND_WRITE_MB_PER_SEC: u64 = 0;
+/// Default: no limit on the write rate of flushes and compactions (the storage layer's
+/// default, where the reason is given).
+pub use riftkv_core::storage::DEFAULT_BACKGROUND_WRITE_MB_PER_SEC;
 /// A faster limit than this is a typo (1 TiB/s); 0 turns the limit off.
 const MAX_BACKGROUND_WRITE_MB_PER_SEC: u64 = 1 << 20;
 /// Default bound on open API connections, in total and from one IP address.

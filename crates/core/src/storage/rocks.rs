@@ -37,11 +37,9 @@ impl RocksTuning {
     /// forces out the quiet column families. RocksDB's own default is four times the sum of
     /// every column family's memtables (2.5 GB here), which is what a node's data dir grew to.
     pub const DEFAULT_MAX_TOTAL_WAL_BYTES: u64 = 2 * OBJECTS_WRITE_BUFFER_BYTES as u64;
-    /// No background write limit by default: with a ceiling of 640 MiB/s (a floor of 32) YCSB-A
-    /// at 1,000,000 keys ran at 0.79–1.01x (0.88x in the middle) of no limit, as compaction
-    /// fell behind, while the open-loop tail it smooths at 10,000 keys was as low with staggered
-    /// memtables alone (BENCHMARKS.md, "Flushes that do not arrive together").
-    pub const DEFAULT_BACKGROUND_WRITE_BYTES_PER_SEC: u64 = 0;
+    /// [`super::DEFAULT_BACKGROUND_WRITE_MB_PER_SEC`] in bytes: no limit unless set.
+    pub const DEFAULT_BACKGROUND_WRITE_BYTES_PER_SEC: u64 =
+        super::DEFAULT_BACKGROUND_WRITE_MB_PER_SEC << 20;
 
     /// The tuning of the node `node_id`: its objects memtable is sized between 3/4 and 5/4
     /// of [`OBJECTS_WRITE_BUFFER_BYTES`] by a hash of its id. Replicas receive the same writes,
