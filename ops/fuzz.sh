@@ -12,6 +12,7 @@
 #
 #   ./ops/fuzz.sh                         # every target, FUZZ_SECONDS (default 20) each, as in CI
 #   FUZZ_SECONDS=600 ./ops/fuzz.sh object # one target, longer
+#   FUZZ_JOBS=1 ./ops/fuzz.sh             # one target at a time (default: one per core)
 #   FUZZ_MERGE=1 ./ops/fuzz.sh            # afterwards, fold new coverage into the checked-in corpus
 #   FUZZ_SEEDS=1 ./ops/fuzz.sh            # first, (re)write the seed inputs from real encodings
 #
@@ -46,29 +47,47 @@ mkdir -p "$ARTIFACTS"
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-fuzz.XXXXXX")
 trap 'rm -rf "$SCRATCH"' EXIT
 failed=()
-for t in "${TARGETS[@]}"; do
-    bin="$CARGO_TARGET_DIR/$TRIPLE/release/$t"
-    corpus="fuzz/corpus/$t"
-    mkdir -p "$corpus" "$SCRATCH/$t"
-    echo "== fuzz $t for ${SECONDS_EACH}s (corpus: $(find "$corpus" -type f | wc -l) inputs)"
+# fuzz_target T: one bounded libFuzzer run of T from its corpus; its output goes to
+# $SCRATCH/T.log, and its exit status says whether it found a failure.
+fuzz_target() {
+    local t=$1
     # -rss_limit_mb: an input that makes a decoder allocate without bound is a finding.
-    if ! "$bin" "$SCRATCH/$t" "$corpus" -max_total_time="$SECONDS_EACH" -max_len=65536 \
-        -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-        -artifact_prefix="$ARTIFACTS/$t-" >"$SCRATCH/$t.log" 2>&1; then
-        failed+=("$t")
-        echo "fuzz target $t found a failure:" >&2
-        grep -E "panicked|ERROR|SUMMARY|Test unit written|out-of-memory|timeout" "$SCRATCH/$t.log" | head -20 >&2 || true
-        tail -n 30 "$SCRATCH/$t.log" >&2
-    else
-        grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$SCRATCH/$t.log" \
-            | tr '\n' ' ' | sed 's/stat:://g'
-        echo
-    fi
-    if [[ -n "${FUZZ_MERGE:-}" ]]; then
-        "$bin" -merge=1 -max_len=65536 "$corpus" "$SCRATCH/$t" >/dev/null 2>&1
-        echo "   corpus now $(find "$corpus" -type f | wc -l) inputs"
-    fi
+    "$CARGO_TARGET_DIR/$TRIPLE/release/$t" "$SCRATCH/$t" "fuzz/corpus/$t" \
+        -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+        -print_final_stats=1 -artifact_prefix="$ARTIFACTS/$t-" >"$SCRATCH/$t.log" 2>&1
+}
+# A libFuzzer process uses one core, so FUZZ_JOBS targets (default: one per core) run side by
+# side; each still gets its full time.
+JOBS=${FUZZ_JOBS:-$(nproc)}
+((JOBS >= 1)) || JOBS=1
+for ((i = 0; i < ${#TARGETS[@]}; i += JOBS)); do
+    batch=("${TARGETS[@]:i:JOBS}")
+    pids=()
+    for t in "${batch[@]}"; do
+        mkdir -p "fuzz/corpus/$t" "$SCRATCH/$t"
+        echo "== fuzz $t for ${SECONDS_EACH}s (corpus: $(find "fuzz/corpus/$t" -type f | wc -l) inputs)"
+        fuzz_target "$t" &
+        pids+=($!)
+    done
+    for j in "${!batch[@]}"; do
+        t=${batch[j]}
+        if ! wait "${pids[j]}"; then
+            failed+=("$t")
+            echo "fuzz target $t found a failure:" >&2
+            grep -E "panicked|ERROR|SUMMARY|Test unit written|out-of-memory|timeout" "$SCRATCH/$t.log" | head -20 >&2 || true
+            tail -n 30 "$SCRATCH/$t.log" >&2
+        else
+            echo "   $t: $(grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$SCRATCH/$t.log" \
+                | tr '\n' ' ' | sed 's/stat:://g')"
+        fi
+    done
 done
+if [[ -n "${FUZZ_MERGE:-}" ]]; then
+    for t in "${TARGETS[@]}"; do
+        "$CARGO_TARGET_DIR/$TRIPLE/release/$t" -merge=1 -max_len=65536 "fuzz/corpus/$t" "$SCRATCH/$t" >/dev/null 2>&1
+        echo "   $t: corpus now $(find "fuzz/corpus/$t" -type f | wc -l) inputs"
+    done
+fi
 if ((${#failed[@]})); then
     echo "fuzzing found failures in: ${failed[*]} (inputs under $ARTIFACTS)" >&2
     exit 1

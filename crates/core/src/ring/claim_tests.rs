@@ -369,44 +369,58 @@ fn small_leave_bound(moved: usize, lost: usize, low: usize) -> bool {
 ///   the claim stays within [`small_leave_bound`] of the proven floor;
 /// - a leave to a ring that cannot keep every window distinct (`claim_feasible` fails, e.g.
 ///   3 members with N=3 on a power-of-two ring): only the quality is checked.
-#[test]
-fn membership_change_moves_its_fair_share() {
+///
+/// One test per replica count, so the test harness runs them side by side.
+fn membership_change_moves_its_fair_share(n: usize) {
     let mut failures = Vec::new();
-    for n in [2usize, 3, 4] {
-        for qexp in 4u32..=10 {
-            let q = 1u32 << qexp;
-            for k in 1usize..=7 {
-                let all = members(k + 1, 0);
-                let start = claim(q, &all[..k], n, None);
-                let ideal = q as usize / (k + 1);
-                let rephase = k + 1 == n && n >= 3;
-                failures.extend(check_change(q, &all, n, &start, "join", |moved| {
-                    if rephase {
-                        moved * n <= q as usize * (n - 1)
-                    } else {
-                        fair(moved, ideal)
-                    }
-                }));
-                if k >= 2 {
-                    let rest = &all[..k - 1];
-                    let lost = start.partitions_of(&all[k - 1].id).len();
-                    let small = k - 1 <= 2 * n && claim_feasible(q, k - 1, n);
-                    let low = if small {
-                        fewest_moves(&start, rest, n)
-                    } else {
-                        0
-                    };
-                    let keeps_windows = claim_feasible(q, k - 1, n);
-                    failures.extend(check_change(q, rest, n, &start, "leave", |moved| {
-                        moved >= lost
-                            && moved >= low
-                            && (!keeps_windows || small_leave_bound(moved, lost, low))
-                    }));
+    for qexp in 4u32..=10 {
+        let q = 1u32 << qexp;
+        for k in 1usize..=7 {
+            let all = members(k + 1, 0);
+            let start = claim(q, &all[..k], n, None);
+            let ideal = q as usize / (k + 1);
+            let rephase = k + 1 == n && n >= 3;
+            failures.extend(check_change(q, &all, n, &start, "join", |moved| {
+                if rephase {
+                    moved * n <= q as usize * (n - 1)
+                } else {
+                    fair(moved, ideal)
                 }
+            }));
+            if k >= 2 {
+                let rest = &all[..k - 1];
+                let lost = start.partitions_of(&all[k - 1].id).len();
+                let small = k - 1 <= 2 * n && claim_feasible(q, k - 1, n);
+                let low = if small {
+                    fewest_moves(&start, rest, n)
+                } else {
+                    0
+                };
+                let keeps_windows = claim_feasible(q, k - 1, n);
+                failures.extend(check_change(q, rest, n, &start, "leave", |moved| {
+                    moved >= lost
+                        && moved >= low
+                        && (!keeps_windows || small_leave_bound(moved, lost, low))
+                }));
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn membership_change_moves_its_fair_share_with_two_replicas() {
+    membership_change_moves_its_fair_share(2);
+}
+
+#[test]
+fn membership_change_moves_its_fair_share_with_three_replicas() {
+    membership_change_moves_its_fair_share(3);
+}
+
+#[test]
+fn membership_change_moves_its_fair_share_with_four_replicas() {
+    membership_change_moves_its_fair_share(4);
 }
 
 /// The change operators make most, 5 nodes to 4 with N=3, cannot move 1.5x what the leaver
