@@ -45,7 +45,8 @@ fi
 
 mkdir -p "$ARTIFACTS"
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/riftkv-fuzz.XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
+# Fuzzers still running when the script stops (an error, Ctrl-C) stop with it.
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$SCRATCH"' EXIT
 failed=()
 # fuzz_target T: one bounded libFuzzer run of T from its corpus; its output goes to
 # $SCRATCH/T.log, and its exit status says whether it found a failure.
