@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// Seeds of one CI run.
 const CI_SEEDS: u64 = 1000;
 /// Clusters run at once. A seed mostly waits on timers: on 2 cores, 1,000 seeds took 131 s
-/// four at once (under a core busy), 79 s eight at once (1.5 cores) and 70 s twelve at once,
+/// four at once (less than one core busy), 79 s eight at once (1.5 cores) and 70 s twelve at once,
 /// where the cores are full; eight leaves room for the tests that run beside it.
 const CI_PARALLEL: usize = 8;
 /// Wall-clock bound of one seed; a run past it counts as a failure (a hang).
