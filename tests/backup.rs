@@ -95,6 +95,12 @@ fn a_restored_node_loses_no_write_resurrects_no_delete_and_reuses_no_identity() 
     for (i, k) in doomed.iter().enumerate() {
         put_ok(&urls[i % 3], k, "alive", "?w=3", None);
     }
+    // Long values, which a node keeps in blob files beside its table files: the snapshot must
+    // carry those files too.
+    let big = |i: usize| format!("{i:04}").repeat(512);
+    for i in 0..10 {
+        put_ok(&urls[i % 3], &format!("big-{i}"), &big(i), "?w=3", None);
+    }
 
     // A writer keeps writing through every node while node 2 is backed up.
     let stop = Arc::new(AtomicBool::new(false));
@@ -130,6 +136,12 @@ fn a_restored_node_loses_no_write_resurrects_no_delete_and_reuses_no_identity() 
     assert_eq!(manifest["node_id"], "node2");
     assert_eq!(manifest["format_version"], 1);
     assert!(out.join("db").is_dir() && out.join("backup.json").is_file());
+    let blob_files = std::fs::read_dir(out.join("db"))
+        .expect("backup db")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "blob"))
+        .count();
+    assert!(blob_files > 0, "the backup holds no blob file");
     let at_backup = acked.lock().unwrap().len();
     wait_acked(&acked, at_backup + 10, "after the backup");
     stop.store(true, Ordering::SeqCst);
@@ -185,6 +197,12 @@ fn a_restored_node_loses_no_write_resurrects_no_delete_and_reuses_no_identity() 
         .filter(|k| local(&u2, B, k).is_some_and(|v| values_of(&v) == set(&["alive"])))
         .count();
     assert!(stale > 0, "node 2 restored the pre-delete values");
+    // Node 2's own copies of the long values came back from the snapshot's blob files.
+    for i in 0..10 {
+        let k = format!("big-{i}");
+        let v = local(&u2, B, &k).unwrap_or_else(|| panic!("node 2 lost {k}"));
+        assert_eq!(values_of(&v), set(&[big(i).as_str()]), "{k}");
+    }
 
     // (c) Node 2 writes K again, without a context: its restored copy still names the
     // identity of v1, but v2 took the next counter of that identity after the snapshot. A new

@@ -123,6 +123,7 @@ CONTRACT_METRICS = {
     "riftkv_rpc_requests_total": "counter",
     "riftkv_rpc_duration_seconds": "histogram",
     "riftkv_storage_bytes": "gauge",
+    "riftkv_storage_blob_garbage_bytes": "gauge",
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
     "process_open_fds": "gauge",

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub storage_running_compactions: IntGauge,
     /// Bytes held by the storage engine's block cache.
     pub storage_block_cache_bytes: IntGauge,
+    /// Bytes of blob files no key refers to any more.
+    pub storage_blob_garbage_bytes: IntGauge,
     /// Going-down notices this node sent at shutdown that a member acknowledged.
     pub going_down_sent_total: IntCounter,
     /// Going-down notices received from members shutting down.
@@ -241,6 +243,10 @@ impl Metrics {
                 "storage_block_cache_bytes",
                 "Bytes held by the storage engine's block cache.",
             ),
+            storage_blob_garbage_bytes: gauge(
+                "storage_blob_garbage_bytes",
+                "Bytes of blob files that no key refers to any more, waiting for garbage collection.",
+            ),
             going_down_sent_total: counter(
                 "going_down_sent_total",
                 "Going-down notices this node sent while shutting down that a member acknowledged.",
@@ -380,6 +386,7 @@ mod tests {
         ("riftkv_storage_pending_compaction_bytes", "gauge"),
         ("riftkv_storage_running_compactions", "gauge"),
         ("riftkv_storage_block_cache_bytes", "gauge"),
+        ("riftkv_storage_blob_garbage_bytes", "gauge"),
         ("riftkv_going_down_sent_total", "counter"),
         ("riftkv_going_down_received_total", "counter"),
         ("riftkv_catching_up", "gauge"),

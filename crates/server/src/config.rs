@@ -59,6 +59,11 @@ const MAX_BLOCK_CACHE_MB: u64 = 1 << 20;
 pub use riftkv_core::storage::DEFAULT_BACKGROUND_WRITE_MB_PER_SEC;
 /// A faster limit than this is a typo (1 TiB/s); 0 turns the limit off.
 const MAX_BACKGROUND_WRITE_MB_PER_SEC: u64 = 1 << 20;
+/// Default length from which a stored object goes to a RocksDB blob file (the storage
+/// layer's default, where the reason is given).
+pub use riftkv_core::storage::DEFAULT_BLOB_MIN_BYTES;
+/// Past the largest object a node stores (256 MiB) the threshold means "never": write 0.
+const MAX_BLOB_MIN_BYTES: u64 = 1 << 28;
 /// Default bound on open API connections, in total and from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default time a client has to send a request's headers, and then its body.
@@ -343,6 +348,14 @@ settings! {
         env "RIFTKV_BACKGROUND_WRITE_MB_PER_SEC", value "MB",
         default DEFAULT_BACKGROUND_WRITE_MB_PER_SEC, check check_background_write_mb_per_sec;
 
+    /// Stored objects at least this long (bytes) are kept in RocksDB blob files, out of the
+    /// table files that compaction rewrites; 0 keeps every value in the tables. Blob files
+    /// save compaction work and memory at the cost of disk (garbage waits for collection);
+    /// applies to values written from then on [default: 512]
+    blob_min_bytes: u64, file u64 => u64,
+        env "RIFTKV_BLOB_MIN_BYTES", value "BYTES", default DEFAULT_BLOB_MIN_BYTES,
+        check check_blob_min_bytes;
+
     /// Threads that run the node's requests (the async runtime's workers) [default: one per
     /// core this process may use]. Nodes sharing a machine (`riftkv dev`) split its cores
     worker_threads: usize, file usize => Option<usize>,
@@ -490,6 +503,8 @@ pub struct ServerConfig {
     pub block_cache_mb: u64,
     /// Ceiling of RocksDB's background write rate, MiB/s; 0 = no limit.
     pub background_write_mb_per_sec: u64,
+    /// Stored objects from this length go to blob files; 0 = never.
+    pub blob_min_bytes: u64,
     /// Async runtime workers; `None` = one per core.
     pub worker_threads: Option<usize>,
     pub max_connections: usize,
@@ -742,15 +757,27 @@ fn check_max_value_bytes(value: u64, origin: Origin<'_>, key: &str) -> Result<u6
 const MAX_DRAIN_MS: u64 = 600_000;
 
 fn drain_ms(value: u64, origin: Origin<'_>, key: &str) -> Result<u64, ConfigError> {
-    if value > MAX_DRAIN_MS {
-        return Err(invalid(
-            origin,
-            key,
-            value,
-            "must be at most 600000 (10 minutes)",
-        ));
+    at_most(
+        MAX_DRAIN_MS,
+        value,
+        origin,
+        key,
+        "must be at most 600000 (10 minutes)",
+    )
+}
+
+/// `value` when it is at most `max`, else the error `why`.
+fn at_most(
+    max: u64,
+    value: u64,
+    origin: Origin<'_>,
+    key: &str,
+    why: &str,
+) -> Result<u64, ConfigError> {
+    match value {
+        v if v > max => Err(invalid(origin, key, v, why)),
+        v => Ok(v),
     }
-    Ok(value)
 }
 
 fn positive_ms(value: u64, origin: Origin<'_>, key: &str) -> Result<u64, ConfigError> {
@@ -798,20 +825,18 @@ fn check_block_cache_mb(value: u64, origin: Origin<'_>, key: &str) -> Result<u64
     }
 }
 
+fn check_blob_min_bytes(value: u64, origin: Origin<'_>, key: &str) -> Result<u64, ConfigError> {
+    let why = format!("must be at most {MAX_BLOB_MIN_BYTES} bytes (0 keeps values in the tables)");
+    at_most(MAX_BLOB_MIN_BYTES, value, origin, key, &why)
+}
+
 fn check_background_write_mb_per_sec(
     value: u64,
     origin: Origin<'_>,
     key: &str,
 ) -> Result<u64, ConfigError> {
-    if value > MAX_BACKGROUND_WRITE_MB_PER_SEC {
-        return Err(invalid(
-            origin,
-            key,
-            value,
-            &format!("must be at most {MAX_BACKGROUND_WRITE_MB_PER_SEC} MiB/s (0 for no limit)"),
-        ));
-    }
-    Ok(value)
+    let why = format!("must be at most {MAX_BACKGROUND_WRITE_MB_PER_SEC} MiB/s (0 for no limit)");
+    at_most(MAX_BACKGROUND_WRITE_MB_PER_SEC, value, origin, key, &why)
 }
 
 /// Settings whose type already says everything (enums, booleans).
@@ -1083,6 +1108,7 @@ impl ServerConfig {
             max_in_flight: c.max_in_flight.0,
             block_cache_mb: c.block_cache_mb.0,
             background_write_mb_per_sec: c.background_write_mb_per_sec.0,
+            blob_min_bytes: c.blob_min_bytes.0,
             worker_threads: c.worker_threads.0,
             max_connections: c.max_connections.0,
             max_connections_per_ip: c.max_connections_per_ip.0,
@@ -1713,6 +1739,7 @@ request_timeout_ms = 700
         ("max_in_flight", "17", "17"),
         ("block_cache_mb", "32", "32"),
         ("background_write_mb_per_sec", "640", "640"),
+        ("blob_min_bytes", "2048", "2048"),
         ("worker_threads", "3", "3"),
         ("max_connections", "18", "18"),
         ("max_connections_per_ip", "19", "19"),
@@ -1854,6 +1881,7 @@ request_timeout_ms = 700
         ("max_in_flight", Some("0"), "0"),
         ("block_cache_mb", Some("0"), "1048577"),
         ("background_write_mb_per_sec", Some("1048577"), "1048577"),
+        ("blob_min_bytes", Some("268435457"), "268435457"),
         ("worker_threads", Some("0"), "1025"),
         ("max_connections", Some("2000000"), "2000000"),
         ("max_connections_per_ip", Some("0"), "0"),

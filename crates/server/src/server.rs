@@ -64,6 +64,7 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
     let tuning = RocksTuning {
         block_cache_bytes: usize::try_from(cfg.block_cache_mb << 20).unwrap_or(usize::MAX),
         background_write_bytes_per_sec: cfg.background_write_mb_per_sec.saturating_mul(1 << 20),
+        blob_min_bytes: cfg.blob_min_bytes,
         ..RocksTuning::for_node(cfg.node_id.as_str())
     };
     // Opening replays the WAL and claiming the node id is a synced write: both off the
@@ -134,6 +135,7 @@ pub async fn run_server(cfg: ServerConfig) -> Result<(), ServerError> {
         request_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         objects_memtable_mib = tuning.objects_write_buffer_bytes >> 20,
         background_write_mib_per_sec = cfg.background_write_mb_per_sec,
+        blob_min_bytes = cfg.blob_min_bytes,
         "riftkv node started"
     );
 

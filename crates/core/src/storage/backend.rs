@@ -110,6 +110,8 @@ pub struct EngineStats {
     pub running_flushes: u64,
     /// Bytes held by the block cache.
     pub block_cache_bytes: u64,
+    /// Bytes of blob files that no key refers to any more, waiting for garbage collection.
+    pub blob_garbage_bytes: u64,
 }
 
 /// Ordered byte maps with atomic multi-column-family batches.

@@ -43,6 +43,12 @@ pub use store::RecordStore;
 /// (the fuzz targets) see the same default.
 pub const DEFAULT_BACKGROUND_WRITE_MB_PER_SEC: u64 = 0;
 
+/// Default length from which a stored object goes to a blob file instead of the table files
+/// (0: never). A 1 KiB value is past it; a tombstone or a short counter is not, and stays
+/// where a read finds it without a second file access. Beside the background write default
+/// for the same reason.
+pub const DEFAULT_BLOB_MIN_BYTES: u64 = 512;
+
 /// The on-disk format this binary writes; the last file in `migrations/`.
 pub const FORMAT_VERSION: u32 = 7;
 

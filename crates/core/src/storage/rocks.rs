@@ -27,6 +27,13 @@ pub struct RocksTuning {
     /// it while little is written, so a flush is spread over time instead of taking the
     /// cores from requests in one burst.
     pub background_write_bytes_per_sec: u64,
+    /// Values of the objects column family at least this long (stored records, bytes) go to
+    /// blob files, the table files keeping the key and a reference (0: every value stays in
+    /// the table files). Compaction then rewrites keys and references, not values.
+    pub blob_min_bytes: u64,
+    /// Target size of one blob file. Space comes back a whole file at a time, when garbage
+    /// collection has moved its live values out, so smaller files return it sooner.
+    pub blob_file_bytes: u64,
 }
 
 impl RocksTuning {
@@ -40,6 +47,11 @@ impl RocksTuning {
     /// [`super::DEFAULT_BACKGROUND_WRITE_MB_PER_SEC`] in bytes: no limit unless set.
     pub const DEFAULT_BACKGROUND_WRITE_BYTES_PER_SEC: u64 =
         super::DEFAULT_BACKGROUND_WRITE_MB_PER_SEC << 20;
+    /// [`super::DEFAULT_BLOB_MIN_BYTES`].
+    pub const DEFAULT_BLOB_MIN_BYTES: u64 = super::DEFAULT_BLOB_MIN_BYTES;
+    /// A quarter of RocksDB's default (256 MiB): a node holding a few GiB still has enough
+    /// files for the oldest quarter (the garbage collection's share) to be a fine cut.
+    pub const DEFAULT_BLOB_FILE_BYTES: u64 = 64 << 20;
 
     /// The tuning of the node `node_id`: its objects memtable is sized between 3/4 and 5/4
     /// of [`OBJECTS_WRITE_BUFFER_BYTES`] by a hash of its id. Replicas receive the same writes,
@@ -71,6 +83,8 @@ impl Default for RocksTuning {
             max_total_wal_bytes: Self::DEFAULT_MAX_TOTAL_WAL_BYTES,
             objects_write_buffer_bytes: OBJECTS_WRITE_BUFFER_BYTES,
             background_write_bytes_per_sec: Self::DEFAULT_BACKGROUND_WRITE_BYTES_PER_SEC,
+            blob_min_bytes: Self::DEFAULT_BLOB_MIN_BYTES,
+            blob_file_bytes: Self::DEFAULT_BLOB_FILE_BYTES,
         }
     }
 }
@@ -176,8 +190,52 @@ fn cf_options(cache: &Cache, cf: Cf, tuning: &RocksTuning) -> Options {
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
     o.set_level_compaction_dynamic_level_bytes(true);
+    if cf == Cf::Objects {
+        blob_options(&mut o, tuning);
+    }
     o
 }
+
+/// Key-value separation for the objects column family (RocksDB's integrated blob files).
+/// Without it every compaction rewrites the values with their keys; at 1,000,000 keys of
+/// 1 KiB that was most of a node's background work and cost about a tenth of its throughput
+/// (BENCHMARKS.md, "Values out of the tree"). Hints stay in their tables: each is written
+/// once and deleted once delivered.
+fn blob_options(o: &mut Options, tuning: &RocksTuning) {
+    o.set_enable_blob_files(tuning.blob_min_bytes > 0);
+    o.set_min_blob_size(tuning.blob_min_bytes);
+    o.set_blob_file_size(tuning.blob_file_bytes);
+    // LZ4 as in the upper levels of the tables: cheap enough to pay on every read of a value,
+    // and what keeps a compressible value's space near what it was in the tables.
+    o.set_blob_compression_type(DBCompressionType::Lz4);
+    // A blob file's space returns only once no key refers to it. Compactions move the live
+    // values out of the oldest quarter of the files (RocksDB's age cut-off) as they pass, and
+    // once half of those files is garbage, RocksDB schedules compactions of just the keys that
+    // refer to them, so overwritten values cannot pile up in files no compaction reaches.
+    // Collection stays on with blob files off, and then takes every file, not the oldest
+    // quarter (which is none of three files): a value it moves passes the size test again,
+    // so the files of a data dir whose threshold was lowered to 0 drain back into the tables
+    // as compactions pass. Without it they would stay, garbage and all, as long as one key
+    // refers to them.
+    o.set_enable_blob_gc(true);
+    o.set_blob_gc_age_cutoff(match tuning.blob_min_bytes {
+        0 => 1.0,
+        _ => BLOB_GC_AGE_CUTOFF,
+    });
+    o.set_blob_gc_force_threshold(BLOB_GC_FORCE_THRESHOLD);
+}
+
+/// Bytes of a column family's blob files, garbage included (RocksDB names no constant for it).
+const TOTAL_BLOB_FILE_SIZE: &std::ffi::CStr = c"rocksdb.total-blob-file-size";
+
+/// Bytes of a column family's blob files that no key refers to any more.
+const BLOB_GARBAGE_SIZE: &std::ffi::CStr = c"rocksdb.live-blob-file-garbage-size";
+
+/// Share of the blob files, oldest first, whose live values compactions move out.
+const BLOB_GC_AGE_CUTOFF: f64 = 0.25;
+
+/// Garbage ratio of those oldest files past which RocksDB compacts to collect them.
+const BLOB_GC_FORCE_THRESHOLD: f64 = 0.5;
 
 impl RocksBackend {
     fn open(dir: &Path, tuning: &RocksTuning) -> Result<RocksBackend, StorageError> {
@@ -290,6 +348,16 @@ impl Backend for RocksBackend {
             running_compactions: int(rocksdb::properties::NUM_RUNNING_COMPACTIONS),
             running_flushes: int(rocksdb::properties::NUM_RUNNING_FLUSHES),
             block_cache_bytes: self.cache.get_usage() as u64,
+            blob_garbage_bytes: self
+                .cf(Cf::Objects)
+                .ok()
+                .and_then(|h| {
+                    self.db
+                        .property_int_value_cf(h, BLOB_GARBAGE_SIZE)
+                        .ok()
+                        .flatten()
+                })
+                .unwrap_or(0),
         }
     }
 
@@ -298,8 +366,9 @@ impl Backend for RocksBackend {
         for cf in Cf::ALL {
             let Ok(handle) = self.cf(cf) else { continue };
             for prop in [
-                rocksdb::properties::TOTAL_SST_FILES_SIZE,
-                rocksdb::properties::SIZE_ALL_MEM_TABLES,
+                rocksdb::properties::TOTAL_SST_FILES_SIZE.as_c_str(),
+                rocksdb::properties::SIZE_ALL_MEM_TABLES.as_c_str(),
+                TOTAL_BLOB_FILE_SIZE,
             ] {
                 if let Ok(Some(n)) = self.db.property_int_value_cf(handle, prop) {
                     total = total.saturating_add(n);
@@ -506,13 +575,18 @@ mod checkpoint_tests {
 
     #[test]
     fn a_checkpoint_reopens_with_the_same_data_and_later_writes_stay_out() {
+        // Short values stay in the table files, long ones go to blob files.
+        let value_of = |i: u32| match i % 2 {
+            0 => format!("v{i}").into_bytes(),
+            _ => format!("v{i}").repeat(200).into_bytes(),
+        };
         let tmp = tempfile::tempdir().unwrap();
         let s = RocksStorage::open(&tmp.path().join("db")).unwrap();
         let mut b = WriteBatch::new();
         for i in 0..100u32 {
             b.put_object(
                 ObjectKey::new(i % 8, b"bk".to_vec(), format!("k{i}").into_bytes()),
-                format!("v{i}").into_bytes(),
+                value_of(i),
             );
         }
         b.put_meta("node_id", b"n1".to_vec());
@@ -534,13 +608,18 @@ mod checkpoint_tests {
             Err(StorageError::CheckpointExists(_))
         ));
 
+        // Long values live in blob files, which the checkpoint must carry too.
+        assert!(
+            std::fs::read_dir(&cp)
+                .unwrap()
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "blob")),
+            "the checkpoint holds no blob file"
+        );
         let c = RocksStorage::open(&cp).unwrap();
         for i in 0..100u32 {
             let k = ObjectKey::new(i % 8, b"bk".to_vec(), format!("k{i}").into_bytes());
-            assert_eq!(
-                c.get_object(&k).unwrap(),
-                Some(format!("v{i}").into_bytes())
-            );
+            assert_eq!(c.get_object(&k).unwrap(), Some(value_of(i)));
         }
         assert_eq!(c.get_meta("node_id").unwrap(), Some(b"n1".to_vec()));
         assert_eq!(c.get_aae(b"cursor").unwrap(), Some(b"7".to_vec()));
@@ -625,7 +704,13 @@ mod tuning_tests {
     #[test]
     fn background_scans_leave_the_block_cache_to_point_reads() {
         let tmp = tempfile::tempdir().unwrap();
-        let s = RocksStorage::open(tmp.path()).unwrap();
+        // Values in the table files: what the cache holds of blob files is nothing (they are
+        // read through the page cache), so only tables show what scans do to the cache.
+        let tuning = RocksTuning {
+            blob_min_bytes: 0,
+            ..RocksTuning::default()
+        };
+        let s = RocksStorage::open_tuned(tmp.path(), &tuning).unwrap();
         // 16 MiB of values that do not compress, in 16 partitions, flushed to table files
         // (memtable reads never touch the block cache).
         let keys: Vec<ObjectKey> = (0..16_384u32)
@@ -712,6 +797,144 @@ mod tuning_tests {
                 s.engine_stats()
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Bytes of the files with this extension in a RocksDB directory.
+    fn files_bytes(dir: &Path, ext: &str) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Memtable, log cap and blob files of 1 MiB: against a few MiB of data, the proportions
+    /// of a node holding 1,000,000 values of 1 KiB, so a test sees many flushes and files.
+    fn scaled_down() -> RocksTuning {
+        RocksTuning {
+            objects_write_buffer_bytes: 1 << 20,
+            max_total_wal_bytes: 2 << 20,
+            blob_file_bytes: 1 << 20,
+            ..RocksTuning::default()
+        }
+    }
+
+    /// Values overwritten at random leave garbage in every blob file, and a file's space
+    /// returns only once no key refers to it. Garbage collection keeps the blob files near
+    /// 1.65x the live values (at this scale: memtable, blob files and live data in the
+    /// proportions of a node holding 1,000,000 1 KiB values); without it they grew to 7.8x in
+    /// the same run and were still growing.
+    #[test]
+    fn blob_garbage_levels_off_under_random_overwrites() {
+        const KEYS: u32 = 16_384;
+        const ROUNDS: u32 = 12;
+        let tmp = tempfile::tempdir().unwrap();
+        let s = RocksStorage::open_tuned(tmp.path(), &scaled_down()).unwrap();
+        let live = u64::from(KEYS) * 1024;
+        let mut rng = rand::thread_rng();
+        let mut ratios = Vec::new();
+        for round in 0..ROUNDS {
+            // After a first round that writes every key, a round writes as many values as there
+            // are keys, each to a key drawn at random: about a third of the keys keep their
+            // value, so old files hold live values long.
+            for chunk in 0..KEYS / 256 {
+                let mut b = WriteBatch::new();
+                for j in 0..256 {
+                    let i = match round {
+                        0 => chunk * 256 + j,
+                        _ => rand::Rng::gen_range(&mut rng, 0..KEYS),
+                    };
+                    let mut value = vec![0u8; 1024];
+                    rand::RngCore::fill_bytes(&mut rng, &mut value);
+                    b.put_object(
+                        ObjectKey::new(i % 16, b"bk".to_vec(), format!("k{i}").into_bytes()),
+                        value,
+                    );
+                }
+                s.write(b, false).unwrap();
+            }
+            ratios.push(files_bytes(tmp.path(), "blob") as f64 / live as f64);
+        }
+        assert!(ratios[0] > 0.5, "values went to blob files: {ratios:?}");
+        // Past the first rounds (the data still growing), bounded at every round.
+        assert!(
+            ratios[6..].iter().all(|r| *r < 2.5),
+            "blob files over live values, round by round: {ratios:?}"
+        );
+        // Every key still reads back whole (relocated values included).
+        for i in 0..KEYS {
+            let k = ObjectKey::new(i % 16, b"bk".to_vec(), format!("k{i}").into_bytes());
+            assert_eq!(s.get_object(&k).unwrap().map(|v| v.len()), Some(1024));
+        }
+        // What the `riftkv_storage_bytes` gauge shows counts the blob files (the tables alone
+        // hold only keys and references), and the garbage gauge sees what overwrites left.
+        assert!(s.approximate_bytes() > live, "{}", s.approximate_bytes());
+        assert!(
+            s.engine_stats().blob_garbage_bytes > 0,
+            "{:?}",
+            s.engine_stats()
+        );
+    }
+
+    /// A data dir written with blob files and reopened with them off (`--blob-min-bytes 0`)
+    /// reads every value, and as compactions pass, the values move back into the table files
+    /// and the blob files go away.
+    #[test]
+    fn blob_values_drain_back_into_the_tables_once_blob_files_are_off() {
+        const KEYS: u32 = 8192;
+        let tmp = tempfile::tempdir().unwrap();
+        let on = scaled_down();
+        let key = |i: u32| ObjectKey::new(i % 16, b"bk".to_vec(), format!("k{i}").into_bytes());
+        let value = |i: u32, round: u32| format!("{i:08}{round:08}").repeat(64).into_bytes();
+        {
+            let s = RocksStorage::open_tuned(tmp.path(), &on).unwrap();
+            for chunk in 0..KEYS / 256 {
+                let mut b = WriteBatch::new();
+                for i in chunk * 256..(chunk + 1) * 256 {
+                    b.put_object(key(i), value(i, 0));
+                }
+                s.write(b, false).unwrap();
+            }
+            s.flush().unwrap();
+        }
+        // (The values compress well, so the files are small.)
+        assert!(
+            files_bytes(tmp.path(), "blob") > 0,
+            "no blob file was written"
+        );
+
+        let off = RocksTuning {
+            blob_min_bytes: 0,
+            ..on
+        };
+        let s = RocksStorage::open_tuned(tmp.path(), &off).unwrap();
+        for i in 0..KEYS {
+            assert_eq!(s.get_object(&key(i)).unwrap(), Some(value(i, 0)));
+        }
+        // Updates of every other key: their compactions pass over the keys left alone too.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut round = 0;
+        while files_bytes(tmp.path(), "blob") > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "blob files still hold {} bytes after {round} rounds",
+                files_bytes(tmp.path(), "blob")
+            );
+            round += 1;
+            for chunk in 0..KEYS / 512 {
+                let mut b = WriteBatch::new();
+                for i in (chunk * 512..(chunk + 1) * 512).step_by(2) {
+                    b.put_object(key(i), value(i, round));
+                }
+                s.write(b, false).unwrap();
+            }
+        }
+        for i in 0..KEYS {
+            let want = value(i, if i % 2 == 0 { round } else { 0 });
+            assert_eq!(s.get_object(&key(i)).unwrap(), Some(want), "key {i}");
         }
     }
 

@@ -642,6 +642,8 @@ pub async fn metrics(State(node): State<AppState>) -> Response {
         .set(gauge(engine.running_compactions));
     m.storage_block_cache_bytes
         .set(gauge(engine.block_cache_bytes));
+    m.storage_blob_garbage_bytes
+        .set(gauge(engine.blob_garbage_bytes));
     node.metrics
         .partitions_owned
         .set(node.state.read().ring.partitions_of(&node.id).len() as i64);
