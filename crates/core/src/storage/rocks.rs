@@ -47,8 +47,6 @@ impl RocksTuning {
     /// [`super::DEFAULT_BACKGROUND_WRITE_MB_PER_SEC`] in bytes: no limit unless set.
     pub const DEFAULT_BACKGROUND_WRITE_BYTES_PER_SEC: u64 =
         super::DEFAULT_BACKGROUND_WRITE_MB_PER_SEC << 20;
-    /// [`super::DEFAULT_BLOB_MIN_BYTES`].
-    pub const DEFAULT_BLOB_MIN_BYTES: u64 = super::DEFAULT_BLOB_MIN_BYTES;
     /// A quarter of RocksDB's default (256 MiB): a node holding a few GiB still has enough
     /// files for the oldest quarter (the garbage collection's share) to be a fine cut.
     pub const DEFAULT_BLOB_FILE_BYTES: u64 = 64 << 20;
@@ -83,7 +81,7 @@ impl Default for RocksTuning {
             max_total_wal_bytes: Self::DEFAULT_MAX_TOTAL_WAL_BYTES,
             objects_write_buffer_bytes: OBJECTS_WRITE_BUFFER_BYTES,
             background_write_bytes_per_sec: Self::DEFAULT_BACKGROUND_WRITE_BYTES_PER_SEC,
-            blob_min_bytes: Self::DEFAULT_BLOB_MIN_BYTES,
+            blob_min_bytes: super::DEFAULT_BLOB_MIN_BYTES,
             blob_file_bytes: Self::DEFAULT_BLOB_FILE_BYTES,
         }
     }
@@ -277,6 +275,14 @@ impl RocksBackend {
         self.cache.get_usage()
     }
 
+    /// An integer property of one column family, 0 when RocksDB has none to give.
+    fn cf_int(&self, cf: Cf, prop: &std::ffi::CStr) -> u64 {
+        self.cf(cf)
+            .ok()
+            .and_then(|h| self.db.property_int_value_cf(h, prop).ok().flatten())
+            .unwrap_or(0)
+    }
+
     fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StorageError> {
         self.db
             .cf_handle(cf.name())
@@ -333,46 +339,30 @@ impl Backend for RocksBackend {
         let int = |prop: &std::ffi::CStr| -> u64 {
             self.db.property_int_value(prop).ok().flatten().unwrap_or(0)
         };
-        let mut pending = 0u64;
-        for cf in Cf::ALL {
-            let Ok(handle) = self.cf(cf) else { continue };
-            if let Ok(Some(n)) = self.db.property_int_value_cf(
-                handle,
-                rocksdb::properties::ESTIMATE_PENDING_COMPACTION_BYTES,
-            ) {
-                pending = pending.saturating_add(n);
-            }
-        }
+        let pending = Cf::ALL.iter().fold(0u64, |sum, &cf| {
+            sum.saturating_add(self.cf_int(
+                cf,
+                rocksdb::properties::ESTIMATE_PENDING_COMPACTION_BYTES.as_c_str(),
+            ))
+        });
         EngineStats {
             pending_compaction_bytes: pending,
             running_compactions: int(rocksdb::properties::NUM_RUNNING_COMPACTIONS),
             running_flushes: int(rocksdb::properties::NUM_RUNNING_FLUSHES),
             block_cache_bytes: self.cache.get_usage() as u64,
-            blob_garbage_bytes: self
-                .cf(Cf::Objects)
-                .ok()
-                .and_then(|h| {
-                    self.db
-                        .property_int_value_cf(h, BLOB_GARBAGE_SIZE)
-                        .ok()
-                        .flatten()
-                })
-                .unwrap_or(0),
+            blob_garbage_bytes: self.cf_int(Cf::Objects, BLOB_GARBAGE_SIZE),
         }
     }
 
     fn approximate_bytes(&self) -> u64 {
         let mut total = 0u64;
         for cf in Cf::ALL {
-            let Ok(handle) = self.cf(cf) else { continue };
             for prop in [
                 rocksdb::properties::TOTAL_SST_FILES_SIZE.as_c_str(),
                 rocksdb::properties::SIZE_ALL_MEM_TABLES.as_c_str(),
                 TOTAL_BLOB_FILE_SIZE,
             ] {
-                if let Ok(Some(n)) = self.db.property_int_value_cf(handle, prop) {
-                    total = total.saturating_add(n);
-                }
+                total = total.saturating_add(self.cf_int(cf, prop));
             }
         }
         total
@@ -567,6 +557,19 @@ mod powerloss_tests {
     }
 }
 
+/// Bytes of the files with this extension (`log`, `blob`) in a RocksDB directory.
+#[cfg(test)]
+fn files_bytes(dir: &Path, ext: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+        // A file may be deleted between the listing and this look (it became obsolete).
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 #[cfg(test)]
 mod checkpoint_tests {
     use crate::storage::{
@@ -610,10 +613,7 @@ mod checkpoint_tests {
 
         // Long values live in blob files, which the checkpoint must carry too.
         assert!(
-            std::fs::read_dir(&cp)
-                .unwrap()
-                .filter_map(Result::ok)
-                .any(|e| e.path().extension().is_some_and(|x| x == "blob")),
+            super::files_bytes(&cp, "blob") > 0,
             "the checkpoint holds no blob file"
         );
         let c = RocksStorage::open(&cp).unwrap();
@@ -645,22 +645,9 @@ mod checkpoint_tests {
 /// The settings of this file, proven on real RocksDB stores in temp dirs.
 #[cfg(test)]
 mod tuning_tests {
-    use super::RocksTuning;
+    use super::{RocksTuning, files_bytes};
     use crate::storage::{ObjectKey, RocksStorage, Storage, WriteBatch};
-    use std::path::Path;
     use std::time::{Duration, Instant};
-
-    /// Bytes of the WAL files (`*.log`) in a RocksDB directory.
-    fn wal_bytes(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-            // A log may be deleted between the listing and this look (it became obsolete).
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum()
-    }
 
     #[test]
     fn a_busy_column_family_beside_idle_ones_keeps_the_wal_under_its_cap() {
@@ -693,10 +680,10 @@ mod tuning_tests {
         // Flushes and the deletion of obsolete logs run in the background, on threads every
         // database of this test process shares: give them time when other tests keep them busy.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while wal_bytes(tmp.path()) > 2 * CAP && Instant::now() < deadline {
+        while files_bytes(tmp.path(), "log") > 2 * CAP && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let end = wal_bytes(tmp.path());
+        let end = files_bytes(tmp.path(), "log");
         assert!(end <= 2 * CAP, "WAL files hold {end} bytes, cap {CAP}");
         assert_eq!(s.get_meta("node_id").unwrap(), Some(b"n1".to_vec()));
     }
@@ -798,17 +785,6 @@ mod tuning_tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-    }
-
-    /// Bytes of the files with this extension in a RocksDB directory.
-    fn files_bytes(dir: &Path, ext: &str) -> u64 {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == ext))
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum()
     }
 
     /// Memtable, log cap and blob files of 1 MiB: against a few MiB of data, the proportions
